@@ -1,0 +1,173 @@
+/* mofo/optim.h - libmofo: the Momentum-Filtered Optimizer (MoFO, arXiv 2407.20999) and its
+ * relatives as a small C library.
+ *
+ * A step of MoFO is Adam in which, inside each block of parameters, only the fraction alpha of
+ * entries with the largest |momentum| move; the moments themselves are updated densely and the
+ * decoupled weight decay touches every entry. Per block of n entries, step t >= 1:
+ *
+ *     p  *= 1 - lr*wd
+ *     m   = m + (1-b1)*(g - m);  v = b2*v + (1-b2)*g*g
+ *     h   = sqrt(v)/sqrt(1-b2^t) + eps
+ *     k   = max(1, floor(alpha*n)); thr = the k-th largest |m| in the block
+ *     p  -= lr/(1-b1^t) * m/h   where |m| >= thr  (every entry tied at thr moves)
+ *
+ * Usage:
+ *     mofo_options o;  mofo_options_init(&o, MOFO_RULE_ADAMW);   // MoFO with alpha 0.15
+ *     mofo_optim *opt = mofo_optim_create(&o, &err);
+ *     mofo_optim_add_param(opt, "wte", w, gw, 2, (int64_t[]){V, C}, MOFO_GROUP_AUTO, &err);
+ *     ... each step: fill the gradients, then mofo_optim_step(opt, lr, &err);
+ *
+ * No global state: everything lives in the mofo_optim. Functions return 0 or a negative MOFO_E*
+ * status and describe the problem in err (which may be NULL). The library never prints or exits.
+ * One optimizer must not be used from two threads at once; it runs OpenMP threads itself. */
+#ifndef MOFO_OPTIM_H
+#define MOFO_OPTIM_H
+
+#include <stdint.h>
+
+#include "mofo/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The base update rule. Each can be filtered or dense. */
+typedef enum {
+    MOFO_RULE_ADAMW, /* Adam with decoupled weight decay (torch.optim.AdamW) */
+    MOFO_RULE_LION,  /* Lion (Chen et al. 2023): c = b1*m + (1-b1)*g, p -= lr*sign(c), m = b2*m + (1-b2)*g */
+    MOFO_RULE_SGDM   /* SGD with heavy-ball momentum b1: m = b1*m + g, p -= lr*m (decay decoupled) */
+} mofo_rule;
+
+/* The score whose top fraction alpha of each block moves. */
+typedef enum {
+    MOFO_FILTER_MOMENTUM, /* |m| after this step's update (MoFO; for Lion |c|, the momentum it steps on) */
+    MOFO_FILTER_GRADIENT, /* |g| */
+    MOFO_FILTER_UPDATE,   /* |proposed update|: lr*|m|/h for AdamW (Lion's is the same for every entry) */
+    MOFO_FILTER_RANDOM,   /* a uniformly random subset of k entries, drawn afresh each step from seed */
+    MOFO_FILTER_NONE      /* no filtering: every parameter is dense */
+} mofo_filter;
+
+/* The blocks inside which the top k is taken. */
+typedef enum {
+    MOFO_PARTITION_TENSOR, /* each tensor is a block (the paper) */
+    MOFO_PARTITION_ROWS,   /* groups of rows_per_block rows of the first dimension (e.g. one head) */
+    MOFO_PARTITION_MODEL   /* all filtered entries of the model form one block (alpha from the options) */
+} mofo_partition;
+
+/* Which tensors MOFO_GROUP_AUTO filters and decays. */
+typedef enum {
+    MOFO_POLICY_NDIM, /* 2+ dims: filtered and decayed; 1 dim: dense, no decay (the default) */
+    MOFO_POLICY_NAMES /* the authors' rule: filtered unless the name contains "bias" or "norm";
+                         no decay where it contains "norm" or "ln_f" */
+} mofo_policy;
+
+/* What happens to entries tied with the k-th largest score. */
+typedef enum {
+    MOFO_TIES_KEEP,   /* all move, so a block may update more than k (the authors' |m| >= thr) */
+    MOFO_TIES_EXACT_K /* exactly k move; among tied entries the lowest indices win */
+} mofo_ties;
+
+typedef struct mofo_options {
+    mofo_rule rule;
+    mofo_filter filter;       /* default MOMENTUM */
+    mofo_partition partition; /* default TENSOR */
+    int64_t rows_per_block;   /* PARTITION_ROWS only; >= 1 */
+    mofo_policy policy;       /* default NDIM */
+    mofo_ties ties;           /* default KEEP */
+    double alpha;             /* fraction of each block that moves, in (0, 1]; default 0.15 */
+    double beta1, beta2;      /* AdamW 0.9/0.999; Lion 0.9/0.99; SGDM momentum beta1 = 0.9 */
+    double eps;               /* AdamW only; > 0; default 1e-8 */
+    double weight_decay;      /* decoupled; >= 0; default 0 */
+    uint64_t seed;            /* the random filter's seed; default 0 */
+    int threads;              /* OpenMP threads; 0 = OpenMP's default */
+    int track_coverage;       /* keep one bit per entry for mofo_stats.coverage; default 1 */
+} mofo_options;
+
+/* Defaults for a rule (see the fields). */
+void mofo_options_init(mofo_options *o, mofo_rule rule);
+/* Sets one option by name from text, as a command line or config file gives it: rule, filter,
+ * partition, rows_per_block, policy, ties, alpha, beta1, beta2, eps, weight_decay, seed, threads,
+ * track_coverage. An unknown name or a value that does not parse fails and names it. Setting
+ * "rule" resets the betas to that rule's defaults. */
+int mofo_options_set(mofo_options *o, const char *name, const char *value, mofo_err *err);
+/* Checks every field; the message names the first bad option and its allowed range. */
+int mofo_options_check(const mofo_options *o, mofo_err *err);
+
+const char *mofo_rule_name(mofo_rule r);
+const char *mofo_filter_name(mofo_filter f);
+const char *mofo_partition_name(mofo_partition p);
+
+/* A parameter group: options shared by the tensors registered into it. */
+typedef struct mofo_group {
+    double lr_scale;     /* the group's lr is lr * lr_scale; >= 0 */
+    double weight_decay; /* >= 0 */
+    double alpha;        /* in (0, 1]; ignored under PARTITION_MODEL */
+    int filtered;        /* 1: top-k filtered; 0: dense update */
+} mofo_group;
+
+/* lr_scale 1 and the options' weight decay and alpha; filtered unless the filter is NONE. */
+void mofo_group_init(mofo_group *g, const mofo_options *o);
+
+typedef struct mofo_optim mofo_optim;
+
+mofo_optim *mofo_optim_create(const mofo_options *o, mofo_err *err);
+void mofo_optim_destroy(mofo_optim *opt);
+
+/* Adds a group; returns its id (>= 0) or a negative status. */
+int mofo_optim_add_group(mofo_optim *opt, const mofo_group *g, mofo_err *err);
+
+#define MOFO_GROUP_AUTO (-1) /* let the options' policy choose filtered/dense and the decay */
+
+/* Registers a tensor (before the first step). data and grad are fp32 arrays of prod(shape) entries,
+ * row-major, owned by the caller, and must stay valid while the optimizer lives. The optimizer
+ * reads grad and updates data in place. Returns the parameter's index or a negative status. */
+int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const float *grad,
+                         int ndim, const int64_t *shape, int group, mofo_err *err);
+
+/* One step with learning rate lr (>= 0). A NaN or infinite gradient refuses the step: parameters
+ * and state stay untouched and the message names the tensor and the entry. */
+int mofo_optim_step(mofo_optim *opt, double lr, mofo_err *err);
+
+/* Per-block statistics of the last step. */
+typedef struct mofo_block_stats {
+    int param;      /* the parameter the block starts in (PARTITION_MODEL: -1) */
+    int64_t offset; /* the block's first entry within that parameter */
+    int64_t numel;
+    int64_t k;       /* max(1, floor(alpha*numel)) */
+    int64_t updated; /* entries that moved this step (k, or more with ties) */
+} mofo_block_stats;
+
+typedef struct mofo_stats {
+    int64_t step;               /* steps taken so far */
+    int64_t entries;            /* all registered entries */
+    int64_t updated;            /* entries moved by the last step (dense ones included) */
+    int64_t ever_updated;       /* entries moved at least once since step 1 (needs track_coverage) */
+    double coverage;            /* ever_updated / entries */
+    double update_norm;         /* L2 norm of the last step's update, weight decay excluded */
+    int n_blocks;               /* filtered blocks */
+    const mofo_block_stats *blocks;
+    const int64_t *param_updated; /* per parameter: entries moved by the last step */
+} mofo_stats;
+
+/* Valid until the next step or destroy. */
+const mofo_stats *mofo_optim_stats(const mofo_optim *opt);
+int mofo_optim_n_params(const mofo_optim *opt);
+const char *mofo_optim_param_name(const mofo_optim *opt, int i);
+/* 1 when parameter i is filtered, 0 when dense. */
+int mofo_optim_param_filtered(const mofo_optim *opt, int i);
+
+/* The state (moments, step count, coverage bits, the options that shape it) as a safetensors file
+ * with tensors "m/NAME", "v/NAME" (AdamW) and "updated/NAME" (coverage bits), written atomically.
+ * Load checks that the file belongs to the same rule and parameters; a resumed run continues bit
+ * for bit like the uninterrupted one. */
+int mofo_optim_save(const mofo_optim *opt, const char *path, mofo_err *err);
+int mofo_optim_load(mofo_optim *opt, const char *path, mofo_err *err);
+
+/* Direct access to the moment buffers of parameter i (v is NULL for Lion and SGDM). */
+float *mofo_optim_m(mofo_optim *opt, int i);
+float *mofo_optim_v(mofo_optim *opt, int i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,22 @@
+/* The mofo subcommands. Each takes the arguments after its name and returns the exit status;
+ * `help` prints its usage. Add a command here and in the table in main.c. */
+#ifndef MOFO_CLI_COMMANDS_H
+#define MOFO_CLI_COMMANDS_H
+
+#include <stdio.h>
+
+typedef struct mofo_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    void (*help)(FILE *out);
+    const char *summary;
+} mofo_command;
+
+int cmd_bench(int argc, char **argv);
+void cmd_bench_help(FILE *out);
+
+/* benchmarks (bench/), reached through `mofo bench NAME` */
+int bench_optim(int argc, char **argv);
+void bench_optim_help(FILE *out);
+
+#endif

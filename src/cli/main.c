@@ -1,0 +1,70 @@
+/* mofo: one command, many subcommands (git style). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "mofo_version.h"
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("mofo %s\n", MOFO_VERSION);
+    return 0;
+}
+static void cmd_version_help(FILE *out) { fprintf(out, "usage: mofo version\n\nPrints the version.\n"); }
+
+static int cmd_help(int argc, char **argv);
+static void cmd_help_help(FILE *out) { fprintf(out, "usage: mofo help [COMMAND]\n"); }
+
+static const mofo_command COMMANDS[] = {
+    {"help", cmd_help, cmd_help_help, "show the commands, or one command's flags"},
+    {"version", cmd_version, cmd_version_help, "print the version"},
+    {"bench", cmd_bench, cmd_bench_help, "run a benchmark and print its table (mofo bench optim)"},
+};
+#define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
+
+static const mofo_command *find_command(const char *name) {
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(COMMANDS[i].name, name) == 0) return &COMMANDS[i];
+    return NULL;
+}
+
+static void usage(FILE *out) {
+    fprintf(out, "mofo %s - fine-tune language models without forgetting (MoFO, arXiv 2407.20999)\n\n"
+                 "usage: mofo COMMAND [FLAGS]\n\ncommands:\n", MOFO_VERSION);
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(out, "\n'mofo help COMMAND' lists a command's flags.\n");
+}
+
+static int cmd_help(int argc, char **argv) {
+    if (argc == 0) {
+        usage(stdout);
+        return 0;
+    }
+    const mofo_command *c = find_command(argv[0]);
+    if (!c) {
+        fprintf(stderr, "mofo help: unknown command '%s'\n", argv[0]);
+        return 2;
+    }
+    c->help(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(0, NULL);
+    if (strcmp(argv[1], "--version") == 0) return cmd_version(0, NULL);
+    const mofo_command *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "mofo: unknown command '%s' (see 'mofo help')\n", argv[1]);
+        return 2;
+    }
+    if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+        c->help(stdout);
+        return 0;
+    }
+    return c->run(argc - 2, argv + 2);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the build in $1 into a scratch prefix and builds a small program against libmofo through
+# pkg-config, statically and shared, then runs both: the installed headers and library work alone.
+set -euo pipefail
+build=${1:-build}
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build" --prefix "$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
+cat > "$prefix/use.c" <<'C'
+#include <mofo/optim.h>
+#include <stdio.h>
+int main(void) {
+    float w[4] = {1, 2, 3, 4}, g[4] = {0.4f, -0.3f, 0.2f, -0.1f};
+    mofo_options o;
+    mofo_options_init(&o, MOFO_RULE_ADAMW);
+    mofo_err err;
+    mofo_optim *opt = mofo_optim_create(&o, &err);
+    if (!opt || mofo_optim_add_param(opt, "w", w, g, 2, (int64_t[]){2, 2}, MOFO_GROUP_AUTO, &err) < 0 ||
+        mofo_optim_step(opt, 0.1, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    /* k = max(1, floor(0.15*4)) = 1: only the largest |m| (entry 0) moves, by lr = 0.1 */
+    int ok = w[0] < 1 && w[1] == 2 && w[2] == 3 && w[3] == 4;
+    mofo_optim_destroy(opt);
+    printf("installed libmofo: %s\n", ok ? "ok" : "WRONG");
+    return !ok;
+}
+C
+cc -std=c11 "$prefix/use.c" -o "$prefix/use-shared" $(pkg-config --cflags --libs mofo) -Wl,-rpath,"$(pkg-config --variable=libdir mofo)"
+cc -std=c11 "$prefix/use.c" -o "$prefix/use-static" $(pkg-config --cflags mofo) "$(pkg-config --variable=libdir mofo)/libmofo.a" -lm -fopenmp
+"$prefix/use-shared"
+"$prefix/use-static"
+"$prefix/bin/mofo" version
