@@ -1,0 +1,359 @@
+/* CPU layers: BLAS for matrix products, OpenMP loops elsewhere. */
+#include "layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+void embed_forward(float *out, const int *ids, const float *wte, const float *wpe, int B, int T, int C) {
+#pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        float *o = out + (size_t)bt * C;
+        const float *e = wte + (size_t)ids[bt] * C;
+        if (wpe) {
+            const float *p = wpe + (size_t)(bt % T) * C;
+            for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+        } else {
+            memcpy(o, e, (size_t)C * sizeof *o);
+        }
+    }
+}
+
+void embed_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T, int C) {
+    /* rows may repeat: parallel over channels, serial over positions */
+#pragma omp parallel for
+    for (int i = 0; i < C; i++)
+        for (int bt = 0; bt < B * T; bt++) {
+            float d = dout[(size_t)bt * C + i];
+            dwte[(size_t)ids[bt] * C + i] += d;
+            if (dwpe) dwpe[(size_t)(bt % T) * C + i] += d;
+        }
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                       int N, int C, float eps) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double s = 0;
+        for (int i = 0; i < C; i++) s += x[i];
+        float m = (float)(s / C);
+        double v = 0;
+        for (int i = 0; i < C; i++) v += (double)(x[i] - m) * (x[i] - m);
+        float r = (float)(1.0 / sqrt(v / C + eps));
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * w[i] + (b ? b[i] : 0.0f);
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const float *mean, const float *rstd, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float m = mean[n], r = rstd[n];
+        double dn_mean = 0, dn_nmean = 0;
+        for (int i = 0; i < C; i++) {
+            float nrm = (x[i] - m) * r, dn = w[i] * dy[i];
+            dn_mean += dn;
+            dn_nmean += (double)dn * nrm;
+        }
+        float a = (float)(dn_mean / C), c = (float)(dn_nmean / C);
+        for (int i = 0; i < C; i++) {
+            float nrm = (x[i] - m) * r, dn = w[i] * dy[i];
+            dx[i] += (dn - a - nrm * c) * r;
+        }
+    }
+#pragma omp parallel for
+    for (int i = 0; i < C; i++) {
+        double sw = 0, sb = 0;
+        for (int n = 0; n < N; n++) {
+            float dy = dout[(size_t)n * C + i];
+            sw += (double)dy * (inp[(size_t)n * C + i] - mean[n]) * rstd[n];
+            sb += dy;
+        }
+        dw[i] += (float)sw;
+        if (db) db[i] += (float)sb;
+    }
+}
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double s = 0;
+        for (int i = 0; i < C; i++) s += (double)x[i] * x[i];
+        float r = (float)(1.0 / sqrt(s / C + eps));
+        for (int i = 0; i < C; i++) o[i] = w[i] * (x[i] * r);
+        rstd[n] = r;
+    }
+}
+
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float r = rstd[n];
+        double s = 0;
+        for (int i = 0; i < C; i++) s += (double)w[i] * dy[i] * x[i];
+        float c = (float)(s * r * r * r / C);
+        for (int i = 0; i < C; i++) dx[i] += w[i] * dy[i] * r - x[i] * c;
+    }
+#pragma omp parallel for
+    for (int i = 0; i < C; i++) {
+        double sw = 0;
+        for (int n = 0; n < N; n++) sw += (double)dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];
+        dw[i] += (float)sw;
+    }
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    if (bias) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++) {
+            float *o = out + (size_t)n * OC;
+            for (int j = 0; j < OC; j++) o[j] += bias[j];
+        }
+    }
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                     int N, int C, int OC) {
+    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dbias) {
+#pragma omp parallel for
+        for (int j = 0; j < OC; j++) {
+            float s = 0;
+            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + j];
+            dbias[j] += s;
+        }
+    }
+}
+
+void rope_table(float *cos_t, float *sin_t, int T, int HD, double theta, int inv_freq_half) {
+    int H2 = HD / 2;
+    for (int i = 0; i < H2; i++) {
+        /* as transformers: inv_freq in fp32, then the angle in fp32 */
+        float inv = (float)(1.0 / pow(theta, (double)(2 * i) / HD));
+        if (inv_freq_half == 1) { /* bf16, round to nearest even */
+            uint32_t x;
+            memcpy(&x, &inv, 4);
+            x = (x + 0x7FFFu + ((x >> 16) & 1)) & 0xFFFF0000u;
+            memcpy(&inv, &x, 4);
+        } else if (inv_freq_half == 2) { /* f16: 10 mantissa bits (inv_freq is in f16's normal range) */
+            uint32_t x;
+            memcpy(&x, &inv, 4);
+            if (inv >= 6.103515625e-05f) x = (x + 0xFFFu + ((x >> 13) & 1)) & 0xFFFFE000u;
+            memcpy(&inv, &x, 4);
+        }
+        for (int t = 0; t < T; t++) {
+            float ang = (float)t * inv;
+            cos_t[(size_t)t * H2 + i] = cosf(ang);
+            sin_t[(size_t)t * H2 + i] = sinf(ang);
+        }
+    }
+}
+
+static void rope_apply(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD,
+                       float sgn) {
+    int QKV = (NH + 2 * NKV) * HD, H2 = HD / 2, heads = NH + NKV; /* q heads, then k heads */
+#pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *c = cos_t + (size_t)(bt % T) * H2, *s = sin_t + (size_t)(bt % T) * H2;
+        for (int h = 0; h < heads; h++) {
+            float *x = qkv + (size_t)bt * QKV + (size_t)h * HD;
+            for (int i = 0; i < H2; i++) {
+                float x1 = x[i], x2 = x[i + H2], si = sgn * s[i];
+                x[i] = x1 * c[i] - x2 * si;
+                x[i + H2] = x2 * c[i] + x1 * si;
+            }
+        }
+    }
+}
+
+void rope_forward(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD) {
+    rope_apply(qkv, cos_t, sin_t, B, T, NH, NKV, HD, 1.0f);
+}
+
+void rope_backward(float *dqkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD) {
+    rope_apply(dqkv, cos_t, sin_t, B, T, NH, NKV, HD, -1.0f);
+}
+
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int HD, int window) {
+    int QKV = (NH + 2 * NKV) * HD, A = NH * HD, G = NH / NKV;
+    float scale = 1.0f / sqrtf((float)HD);
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            int kh = h / G;
+            for (int t = 0; t < T; t++) {
+                const float *q = qkv + ((size_t)b * T + t) * QKV + (size_t)h * HD;
+                float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                int t0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+                float mx = -INFINITY;
+                for (int u = 0; u < T; u++) {
+                    if (u < t0 || u > t) {
+                        a[u] = 0.0f;
+                        continue;
+                    }
+                    const float *k = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + kh) * HD;
+                    float s = 0;
+                    for (int i = 0; i < HD; i++) s += q[i] * k[i];
+                    s *= scale;
+                    a[u] = s;
+                    if (s > mx) mx = s;
+                }
+                float sum = 0;
+                for (int u = t0; u <= t; u++) {
+                    a[u] = expf(a[u] - mx);
+                    sum += a[u];
+                }
+                float inv = 1.0f / sum;
+                for (int u = t0; u <= t; u++) a[u] *= inv;
+                float *o = out + ((size_t)b * T + t) * A + (size_t)h * HD;
+                for (int i = 0; i < HD; i++) o[i] = 0;
+                for (int u = t0; u <= t; u++) {
+                    const float *v = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + NKV + kh) * HD;
+                    for (int i = 0; i < HD; i++) o[i] += a[u] * v[i];
+                }
+            }
+        }
+}
+
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int NH, int NKV, int HD) {
+    int QKV = (NH + 2 * NKV) * HD, A = NH * HD, G = NH / NKV;
+    float scale = 1.0f / sqrtf((float)HD);
+    memset(dqkv, 0, (size_t)B * T * QKV * sizeof *dqkv);
+    /* one task per (batch, key/value head): the query heads of a group share dk, dv */
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int kh = 0; kh < NKV; kh++)
+            for (int h = kh * G; h < (kh + 1) * G; h++)
+                for (int t = 0; t < T; t++) {
+                    const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                    float *da = datt + (((size_t)b * NH + h) * T + t) * T;
+                    const float *dy = dout + ((size_t)b * T + t) * A + (size_t)h * HD;
+                    const float *q = qkv + ((size_t)b * T + t) * QKV + (size_t)h * HD;
+                    float *dq = dqkv + ((size_t)b * T + t) * QKV + (size_t)h * HD;
+                    float dot = 0;
+                    for (int u = 0; u <= t; u++) {
+                        if (a[u] == 0.0f) {
+                            da[u] = 0.0f;
+                            continue;
+                        }
+                        const float *v = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + NKV + kh) * HD;
+                        float *dv = dqkv + ((size_t)b * T + u) * QKV + (size_t)(NH + NKV + kh) * HD;
+                        float s = 0;
+                        for (int i = 0; i < HD; i++) {
+                            s += dy[i] * v[i];
+                            dv[i] += a[u] * dy[i];
+                        }
+                        da[u] = s;
+                        dot += a[u] * s;
+                    }
+                    for (int u = 0; u <= t; u++) {
+                        if (a[u] == 0.0f) continue;
+                        float dpre = a[u] * (da[u] - dot) * scale;
+                        const float *k = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + kh) * HD;
+                        float *dk = dqkv + ((size_t)b * T + u) * QKV + (size_t)(NH + kh) * HD;
+                        for (int i = 0; i < HD; i++) {
+                            dq[i] += dpre * k[i];
+                            dk[i] += dpre * q[i];
+                        }
+                    }
+                }
+}
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+void gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x), th = tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float d = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = d * dout[i];
+    }
+}
+
+void swiglu_forward(float *out, const float *inp, int N, int F) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + (size_t)n * 2 * F, *u = g + F;
+        float *o = out + (size_t)n * F;
+        for (int i = 0; i < F; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+void swiglu_backward(float *dinp, const float *inp, const float *dout, int N, int F) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + (size_t)n * 2 * F, *u = g + F, *dy = dout + (size_t)n * F;
+        float *dg = dinp + (size_t)n * 2 * F, *du = dg + F;
+        for (int i = 0; i < F; i++) {
+            float sg = 1.0f / (1.0f + expf(-g[i])), silu = g[i] * sg;
+            du[i] = dy[i] * silu;
+            dg[i] = dy[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        }
+    }
+}
+
+int crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V) {
+    int count = 0;
+#pragma omp parallel for reduction(+ : count)
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            losses[n] = 0.0f;
+            continue;
+        }
+        const float *l = logits + (size_t)n * V;
+        float mx = -INFINITY;
+        for (int i = 0; i < V; i++)
+            if (l[i] > mx) mx = l[i];
+        double s = 0;
+        for (int i = 0; i < V; i++) s += expf(l[i] - mx);
+        losses[n] = (float)(log(s) + mx - l[targets[n]]);
+        count++;
+    }
+    return count;
+}
+
+void crossentropy_backward(float *logits, const int *targets, int N, int V, float scale) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        float *l = logits + (size_t)n * V;
+        if (targets[n] < 0) {
+            memset(l, 0, (size_t)V * sizeof *l);
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int i = 0; i < V; i++)
+            if (l[i] > mx) mx = l[i];
+        double s = 0;
+        for (int i = 0; i < V; i++) {
+            l[i] = expf(l[i] - mx);
+            s += l[i];
+        }
+        float inv = (float)(1.0 / s);
+        for (int i = 0; i < V; i++) l[i] *= inv * scale;
+        l[targets[n]] -= scale;
+    }
+}

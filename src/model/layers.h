@@ -1,0 +1,61 @@
+/* The layers of the transformer as free functions over plain fp32 arrays (llm.c style).
+ * N = B*T rows. Backward functions overwrite the input gradient where marked "=" and accumulate
+ * where marked "+="; parameter gradients always accumulate. Matrix products go through BLAS,
+ * the rest is OpenMP. One GPU backend later implements the same list. */
+#ifndef MOFO_LAYERS_H
+#define MOFO_LAYERS_H
+
+#include <stddef.h>
+
+// ids (B,T), wte (V,C), wpe (maxT,C) or NULL -> out (B,T,C)
+void embed_forward(float *out, const int *ids, const float *wte, const float *wpe, int B, int T, int C);
+// dout (B,T,C) -> dwte (V,C) +=, dwpe (maxT,C) += (when not NULL)
+void embed_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T, int C);
+
+// inp (N,C), w (C), b (C) -> out (N,C), mean (N), rstd (N)
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                       int N, int C, float eps);
+// dinp (N,C) +=, dw (C) +=, db (C) +=
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const float *mean, const float *rstd, int N, int C);
+// inp (N,C), w (C) -> out (N,C), rstd (N)
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+// dinp (N,C) +=, dw (C) +=
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C);
+
+// inp (N,C), w (OC,C), bias (OC) or NULL -> out (N,OC)
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
+// dout (N,OC) -> dinp (N,C) = (when not NULL), dw (OC,C) +=, dbias (OC) += (when not NULL)
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                     int N, int C, int OC);
+
+// cos, sin (T, HD/2) for positions 0..T-1 (Hugging Face's rotate_half convention). inv_freq_half 1 or 2
+// rounds the inverse frequencies to bf16 or f16 first, as transformers does for a model loaded in that dtype
+void rope_table(float *cos_t, float *sin_t, int T, int HD, double theta, int inv_freq_half);
+// qkv (B,T,QKV): rotates the NH query heads and NKV key heads in place
+void rope_forward(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD);
+// dqkv (B,T,QKV): the transposed rotation, in place
+void rope_backward(float *dqkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD);
+
+// qkv (B,T,QKV) -> out (B,T,NH*HD), att (B,NH,T,T) probabilities; causal, window 0 = unlimited
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int HD, int window);
+// dout (B,T,NH*HD) -> dqkv (B,T,QKV) =; datt (B,NH,T,T) scratch
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int NH, int NKV, int HD);
+
+// GELU with the tanh approximation: inp (N,F) -> out (N,F)
+void gelu_forward(float *out, const float *inp, size_t n);
+// dinp (N,F) =
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+// inp (N, 2F): gate then up -> out (N,F) = silu(gate) * up
+void swiglu_forward(float *out, const float *inp, int N, int F);
+// dinp (N,2F) =
+void swiglu_backward(float *dinp, const float *inp, const float *dout, int N, int F);
+
+// logits (N,V), targets (N) with -100 ignored -> losses (N) (0 where ignored); returns the count
+int crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V);
+// logits (N,V) become dlogits = (softmax - onehot) * scale (0 rows where ignored), in place
+void crossentropy_backward(float *logits, const int *targets, int N, int V, float scale);
+
+#endif

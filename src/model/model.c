@@ -1,0 +1,544 @@
+/* The model: parameter table, checkpoint loading and saving, forward and backward. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "layers.h"
+
+/* ---- the parameter table ---- */
+
+/* Where a tensor's pointer goes; CONT: continues the previous tensor (k, v after q; up after gate). */
+enum {
+    S_CONT, S_WTE, S_WPE, S_LNF_W, S_LNF_B, S_LM_HEAD,
+    S_LN1_W, S_LN1_B, S_QKV_W, S_QKV_B, S_O_W, S_O_B, S_LN2_W, S_LN2_B, S_FC_W, S_FC_B, S_PROJ_W, S_PROJ_B
+};
+
+typedef struct {
+    int slot, layer;
+} param_role;
+
+typedef struct {
+    mofo_param *p;
+    param_role *role;
+    int n, cap;
+    size_t offset;
+    int oom;
+} table;
+
+static void add(table *tb, int slot, int layer, const char *name, int ndim, int64_t s0, int64_t s1, int transposed) {
+    if (tb->oom) return;
+    if (tb->n == tb->cap) {
+        int cap = tb->cap ? 2 * tb->cap : 64;
+        mofo_param *p = realloc(tb->p, (size_t)cap * sizeof *p);
+        if (p) tb->p = p;
+        param_role *r = p ? realloc(tb->role, (size_t)cap * sizeof *r) : NULL;
+        if (!p || !r) {
+            tb->oom = 1;
+            return;
+        }
+        tb->role = r;
+        tb->cap = cap;
+    }
+    mofo_param *p = &tb->p[tb->n];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->shape[0] = s0;
+    p->shape[1] = ndim == 2 ? s1 : 0;
+    p->numel = ndim == 2 ? s0 * s1 : s0;
+    p->transposed = transposed;
+    p->dtype = MOFO_DT_F32;
+    p->offset = tb->offset;
+    tb->offset += (size_t)p->numel;
+    tb->role[tb->n] = (param_role){slot, layer};
+    tb->n++;
+}
+
+static void build_table(table *tb, const mofo_model_config *c) {
+    char n[96];
+    int C = c->C, HD = c->HD, Q = c->NH * HD, KV = c->NKV * HD, FF = c->FF;
+    if (c->names == MOFO_NAMES_GPT2) {
+        const char *P = "transformer.";
+        snprintf(n, sizeof n, "%swte.weight", P), add(tb, S_WTE, -1, n, 2, c->V, C, 0);
+        snprintf(n, sizeof n, "%swpe.weight", P), add(tb, S_WPE, -1, n, 2, c->max_T, C, 0);
+        for (int l = 0; l < c->L; l++) {
+#define NM(fmt) (snprintf(n, sizeof n, "%sh.%d." fmt, P, l), n)
+            add(tb, S_LN1_W, l, NM("ln_1.weight"), 1, C, 0, 0);
+            add(tb, S_LN1_B, l, NM("ln_1.bias"), 1, C, 0, 0);
+            add(tb, S_QKV_W, l, NM("attn.c_attn.weight"), 2, Q + 2 * KV, C, 1);
+            add(tb, S_QKV_B, l, NM("attn.c_attn.bias"), 1, Q + 2 * KV, 0, 0);
+            add(tb, S_O_W, l, NM("attn.c_proj.weight"), 2, C, Q, 1);
+            add(tb, S_O_B, l, NM("attn.c_proj.bias"), 1, C, 0, 0);
+            add(tb, S_LN2_W, l, NM("ln_2.weight"), 1, C, 0, 0);
+            add(tb, S_LN2_B, l, NM("ln_2.bias"), 1, C, 0, 0);
+            add(tb, S_FC_W, l, NM("mlp.c_fc.weight"), 2, FF, C, 1);
+            add(tb, S_FC_B, l, NM("mlp.c_fc.bias"), 1, FF, 0, 0);
+            add(tb, S_PROJ_W, l, NM("mlp.c_proj.weight"), 2, C, FF, 1);
+            add(tb, S_PROJ_B, l, NM("mlp.c_proj.bias"), 1, C, 0, 0);
+#undef NM
+        }
+        snprintf(n, sizeof n, "%sln_f.weight", P), add(tb, S_LNF_W, -1, n, 1, C, 0, 0);
+        snprintf(n, sizeof n, "%sln_f.bias", P), add(tb, S_LNF_B, -1, n, 1, C, 0, 0);
+    } else {
+        add(tb, S_WTE, -1, "model.embed_tokens.weight", 2, c->V, C, 0);
+        for (int l = 0; l < c->L; l++) {
+#define NM(fmt) (snprintf(n, sizeof n, "model.layers.%d." fmt, l), n)
+            add(tb, S_LN1_W, l, NM("input_layernorm.weight"), 1, C, 0, 0);
+            add(tb, S_QKV_W, l, NM("self_attn.q_proj.weight"), 2, Q, C, 0);
+            add(tb, S_CONT, l, NM("self_attn.k_proj.weight"), 2, KV, C, 0);
+            add(tb, S_CONT, l, NM("self_attn.v_proj.weight"), 2, KV, C, 0);
+            if (c->qkv_bias) {
+                add(tb, S_QKV_B, l, NM("self_attn.q_proj.bias"), 1, Q, 0, 0);
+                add(tb, S_CONT, l, NM("self_attn.k_proj.bias"), 1, KV, 0, 0);
+                add(tb, S_CONT, l, NM("self_attn.v_proj.bias"), 1, KV, 0, 0);
+            }
+            add(tb, S_O_W, l, NM("self_attn.o_proj.weight"), 2, C, Q, 0);
+            if (c->o_bias) add(tb, S_O_B, l, NM("self_attn.o_proj.bias"), 1, C, 0, 0);
+            add(tb, S_LN2_W, l, NM("post_attention_layernorm.weight"), 1, C, 0, 0);
+            add(tb, S_FC_W, l, NM("mlp.gate_proj.weight"), 2, FF, C, 0);
+            add(tb, S_CONT, l, NM("mlp.up_proj.weight"), 2, FF, C, 0);
+            if (c->mlp_bias) {
+                add(tb, S_FC_B, l, NM("mlp.gate_proj.bias"), 1, FF, 0, 0);
+                add(tb, S_CONT, l, NM("mlp.up_proj.bias"), 1, FF, 0, 0);
+            }
+            add(tb, S_PROJ_W, l, NM("mlp.down_proj.weight"), 2, C, FF, 0);
+            if (c->mlp_bias) add(tb, S_PROJ_B, l, NM("mlp.down_proj.bias"), 1, C, 0, 0);
+#undef NM
+        }
+        add(tb, S_LNF_W, -1, "model.norm.weight", 1, C, 0, 0);
+    }
+    if (!c->tied) add(tb, S_LM_HEAD, -1, "lm_head.weight", 2, c->V, C, 0);
+}
+
+/* Points w's fields into base following the table. */
+static void bind(mofo_weights *w, mofo_layer_w *layers, const table *tb, float *base, int L) {
+    memset(w, 0, sizeof *w);
+    memset(layers, 0, (size_t)L * sizeof *layers);
+    w->layer = layers;
+    for (int i = 0; i < tb->n; i++) {
+        float *ptr = base + tb->p[i].offset;
+        mofo_layer_w *ly = tb->role[i].layer >= 0 ? &layers[tb->role[i].layer] : NULL;
+        switch (tb->role[i].slot) {
+        case S_CONT: break;
+        case S_WTE: w->wte = ptr; break;
+        case S_WPE: w->wpe = ptr; break;
+        case S_LNF_W: w->lnf_w = ptr; break;
+        case S_LNF_B: w->lnf_b = ptr; break;
+        case S_LM_HEAD: w->lm_head = ptr; break;
+        case S_LN1_W: ly->ln1_w = ptr; break;
+        case S_LN1_B: ly->ln1_b = ptr; break;
+        case S_QKV_W: ly->qkv_w = ptr; break;
+        case S_QKV_B: ly->qkv_b = ptr; break;
+        case S_O_W: ly->o_w = ptr; break;
+        case S_O_B: ly->o_b = ptr; break;
+        case S_LN2_W: ly->ln2_w = ptr; break;
+        case S_LN2_B: ly->ln2_b = ptr; break;
+        case S_FC_W: ly->fc_w = ptr; break;
+        case S_FC_B: ly->fc_b = ptr; break;
+        case S_PROJ_W: ly->proj_w = ptr; break;
+        case S_PROJ_B: ly->proj_b = ptr; break;
+        }
+    }
+    if (!w->lm_head) w->lm_head = w->wte;
+}
+
+/* A model with the table built and parameters allocated (uninitialised). */
+static int model_new(mofo_model **out, const mofo_model_config *cfg, param_role **roles, mofo_err *err) {
+    *out = NULL;
+    mofo_model *m = calloc(1, sizeof *m);
+    if (!m) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    m->cfg = *cfg;
+    table tb = {0};
+    build_table(&tb, cfg);
+    m->p = tb.p;
+    m->n_p = tb.n;
+    m->n_floats = tb.offset;
+    m->w.layer = calloc((size_t)cfg->L, sizeof *m->w.layer);
+    m->g.layer = calloc((size_t)cfg->L, sizeof *m->g.layer);
+    m->params = malloc(m->n_floats * sizeof *m->params);
+    if (tb.oom || !m->w.layer || !m->g.layer || !m->params) {
+        free(tb.role);
+        mofo_model_free(m);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for %zu parameters", tb.offset);
+    }
+    bind(&m->w, m->w.layer, &tb, m->params, cfg->L);
+    *roles = tb.role;
+    *out = m;
+    return 0;
+}
+
+void mofo_model_free(mofo_model *m) {
+    if (!m) return;
+    free(m->config_json);
+    free(m->p);
+    free(m->params);
+    free(m->grads);
+    free(m->w.layer);
+    free(m->g.layer);
+    free(m->a.resid);
+    free(m);
+}
+
+int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
+    if (m->grads) return 0;
+    m->grads = calloc(m->n_floats, sizeof *m->grads);
+    if (!m->grads) return mofo_errf(err, MOFO_ENOMEM, "out of memory for the gradients (%zu floats)", m->n_floats);
+    /* the same layout as the parameters: rebind by offset */
+    mofo_layer_w *gl = m->g.layer;
+    memset(gl, 0, (size_t)m->cfg.L * sizeof *gl);
+    float *const *src = (float *const *)&m->w;
+    float **dst = (float **)&m->g;
+    size_t nptr = offsetof(mofo_weights, layer) / sizeof(float *);
+    for (size_t i = 0; i < nptr; i++) dst[i] = src[i] ? m->grads + (src[i] - m->params) : NULL;
+    m->g.layer = gl;
+    for (int l = 0; l < m->cfg.L; l++) {
+        float *const *ls = (float *const *)&m->w.layer[l];
+        float **ld = (float **)&gl[l];
+        for (size_t i = 0; i < sizeof(mofo_layer_w) / sizeof(float *); i++)
+            ld[i] = ls[i] ? m->grads + (ls[i] - m->params) : NULL;
+    }
+    return 0;
+}
+
+void mofo_model_zero_grads(mofo_model *m) {
+    if (m->grads) memset(m->grads, 0, m->n_floats * sizeof *m->grads);
+}
+
+const mofo_param *mofo_model_param(const mofo_model *m, const char *name) {
+    for (int i = 0; i < m->n_p; i++)
+        if (strcmp(m->p[i].name, name) == 0) return &m->p[i];
+    return NULL;
+}
+
+void mofo_model_param_file_layout(const mofo_model *m, int i, const float *src, float *out) {
+    const mofo_param *p = &m->p[i];
+    if (!p->transposed) {
+        memcpy(out, src, (size_t)p->numel * sizeof *out);
+        return;
+    }
+    int64_t R = p->shape[0], K = p->shape[1]; /* src (R, K) -> out (K, R) */
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t k = 0; k < K; k++) out[k * R + r] = src[r * K + k];
+}
+
+/* ---- creation ---- */
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float randn(uint64_t *s) {
+    double u1 = ((splitmix(s) >> 11) + 1.0) / 9007199254740993.0, u2 = (splitmix(s) >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std, mofo_err *err) {
+    *out = NULL;
+    int rc = mofo_config_check(cfg, "config", err);
+    if (rc) return rc;
+    param_role *roles;
+    mofo_model *m;
+    if ((rc = model_new(&m, cfg, &roles, err))) return rc;
+    free(roles);
+    uint64_t s = seed;
+    for (int i = 0; i < m->n_p; i++) {
+        mofo_param *p = &m->p[i];
+        float *d = m->params + p->offset;
+        int norm_gain = p->ndim == 1 && (strstr(p->name, "norm") || strstr(p->name, "ln_")) &&
+                        strstr(p->name, "weight");
+        for (int64_t j = 0; j < p->numel; j++) d[j] = (norm_gain ? 1.0f : 0.0f) + std * randn(&s);
+    }
+    m->config_json = mofo_config_to_json(cfg);
+    if (!m->config_json) {
+        mofo_model_free(m);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    }
+    m->config_len = strlen(m->config_json);
+    *out = m;
+    return 0;
+}
+
+/* ---- loading ---- */
+
+static int load_param(mofo_model *m, mofo_param *p, const mofo_ckpt *ck, mofo_err *err) {
+    const mofo_st_file *f = NULL;
+    const mofo_st_tensor *t = mofo_ckpt_find(ck, p->name, &f);
+    if (!t && m->cfg.names == MOFO_NAMES_GPT2 && strncmp(p->name, "transformer.", 12) == 0) {
+        /* the original OpenAI GPT-2 files have no "transformer." prefix */
+        t = mofo_ckpt_find(ck, p->name + 12, &f);
+        if (t) memmove(p->name, p->name + 12, strlen(p->name + 12) + 1);
+    }
+    if (!t) return mofo_errf(err, MOFO_EFORMAT, "%s: tensor '%s' is missing", mofo_ckpt_where(ck), p->name);
+    if (t->dtype != MOFO_DT_F32 && t->dtype != MOFO_DT_BF16 && t->dtype != MOFO_DT_F16)
+        return mofo_errf(err, MOFO_EFORMAT, "%s: tensor '%s' has dtype %s; F32, BF16 or F16 expected", f->label,
+                         p->name, mofo_dtype_name(t->dtype));
+    int64_t want[2] = {p->transposed ? p->shape[1] : p->shape[0], p->transposed ? p->shape[0] : p->shape[1]};
+    if (t->ndim != p->ndim || t->shape[0] != want[0] || (p->ndim == 2 && t->shape[1] != want[1])) {
+        char got[96] = "[", exp[64];
+        for (int d = 0; d < t->ndim; d++) {
+            size_t k = strlen(got);
+            snprintf(got + k, sizeof got - k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+        }
+        strncat(got, "]", sizeof got - strlen(got) - 1);
+        if (p->ndim == 2)
+            snprintf(exp, sizeof exp, "[%lld, %lld]", (long long)want[0], (long long)want[1]);
+        else
+            snprintf(exp, sizeof exp, "[%lld]", (long long)want[0]);
+        return mofo_errf(err, MOFO_EFORMAT, "%s: tensor '%s' has shape %s but config.json implies %s", f->label,
+                         p->name, got, exp);
+    }
+    p->dtype = t->dtype;
+    float *dst = m->params + p->offset;
+    if (!p->transposed) return mofo_st_to_f32(f, t, dst, p->numel, err);
+    float *tmp = malloc((size_t)p->numel * sizeof *tmp);
+    if (!tmp) return mofo_errf(err, MOFO_ENOMEM, "%s: tensor '%s': out of memory", f->label, p->name);
+    int rc = mofo_st_to_f32(f, t, tmp, p->numel, err);
+    int64_t R = p->shape[0], K = p->shape[1]; /* file (K, R) -> memory (R, K) */
+    if (rc == 0)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t r = 0; r < R; r++) dst[r * K + k] = tmp[k * R + r];
+    free(tmp);
+    return rc;
+}
+
+int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err) {
+    *out = NULL;
+    mofo_ckpt *ck;
+    int rc = mofo_ckpt_open(&ck, dir, err);
+    if (rc) return rc;
+    mofo_model_config cfg;
+    rc = mofo_config_parse(&cfg, ck->config, ck->config_len, ck->config_path, err);
+    mofo_model *m = NULL;
+    param_role *roles = NULL;
+    if (rc == 0) rc = model_new(&m, &cfg, &roles, err);
+    free(roles);
+    for (int i = 0; rc == 0 && i < m->n_p; i++) rc = load_param(m, &m->p[i], ck, err);
+    if (rc == 0) {
+        m->config_json = ck->config; /* keep the text as it was */
+        m->config_len = ck->config_len;
+        ck->config = NULL;
+    }
+    mofo_ckpt_close(ck);
+    if (rc) {
+        mofo_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes, mofo_err *err) {
+    mofo_ckpt_tensor *t = calloc((size_t)m->n_p, sizeof *t);
+    float **tmp = calloc((size_t)m->n_p, sizeof *tmp);
+    int rc = t && tmp ? 0 : mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    for (int i = 0; i < m->n_p && rc == 0; i++) {
+        const mofo_param *p = &m->p[i];
+        t[i].name = p->name;
+        t[i].dtype = p->dtype;
+        t[i].ndim = p->ndim;
+        t[i].shape[0] = p->transposed ? p->shape[1] : p->shape[0];
+        t[i].shape[1] = p->transposed ? p->shape[0] : p->shape[1];
+        t[i].data = m->params + p->offset;
+        if (p->transposed) {
+            if (!(tmp[i] = malloc((size_t)p->numel * sizeof *tmp[i]))) {
+                rc = mofo_errf(err, MOFO_ENOMEM, "tensor '%s': out of memory", p->name);
+                break;
+            }
+            mofo_model_param_file_layout(m, i, m->params + p->offset, tmp[i]);
+            t[i].data = tmp[i];
+        }
+    }
+    if (rc == 0) rc = mofo_ckpt_save(dir, m->config_json, m->config_len, t, m->n_p, max_shard_bytes, err);
+    for (int i = 0; tmp && i < m->n_p; i++) free(tmp[i]);
+    free(tmp);
+    free(t);
+    return rc;
+}
+
+/* ---- activations ---- */
+
+static size_t fc_width(const mofo_model_config *c) { return c->act == MOFO_ACT_SWIGLU ? 2 * (size_t)c->FF : (size_t)c->FF; }
+
+size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) {
+    size_t N = (size_t)B * T, L = c->L, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
+           FC = fc_width(c), FF = c->FF, ATT = (size_t)B * c->NH * T * T;
+    size_t per_layer = N * (4 * C + 4 + QKV + A + FC + FF) + ATT;
+    size_t top = N * C + N * (C + 2) + N * (size_t)c->V + N;
+    size_t scratch = N * (3 * C + QKV + A + FC + FF) + ATT + (size_t)T * c->HD;
+    return L * per_layer + top + scratch;
+}
+
+static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
+    mofo_acts *a = &m->a;
+    if (a->resid && a->B == B && a->T == T) return 0;
+    free(a->resid);
+    memset(a, 0, sizeof *a);
+    const mofo_model_config *c = &m->cfg;
+    size_t total = mofo_model_act_floats(c, B, T);
+    float *base = malloc(total * sizeof *base);
+    if (!base) return mofo_errf(err, MOFO_ENOMEM, "out of memory for activations (B=%d, T=%d: %zu MB)", B, T,
+                                total * 4 >> 20);
+    size_t N = (size_t)B * T, L = c->L, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
+           FC = fc_width(c), FF = c->FF, ATT = (size_t)B * c->NH * T * T;
+    float *p = base;
+#define TAKE(field, n) (a->field = p, p += (n))
+    TAKE(resid, (L + 1) * N * C);
+    TAKE(ln1, L * N * C);
+    TAKE(ln1_mean, L * N);
+    TAKE(ln1_rstd, L * N);
+    TAKE(qkv, L * N * QKV);
+    TAKE(att, L * ATT);
+    TAKE(atty, L * N * A);
+    TAKE(resid2, L * N * C);
+    TAKE(ln2, L * N * C);
+    TAKE(ln2_mean, L * N);
+    TAKE(ln2_rstd, L * N);
+    TAKE(fc, L * N * FC);
+    TAKE(fch, L * N * FF);
+    TAKE(lnf, N * C);
+    TAKE(lnf_mean, N);
+    TAKE(lnf_rstd, N);
+    TAKE(logits, N * (size_t)c->V);
+    TAKE(losses, N);
+    TAKE(dres, N * C);
+    TAKE(dres2, N * C);
+    TAKE(dln, N * C);
+    TAKE(dqkv, N * QKV);
+    TAKE(datt, ATT);
+    TAKE(datty, N * A);
+    TAKE(dfc, N * FC);
+    TAKE(dfch, N * FF);
+    TAKE(rope_cos, (size_t)T * (c->HD / 2));
+    TAKE(rope_sin, (size_t)T * (c->HD / 2));
+#undef TAKE
+    a->resid = base;
+    a->n_floats = (size_t)(p - base);
+    a->B = B;
+    a->T = T;
+    if (c->pos == MOFO_POS_ROPE) rope_table(a->rope_cos, a->rope_sin, T, c->HD, c->rope_theta, c->rope_half);
+    return 0;
+}
+
+static void norm_fwd(const mofo_model_config *c, float *out, float *mean, float *rstd, const float *inp,
+                     const float *w, const float *b, int N) {
+    if (c->norm == MOFO_NORM_LAYERNORM)
+        layernorm_forward(out, mean, rstd, inp, w, b, N, c->C, (float)c->norm_eps);
+    else
+        rmsnorm_forward(out, rstd, inp, w, N, c->C, (float)c->norm_eps);
+}
+
+static void norm_bwd(const mofo_model_config *c, float *dinp, float *dw, float *db, const float *dout,
+                     const float *inp, const float *w, const float *mean, const float *rstd, int N) {
+    if (c->norm == MOFO_NORM_LAYERNORM)
+        layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c->C);
+    else
+        rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->C);
+}
+
+int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
+                       mofo_err *err) {
+    const mofo_model_config *c = &m->cfg;
+    if (B <= 0 || T <= 0) return mofo_errf(err, MOFO_EINVAL, "batch %d x %d tokens: both must be positive", B, T);
+    if (c->pos == MOFO_POS_LEARNED && T > c->max_T)
+        return mofo_errf(err, MOFO_EINVAL, "%d tokens exceed the model's %d positions", T, c->max_T);
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= c->V)
+            return mofo_errf(err, MOFO_EINVAL, "token id %d at position %d is outside the vocabulary (0..%d)",
+                             inputs[i], i, c->V - 1);
+        if (targets && targets[i] != -100 && (targets[i] < 0 || targets[i] >= c->V))
+            return mofo_errf(err, MOFO_EINVAL, "target %d at position %d is outside the vocabulary and not -100",
+                             targets[i], i);
+    }
+    int rc = acts_alloc(m, B, T, err);
+    if (rc) return rc;
+    mofo_acts *a = &m->a;
+    int N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD, FF = c->FF;
+    int FC = (int)fc_width(c);
+    size_t ATT = (size_t)B * c->NH * T * T;
+    embed_forward(a->resid, inputs, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe : NULL, B, T, C);
+    for (int l = 0; l < L; l++) {
+        const mofo_layer_w *w = &m->w.layer[l];
+        float *x = a->resid + (size_t)l * N * C, *ln1 = a->ln1 + (size_t)l * N * C, *qkv = a->qkv + (size_t)l * N * QKV,
+              *att = a->att + l * ATT, *atty = a->atty + (size_t)l * N * A, *r2 = a->resid2 + (size_t)l * N * C,
+              *ln2 = a->ln2 + (size_t)l * N * C, *fc = a->fc + (size_t)l * N * FC, *fch = a->fch + (size_t)l * N * FF,
+              *y = a->resid + (size_t)(l + 1) * N * C;
+        norm_fwd(c, ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, x, w->ln1_w, w->ln1_b, N);
+        matmul_forward(qkv, ln1, w->qkv_w, w->qkv_b, N, C, QKV);
+        if (c->pos == MOFO_POS_ROPE) rope_forward(qkv, a->rope_cos, a->rope_sin, B, T, c->NH, c->NKV, c->HD);
+        attention_forward(atty, att, qkv, B, T, c->NH, c->NKV, c->HD, c->sliding_window);
+        matmul_forward(r2, atty, w->o_w, w->o_b, N, A, C);
+        for (size_t i = 0; i < (size_t)N * C; i++) r2[i] += x[i];
+        norm_fwd(c, ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, r2, w->ln2_w, w->ln2_b, N);
+        matmul_forward(fc, ln2, w->fc_w, w->fc_b, N, C, FC);
+        if (c->act == MOFO_ACT_SWIGLU)
+            swiglu_forward(fch, fc, N, FF);
+        else
+            gelu_forward(fch, fc, (size_t)N * FF);
+        matmul_forward(y, fch, w->proj_w, w->proj_b, N, FF, C);
+        for (size_t i = 0; i < (size_t)N * C; i++) y[i] += r2[i];
+    }
+    norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + (size_t)L * N * C, m->w.lnf_w, m->w.lnf_b, N);
+    matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
+    m->n_valid = 0;
+    if (targets) {
+        m->n_valid = crossentropy_forward(a->losses, a->logits, targets, N, c->V);
+        double s = 0;
+        for (int i = 0; i < N; i++) s += a->losses[i];
+        if (loss) *loss = m->n_valid ? (float)(s / m->n_valid) : NAN;
+    } else if (loss) {
+        *loss = NAN;
+    }
+    return 0;
+}
+
+int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err) {
+    const mofo_model_config *c = &m->cfg;
+    mofo_acts *a = &m->a;
+    if (!a->resid) return mofo_errf(err, MOFO_EINVAL, "backward without a forward pass");
+    int rc = mofo_model_alloc_grads(m, err);
+    if (rc) return rc;
+    int B = a->B, T = a->T, N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD,
+        FF = c->FF, FC = (int)fc_width(c);
+    size_t ATT = (size_t)B * c->NH * T * T, NC = (size_t)N * C;
+    if (m->n_valid == 0) return 0; /* nothing counted: zero gradient */
+    crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
+    float *dlogits = a->logits;
+    matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
+    memset(a->dres, 0, NC * sizeof *a->dres);
+    norm_bwd(c, a->dres, m->g.lnf_w, m->g.lnf_b, a->dln, a->resid + (size_t)L * NC, m->w.lnf_w, a->lnf_mean,
+             a->lnf_rstd, N);
+    for (int l = L - 1; l >= 0; l--) {
+        const mofo_layer_w *w = &m->w.layer[l];
+        mofo_layer_w *g = &m->g.layer[l];
+        float *x = a->resid + (size_t)l * NC, *ln1 = a->ln1 + (size_t)l * NC, *qkv = a->qkv + (size_t)l * N * QKV,
+              *att = a->att + l * ATT, *atty = a->atty + (size_t)l * N * A, *r2 = a->resid2 + (size_t)l * NC,
+              *ln2 = a->ln2 + (size_t)l * NC, *fc = a->fc + (size_t)l * N * FC, *fch = a->fch + (size_t)l * N * FF;
+        /* MLP block: y = r2 + proj(act(fc(norm2(r2)))) */
+        memcpy(a->dres2, a->dres, NC * sizeof *a->dres);
+        matmul_backward(a->dfch, g->proj_w, g->proj_b, a->dres, fch, w->proj_w, N, FF, C);
+        if (c->act == MOFO_ACT_SWIGLU)
+            swiglu_backward(a->dfc, fc, a->dfch, N, FF);
+        else
+            gelu_backward(a->dfc, fc, a->dfch, (size_t)N * FF);
+        matmul_backward(a->dln, g->fc_w, g->fc_b, a->dfc, ln2, w->fc_w, N, C, FC);
+        norm_bwd(c, a->dres2, g->ln2_w, g->ln2_b, a->dln, r2, w->ln2_w, a->ln2_mean + (size_t)l * N,
+                 a->ln2_rstd + (size_t)l * N, N);
+        /* attention block: r2 = x + o(attn(qkv(norm1(x)))) */
+        memcpy(a->dres, a->dres2, NC * sizeof *a->dres);
+        matmul_backward(a->datty, g->o_w, g->o_b, a->dres2, atty, w->o_w, N, A, C);
+        attention_backward(a->dqkv, a->datt, a->datty, qkv, att, B, T, c->NH, c->NKV, c->HD);
+        if (c->pos == MOFO_POS_ROPE) rope_backward(a->dqkv, a->rope_cos, a->rope_sin, B, T, c->NH, c->NKV, c->HD);
+        matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, ln1, w->qkv_w, N, C, QKV);
+        norm_bwd(c, a->dres, g->ln1_w, g->ln1_b, a->dln, x, w->ln1_w, a->ln1_mean + (size_t)l * N,
+                 a->ln1_rstd + (size_t)l * N, N);
+    }
+    embed_backward(m->g.wte, c->pos == MOFO_POS_LEARNED ? m->g.wpe : NULL, a->dres, inputs, B, T, C);
+    return 0;
+}

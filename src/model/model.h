@@ -1,0 +1,159 @@
+/* One decoder-only transformer described by data: GPT-2, Llama, Mistral and Qwen2 are the same
+ * code with different choices (norm, activation, positions, biases, head counts, tying).
+ *
+ * Parameters live in one fp32 buffer (gradients in a second one of the same layout), described by a
+ * table of named tensors that carries each tensor's checkpoint name, its file dtype and layout, so
+ * that a loaded model saves back under the same names, dtypes and layouts. Matrices are kept as
+ * (OC, C) row-major inside (GPT-2's Conv1D [in, out] weights are transposed at load and save).
+ * Llama's q/k/v projections lie next to each other in the buffer, so they form one (QKV, C) matrix
+ * for the matrix product while staying three tensors for the optimizer and the checkpoint; the
+ * same holds for gate/up.
+ *
+ * Naming: B batch, T time, C channels, V vocabulary, NH query heads, NKV key/value heads, HD head
+ * size, FF MLP width, L layers. */
+#ifndef MOFO_MODEL_H
+#define MOFO_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/safetensors.h"
+#include "mofo/error.h"
+
+typedef enum { MOFO_NORM_LAYERNORM, MOFO_NORM_RMSNORM } mofo_norm_kind;
+typedef enum { MOFO_ACT_GELU_TANH, MOFO_ACT_SWIGLU } mofo_act_kind;
+typedef enum { MOFO_POS_LEARNED, MOFO_POS_ROPE } mofo_pos_kind;
+typedef enum { MOFO_NAMES_GPT2, MOFO_NAMES_LLAMA } mofo_names_kind;
+
+typedef struct mofo_model_config {
+    char model_type[32];   /* "gpt2", "llama", "mistral", "qwen2" */
+    mofo_names_kind names; /* tensor naming and GPT-2's fused Conv1D layout */
+    int V, C, L, NH, NKV, HD, FF;
+    int max_T;             /* learned positions: the table's length; RoPE: max_position_embeddings */
+    mofo_norm_kind norm;
+    double norm_eps;
+    mofo_act_kind act;
+    mofo_pos_kind pos;
+    double rope_theta;
+    int rope_half;         /* 1 (bf16), 2 (f16): config.json's dtype is half precision, and transformers,
+                              which loads such a model in that dtype, rounds RoPE's inverse frequencies */
+    int sliding_window;    /* 0: none; else key j is visible from query i when i - j < window */
+    int qkv_bias, o_bias, mlp_bias;
+    int tied;              /* lm_head shares the token embedding */
+} mofo_model_config;
+
+/* Reads a config.json text (label names it in messages). Unknown model_type, unsupported RoPE
+ * scaling or activation, and inconsistent sizes fail with a message naming label and the field. */
+int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, const char *label, mofo_err *err);
+/* Checks sizes (positive, NH divisible by NKV, even HD for RoPE, ...). */
+int mofo_config_check(const mofo_model_config *cfg, const char *label, mofo_err *err);
+/* A config.json text that transformers reads as this config (for models made from scratch). */
+char *mofo_config_to_json(const mofo_model_config *cfg);
+/* Preset shapes for benchmarks: arch "gpt2" / "llama", size "124M" / "1.1B" / "tiny". */
+int mofo_config_preset(mofo_model_config *cfg, const char *arch, const char *size, mofo_err *err);
+
+/* One named parameter tensor. */
+typedef struct mofo_param {
+    char name[96];     /* the checkpoint's name */
+    int ndim;          /* 1 or 2 */
+    int64_t shape[2];  /* in memory: (OC, C) for matrices */
+    int transposed;    /* stored [C, OC] in the file (GPT-2 Conv1D) */
+    mofo_dtype dtype;  /* dtype in the file; F32 for a new model */
+    size_t offset;     /* into params / grads, in floats */
+    int64_t numel;
+} mofo_param;
+
+/* Pointers to one layer's tensors (NULL where the architecture has none). */
+typedef struct mofo_layer_w {
+    float *ln1_w, *ln1_b;   /* (C) */
+    float *qkv_w, *qkv_b;   /* (QKV, C), (QKV); QKV = (NH + 2 NKV) HD: q rows, then k, then v */
+    float *o_w, *o_b;       /* (C, NH HD), (C) */
+    float *ln2_w, *ln2_b;   /* (C) */
+    float *fc_w, *fc_b;     /* (FC, C), (FC); FC = FF (GELU) or 2 FF (SwiGLU: gate rows, then up) */
+    float *proj_w, *proj_b; /* (C, FF), (C) */
+} mofo_layer_w;
+
+typedef struct mofo_weights {
+    float *wte;             /* (V, C) */
+    float *wpe;             /* (max_T, C), learned positions only */
+    float *lnf_w, *lnf_b;   /* (C) */
+    float *lm_head;         /* (V, C); equals wte when tied */
+    mofo_layer_w *layer;    /* L of them */
+} mofo_weights;
+
+/* Saved activations of one forward pass, sized for B x T. */
+typedef struct mofo_acts {
+    int B, T;
+    float *resid;   /* (L+1, B, T, C): input of each layer, then the last layer's output */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* (L, B, T, C), (L, B, T), (L, B, T) */
+    float *qkv;     /* (L, B, T, QKV) after bias and RoPE */
+    float *att;     /* (L, B, NH, T, T) softmax probabilities */
+    float *atty;    /* (L, B, T, NH HD) */
+    float *resid2;  /* (L, B, T, C) after the attention block */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fc;      /* (L, B, T, FC) before the activation */
+    float *fch;     /* (L, B, T, FF) after it */
+    float *lnf, *lnf_mean, *lnf_rstd;   /* (B, T, C), (B, T), (B, T) */
+    float *logits;  /* (B, T, V); after backward it holds dlogits */
+    float *losses;  /* (B, T) per-position loss, 0 where ignored */
+    /* backward scratch */
+    float *dres, *dres2, *dln, *dqkv, *datt, *datty, *dfc, *dfch;
+    float *rope_cos, *rope_sin; /* (T, HD/2) */
+    size_t n_floats;
+} mofo_acts;
+
+typedef struct mofo_model {
+    mofo_model_config cfg;
+    char *config_json;      /* the checkpoint's config.json text, written back unchanged on save */
+    size_t config_len;
+    mofo_param *p;
+    int n_p;
+    float *params, *grads;  /* n_floats each; grads allocated by mofo_model_alloc_grads */
+    size_t n_floats;
+    mofo_weights w, g;      /* pointers into params and grads */
+    mofo_acts a;
+    int threads;            /* 0: OpenMP's default */
+    int n_valid;            /* positions that counted in the last loss */
+} mofo_model;
+
+/* A model with this config and weights drawn from N(0, std) (norm gains from 1 + N(0, std)). */
+int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std, mofo_err *err);
+/* Loads a checkpoint directory: config.json and model.safetensors or model.safetensors.index.json
+ * with its shards. F32, BF16 and F16 become fp32. */
+int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err);
+/* Saves config.json and the weights under their original names, dtypes and layouts; one file when the
+ * weights fit in max_shard_bytes (0: 5 GB), else shards with model.safetensors.index.json. Each file
+ * is written atomically; the index last. */
+int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes, mofo_err *err);
+void mofo_model_free(mofo_model *m);
+
+/* The parameter named name, or NULL. */
+const mofo_param *mofo_model_param(const mofo_model *m, const char *name);
+/* Copies parameter i in the file's layout (transposed back for Conv1D) into out (numel floats). */
+void mofo_model_param_file_layout(const mofo_model *m, int i, const float *src, float *out);
+
+/* Allocates (zeroed) gradients; called by backward when needed. */
+int mofo_model_alloc_grads(mofo_model *m, mofo_err *err);
+void mofo_model_zero_grads(mofo_model *m);
+
+/* Forward pass over inputs (B, T) token ids. With targets (B, T; -100 = ignored) the mean
+ * cross-entropy over the counted positions goes to *loss (NaN when none counts) and the
+ * activations are kept for backward. Logits end in m->a.logits. */
+int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
+                       mofo_err *err);
+/* Backward of the last forward (which had targets): accumulates into m->grads. */
+int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err);
+
+/* Floats of activations (and backward scratch) for B x T: the README's formula. */
+size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T);
+
+/* ---- training (train_step.c) ---- */
+struct mofo_optim;
+/* Registers every parameter in opt by name and shape (MOFO_GROUP_AUTO). Gradients are allocated. */
+int mofo_model_register(mofo_model *m, struct mofo_optim *opt, mofo_err *err);
+/* One training step: zero gradients, forward, backward, mofo_optim_step(lr). The loss before the
+ * step goes to *loss. */
+int mofo_model_train_step(mofo_model *m, struct mofo_optim *opt, const int *inputs, const int *targets,
+                          int B, int T, double lr, float *loss, mofo_err *err);
+
+#endif
