@@ -1,0 +1,146 @@
+/* Optimizer state as safetensors: "m/NAME", "v/NAME" (F32, the parameter's shape) and
+ * "updated/NAME" (U8, the coverage bits as little-endian 64-bit words), with the step count, the
+ * random filter's seed and the options that shape the state in __metadata__. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "io/safetensors.h"
+
+#define STATE_FORMAT "mofo-optimizer-state"
+#define STATE_VERSION "1"
+
+static void key_name(char *out, size_t n, const char *kind, const char *name) { snprintf(out, n, "%s/%s", kind, name); }
+
+static int64_t touched_words(const param_state *p) { return (p->numel + 63) / 64; }
+
+int mofo_optim_save(const mofo_optim *o, const char *path, mofo_err *err) {
+    mofo_st_writer *w = mofo_st_writer_new();
+    if (!w) return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", path);
+    char step[32], seed[32], name[1024];
+    snprintf(step, sizeof step, "%lld", (long long)o->step);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->opt.seed);
+    int rc = mofo_st_writer_meta(w, "format", STATE_FORMAT, err);
+    if (!rc) rc = mofo_st_writer_meta(w, "version", STATE_VERSION, err);
+    if (!rc) rc = mofo_st_writer_meta(w, "rule", mofo_rule_name(o->opt.rule), err);
+    if (!rc) rc = mofo_st_writer_meta(w, "filter", mofo_filter_name(o->opt.filter), err);
+    if (!rc) rc = mofo_st_writer_meta(w, "step", step, err);
+    if (!rc) rc = mofo_st_writer_meta(w, "seed", seed, err);
+    for (int i = 0; i < o->n_params && !rc; i++) {
+        const param_state *p = &o->params[i];
+        key_name(name, sizeof name, "m", p->name);
+        rc = mofo_st_writer_add(w, name, MOFO_DT_F32, p->ndim, p->shape, p->m, err);
+        if (!rc && p->v) {
+            key_name(name, sizeof name, "v", p->name);
+            rc = mofo_st_writer_add(w, name, MOFO_DT_F32, p->ndim, p->shape, p->v, err);
+        }
+        if (!rc && p->touched) {
+            int64_t bytes = touched_words(p) * 8;
+            key_name(name, sizeof name, "updated", p->name);
+            rc = mofo_st_writer_add(w, name, MOFO_DT_U8, 1, &bytes, p->touched, err);
+        }
+    }
+    if (!rc) rc = mofo_st_writer_save(w, path, err);
+    mofo_st_writer_free(w);
+    return rc;
+}
+
+static const char *meta_or(const mofo_st_file *f, const char *key) {
+    const char *v = mofo_st_meta_get(f, key);
+    return v ? v : "(missing)";
+}
+
+/* The tensor kind/NAME in f with the given dtype and shape, or an error naming what differs. */
+static int expect_tensor(const mofo_st_file *f, const char *kind, const char *pname, mofo_dtype dt, int ndim,
+                         const int64_t *shape, const mofo_st_tensor **out, mofo_err *err) {
+    char name[1024];
+    key_name(name, sizeof name, kind, pname);
+    const mofo_st_tensor *t = mofo_st_find(f, name);
+    if (!t) return mofo_errf(err, MOFO_EFORMAT, "%s: no tensor '%s' for parameter '%s'", f->label, name, pname);
+    int same = t->dtype == dt && t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (!same) {
+        char want[128] = "", have[128] = "";
+        for (int d = 0; d < ndim; d++) snprintf(want + strlen(want), sizeof want - strlen(want), d ? ",%lld" : "%lld", (long long)shape[d]);
+        for (int d = 0; d < t->ndim; d++) snprintf(have + strlen(have), sizeof have - strlen(have), d ? ",%lld" : "%lld", (long long)t->shape[d]);
+        return mofo_errf(err, MOFO_EFORMAT, "%s: size mismatch: '%s' is %s [%s] but parameter '%s' needs %s [%s]",
+                         f->label, name, mofo_dtype_name(t->dtype), have, pname, mofo_dtype_name(dt), want);
+    }
+    *out = t;
+    return 0;
+}
+
+int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
+    mofo_st_file *f = NULL;
+    int rc = mofo_st_open(&f, path, err);
+    if (rc) return rc;
+    const char *fmt = mofo_st_meta_get(f, "format"), *ver = mofo_st_meta_get(f, "version");
+    const char *rule = mofo_st_meta_get(f, "rule"), *step = mofo_st_meta_get(f, "step"),
+               *seed = mofo_st_meta_get(f, "seed");
+    char *end;
+    long long step_v = step ? strtoll(step, &end, 10) : -1;
+    unsigned long long seed_v = seed ? strtoull(seed, &end, 10) : 0;
+    if (!fmt || strcmp(fmt, STATE_FORMAT) != 0 || !ver || strcmp(ver, STATE_VERSION) != 0)
+        rc = mofo_errf(err, MOFO_EFORMAT, "%s: not a mofo optimizer state (format '%s', version '%s')", path,
+                       meta_or(f, "format"), meta_or(f, "version"));
+    else if (!rule || strcmp(rule, mofo_rule_name(o->opt.rule)) != 0)
+        rc = mofo_errf(err, MOFO_EINVAL, "%s: the state is for rule '%s' but this optimizer uses '%s'", path,
+                       meta_or(f, "rule"), mofo_rule_name(o->opt.rule));
+    else if (step_v < 0 || !seed)
+        rc = mofo_errf(err, MOFO_EFORMAT, "%s: bad step '%s' or seed '%s' in the metadata", path, meta_or(f, "step"),
+                       meta_or(f, "seed"));
+    /* validate everything before changing anything */
+    size_t expected = 0;
+    for (int i = 0; i < o->n_params && !rc; i++) {
+        const param_state *p = &o->params[i];
+        const mofo_st_tensor *t;
+        int64_t bytes = touched_words(p) * 8;
+        rc = expect_tensor(f, "m", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
+        if (!rc && p->v) rc = expect_tensor(f, "v", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
+        if (!rc && p->touched) rc = expect_tensor(f, "updated", p->name, MOFO_DT_U8, 1, &bytes, &t, err);
+        expected += 1 + (p->v != NULL) + (p->touched != NULL);
+    }
+    if (!rc && f->n_tensors != expected) {
+        /* name one tensor that belongs to no registered parameter */
+        for (size_t j = 0; j < f->n_tensors && !rc; j++) {
+            const char *slash = strchr(f->tensors[j].name, '/');
+            int known = 0;
+            for (int i = 0; slash && i < o->n_params && !known; i++) known = strcmp(slash + 1, o->params[i].name) == 0;
+            if (!known)
+                rc = mofo_errf(err, MOFO_EINVAL, "%s: tensor '%s' belongs to no registered parameter", path,
+                               f->tensors[j].name);
+        }
+        if (!rc)
+            rc = mofo_errf(err, MOFO_EINVAL, "%s: %zu tensors where this optimizer expects %zu (coverage tracking differs?)",
+                           path, f->n_tensors, expected);
+    }
+    if (!rc) {
+        int64_t ever = 0;
+        for (int i = 0; i < o->n_params; i++) {
+            param_state *p = &o->params[i];
+            char name[1024];
+            key_name(name, sizeof name, "m", p->name);
+            memcpy(p->m, mofo_st_find(f, name)->data, (size_t)p->numel * 4);
+            if (p->v) {
+                key_name(name, sizeof name, "v", p->name);
+                memcpy(p->v, mofo_st_find(f, name)->data, (size_t)p->numel * 4);
+            }
+            if (p->touched) {
+                key_name(name, sizeof name, "updated", p->name);
+                memcpy(p->touched, mofo_st_find(f, name)->data, (size_t)touched_words(p) * 8);
+                for (int64_t w = 0; w < touched_words(p); w++) ever += __builtin_popcountll(p->touched[w]);
+            }
+        }
+        o->step = step_v;
+        o->opt.seed = seed_v;
+        o->ever_updated = ever;
+        o->stats.step = o->step;
+        o->stats.ever_updated = ever;
+        o->stats.entries = o->entries;
+        o->stats.coverage = o->entries ? (double)ever / (double)o->entries : 0;
+    }
+    mofo_st_close(f);
+    return rc;
+}
