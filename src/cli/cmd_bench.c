@@ -10,7 +10,7 @@ static const struct {
     void (*help)(FILE *out);
     const char *summary;
 } BENCHES[] = {
-    {"none", NULL, NULL, ""},
+    {"train", bench_train, bench_train_help, "training steps (forward, backward, MoFO) of GPT-2 / TinyLlama shapes"},
 };
 #define N_BENCHES (int)(sizeof BENCHES / sizeof BENCHES[0])
 

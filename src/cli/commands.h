@@ -14,9 +14,13 @@ typedef struct mofo_command {
 
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
+int cmd_ppl(int argc, char **argv);
+void cmd_ppl_help(FILE *out);
 
 /* benchmarks (bench/), reached through `mofo bench NAME` */
 int bench_optim(int argc, char **argv);
 void bench_optim_help(FILE *out);
+int bench_train(int argc, char **argv);
+void bench_train_help(FILE *out);
 
 #endif

@@ -137,9 +137,9 @@ int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, cons
             cfg->sliding_window = get_int(&r, "sliding_window", 0);
         }
     } else {
+        mofo_errf(err, MOFO_EFORMAT, "%s: model_type '%s' is not supported (gpt2, llama, mistral, qwen2)", label, mt);
         mofo_json_free(doc);
-        return mofo_errf(err, MOFO_EFORMAT,
-                         "%s: model_type '%s' is not supported (gpt2, llama, mistral, qwen2)", label, mt);
+        return MOFO_EFORMAT;
     }
     mofo_json_free(doc);
     if (r.rc) return r.rc;

@@ -247,13 +247,19 @@ int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t s
     mofo_model *m;
     if ((rc = model_new(&m, cfg, &roles, err))) return rc;
     free(roles);
-    uint64_t s = seed;
     for (int i = 0; i < m->n_p; i++) {
         mofo_param *p = &m->p[i];
         float *d = m->params + p->offset;
-        int norm_gain = p->ndim == 1 && (strstr(p->name, "norm") || strstr(p->name, "ln_")) &&
-                        strstr(p->name, "weight");
-        for (int64_t j = 0; j < p->numel; j++) d[j] = (norm_gain ? 1.0f : 0.0f) + std * randn(&s);
+        float base = p->ndim == 1 && (strstr(p->name, "norm") || strstr(p->name, "ln_")) && strstr(p->name, "weight")
+                         ? 1.0f : 0.0f;
+        /* chunks with their own seeds: the same numbers whatever the thread count */
+        int64_t chunk = 1 << 16, n_chunks = (p->numel + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t k = 0; k < n_chunks; k++) {
+            uint64_t s = seed ^ ((uint64_t)i << 40) ^ ((uint64_t)k * 0xD1B54A32D192ED03ull);
+            int64_t end = (k + 1) * chunk < p->numel ? (k + 1) * chunk : p->numel;
+            for (int64_t j = k * chunk; j < end; j++) d[j] = base + std * randn(&s);
+        }
     }
     m->config_json = mofo_config_to_json(cfg);
     if (!m->config_json) {

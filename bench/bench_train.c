@@ -1,0 +1,168 @@
+/* mofo bench train: training steps (forward + backward + MoFO step) of randomly initialised models
+ * shaped like GPT-2 small (124M) or TinyLlama-1.1B, at 1 and 2 threads.
+ *
+ * Each row: the median over the timed steps (after one warm-up step) of the whole step and of its
+ * parts, tokens per second, and the process's peak RSS so far. Memory is also predicted: weights +
+ * gradients + the optimizer's two moments (4 floats per parameter) + activations (README formula). */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/threads.h"
+#include "model/model.h"
+#include "mofo/optim.h"
+
+static const char *arch = "gpt2", *size;
+static int64_t batch, seq, threads, steps = 3;
+static int json_out;
+
+static const arg_spec SPECS[] = {
+    {"arch", ARG_STR, &arch, "gpt2|llama", "model family (default gpt2)"},
+    {"size", ARG_STR, &size, "124M|1.1B", "shape: gpt2 124M, llama 1.1B (TinyLlama); 'tiny' for a smoke test"},
+    {"batch", ARG_INT, &batch, "B", "sequences per step (default 4 for gpt2, 1 for llama)"},
+    {"seq", ARG_INT, &seq, "T", "tokens per sequence (default 64 for gpt2, 128 for llama)"},
+    {"threads", ARG_INT, &threads, "N", "one row with N threads (default: rows for 1 and 2)"},
+    {"steps", ARG_INT, &steps, "S", "timed steps per row after a warm-up step (default 3)"},
+    {"json", ARG_FLAG, &json_out, NULL, "one JSON object per row"},
+};
+#define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
+
+void bench_train_help(FILE *out) {
+    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--batch B] [--seq T] [--threads N] [--json]",
+              SPECS, N_SPECS);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+int bench_train(int argc, char **argv) {
+    if (args_parse("bench train", argc, argv, SPECS, N_SPECS)) return 2;
+    int llama = strcmp(arch, "llama") == 0;
+    if (!size) size = llama ? "1.1B" : "124M";
+    if (!batch) batch = llama ? 1 : 4;
+    if (!seq) seq = llama ? 128 : 64;
+    if (batch < 1 || seq < 2 || steps < 1 || threads < 0 || batch * seq > (1 << 24)) {
+        fprintf(stderr, "mofo bench train: --batch, --seq and --steps must be positive\n");
+        return 2;
+    }
+    mofo_err err = {0};
+    mofo_model_config cfg;
+    if (mofo_config_preset(&cfg, arch, size, &err)) {
+        fprintf(stderr, "mofo bench train: %s\n", err.msg);
+        return 2;
+    }
+    int B = (int)batch, T = (int)seq;
+    if (cfg.pos == MOFO_POS_LEARNED && T > cfg.max_T) {
+        fprintf(stderr, "mofo bench train: --seq %d exceeds the model's %d positions\n", T, cfg.max_T);
+        return 2;
+    }
+    mofo_model *m = NULL;
+    double t0 = now_ms();
+    if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) || mofo_model_alloc_grads(m, &err)) {
+        fprintf(stderr, "mofo bench train: %s\n", err.msg);
+        mofo_model_free(m);
+        return 1;
+    }
+    double init_ms = now_ms() - t0;
+    int *ids = malloc(sizeof(int) * (size_t)B * T), *tg = malloc(sizeof(int) * (size_t)B * T);
+    uint64_t r = 88172645463325252ull;
+    for (int i = 0; i < B * T; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        ids[i] = (int)(r % (uint64_t)cfg.V);
+    }
+    for (int i = 0; i < B * T; i++) tg[i] = (i % T) + 1 < T ? ids[i + 1] : -100;
+    double params_m = m->n_floats / 1e6, acts_mb = mofo_model_act_floats(&cfg, B, T) * 4.0 / (1 << 20),
+           predicted_mb = m->n_floats * 16.0 / (1 << 20) + acts_mb;
+    if (!json_out) {
+        printf("mofo bench train: %s %s (%.1fM parameters), B=%d T=%d, MoFO alpha 0.15, %d timed steps per row\n",
+               arch, size, params_m, B, T, (int)steps);
+        int par = openblas_get_parallel();
+        const char *wait = getenv("OMP_WAIT_POLICY");
+        printf("OpenBLAS %s build%s%s\n", par == 2 ? "OpenMP" : par == 1 ? "pthreads" : "sequential",
+               wait ? ", OMP_WAIT_POLICY=" : "", wait ? wait : "");
+        printf("memory predicted: weights+grads+m+v %.0f MB + activations %.0f MB = %.0f MB; init %.1f s\n\n",
+               m->n_floats * 16.0 / (1 << 20), acts_mb, predicted_mb, init_ms / 1e3);
+        printf("%7s %11s %10s %11s %12s %10s %12s %8s\n", "threads", "ms/step", "forward", "backward", "optimizer",
+               "tokens/s", "peak RSS MB", "loss");
+    }
+    int t_lo = threads ? (int)threads : 1, t_hi = threads ? (int)threads : 2, rc = 0;
+    double *tot = malloc(sizeof(double) * (size_t)steps * 4), *fw = tot + steps, *bw = fw + steps, *op = bw + steps;
+    for (int nt = t_lo; nt <= t_hi && rc == 0; nt++) {
+        cli_set_threads(nt);
+        mofo_options o;
+        mofo_options_init(&o, MOFO_RULE_ADAMW);
+        o.weight_decay = 0.01;
+        o.threads = nt;
+        mofo_optim *opt = mofo_optim_create(&o, &err);
+        if (!opt || mofo_model_register(m, opt, &err)) {
+            fprintf(stderr, "mofo bench train: %s\n", err.msg);
+            mofo_optim_destroy(opt);
+            rc = 1;
+            break;
+        }
+        float loss = NAN;
+        for (int s = -1; s < steps && rc == 0; s++) {
+            double a = now_ms();
+            mofo_model_zero_grads(m);
+            rc = mofo_model_forward(m, ids, tg, B, T, &loss, &err);
+            double b = now_ms();
+            if (rc == 0) rc = mofo_model_backward(m, ids, tg, &err);
+            double c = now_ms();
+            if (rc == 0) rc = mofo_optim_step(opt, 1e-4, &err);
+            double d = now_ms();
+            if (s >= 0) {
+                tot[s] = d - a;
+                fw[s] = b - a;
+                bw[s] = c - b;
+                op[s] = d - c;
+            }
+        }
+        mofo_optim_destroy(opt);
+        if (rc) {
+            fprintf(stderr, "mofo bench train: %s\n", err.msg);
+            break;
+        }
+        int S = (int)steps;
+        double ms = median(tot, S), f = median(fw, S), bk = median(bw, S), om = median(op, S);
+        double tps = B * T / (ms / 1e3), rss = peak_rss_mb();
+        if (json_out)
+            printf("{\"arch\": \"%s\", \"size\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
+                   "\"ms_per_step\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"optimizer_ms\": %.1f, "
+                   "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, \"loss\": %.4f}\n",
+                   arch, size, B, T, nt, ms, f, bk, om, tps, rss, predicted_mb, loss);
+        else
+            printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, rss, loss);
+        fflush(stdout);
+    }
+    free(tot);
+    free(ids);
+    free(tg);
+    mofo_model_free(m);
+    return rc;
+}

@@ -1,0 +1,133 @@
+/* mofo ppl: the mean next-token negative log-likelihood of a text under a model, and its perplexity. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "model/model.h"
+#include "threads.h"
+
+static const char *model_dir, *ids_arg, *text_arg, *file_arg;
+static int json_out;
+static int64_t threads;
+
+static const arg_spec SPECS[] = {
+    {"model", ARG_STR, &model_dir, "DIR", "checkpoint directory (config.json + safetensors); required"},
+    {"ids", ARG_STR, &ids_arg, "1,2,3", "token ids, comma-separated (at least 2)"},
+    {"text", ARG_STR, &text_arg, "STR", "text to tokenize with DIR/tokenizer.json (needs tokenizer support)"},
+    {"file", ARG_STR, &file_arg, "F", "a file whose text to tokenize (needs tokenizer support)"},
+    {"json", ARG_FLAG, &json_out, NULL, "print {\"loss\": L, \"ppl\": P, \"tokens\": N}"},
+    {"threads", ARG_INT, &threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
+};
+#define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
+
+void cmd_ppl_help(FILE *out) {
+    args_help(out, "ppl", "--model DIR (--ids 1,2,3 | --text STR | --file F) [--json]", SPECS, N_SPECS);
+    fprintf(out, "\nThe loss is the mean negative log-likelihood (nats) of each token given the ones before it,\n"
+                 "over the N-1 predicted positions of N tokens; ppl = exp(loss).\n");
+}
+
+/* "1, 2,3" -> ids; returns the count or -1 naming the bad entry */
+static int parse_ids(const char *s, int **out) {
+    int cap = 16, n = 0;
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    const char *p = s;
+    while (ids && *p) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "mofo ppl: --ids: '%.*s' is not a token id\n", (int)strcspn(p, ","), p);
+            free(ids);
+            return -1;
+        }
+        if (n == cap) {
+            int *ni = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
+            if (!ni) break;
+            ids = ni;
+        }
+        ids[n++] = (int)v;
+        p = end;
+        if (*p && *p != ',' && *p != ' ') {
+            fprintf(stderr, "mofo ppl: --ids: unexpected '%c' after %ld\n", *p, v);
+            free(ids);
+            return -1;
+        }
+    }
+    if (!ids) {
+        fprintf(stderr, "mofo ppl: out of memory\n");
+        return -1;
+    }
+    *out = ids;
+    return n;
+}
+
+int cmd_ppl(int argc, char **argv) {
+    if (args_parse("ppl", argc, argv, SPECS, N_SPECS)) return 2;
+    if (!model_dir) {
+        fprintf(stderr, "mofo ppl: --model DIR is required (see 'mofo help ppl')\n");
+        return 2;
+    }
+    if (!!ids_arg + !!text_arg + !!file_arg != 1) {
+        fprintf(stderr, "mofo ppl: give exactly one of --ids, --text, --file\n");
+        return 2;
+    }
+    if (text_arg || file_arg) {
+        fprintf(stderr, "mofo ppl: --%s needs tokenizer support (tokenizer.json), which this build does not have "
+                        "yet; pass token ids with --ids\n", text_arg ? "text" : "file");
+        return 2;
+    }
+    int *ids = NULL;
+    int n = parse_ids(ids_arg, &ids);
+    if (n < 0) return 2;
+    if (n < 2) {
+        fprintf(stderr, "mofo ppl: --ids: %d token%s, at least 2 needed to predict one\n", n, n == 1 ? "" : "s");
+        free(ids);
+        return 2;
+    }
+    cli_set_threads((int)threads);
+    mofo_err err = {0};
+    mofo_model *m = NULL;
+    if (mofo_model_load(&m, model_dir, &err)) {
+        fprintf(stderr, "mofo ppl: %s\n", err.msg);
+        free(ids);
+        return 1;
+    }
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= m->cfg.V) {
+            fprintf(stderr, "mofo ppl: --ids: token id %d (entry %d) is outside %s's vocabulary of %d\n", ids[i],
+                    i + 1, model_dir, m->cfg.V);
+            free(ids);
+            mofo_model_free(m);
+            return 2;
+        }
+    int *tg = malloc(sizeof(int) * (size_t)n);
+    float loss = NAN;
+    int rc = 0;
+    if (!tg) {
+        fprintf(stderr, "mofo ppl: out of memory\n");
+        rc = 1;
+    } else {
+        for (int i = 0; i < n; i++) tg[i] = i + 1 < n ? ids[i + 1] : -100;
+        if (mofo_model_forward(m, ids, tg, 1, n, &loss, &err)) {
+            fprintf(stderr, "mofo ppl: %s\n", err.msg);
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
+        if (json_out)
+            printf("{\"loss\": %.9g, \"ppl\": %.9g, \"tokens\": %d}\n", loss, exp(loss), n - 1);
+        else
+            printf("loss %.6f  ppl %.4f  over %d predicted tokens\n", loss, exp(loss), n - 1);
+    }
+    free(tg);
+    free(ids);
+    mofo_model_free(m);
+    return rc;
+}
