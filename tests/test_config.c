@@ -1,0 +1,74 @@
+/* config.json variants: RoPE theta at the top level (transformers 4) or under rope_parameters
+ * (transformers 5), head_dim given or derived, GQA/MQA, Qwen2's biases, Mistral's sliding window,
+ * tied embeddings, and the settings the engine refuses. */
+#include <string.h>
+
+#include "check.h"
+#include "model/model.h"
+
+static int parse(mofo_model_config *c, const char *json, mofo_err *err) {
+    return mofo_config_parse(c, json, strlen(json), "x/config.json", err);
+}
+
+int main(void) {
+    mofo_model_config c;
+    mofo_err err = {0};
+    /* transformers 4 style Llama: top-level rope_theta, head_dim derived, GQA */
+    CHECK(parse(&c, "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":8,"
+                    "\"num_key_value_heads\":2,\"intermediate_size\":100,\"vocab_size\":50,\"rope_theta\":500000.0,"
+                    "\"rms_norm_eps\":1e-6,\"torch_dtype\":\"bfloat16\"}", &err) == 0, "%s", err.msg);
+    CHECK(c.HD == 8 && c.NKV == 2 && c.rope_theta == 500000.0 && c.norm_eps == 1e-6 && !c.tied && !c.qkv_bias &&
+          c.norm == MOFO_NORM_RMSNORM && c.act == MOFO_ACT_SWIGLU && c.pos == MOFO_POS_ROPE && c.rope_half == 1,
+          "llama (transformers 4)");
+    /* transformers 5: rope_parameters, explicit head_dim, MQA, tied */
+    CHECK(parse(&c, "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                    "\"num_key_value_heads\":1,\"head_dim\":32,\"intermediate_size\":100,\"vocab_size\":50,"
+                    "\"rope_parameters\":{\"rope_theta\":1000000.0,\"rope_type\":\"default\"},"
+                    "\"tie_word_embeddings\":true,\"dtype\":\"float32\"}", &err) == 0, "%s", err.msg);
+    CHECK(c.HD == 32 && c.NKV == 1 && c.rope_theta == 1000000.0 && c.tied && c.rope_half == 0, "llama (transformers 5)");
+    /* qwen2: q/k/v biases, no o bias; sliding window only when use_sliding_window */
+    CHECK(parse(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                    "\"num_key_value_heads\":2,\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":32,"
+                    "\"use_sliding_window\":false}", &err) == 0, "%s", err.msg);
+    CHECK(c.qkv_bias && !c.o_bias && !c.mlp_bias && c.sliding_window == 0, "qwen2");
+    CHECK(parse(&c, "{\"model_type\":\"mistral\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                    "\"num_key_value_heads\":2,\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":4096}",
+                &err) == 0, "%s", err.msg);
+    CHECK(c.sliding_window == 4096 && !c.qkv_bias, "mistral");
+    CHECK(parse(&c, "{\"model_type\":\"mistral\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                    "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":null}", &err) == 0, "%s", err.msg);
+    CHECK(c.sliding_window == 0 && c.NKV == 4, "mistral without window");
+    CHECK(parse(&c, "{\"model_type\":\"gpt2\",\"n_embd\":48,\"n_head\":4,\"n_layer\":2,\"n_positions\":32,"
+                    "\"vocab_size\":211,\"n_inner\":null}", &err) == 0, "%s", err.msg);
+    CHECK(c.FF == 192 && c.tied && c.names == MOFO_NAMES_GPT2 && c.norm == MOFO_NORM_LAYERNORM && c.norm_eps == 1e-5,
+          "gpt2");
+
+    /* refused, each naming the file and the field */
+    struct {
+        const char *json, *word;
+    } bad[] = {
+        {"{\"model_type\":\"bert\"}", "bert"},
+        {"{\"hidden_size\":64}", "model_type"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}}",
+         "llama3"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"hidden_act\":\"gelu\"}", "hidden_act"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"num_key_value_heads\":3,\"intermediate_size\":100,\"vocab_size\":50}", "key/value heads"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_attention_heads\":4,\"intermediate_size\":100,"
+         "\"vocab_size\":50}", "num_hidden_layers"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":\"64\",\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50}", "hidden_size"},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":48,\"n_head\":4,\"n_layer\":2,\"n_positions\":32,\"vocab_size\":211,"
+         "\"activation_function\":\"relu\"}", "relu"},
+        {"[1,2]", "object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err.msg[0] = 0;
+        CHECK(parse(&c, bad[i].json, &err) < 0, "case %zu should fail", i);
+        CHECK(strstr(err.msg, "x/config.json") && strstr(err.msg, bad[i].word), "case %zu: '%s' lacks '%s'", i,
+              err.msg, bad[i].word);
+    }
+    return CHECK_DONE();
+}
