@@ -4,6 +4,7 @@
  * Each row: the median over the timed steps (after one warm-up step) of the whole step and of its
  * parts, tokens per second, and the process's peak RSS so far. Memory is also predicted: weights +
  * gradients + the optimizer's two moments (4 floats per parameter) + activations (README formula). */
+#define _DEFAULT_SOURCE /* getloadavg */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -104,8 +105,11 @@ int bench_train(int argc, char **argv) {
                arch, size, params_m, B, T, (int)steps);
         int par = openblas_get_parallel();
         const char *wait = getenv("OMP_WAIT_POLICY");
-        printf("OpenBLAS %s build%s%s\n", par == 2 ? "OpenMP" : par == 1 ? "pthreads" : "sequential",
-               wait ? ", OMP_WAIT_POLICY=" : "", wait ? wait : "");
+        double load[1] = {0};
+        getloadavg(load, 1);
+        printf("OpenBLAS %s build%s%s; load average before the run %.2f (other processes share the cores)\n",
+               par == 2 ? "OpenMP" : par == 1 ? "pthreads" : "sequential", wait ? ", OMP_WAIT_POLICY=" : "",
+               wait ? wait : "", load[0]);
         printf("memory predicted: weights+grads+m+v %.0f MB + activations %.0f MB = %.0f MB; init %.1f s\n\n",
                m->n_floats * 16.0 / (1 << 20), acts_mb, predicted_mb, init_ms / 1e3);
         printf("%7s %11s %10s %11s %12s %10s %12s %8s\n", "threads", "ms/step", "forward", "backward", "optimizer",
