@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -220,6 +221,20 @@ static void expect_fail(const char *label, const char *dir, const char *file, co
     if (tensor) CHECK(strstr(err.msg, tensor) != NULL, "%s: message names %s: %s", label, tensor, err.msg);
     printf("%-26s %s\n", label, err.msg + (strstr(err.msg, tmpdir) == err.msg ? strlen(tmpdir) + 1 : 0));
     mofo_model_free(m);
+#ifdef MOFO_BIN
+    /* the command: a message on stderr naming the file (and tensor), exit status 1, no crash */
+    char cmd[1400], out[700];
+    snprintf(out, sizeof out, "%s/stderr.txt", tmpdir);
+    snprintf(cmd, sizeof cmd, "'%s' ppl --model '%s' --ids 1,2 2>'%s'", MOFO_BIN, dir, out);
+    int st = system(cmd);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: mofo ppl exit status %d", label,
+          WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    size_t len;
+    char *text = slurp(out, &len);
+    CHECK(text && strstr(text, "mofo ppl: ") && strstr(text, file) && (!tensor || strstr(text, tensor)),
+          "%s: mofo ppl said: %s", label, text ? text : "(nothing)");
+    free(text);
+#endif
 }
 
 static void test_bad_input(void) {

@@ -18,13 +18,13 @@ int mofo_model_register(mofo_model *m, mofo_optim *opt, mofo_err *err) {
 
 int mofo_model_train_step(mofo_model *m, mofo_optim *opt, const int *inputs, const int *targets, int B, int T,
                           double lr, float *loss, mofo_err *err) {
+    if (!targets) return mofo_errf(err, MOFO_EINVAL, "a training step needs targets");
     int rc = mofo_model_alloc_grads(m, err);
     if (rc) return rc;
     mofo_model_zero_grads(m);
     float l = NAN;
     if ((rc = mofo_model_forward(m, inputs, targets, B, T, &l, err))) return rc;
     if (loss) *loss = l;
-    if (!targets) return mofo_errf(err, MOFO_EINVAL, "a training step needs targets");
     if ((rc = mofo_model_backward(m, inputs, targets, err))) return rc;
     return mofo_optim_step(opt, lr, err);
 }
