@@ -144,6 +144,31 @@ static void test_gpt2_layout(void) {
     mofo_model_free(m);
 }
 
+/* a model made from a config saves a config.json that loads back as the same architecture */
+static void test_new_model(const char *type, int tied, int biases, int names) {
+    mofo_model_config c;
+    mofo_err err = {0};
+    mofo_config_preset(&c, names == MOFO_NAMES_GPT2 ? "gpt2" : "llama", "tiny", &err);
+    snprintf(c.model_type, sizeof c.model_type, "%s", type);
+    c.tied = tied;
+    if (names == MOFO_NAMES_LLAMA) c.qkv_bias = c.o_bias = c.mlp_bias = biases;
+    if (strcmp(type, "qwen2") == 0) c.o_bias = c.mlp_bias = 0;
+    mofo_model *m = NULL, *m2 = NULL;
+    CHECK(mofo_model_create(&m, &c, 3, 0.02f, &err) == 0, "%s", err.msg);
+    if (!m) return;
+    char d[512];
+    snprintf(d, sizeof d, "%s/new-%s-%d-%d", tmpdir, type, tied, biases);
+    CHECK(mofo_model_save(m, d, 60000, &err) == 0, "%s", err.msg);
+    CHECK(mofo_model_load(&m2, d, &err) == 0, "%s: %s", type, err.msg);
+    if (m2) {
+        CHECK(memcmp(&m2->cfg, &m->cfg, sizeof c) == 0, "%s: the config changed in save and load", type);
+        CHECK(m2->n_floats == m->n_floats && memcmp(m2->params, m->params, m->n_floats * 4) == 0,
+              "%s: parameters changed in save and load", type);
+    }
+    mofo_model_free(m);
+    mofo_model_free(m2);
+}
+
 static void test_half_rounding(void) {
     CHECK(mofo_f32_to_bf16(1.0f) == 0x3F80, "bf16 1");
     CHECK(mofo_f32_to_bf16(1.00390625f) == 0x3F80, "bf16 ties to even (down)");
@@ -332,6 +357,11 @@ int main(void) {
     test_round_trip("llama-tiny", 0);
     test_round_trip("llama-tiny", 200000); /* three shards and an index */
     test_gpt2_layout();
+    test_new_model("gpt2", 1, 1, MOFO_NAMES_GPT2);
+    test_new_model("gpt2", 0, 1, MOFO_NAMES_GPT2);
+    test_new_model("llama", 0, 0, MOFO_NAMES_LLAMA);
+    test_new_model("llama", 1, 1, MOFO_NAMES_LLAMA);
+    test_new_model("qwen2", 1, 1, MOFO_NAMES_LLAMA);
     test_bad_input();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -169,7 +169,7 @@ char *mofo_config_to_json(const mofo_model_config *c) {
     if (c->names == MOFO_NAMES_GPT2) {
         mofo_sb_printf(&sb,
                        "{\n  \"activation_function\": \"gelu_new\",\n  \"architectures\": [\"GPT2LMHeadModel\"],\n"
-                       "  \"layer_norm_epsilon\": %.9g,\n  \"model_type\": \"gpt2\",\n  \"n_embd\": %d,\n"
+                       "  \"layer_norm_epsilon\": %.17g,\n  \"model_type\": \"gpt2\",\n  \"n_embd\": %d,\n"
                        "  \"n_head\": %d,\n  \"n_inner\": %d,\n  \"n_layer\": %d,\n  \"n_positions\": %d,\n"
                        "  \"tie_word_embeddings\": %s,\n  \"vocab_size\": %d\n}\n",
                        c->norm_eps, c->C, c->NH, c->FF, c->L, c->max_T, c->tied ? "true" : "false", c->V);
@@ -179,7 +179,7 @@ char *mofo_config_to_json(const mofo_model_config *c) {
                        "{\n  \"architectures\": [\"%s\"],\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": %d,\n"
                        "  \"head_dim\": %d,\n  \"intermediate_size\": %d,\n  \"max_position_embeddings\": %d,\n"
                        "  \"model_type\": \"%s\",\n  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n"
-                       "  \"num_key_value_heads\": %d,\n  \"rms_norm_eps\": %.9g,\n  \"rope_theta\": %.9g,\n"
+                       "  \"num_key_value_heads\": %d,\n  \"rms_norm_eps\": %.17g,\n  \"rope_theta\": %.17g,\n"
                        "  \"tie_word_embeddings\": %s,\n",
                        qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM", c->C, c->HD, c->FF, c->max_T,
                        qwen ? "qwen2" : "llama", c->NH, c->L, c->NKV, c->norm_eps, c->rope_theta,
