@@ -10,7 +10,7 @@ static const struct {
     void (*help)(FILE *out);
     const char *summary;
 } BENCHES[] = {
-    {"none", NULL, NULL, ""},
+    {"optim", bench_optim, bench_optim_help, "optimizer step: AdamW, MoFO, sort-based MoFO, copy floor"},
 };
 #define N_BENCHES (int)(sizeof BENCHES / sizeof BENCHES[0])
 
