@@ -106,6 +106,12 @@ struct mofo_optim {
     int scratch_threads;
 };
 
+/* Centres the block's bracket on last_thr, radius wide on each side. */
+static inline void block_bracket(block *b) {
+    b->lo = b->last_thr > b->radius ? b->last_thr - b->radius : 0;
+    b->hi = b->last_thr < UINT32_MAX - b->radius ? b->last_thr + b->radius : UINT32_MAX;
+}
+
 /* Builds blocks and chunks from the registered parameters (step.c). */
 int mofo_optim_plan(mofo_optim *o, mofo_err *err);
 

@@ -409,8 +409,7 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
         b->radius = b->radius < MOFO_RADIUS_MAX / 4 ? b->radius * 4 : MOFO_RADIUS_MAX;
     b->last_thr = thr;
     b->have_last = 1;
-    b->lo = thr > b->radius ? thr - b->radius : 0;
-    b->hi = thr < UINT32_MAX - b->radius ? thr + b->radius : UINT32_MAX;
+    block_bracket(b);
     return 0;
 }
 
