@@ -14,7 +14,7 @@
 #define MOFO_HIST_SHIFT (32 - MOFO_HIST_BITS)
 
 /* The bracket around last step's threshold starts this wide on each side, in key units (2^23 keys
- * per octave of |score|: 2^18 is 1/32 octave), shrinks after a hit and widens after a miss. */
+ * per octave of |score|: 2^18 is 1/32 octave), then follows how far the threshold moves. */
 #define MOFO_RADIUS_START (1u << 18)
 #define MOFO_RADIUS_MIN (1u << 12)
 #define MOFO_RADIUS_MAX (1u << 30)
@@ -66,7 +66,8 @@ enum { SETTLED_EXACT = 1, SETTLED_BRACKET, SETTLED_HISTOGRAM };
  * with `above` keys larger than hi; pass 2 moves those and sets aside the keys inside the bracket
  * as candidates for the exact selection. The bracket comes, in order of preference, from:
  *   - the keys themselves (small blocks: lo = hi = the exact threshold);
- *   - last step's threshold +- radius, checked by two counts in pass 1 (|m| moves slowly: after
+ *   - a prediction from the last two thresholds +- radius, checked by two counts in pass 1 (|m|
+ *     moves slowly: after
  *     the first steps this hits, and pass 1 costs no more than the moment update);
  *   - otherwise a histogram of the top 12 bits in an extra read-only pass (the bucket holding the
  *     k-th largest key). */
@@ -77,7 +78,8 @@ typedef struct block {
     int64_t above;
     int settled;               /* how lo, hi and above were found this step: 0 not yet, or a SETTLED_* */
     int have_last;             /* last_thr is set */
-    uint32_t last_thr, radius; /* last step's threshold and the bracket's half-width */
+    uint32_t last_thr;         /* last step's threshold */
+    uint32_t center, radius;   /* this step's bracket: the predicted threshold and the half-width */
     uint32_t *hist;            /* (MOFO_HIST_BINS) shared histogram of a block of several chunks */
     int64_t updated;
     uint32_t *sort_keys; /* (numel) select_by_sort only */
@@ -106,10 +108,10 @@ struct mofo_optim {
     int scratch_threads;
 };
 
-/* Centres the block's bracket on last_thr, radius wide on each side. */
+/* The bracket: radius wide on each side of center. */
 static inline void block_bracket(block *b) {
-    b->lo = b->last_thr > b->radius ? b->last_thr - b->radius : 0;
-    b->hi = b->last_thr < UINT32_MAX - b->radius ? b->last_thr + b->radius : UINT32_MAX;
+    b->lo = b->center > b->radius ? b->center - b->radius : 0;
+    b->hi = b->center < UINT32_MAX - b->radius ? b->center + b->radius : UINT32_MAX;
 }
 
 /* Builds blocks and chunks from the registered parameters (step.c). */

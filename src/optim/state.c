@@ -1,6 +1,7 @@
 /* Optimizer state as safetensors: "m/NAME", "v/NAME" (F32, the parameter's shape),
  * "updated/NAME" (U8, the coverage bits as little-endian 64-bit words) and "blocks/bracket" (U32
- * [blocks, 3]: whether a last threshold is known, the threshold, the bracket radius; it steers only
+ * [blocks, 4]: whether a last threshold is known, the threshold, the next bracket's centre and
+ * radius; it steers only
  * how fast the selection runs, and is saved so that a resumed run repeats every step bit for bit,
  * statistics included), with the step count, the random filter's seed and the options that shape
  * the state in __metadata__. */
@@ -47,14 +48,14 @@ int mofo_optim_save(const mofo_optim *o, const char *path, mofo_err *err) {
     }
     uint32_t *bracket = NULL;
     if (!rc && o->planned && o->n_blocks > 0) {
-        bracket = malloc((size_t)o->n_blocks * 3 * sizeof *bracket);
+        bracket = malloc((size_t)o->n_blocks * 4 * sizeof *bracket);
         if (!bracket) rc = mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", path);
         for (int b = 0; b < o->n_blocks && !rc; b++) {
-            bracket[3 * b] = (uint32_t)o->blocks[b].have_last;
-            bracket[3 * b + 1] = o->blocks[b].last_thr;
-            bracket[3 * b + 2] = o->blocks[b].radius;
+            const block *bl = &o->blocks[b];
+            uint32_t row[4] = {(uint32_t)bl->have_last, bl->last_thr, bl->center, bl->radius};
+            memcpy(bracket + 4 * b, row, sizeof row);
         }
-        int64_t shape[2] = {o->n_blocks, 3};
+        int64_t shape[2] = {o->n_blocks, 4};
         if (!rc) rc = mofo_st_writer_add(w, "blocks/bracket", MOFO_DT_U32, 2, shape, bracket, err);
     }
     if (!rc) rc = mofo_st_writer_save(w, path, err);
@@ -122,7 +123,7 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
     if (!rc && bracket) {
         expected++;
         if (!o->planned) rc = mofo_optim_plan(o, err);
-        int64_t shape[2] = {o->n_blocks, 3};
+        int64_t shape[2] = {o->n_blocks, 4};
         const mofo_st_tensor *t;
         if (!rc) rc = expect_tensor(f, "blocks", "bracket", MOFO_DT_U32, 2, shape, &t, err);
     }
@@ -160,11 +161,12 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
         if (bracket) {
             const unsigned char *src = bracket->data;
             for (int b = 0; b < o->n_blocks; b++) {
-                uint32_t v3[3];
-                memcpy(v3, src + 12 * (size_t)b, 12);
-                o->blocks[b].have_last = v3[0] != 0;
-                o->blocks[b].last_thr = v3[1];
-                o->blocks[b].radius = v3[2];
+                uint32_t row[4];
+                memcpy(row, src + 16 * (size_t)b, 16);
+                o->blocks[b].have_last = row[0] != 0;
+                o->blocks[b].last_thr = row[1];
+                o->blocks[b].center = row[2];
+                o->blocks[b].radius = row[3];
                 block_bracket(&o->blocks[b]);
             }
         }

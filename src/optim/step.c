@@ -402,11 +402,17 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
         c->sq_update += sq;
     }
     b->updated = b->above + moved;
-    /* next step's bracket: narrower after a hit, wider after a miss */
-    if (b->settled == SETTLED_BRACKET && b->radius > MOFO_RADIUS_MIN)
-        b->radius -= b->radius / 8;
-    else if (b->settled == SETTLED_HISTOGRAM && b->have_last)
-        b->radius = b->radius < MOFO_RADIUS_MAX / 4 ? b->radius * 4 : MOFO_RADIUS_MAX;
+    /* next step's bracket: centred on the threshold extrapolated from this step's move, twice as
+       wide as this step's prediction missed by, shrinking by at most half a step */
+    int64_t next = thr;
+    if (b->have_last) {
+        uint64_t miss = thr > b->center ? thr - b->center : b->center - thr;
+        uint64_t r = 2 * miss + MOFO_RADIUS_MIN;
+        if (r < b->radius / 2) r = b->radius / 2;
+        b->radius = r > MOFO_RADIUS_MAX ? MOFO_RADIUS_MAX : (uint32_t)r;
+        next = 2 * (int64_t)thr - (int64_t)b->last_thr;
+    }
+    b->center = next < 0 ? 0 : next > UINT32_MAX ? UINT32_MAX : (uint32_t)next;
     b->last_thr = thr;
     b->have_last = 1;
     block_bracket(b);
