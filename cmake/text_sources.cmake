@@ -2,4 +2,5 @@
 set(MOFO_TEXT_SOURCES
   src/text/utf8.c
   src/text/tokenizer.c
+  src/text/dataset.c
 )

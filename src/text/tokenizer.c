@@ -982,7 +982,7 @@ static int normalize(const mofo_tokenizer *t, enc_ctx *c) {
             if (ctx_reserve_t(c, c->nlen + st->alen)) return -1;
             memcpy(c->tb, st->a, st->alen);
             memcpy(c->tb + st->alen, c->nb, c->nlen);
-            for (size_t k = 0; k < st->alen; k++) c->ta[k] = (span){c->na[0].s, c->na[0].s};
+            for (size_t k = 0; k < st->alen; k++) c->ta[k] = c->na[0]; /* as the library aligns it */
             memcpy(c->ta + st->alen, c->na, c->nlen * sizeof *c->na);
             swap_nt(c, c->nlen + st->alen);
             continue;
@@ -1032,7 +1032,7 @@ static int prefix_spaces(enc_ctx *c) {
         uint32_t ns = (uint32_t)tl;
         if (c->nb[s] != ' ') {
             c->tb[tl] = ' ';
-            c->ta[tl] = (span){c->na[s].s, c->na[s].s};
+            c->ta[tl] = c->na[s]; /* aligned with the first character, as the library does */
             tl++;
         }
         memcpy(c->tb + tl, c->nb + s, e - s);
