@@ -21,11 +21,24 @@ static mofo_tokenizer *load(const char *name) {
     return t;
 }
 
-static void test_cases(const char *name, const char *suffix) {
-    mofo_tokenizer *t = load(name);
-    if (!t) return;
+static mofo_tokenizer *load_path(const char *path) {
+    mofo_tokenizer *t = NULL;
+    mofo_err err = {0};
+    int rc = mofo_tokenizer_load_file(&t, path, &err);
+    CHECK(rc == 0 && t, "load %s: %s", path, err.msg);
+    return t;
+}
+
+/* name: the tokenizer, suffix: which cases ("cases", "random"); variant: a tokenizer of
+ * variants/ instead (suffix ignored) */
+static void test_cases(const char *name, const char *suffix, int variant) {
     char path[512];
-    snprintf(path, sizeof path, "%s/tokenizers/%s.%s.json", MOFO_FIXTURES, name, suffix);
+    if (variant) snprintf(path, sizeof path, "%s/tokenizers/variants/%s.json", MOFO_FIXTURES, name);
+    else snprintf(path, sizeof path, "%s/tokenizers/%s.json", MOFO_FIXTURES, name);
+    mofo_tokenizer *t = load_path(path);
+    if (!t) return;
+    if (variant) snprintf(path, sizeof path, "%s/tokenizers/variants/%s.cases.json", MOFO_FIXTURES, name);
+    else snprintf(path, sizeof path, "%s/tokenizers/%s.%s.json", MOFO_FIXTURES, name, suffix);
     char *data;
     size_t len;
     mofo_err err = {0};
@@ -37,16 +50,18 @@ static void test_cases(const char *name, const char *suffix) {
     for (const mofo_json *c = cases ? cases->child : NULL; c; c = c->next, n++) {
         const mofo_json *text = mofo_json_get(c, "text"), *ids = mofo_json_get(c, "ids"),
                         *toks = mofo_json_get(c, "tokens"), *dec = mofo_json_get(c, "decoded");
+        const mofo_json *sp = mofo_json_get(c, "special");
+        int special = sp && sp->type == MOFO_JSON_BOOL && sp->boolean;
         mofo_ids out = {0};
         out.want_offsets = 1;
-        CHECK(mofo_tokenizer_encode(t, text->str, text->len, 0, &out, &err) == 0, "%s", err.msg);
+        CHECK(mofo_tokenizer_encode(t, text->str, text->len, special, &out, &err) == 0, "%s", err.msg);
         int same = out.len == ids->count;
         size_t i = 0;
         for (const mofo_json *x = ids->child; x && same; x = x->next, i++) {
             int64_t v;
             same = mofo_json_int64(x, &v) && v == out.ids[i];
         }
-        CHECK(same, "%s.%s case %d \"%s\": ids differ (got %zu ids, want %zu)", name, suffix, n, text->str, out.len, ids->count);
+        CHECK(same, "%s.%s case %d \"%s\"%s: ids differ (got %zu ids, want %zu)", name, suffix ? suffix : "variant", n, text->str, special ? " +special" : "", out.len, ids->count);
         if (!same) {
             fprintf(stderr, "  got:");
             for (size_t k = 0; k < out.len; k++) {
@@ -77,7 +92,7 @@ static void test_cases(const char *name, const char *suffix) {
         mofo_strbuf sb = {0};
         CHECK(mofo_tokenizer_decode(t, ref, nref, 0, &sb, &err) == 0, "%s", err.msg);
         CHECK(sb.len == dec->len && (sb.len == 0 || memcmp(sb.data, dec->str, sb.len) == 0), "%s.%s case %d: decoded \"%s\", want \"%s\"",
-              name, suffix, n, sb.data ? sb.data : "", dec->str);
+              name, suffix ? suffix : "variant", n, sb.data ? sb.data : "", dec->str);
         mofo_sb_free(&sb);
         mofo_ids_free(&out);
     }
@@ -145,8 +160,13 @@ static void test_roundtrip(const char *name) {
 int main(void) {
     /* cases.json: the shared fixtures; random.json: random strings through the same library
      * (gen_random.js beside them) */
-    for (int i = 0; i < 3; i++) test_cases(NAMES[i], "cases");
-    for (int i = 0; i < 3; i++) test_cases(NAMES[i], "random");
+    for (int i = 0; i < 3; i++) test_cases(NAMES[i], "cases", 0);
+    for (int i = 0; i < 3; i++) test_cases(NAMES[i], "random", 0);
+    /* one pipeline piece changed at a time (gen_variants.js) */
+    static const char *variants[] = {"split-removed", "split-merged-previous", "split-merged-next", "split-contiguous",
+                                     "split-invert", "bytelevel-prefix-space", "added-strip", "template", "replace-regex",
+                                     "ignore-merges", "no-decoder", "sp-metaspace-decoder"};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) test_cases(variants[i], NULL, 1);
     for (int i = 0; i < 3; i++) test_roundtrip(NAMES[i]);
     return CHECK_DONE();
 }

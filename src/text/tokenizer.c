@@ -228,7 +228,7 @@ void mofo_tokenizer_free(mofo_tokenizer *t) {
 static pcre2_code *compile_re(const char *pat, size_t len, int literal, const char *name, mofo_err *err) {
     int code;
     PCRE2_SIZE off;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opts, &code, &off, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
