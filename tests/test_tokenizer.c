@@ -157,7 +157,162 @@ static void test_roundtrip(const char *name) {
     mofo_tokenizer_free(t);
 }
 
+/* Invalid UTF-8: each maximal invalid subpart becomes one U+FFFD before encoding, as Python's
+ * bytes.decode("utf-8", errors="replace") (the counts below are Python's). */
+static void test_invalid_utf8(void) {
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *out;
+    } cases[] = {
+        {"\xE2\x82", 2, "\xEF\xBF\xBD"},
+        {"\xF0\x80\x80", 3, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"\xED\xA0\x80", 3, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"\xC0\xAF", 2, "\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"\xF4\x90\x80\x80", 4, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"a\xE2\x82" "b", 4, "a\xEF\xBF\xBD" "b"},
+        {"\xE2\x82\xE2\x82\xAC", 5, "\xEF\xBF\xBD\xE2\x82\xAC"},
+        {"\xF0\x9F\x98", 3, "\xEF\xBF\xBD"},
+        {"ok \xFF", 4, "ok \xEF\xBF\xBD"},
+    };
+    for (int k = 0; k < 3; k++) {
+        mofo_tokenizer *t = load(NAMES[k]);
+        if (!t) return;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            mofo_strbuf sb = {0};
+            mofo_utf8_lossy(&sb, cases[i].in, cases[i].n);
+            CHECK(sb.len == strlen(cases[i].out) && memcmp(sb.data, cases[i].out, sb.len) == 0, "lossy case %zu", i);
+            mofo_ids a = {0}, b = {0};
+            mofo_err err = {0};
+            CHECK(mofo_tokenizer_encode(t, cases[i].in, cases[i].n, 0, &a, &err) == 0, "%s", err.msg);
+            CHECK(mofo_tokenizer_encode(t, cases[i].out, strlen(cases[i].out), 0, &b, &err) == 0, "%s", err.msg);
+            CHECK(a.len == b.len && memcmp(a.ids, b.ids, a.len * sizeof *a.ids) == 0, "%s: invalid case %zu encodes as its U+FFFD form", NAMES[k], i);
+            /* and the ids decode to the replaced text */
+            mofo_strbuf d = {0};
+            CHECK(mofo_tokenizer_decode(t, a.ids, a.len, 0, &d, &err) == 0 && d.len == sb.len && memcmp(d.data, sb.data, d.len) == 0,
+                  "%s: decode of invalid case %zu", NAMES[k], i);
+            mofo_ids_free(&a);
+            mofo_ids_free(&b);
+            mofo_sb_free(&sb);
+            mofo_sb_free(&d);
+        }
+        /* ids whose bytes are not UTF-8: byte-level gives U+FFFD per maximal subpart
+         * (from_utf8_lossy), byte fallback one U+FFFD per byte */
+        int32_t ids[2];
+        size_t n = 0;
+        mofo_strbuf d = {0};
+        mofo_err err = {0};
+        if (k == 0) { ids[0] = 165; ids[1] = 104; n = 2; } /* "è", "ª": the first two bytes of 語 */
+        if (k == 2) { ids[0] = 235; ids[1] = 173; n = 2; } /* <0xE8> <0xAA> */
+        if (n) {
+            CHECK(mofo_tokenizer_decode(t, ids, n, 0, &d, &err) == 0, "%s", err.msg);
+            const char *want = k == 0 ? "\xEF\xBF\xBD" : "\xEF\xBF\xBD\xEF\xBF\xBD";
+            CHECK(d.len == strlen(want) && memcmp(d.data, want, d.len) == 0, "%s: decoding a partial character gives \"%s\"", NAMES[k], d.data);
+        }
+        mofo_sb_free(&d);
+        mofo_tokenizer_free(t);
+    }
+}
+
+/* BOS/EOS/PAD from tokenizer_config.json and config.json. */
+static void test_config(void) {
+    mofo_tokenizer *t = load("sentencepiece-style");
+    if (!t) return;
+    mofo_err err = {0};
+    CHECK(mofo_tokenizer_bos(t) == -1 && mofo_tokenizer_eos(t) == -1 && !mofo_tokenizer_adds_bos(t), "no specials before a config");
+    const char *cfg = "{\"bos_token_id\": 1, \"eos_token_id\": [2, 0], \"pad_token_id\": 0}";
+    CHECK(mofo_tokenizer_apply_config(t, NULL, 0, cfg, strlen(cfg), "m", &err) == 0, "%s", err.msg);
+    CHECK(mofo_tokenizer_bos(t) == 1 && mofo_tokenizer_eos(t) == 2 && mofo_tokenizer_pad(t) == 0, "config.json ids");
+    const char *tc = "{\"bos_token\": {\"content\": \"</s>\", \"lstrip\": false}, \"eos_token\": \"<s>\", \"add_bos_token\": true, \"add_eos_token\": true}";
+    CHECK(mofo_tokenizer_apply_config(t, tc, strlen(tc), NULL, 0, "m", &err) == 0, "%s", err.msg);
+    CHECK(mofo_tokenizer_bos(t) == 2 && mofo_tokenizer_eos(t) == 1 && mofo_tokenizer_adds_bos(t), "tokenizer_config.json takes precedence");
+    mofo_ids ids = {0};
+    CHECK(mofo_tokenizer_encode(t, "a", 1, 1, &ids, &err) == 0 && ids.len == 3 && ids.ids[0] == 2 && ids.ids[1] == 381 && ids.ids[2] == 1,
+          "add_special: BOS a EOS");
+    mofo_ids_free(&ids);
+    CHECK(mofo_tokenizer_apply_config(t, "{", 1, NULL, 0, "m", &err) == MOFO_EFORMAT && strstr(err.msg, "m/tokenizer_config.json"), "%s", err.msg);
+    /* a model directory without tokenizer.json */
+    mofo_tokenizer *u = NULL;
+    CHECK(mofo_tokenizer_load_dir(&u, "/nonexistent-dir", &err) == MOFO_EIO && !u && strstr(err.msg, "/nonexistent-dir/tokenizer.json"), "%s", err.msg);
+    /* lookups */
+    size_t n;
+    const char *s = mofo_tokenizer_token(t, 2, &n);
+    CHECK(s && n == 4 && memcmp(s, "</s>", 4) == 0 && mofo_tokenizer_is_special(t, 2) && !mofo_tokenizer_is_special(t, 381), "token 2");
+    CHECK(mofo_tokenizer_token_id(t, "</s>", 4) == 2 && mofo_tokenizer_token_id(t, "zzzz", 4) == -1, "token_id");
+    CHECK(mofo_tokenizer_token(t, 100000, &n) == NULL && mofo_tokenizer_vocab_size(t) == 700, "vocab size");
+    /* decode: skip special, bad ids */
+    int32_t ids2[] = {1, 381, 2};
+    mofo_strbuf d = {0};
+    CHECK(mofo_tokenizer_decode(t, ids2, 3, 1, &d, &err) == 0 && d.len == 1 && d.data[0] == 'a', "skip special");
+    int32_t bad[] = {381, -3};
+    CHECK(mofo_tokenizer_decode(t, bad, 2, 0, &d, &err) == MOFO_EINVAL && strstr(err.msg, "id -3 at position 1"), "%s", err.msg);
+    mofo_sb_free(&d);
+    mofo_tokenizer_free(t);
+}
+
+static void expect_load_error(const char *json, const char *want) {
+    mofo_tokenizer *t = NULL;
+    mofo_err err = {0};
+    int rc = mofo_tokenizer_from_json(&t, json, strlen(json), "tok.json", &err);
+    CHECK(rc == MOFO_EFORMAT && !t && strstr(err.msg, want), "load error: got \"%s\", want \"%s\"", err.msg, want);
+    mofo_tokenizer_free(t);
+}
+
+static void test_load_errors(void) {
+    expect_load_error("{\"model\": ", "tok.json: line 1, column 11: unexpected end of input");
+    expect_load_error("[]", "tok.json: not a JSON object");
+    expect_load_error("{}", "tok.json: no \"model\" object");
+    expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": {}, \"merges\": []}}", "model type \"Unigram\" is not supported");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"merges\": []}}", "model has no \"vocab\" object");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "vocab entry \"a\" (line 1) is not a valid id");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "merge at line 1 (\"a\" + \"b\") uses a token missing");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"ab\"]}}", "merge at line 1 is not \"a b\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}", "neither \"a b\" nor");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"normalizer\": {\"type\": \"NFKD\"}}",
+                      "unsupported normalizer type \"NFKD\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Split\", "
+                      "\"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}", "tok.json: regex /(/ at offset 1");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Split\", "
+                      "\"pattern\": {\"Regex\": \"a\"}, \"behavior\": \"Sideways\"}}", "unknown behavior \"Sideways\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
+                      "unsupported pre_tokenizer type \"Whitespace\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"decoder\": {\"type\": \"WordPiece\"}}",
+                      "unsupported decoder type \"WordPiece\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"post_processor\": {\"type\": \"BertProcessing\"}}",
+                      "unsupported post_processor type \"BertProcessing\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"post_processor\": {\"type\": \"TemplateProcessing\", "
+                      "\"single\": [{\"SpecialToken\": {\"id\": \"<x>\"}}]}}", "TemplateProcessing names unknown token \"<x>\"");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"added_tokens\": [{\"id\": 1}]}",
+                      "added token at line 1 needs \"id\" and \"content\"");
+    mofo_tokenizer *t = NULL;
+    mofo_err err = {0};
+    CHECK(mofo_tokenizer_load_file(&t, "/nonexistent/tokenizer.json", &err) == MOFO_EIO && strstr(err.msg, "/nonexistent/tokenizer.json"), "%s", err.msg);
+}
+
+/* Without a pre-tokenizer the whole text is one BPE word: the heap keeps it O(n log n). A
+ * quadratic merge loop would take minutes here. */
+static void test_long_input(void) {
+    mofo_tokenizer *t = load("sentencepiece-style");
+    if (!t) return;
+    size_t n = 1 << 19;
+    char *s = malloc(n);
+    for (size_t i = 0; i < n; i++) s[i] = "the quick brown fox "[i % 20];
+    mofo_ids ids = {0};
+    mofo_err err = {0};
+    CHECK(mofo_tokenizer_encode(t, s, n, 0, &ids, &err) == 0 && ids.len > n / 10, "long input: %zu tokens", ids.len);
+    mofo_strbuf d = {0};
+    CHECK(mofo_tokenizer_decode(t, ids.ids, ids.len, 0, &d, &err) == 0 && d.len == n && memcmp(d.data, s, n) == 0, "long round trip");
+    mofo_sb_free(&d);
+    mofo_ids_free(&ids);
+    free(s);
+    mofo_tokenizer_free(t);
+}
+
 int main(void) {
+    test_invalid_utf8();
+    test_config();
+    test_load_errors();
+    test_long_input();
     /* cases.json: the shared fixtures; random.json: random strings through the same library
      * (gen_random.js beside them) */
     for (int i = 0; i < 3; i++) test_cases(NAMES[i], "cases", 0);
