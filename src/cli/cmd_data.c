@@ -130,16 +130,19 @@ int cmd_data(int argc, char **argv) {
         if (ds.n_no_response)
             fprintf(stderr, "mofo data: dropped %zu example(s) with no trained token left after truncation to %lld tokens (the first at %s:%d)\n",
                     ds.n_no_response, (long long)max_len, data_path, ds.first_no_response);
+        mofo_strbuf file = {0};
+        mofo_sb_json_string(&file, data_path, strlen(data_path));
         if (json_out)
-            printf("{\"file\": \"%s\", \"format\": \"%s\", \"template\": \"%s\", \"lines\": %zu, \"examples\": %zu, \"heldout\": %zu, "
+            printf("{\"file\": %s, \"format\": \"%s\", \"template\": \"%s\", \"lines\": %zu, \"examples\": %zu, \"heldout\": %zu, "
                    "\"tokens\": %zu, \"trained_tokens\": %zu, \"truncated\": %zu, \"no_response\": %zu, \"bad_lines\": %zu, \"packed_rows\": %zu}\n",
-                   data_path, mofo_data_format_name(ds.format), mofo_chat_template_name(o.tpl), ds.n_lines, ds.n, held.n, tokens,
+                   file.data ? file.data : "\"\"", mofo_data_format_name(ds.format), mofo_chat_template_name(o.tpl), ds.n_lines, ds.n, held.n, tokens,
                    trained, ds.n_truncated, ds.n_no_response, ds.n_bad, packed.n);
         else
             printf("%s: format %s, template %s: %zu lines, %zu examples (+%zu held out), %zu tokens, %zu trained, %zu truncated, "
-                   "%zu dropped (no response left), %zu bad lines skipped%s\n",
+                   "%zu dropped (no response left), %zu bad lines skipped\n",
                    data_path, mofo_data_format_name(ds.format), mofo_chat_template_name(o.tpl), ds.n_lines, ds.n, held.n, tokens,
-                   trained, ds.n_truncated, ds.n_no_response, ds.n_bad, pack ? "" : "");
+                   trained, ds.n_truncated, ds.n_no_response, ds.n_bad);
+        mofo_sb_free(&file);
         if (pack && !json_out) printf("packed into %zu rows of %lld tokens\n", packed.n, (long long)pack);
         const mofo_dataset *src = pack ? &packed : &ds;
         for (size_t i = 0; i < src->n && i < (size_t)show; i++) print_example(tok, &src->ex[i], i);
