@@ -128,13 +128,17 @@ typedef struct {
     pcre2_code *re; /* Replace with a Regex pattern */
 } norm_step;
 
-enum { PRE_SPLIT, PRE_BYTELEVEL };
+enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE };
+enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
 enum { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
 typedef struct {
     int type;
     pcre2_code *re; /* Split, or ByteLevel with use_regex */
     int behavior, invert;
     int add_prefix_space;
+    const char *rep; /* Metaspace: the replacement character, prepend scheme */
+    size_t rep_len;
+    int prepend;
 } pre_step;
 
 enum { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
@@ -322,6 +326,21 @@ static int load_pre(mofo_tokenizer *t, const mofo_json *p, const char *name, mof
         s->behavior = SPLIT_ISOLATED;
         if (jbool(p, "use_regex", 1) && !(s->re = compile_re(GPT2_REGEX, sizeof GPT2_REGEX - 1, 0, name, err))) return MOFO_EFORMAT;
         t->byte_level = 1;
+    } else if (is_type(p, "Metaspace")) {
+        s->type = PRE_METASPACE;
+        if (!(s->rep = jstr(p, "replacement", &s->rep_len))) {
+            s->rep = "\xE2\x96\x81";
+            s->rep_len = 3;
+        }
+        size_t n = 0;
+        const char *scheme = jstr(p, "prepend_scheme", &n);
+        if (!scheme) s->prepend = jbool(p, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
+        else if (n == 6 && memcmp(scheme, "always", 6) == 0) s->prepend = PREPEND_ALWAYS;
+        else if (n == 5 && memcmp(scheme, "first", 5) == 0) s->prepend = PREPEND_FIRST;
+        else if (n == 5 && memcmp(scheme, "never", 5) == 0) s->prepend = PREPEND_NEVER;
+        else return mofo_errf(err, MOFO_EFORMAT, "%s: Metaspace with unknown prepend_scheme \"%.*s\"", name, (int)n, scheme);
+        s->behavior = SPLIT_MERGED_NEXT;
+        if (jbool(p, "split", 1) && !(s->re = compile_re(s->rep, s->rep_len, 1, name, err))) return MOFO_EFORMAT;
     } else if (is_type(p, "Split")) {
         s->type = PRE_SPLIT;
         const char *pat = NULL;
@@ -1044,6 +1063,43 @@ static int prefix_spaces(enc_ctx *c) {
     return 0;
 }
 
+/* Metaspace: spaces become the replacement, which is also prepended to pieces that do not start
+ * with it (always, or only to the piece at the start of the input: first). */
+static int metaspace(enc_ctx *c, const pre_step *st) {
+    size_t need = 0;
+    for (size_t i = 0; i < c->np; i++) {
+        for (size_t k = c->p[i].s; k < c->p[i].e; k++) need += c->nb[k] == ' ' ? st->rep_len : 1;
+        need += st->rep_len;
+    }
+    if (ctx_reserve_t(c, need)) return -1;
+    size_t tl = 0;
+    for (size_t i = 0; i < c->np; i++) {
+        size_t s = c->p[i].s, e = c->p[i].e;
+        uint32_t ns = (uint32_t)tl;
+        for (size_t k = s; k < e; k++) {
+            if (c->nb[k] == ' ') {
+                memcpy(c->tb + tl, st->rep, st->rep_len);
+                for (size_t r = 0; r < st->rep_len; r++) c->ta[tl + r] = c->na[k];
+                tl += st->rep_len;
+            } else {
+                c->tb[tl] = c->nb[k];
+                c->ta[tl++] = c->na[k];
+            }
+        }
+        int starts = tl - ns >= st->rep_len && memcmp(c->tb + ns, st->rep, st->rep_len) == 0;
+        if (!starts && (st->prepend == PREPEND_ALWAYS || (st->prepend == PREPEND_FIRST && c->na[s].s == 0))) {
+            memmove(c->tb + ns + st->rep_len, c->tb + ns, tl - ns);
+            memmove(c->ta + ns + st->rep_len, c->ta + ns, (tl - ns) * sizeof *c->ta);
+            memcpy(c->tb + ns, st->rep, st->rep_len);
+            for (size_t r = 0; r < st->rep_len; r++) c->ta[ns + r] = c->na[s];
+            tl += st->rep_len;
+        }
+        c->p[i] = (piece){ns, (uint32_t)tl};
+    }
+    swap_nt(c, tl);
+    return 0;
+}
+
 static inline int cand_less(const cand *x, const cand *y) {
     return x->rank < y->rank || (x->rank == y->rank && x->pos < y->pos);
 }
@@ -1185,6 +1241,7 @@ static int encode_segment(const mofo_tokenizer *t, enc_ctx *c, const char *text,
     for (int i = 0; i < t->n_pre; i++) {
         const pre_step *st = &t->pre[i];
         if (st->type == PRE_BYTELEVEL && st->add_prefix_space && prefix_spaces(c)) return -1;
+        if (st->type == PRE_METASPACE && metaspace(c, st)) return -1;
         if (st->re && split_pieces(c, st->re, st->behavior, st->invert)) return -1;
     }
     for (size_t i = 0; i < c->np; i++)

@@ -5,7 +5,8 @@
  *                  input is a no-op and is refused otherwise (not implemented)
  *   pre_tokenizer  null, Sequence, ByteLevel (add_prefix_space, use_regex: GPT-2's regex),
  *                  Split (String or Regex pattern; Isolated, Removed, MergedWithPrevious,
- *                  MergedWithNext, Contiguous; invert)
+ *                  MergedWithNext, Contiguous; invert), Metaspace (replacement, prepend_scheme
+ *                  always/first/never or the older add_prefix_space, split)
  *   model          BPE (merges as "a b" strings or ["a","b"] pairs, byte_fallback, unk_token,
  *                  fuse_unk, ignore_merges)
  *   post_processor null, ByteLevel, TemplateProcessing (the "single" template), Sequence of those
