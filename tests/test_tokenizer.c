@@ -77,9 +77,10 @@ static void test_cases(const char *name, const char *suffix, int variant) {
             const char *ts = mofo_tokenizer_token(t, out.ids[i], &tl);
             CHECK(ts && tl == x->len && memcmp(ts, x->str, tl) == 0, "%s case %d token %zu", name, n, i);
         }
-        /* offsets are inside the text and in order */
+        /* offsets are inside the text, and in order unless canonical reordering moved a mark */
+        int reorders = strstr(name, "nf") != NULL;
         for (size_t k = 0; k < out.len; k++)
-            CHECK(out.start[k] <= out.end[k] && (size_t)out.end[k] <= text->len && (k == 0 || out.start[k] >= out.start[k - 1]),
+            CHECK(out.start[k] <= out.end[k] && (size_t)out.end[k] <= text->len && (reorders || k == 0 || out.start[k] >= out.start[k - 1]),
                   "%s case %d offsets of token %zu", name, n, k);
         /* decode the reference ids */
         static int32_t ref[1 << 16];
@@ -321,7 +322,7 @@ int main(void) {
     static const char *variants[] = {"split-removed", "split-merged-previous", "split-merged-next", "split-contiguous",
                                      "split-invert", "bytelevel-prefix-space", "added-strip", "template", "replace-regex",
                                      "ignore-merges", "no-decoder", "sp-metaspace-decoder", "sp-metaspace-first",
-                                     "sp-metaspace-split", "sp-metaspace-legacy"};
+                                     "sp-metaspace-split", "sp-metaspace-legacy", "nfc", "nfd", "llama3-nfc"};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) test_cases(variants[i], NULL, 1);
     for (int i = 0; i < 3; i++) test_roundtrip(NAMES[i]);
     return CHECK_DONE();

@@ -199,6 +199,7 @@ static int encode_render(const render *r, const mofo_tokenizer *tok, int add_bos
     size_t k = 0;
     for (size_t i = 0; i < ids.len; i++) {
         size_t s = (size_t)ids.start[i], e = (size_t)ids.end[i];
+        while (k > 0 && r->spans[2 * (k - 1) + 1] > s) k--; /* NFC may reorder marks: starts can go back */
         while (k < r->nspans && r->spans[2 * k + 1] <= s) k++;
         int trained = k < r->nspans && e > s && s < r->spans[2 * k + 1] && e > r->spans[2 * k];
         ex->ids[nb + i] = ids.ids[i];

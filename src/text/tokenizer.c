@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "io/json.h"
+#include "text/unicode_nfc.h"
 #include "text/utf8.h"
 
 /* ------------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ static inline int pmap_get(const pmap *m, int32_t a, int32_t b, uint64_t *val) {
 /* ------------------------------------------------------------------------------------------------
  * The tokenizer. */
 
-enum { NORM_PREPEND, NORM_REPLACE };
+enum { NORM_PREPEND, NORM_REPLACE, NORM_NFC, NORM_NFD };
 typedef struct {
     int type;
     const char *a; /* Prepend: the prefix; Replace: the pattern when a string */
@@ -298,6 +299,10 @@ static int load_normalizer(mofo_tokenizer *t, const mofo_json *n, const char *na
         if (!(s->b = jstr(n, "content", &s->blen))) return mofo_errf(err, MOFO_EFORMAT, "%s: Replace normalizer without \"content\"", name);
         if (is_re && !(s->re = compile_re(s->a, s->alen, 0, name, err))) return MOFO_EFORMAT;
         if (!is_re && s->alen == 0) return mofo_errf(err, MOFO_EFORMAT, "%s: Replace normalizer with an empty pattern", name);
+    } else if (is_type(n, "NFC")) {
+        s->type = NORM_NFC;
+    } else if (is_type(n, "NFD")) {
+        s->type = NORM_NFD;
     } else {
         size_t tn = 0;
         const char *ty = jstr(n, "type", &tn);
@@ -804,6 +809,9 @@ typedef struct {
     size_t hcap;
     char *scratch;
     size_t scap2;
+    uint32_t *cps; /* code points and their spans, for NFC/NFD */
+    span *cspan;
+    size_t ccap;
     pcre2_match_data *md;
     int failed;
 } enc_ctx;
@@ -829,6 +837,8 @@ static void ctx_free(enc_ctx *c) {
     free(c->syms);
     free(c->heap);
     free(c->scratch);
+    free(c->cps);
+    free(c->cspan);
     pcre2_match_data_free(c->md);
 }
 
@@ -993,10 +1003,150 @@ static int split_pieces(enc_ctx *c, const pcre2_code *re, int behavior, int inve
     return 0;
 }
 
+/* ---- canonical normalization (NFC, NFD) with the tables of unicode_nfc.h ---- */
+
+static int ccc_of(uint32_t cp) {
+    if (cp < 0x300) return 0;
+    size_t lo = 0, hi = sizeof NFC_CCC / sizeof NFC_CCC[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < NFC_CCC[mid][0]) hi = mid;
+        else if (cp > NFC_CCC[mid][1]) lo = mid + 1;
+        else return (int)NFC_CCC[mid][2];
+    }
+    return 0;
+}
+
+static const uint32_t *decomp_of(uint32_t cp, uint32_t *len) {
+    if (cp < 0xC0) return NULL;
+    size_t lo = 0, hi = sizeof NFC_DECOMP / sizeof NFC_DECOMP[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < NFC_DECOMP[mid][0]) hi = mid;
+        else if (cp > NFC_DECOMP[mid][0]) lo = mid + 1;
+        else {
+            *len = NFC_DECOMP[mid][2];
+            return NFC_POOL + NFC_DECOMP[mid][1];
+        }
+    }
+    return NULL;
+}
+
+enum { S_BASE = 0xAC00, L_BASE = 0x1100, V_BASE = 0x1161, T_BASE = 0x11A7, L_COUNT = 19, V_COUNT = 21, T_COUNT = 28,
+       N_COUNT = 588, S_COUNT = 11172 };
+
+static uint32_t compose_pair(uint32_t a, uint32_t b) {
+    if (a >= L_BASE && a < L_BASE + L_COUNT && b >= V_BASE && b < V_BASE + V_COUNT)
+        return S_BASE + ((a - L_BASE) * V_COUNT + (b - V_BASE)) * T_COUNT;
+    if (a >= S_BASE && a < S_BASE + S_COUNT && (a - S_BASE) % T_COUNT == 0 && b > T_BASE && b < T_BASE + T_COUNT)
+        return a + (b - T_BASE);
+    size_t lo = 0, hi = sizeof NFC_COMP / sizeof NFC_COMP[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a < NFC_COMP[mid][0] || (a == NFC_COMP[mid][0] && b < NFC_COMP[mid][1])) hi = mid;
+        else if (a > NFC_COMP[mid][0] || b > NFC_COMP[mid][1]) lo = mid + 1;
+        else return NFC_COMP[mid][2];
+    }
+    return 0;
+}
+
+static int push_cp(enc_ctx *c, size_t *n, uint32_t cp, span sp) {
+    if (*n + 1 > c->ccap) {
+        size_t cap = c->ccap ? c->ccap * 2 : 256;
+        uint32_t *a = realloc(c->cps, cap * sizeof *a);
+        if (a) c->cps = a;
+        span *b = a ? realloc(c->cspan, cap * sizeof *b) : NULL;
+        if (b) c->cspan = b;
+        if (!a || !b) return -1;
+        c->ccap = cap;
+    }
+    c->cps[*n] = cp;
+    c->cspan[*n] = sp;
+    (*n)++;
+    return 0;
+}
+
+/* Canonical decomposition, canonical ordering, then (NFC) canonical composition, as UAX #15. */
+static int canonical(enc_ctx *c, int compose) {
+    size_t k;
+    for (k = 0; k < c->nlen; k++)
+        if ((unsigned char)c->nb[k] >= (compose ? 0xCC : 0x80)) break;
+    if (k == c->nlen) return 0; /* nothing below U+0300 changes under NFC; ASCII never changes */
+    size_t n = 0;
+    for (k = 0; k < c->nlen;) {
+        uint32_t cp;
+        int r = mofo_utf8_next((const unsigned char *)c->nb + k, c->nlen - k, &cp);
+        size_t cl = r > 0 ? (size_t)r : 1;
+        if (r <= 0) cp = 0xFFFD;
+        span sp = {c->na[k].s, c->na[k + cl - 1].e};
+        uint32_t dl;
+        const uint32_t *d;
+        if (cp >= S_BASE && cp < S_BASE + S_COUNT) {
+            uint32_t si = cp - S_BASE;
+            if (push_cp(c, &n, L_BASE + si / N_COUNT, sp) || push_cp(c, &n, V_BASE + (si % N_COUNT) / T_COUNT, sp)) return -1;
+            if (si % T_COUNT && push_cp(c, &n, T_BASE + si % T_COUNT, sp)) return -1;
+        } else if ((d = decomp_of(cp, &dl))) {
+            for (uint32_t i = 0; i < dl; i++)
+                if (push_cp(c, &n, d[i], sp)) return -1;
+        } else if (push_cp(c, &n, cp, sp)) {
+            return -1;
+        }
+        k += cl;
+    }
+    for (size_t i = 1; i < n; i++) { /* stable sort of each run of non-starters by class */
+        int ci = ccc_of(c->cps[i]);
+        if (ci == 0) continue;
+        for (size_t j = i; j > 0; j--) {
+            int cj = ccc_of(c->cps[j - 1]);
+            if (cj == 0 || cj <= ci) break;
+            uint32_t tc = c->cps[j];
+            c->cps[j] = c->cps[j - 1];
+            c->cps[j - 1] = tc;
+            span ts = c->cspan[j];
+            c->cspan[j] = c->cspan[j - 1];
+            c->cspan[j - 1] = ts;
+        }
+    }
+    if (compose && n > 0) {
+        size_t starter = 0, out = 1;
+        int last = ccc_of(c->cps[0]) ? 256 : 0;
+        for (size_t i = 1; i < n; i++) {
+            uint32_t ch = c->cps[i];
+            int cc = ccc_of(ch);
+            uint32_t comp = last != 256 ? compose_pair(c->cps[starter], ch) : 0;
+            if (comp && (last < cc || last == 0)) {
+                c->cps[starter] = comp;
+                if (c->cspan[i].s < c->cspan[starter].s) c->cspan[starter].s = c->cspan[i].s;
+                if (c->cspan[i].e > c->cspan[starter].e) c->cspan[starter].e = c->cspan[i].e;
+                continue;
+            }
+            if (cc == 0) starter = out;
+            last = cc;
+            c->cps[out] = ch;
+            c->cspan[out] = c->cspan[i];
+            out++;
+        }
+        n = out;
+    }
+    if (ctx_reserve_t(c, 4 * n)) return -1;
+    size_t tl = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t m = mofo_utf8_put(c->tb + tl, c->cps[i]);
+        for (size_t j = 0; j < m; j++) c->ta[tl + j] = c->cspan[i];
+        tl += m;
+    }
+    swap_nt(c, tl);
+    return 0;
+}
+
 static int normalize(const mofo_tokenizer *t, enc_ctx *c) {
     for (int i = 0; i < t->n_norm; i++) {
         const norm_step *st = &t->norm[i];
         if (c->nlen == 0) return 0;
+        if (st->type == NORM_NFC || st->type == NORM_NFD) {
+            if (canonical(c, st->type == NORM_NFC)) return -1;
+            continue;
+        }
         if (st->type == NORM_PREPEND) {
             if (ctx_reserve_t(c, c->nlen + st->alen)) return -1;
             memcpy(c->tb, st->a, st->alen);

@@ -1,8 +1,8 @@
 /* Hugging Face tokenizer.json: BPE models as the tokenizers library runs them.
  *
  * Supported pipeline pieces (anything else is refused at load with a message naming it):
- *   normalizer     null, Sequence, Prepend, Replace (String or Regex pattern), NFC on ASCII-only
- *                  input is a no-op and is refused otherwise (not implemented)
+ *   normalizer     null, Sequence, Prepend, Replace (String or Regex pattern), NFC, NFD (tables
+ *                  from Unicode 14.0, scripts/gen_unicode_nfc.py)
  *   pre_tokenizer  null, Sequence, ByteLevel (add_prefix_space, use_regex: GPT-2's regex),
  *                  Split (String or Regex pattern; Isolated, Removed, MergedWithPrevious,
  *                  MergedWithNext, Contiguous; invert), Metaspace (replacement, prepend_scheme
