@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* mofo bench tokenize: encoding speed (MB/s, one thread) of the byte-level and SentencePiece-style
  * BPE tokenizers on a few MB of generated text. */
 #include <stdint.h>
