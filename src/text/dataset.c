@@ -489,7 +489,6 @@ int mofo_dataset_pack(const mofo_dataset *in, int32_t T, mofo_dataset *out, mofo
     if (T < 2) return mofo_errf(err, MOFO_EINVAL, "packing: row length %d is below 2", (int)T);
     size_t total = 0;
     for (size_t i = 0; i < in->n; i++) total += (size_t)in->ex[i].len;
-    size_t rows = (total + (size_t)T - 1) / (size_t)T;
     out->format = in->format;
     mofo_example row = {0};
     int32_t fill = 0;
@@ -513,7 +512,6 @@ int mofo_dataset_pack(const mofo_dataset *in, int32_t T, mofo_dataset *out, mofo
             }
         }
     }
-    (void)rows;
     return 0;
 }
 

@@ -904,7 +904,11 @@ static void swap_pieces(enc_ctx *c) {
 static int re_find(enc_ctx *c, const pcre2_code *re, size_t from, size_t end, size_t *ms, size_t *me) {
     while (from < end) {
         int rc = pcre2_match(re, (PCRE2_SPTR)c->nb, end, from, PCRE2_NO_UTF_CHECK, c->md, NULL);
-        if (rc < 0) return 0;
+        if (rc == PCRE2_ERROR_NOMATCH) return 0;
+        if (rc < 0) { /* a match or stack limit: an error, never a silent "no match" */
+            c->failed = rc;
+            return -1;
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
         if (ov[1] > ov[0]) {
             *ms = ov[0];
@@ -919,7 +923,8 @@ static int re_find(enc_ctx *c, const pcre2_code *re, size_t from, size_t end, si
 }
 
 static int ensure_md(enc_ctx *c, const pcre2_code *re) {
-    if (!c->md) c->md = pcre2_match_data_create_from_pattern(re, NULL);
+    (void)re;
+    if (!c->md) c->md = pcre2_match_data_create(32, NULL); /* only the whole match is read */
     return c->md ? 0 : -1;
 }
 
@@ -937,7 +942,8 @@ static int split_pieces(enc_ctx *c, const pcre2_code *re, int behavior, int inve
         size_t pending_s = 0;
         int pending = 0;
         for (;;) {
-            int found = pos < e && re_find(c, re, pos, e, &ms, &me);
+            int found = pos < e ? re_find(c, re, pos, e, &ms, &me) : 0;
+            if (found < 0) return -1;
             size_t gap_e = found ? ms : e;
             for (int k = 0; k < 2; k++) {
                 size_t xs = k == 0 ? pos : ms, xe = k == 0 ? gap_e : me;
@@ -1163,6 +1169,7 @@ static int normalize(const mofo_tokenizer *t, enc_ctx *c) {
             int found;
             if (st->re) {
                 found = re_find(c, st->re, pos, c->nlen, &ms, &me);
+                if (found < 0) return -1;
             } else {
                 found = 0;
                 for (size_t k = pos; k + st->alen <= c->nlen; k++) {
@@ -1460,8 +1467,14 @@ int mofo_tokenizer_encode(const mofo_tokenizer *t, const char *text, size_t len,
     }
     if (add_special)
         for (int i = 0; i < t->n_suffix && !rc; i++) rc = ids_push(out, t->suffix[i], (uint32_t)len, (uint32_t)len);
+    int re_err = c.failed;
     ctx_free(&c);
     mofo_sb_free(&clean);
+    if (rc && re_err) {
+        PCRE2_UCHAR msg[128];
+        pcre2_get_error_message(re_err, msg, sizeof msg);
+        return mofo_errf(err, MOFO_EINVAL, "encode: regex match failed: %s", (const char *)msg);
+    }
     if (rc) return mofo_errf(err, MOFO_ENOMEM, "encode: out of memory");
     return 0;
 }
