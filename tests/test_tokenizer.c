@@ -305,6 +305,13 @@ static void test_long_input(void) {
     CHECK(mofo_tokenizer_decode(t, ids.ids, ids.len, 0, &d, &err) == 0 && d.len == n && memcmp(d.data, s, n) == 0, "long round trip");
     mofo_sb_free(&d);
     mofo_ids_free(&ids);
+    /* a long run of byte-fallback tokens decodes as one run (語 is three <0xNN> tokens) */
+    size_t m = 0;
+    for (int i = 0; i < 3000; i++, m += 3) memcpy(s + m, "\xE8\xAA\x9E", 3);
+    CHECK(mofo_tokenizer_encode(t, s, m, 0, &ids, &err) == 0 && ids.len == m + 1, "byte run: %zu tokens", ids.len);
+    CHECK(mofo_tokenizer_decode(t, ids.ids, ids.len, 0, &d, &err) == 0 && d.len == m && memcmp(d.data, s, m) == 0, "byte run round trip");
+    mofo_sb_free(&d);
+    mofo_ids_free(&ids);
     free(s);
     mofo_tokenizer_free(t);
 }

@@ -1569,37 +1569,37 @@ static int decode_step(const dec_step *st, const toklist *in, toklist *o) {
         }
         break;
     case DEC_BYTEFALLBACK: {
-        unsigned char pend[4096];
-        size_t np = 0;
-        for (size_t i = 0; i <= in->n; i++) {
+        mofo_strbuf pend = {0}; /* a run of <0xNN> tokens */
+        int rc = 0;
+        for (size_t i = 0; i <= in->n && !rc; i++) {
             const char *s = i < in->n ? b + in->off[i] : NULL;
             size_t n = i < in->n ? in->off[i + 1] - in->off[i] : 0;
             int v = s ? parse_byte_token(s, n) : -1;
-            if (v >= 0 && np < sizeof pend) {
-                pend[np++] = (unsigned char)v;
+            if (v >= 0) {
+                char ch = (char)v;
+                mofo_sb_append(&pend, &ch, 1);
                 continue;
             }
-            if (np) {
-                if (mofo_utf8_valid((const char *)pend, np, NULL)) {
-                    mofo_sb_append(&o->buf, (const char *)pend, np);
-                    if (tl_end(o)) return -1;
+            if (pend.len) {
+                if (mofo_utf8_valid(pend.data, pend.len, NULL)) {
+                    mofo_sb_append(&o->buf, pend.data, pend.len);
+                    rc = tl_end(o);
                 } else {
-                    for (size_t k = 0; k < np; k++) {
+                    for (size_t k = 0; k < pend.len && !rc; k++) {
                         mofo_sb_append(&o->buf, "\xEF\xBF\xBD", 3);
-                        if (tl_end(o)) return -1;
+                        rc = tl_end(o);
                     }
                 }
-                np = 0;
+                pend.len = 0;
             }
-            if (v >= 0) { /* the pending buffer was full */
-                pend[np++] = (unsigned char)v;
-                continue;
-            }
-            if (s) {
+            if (s && !rc) {
                 mofo_sb_append(&o->buf, s, n);
-                if (tl_end(o)) return -1;
+                rc = tl_end(o);
             }
         }
+        rc |= pend.failed ? -1 : 0;
+        mofo_sb_free(&pend);
+        if (rc) return -1;
         break;
     }
     case DEC_FUSE:
