@@ -43,7 +43,7 @@ check "data skip-bad" "0 {\"file\": \"$TMP/d.jsonl\", \"format\": \"prompt_compl
 {\"example\": 0, \"line\": 1, \"input_ids\": [1, 318, 263, 46, 263, 64, 265, 2], \"labels\": [-100, -100, -100, -100, -100, -100, 265, 2], \"text\": \"<s> 2+2=4</s>\", \"trained_text\": \"4</s>\"}" "$rc $out"
 err=$("$MOFO" data --model "$TMP/model" --data "$TMP/d.jsonl" --skip-bad --max-len 5 2>&1 >/dev/null)
 check "data report" "mofo data: skipped 1 malformed line(s); the first: $TMP/d.jsonl:2: missing field \"completion\"
-mofo data: dropped 1 example(s) with no trained token left after truncation to 5 tokens (the first at $TMP/d.jsonl:1)" "$err"
+mofo data: dropped 1 example(s) with no trained token left after truncation (the first at $TMP/d.jsonl:1)" "$err"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -187,6 +187,10 @@ static void test_errors(void) {
     CHECK(ds.n == 2 && ds.n_bad == 2 && ds.n_lines == 4 && ds.ex[1].line == 6, "skip_bad: n %zu bad %zu lines %zu", ds.n, ds.n_bad, ds.n_lines);
     CHECK(strstr(ds.first_bad, "m.jsonl:3: bad JSON") != NULL, "%s", ds.first_bad);
     mofo_dataset_free(&ds);
+    /* a UTF-8 byte order mark at the start of the file is skipped */
+    const char *bom = "\xEF\xBB\xBF{\"text\": \"a b\"}\n";
+    CHECK(mofo_dataset_load_buffer(&ds, "bom", bom, strlen(bom), gpt2, NULL, &err) == 0 && ds.n == 1, "BOM: %s", err.msg);
+    mofo_dataset_free(&ds);
     /* a missing file */
     CHECK(mofo_dataset_load(&ds, "/nonexistent/x.jsonl", gpt2, NULL, &err) == MOFO_EIO && strstr(err.msg, "/nonexistent/x.jsonl"), "%s", err.msg);
     /* a template needs EOS */

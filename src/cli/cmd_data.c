@@ -128,8 +128,8 @@ int cmd_data(int argc, char **argv) {
         }
         if (ds.n_bad) fprintf(stderr, "mofo data: skipped %zu malformed line(s); the first: %s\n", ds.n_bad, ds.first_bad);
         if (ds.n_no_response)
-            fprintf(stderr, "mofo data: dropped %zu example(s) with no trained token left after truncation to %lld tokens (the first at %s:%d)\n",
-                    ds.n_no_response, (long long)max_len, data_path, ds.first_no_response);
+            fprintf(stderr, "mofo data: dropped %zu example(s) with no trained token%s (the first at %s:%d)\n",
+                    ds.n_no_response, max_len ? " left after truncation" : "", data_path, ds.first_no_response);
         mofo_strbuf file = {0};
         mofo_sb_json_string(&file, data_path, strlen(data_path));
         if (json_out)

@@ -365,7 +365,7 @@ int mofo_dataset_load_buffer(mofo_dataset *ds, const char *name, const char *tex
     mofo_data_opts dflt = {0};
     if (!o) o = &dflt;
     mofo_data_format fmt = o->format != MOFO_FMT_AUTO ? o->format : ds->format;
-    size_t pos = 0;
+    size_t pos = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* a UTF-8 byte order mark */
     int line = 0;
     while (pos < len) {
         const char *eol = memchr(text + pos, '\n', len - pos);
