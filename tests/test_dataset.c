@@ -209,6 +209,9 @@ static void test_order(void) {
     CHECK(mofo_dataset_load_buffer(&a, "o", sb.data, sb.len, NULL, NULL, &err) == 0, "%s", err.msg);
     CHECK(mofo_dataset_load_buffer(&b, "o", sb.data, sb.len, NULL, NULL, &err) == 0, "%s", err.msg);
     CHECK(mofo_dataset_load_buffer(&c, "o", sb.data, sb.len, NULL, NULL, &err) == 0, "%s", err.msg);
+    int in_order = a.n == 100;
+    for (size_t i = 0; i < a.n; i++) in_order &= a.ex[i].ids[0] == (int32_t)i && a.ex[i].line == (int32_t)i + 1;
+    CHECK(in_order, "examples keep the file's order (tokenized in parallel)");
     mofo_dataset_shuffle(&a, 7);
     mofo_dataset_shuffle(&b, 7);
     mofo_dataset_shuffle(&c, 8);

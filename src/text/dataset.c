@@ -360,77 +360,144 @@ static int has_trained(const mofo_example *ex) {
     return 0;
 }
 
+typedef struct {
+    const char *s;
+    size_t n;
+    int line;
+} jl_line;
+
+typedef struct {
+    mofo_example ex;
+    int rc;
+    char *msg; /* malloc'd when rc != 0 */
+} jl_result;
+
+/* One line -> one example. fmt AUTO: the line comes before any line whose fields name a format. */
+static int parse_line(const jl_line *l, mofo_data_format fmt, const mofo_tokenizer *tok, mofo_chat_template tpl,
+                      mofo_example *ex, mofo_err *e) {
+    size_t bad_at;
+    if (!mofo_utf8_valid(l->s, l->n, &bad_at)) return mofo_errf(e, MOFO_EFORMAT, "invalid UTF-8 at byte %zu of the line", bad_at + 1);
+    mofo_json_doc *doc = mofo_json_parse(l->s, l->n, e);
+    if (!doc) {
+        /* the reader says "line 1, column C: reason" */
+        char why[MOFO_ERR_MSG_MAX];
+        const char *m = strncmp(e->msg, "line 1, ", 8) == 0 ? e->msg + 8 : e->msg;
+        snprintf(why, sizeof why, "bad JSON: %.400s", m);
+        return mofo_errf(e, MOFO_EFORMAT, "%s", why);
+    }
+    const mofo_json *root = mofo_json_root(doc);
+    int rc;
+    if (root->type != MOFO_JSON_OBJECT)
+        rc = mofo_errf(e, MOFO_EFORMAT, "the line is a JSON %s, not an object", mofo_json_type_name(root->type));
+    else if (fmt == MOFO_FMT_AUTO)
+        rc = mofo_errf(e, MOFO_EFORMAT, "no known fields (expected \"messages\", \"prompt\"/\"completion\", "
+                                        "\"instruction\"/\"output\", \"query\"/\"response\", \"text\" or \"input_ids\")");
+    else
+        rc = mofo_example_from_json(root, fmt, tok, tpl, ex, e);
+    mofo_json_free(doc);
+    return rc;
+}
+
+static mofo_data_format detect_line(const jl_line *l) {
+    mofo_data_format f = MOFO_FMT_AUTO;
+    if (!mofo_utf8_valid(l->s, l->n, NULL)) return f;
+    mofo_json_doc *doc = mofo_json_parse(l->s, l->n, NULL);
+    if (doc && mofo_json_root(doc)->type == MOFO_JSON_OBJECT) f = mofo_data_format_detect(mofo_json_root(doc));
+    mofo_json_free(doc);
+    return f;
+}
+
 int mofo_dataset_load_buffer(mofo_dataset *ds, const char *name, const char *text, size_t len, const mofo_tokenizer *tok,
                              const mofo_data_opts *o, mofo_err *err) {
     mofo_data_opts dflt = {0};
     if (!o) o = &dflt;
-    mofo_data_format fmt = o->format != MOFO_FMT_AUTO ? o->format : ds->format;
+    /* the non-blank lines */
+    jl_line *lines = NULL;
+    size_t nl = 0, cap = 0;
     size_t pos = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* a UTF-8 byte order mark */
     int line = 0;
     while (pos < len) {
         const char *eol = memchr(text + pos, '\n', len - pos);
-        size_t end = eol ? (size_t)(eol - text) : len, next = eol ? end + 1 : len;
-        line++;
+        size_t end = eol ? (size_t)(eol - text) : len;
         const char *s = text + pos;
-        size_t n = end - pos;
-        pos = next;
-        size_t k = 0;
+        size_t n = end - pos, k = 0;
+        pos = eol ? end + 1 : len;
+        line++;
         while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) k++;
-        if (k == n) continue; /* a blank line */
-        ds->n_lines++;
-        mofo_err e = {0};
-        int rc = 0;
-        size_t bad_at;
-        mofo_json_doc *doc = NULL;
-        mofo_example ex = {0};
-        if (!mofo_utf8_valid(s, n, &bad_at)) {
-            rc = mofo_errf(&e, MOFO_EFORMAT, "invalid UTF-8 at byte %zu of the line", bad_at + 1);
-        } else if (!(doc = mofo_json_parse(s, n, &e))) {
-            /* the reader says "line 1, column C: reason" */
-            char why[MOFO_ERR_MSG_MAX];
-            const char *m = strncmp(e.msg, "line 1, ", 8) == 0 ? e.msg + 8 : e.msg;
-            snprintf(why, sizeof why, "bad JSON: %.400s", m);
-            rc = mofo_errf(&e, MOFO_EFORMAT, "%s", why);
-        } else {
-            const mofo_json *root = mofo_json_root(doc);
-            if (root->type != MOFO_JSON_OBJECT) {
-                rc = mofo_errf(&e, MOFO_EFORMAT, "the line is a JSON %s, not an object", mofo_json_type_name(root->type));
-            } else {
-                if (fmt == MOFO_FMT_AUTO) {
-                    mofo_data_format f = mofo_data_format_detect(root);
-                    if (f == MOFO_FMT_AUTO)
-                        rc = mofo_errf(&e, MOFO_EFORMAT, "no known fields (expected \"messages\", \"prompt\"/\"completion\", "
-                                                         "\"instruction\"/\"output\", \"query\"/\"response\", \"text\" or \"input_ids\")");
-                    else
-                        fmt = ds->format = f;
-                }
-                if (!rc) rc = mofo_example_from_json(root, fmt, tok, o->tpl, &ex, &e);
+        if (k == n) continue;
+        if (nl == cap) {
+            cap = cap ? 2 * cap : 1024;
+            jl_line *p = realloc(lines, cap * sizeof *p);
+            if (!p) {
+                free(lines);
+                return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", name);
             }
+            lines = p;
         }
-        mofo_json_free(doc);
-        if (rc == MOFO_ENOMEM || rc == MOFO_EINVAL || (rc && !o->skip_bad)) {
-            return mofo_errf(err, rc, "%s:%d: %s", name, line, e.msg);
+        lines[nl++] = (jl_line){s, n, line};
+    }
+    /* the format: given, kept from an earlier file, or named by the first line that names one;
+     * the lines before that one have no known fields */
+    mofo_data_format fmt = o->format != MOFO_FMT_AUTO ? o->format : ds->format;
+    size_t first = 0;
+    if (fmt == MOFO_FMT_AUTO)
+        for (first = 0; first < nl && (fmt = detect_line(&lines[first])) == MOFO_FMT_AUTO; first++) {
         }
-        if (rc) {
-            if (ds->n_bad++ == 0) snprintf(ds->first_bad, sizeof ds->first_bad, "%s:%d: %.400s", name, line, e.msg);
+    if (fmt != MOFO_FMT_AUTO) ds->format = fmt;
+    jl_result *res = calloc(nl ? nl : 1, sizeof *res);
+    if (!res) {
+        free(lines);
+        return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", name);
+    }
+    /* tokenize in parallel; results are used in line order below */
+#pragma omp parallel for schedule(dynamic, 16)
+    for (long i = 0; i < (long)nl; i++) {
+        mofo_err e = {0};
+        res[i].rc = parse_line(&lines[i], (size_t)i < first ? MOFO_FMT_AUTO : fmt, tok, o->tpl, &res[i].ex, &e);
+        if (res[i].rc) {
+            size_t m = strlen(e.msg) + 1;
+            res[i].msg = malloc(m);
+            if (res[i].msg) memcpy(res[i].msg, e.msg, m);
+        }
+    }
+    int rc = 0;
+    size_t i;
+    for (i = 0; i < nl && !rc; i++) {
+        jl_result *r = &res[i];
+        int ln = lines[i].line;
+        ds->n_lines++;
+        if (r->rc == MOFO_ENOMEM || r->rc == MOFO_EINVAL || (r->rc && !o->skip_bad)) {
+            rc = mofo_errf(err, r->rc, "%s:%d: %s", name, ln, r->msg ? r->msg : "out of memory");
+            break;
+        }
+        if (r->rc) {
+            if (ds->n_bad++ == 0) snprintf(ds->first_bad, sizeof ds->first_bad, "%s:%d: %.400s", name, ln, r->msg ? r->msg : "?");
             continue;
         }
-        ex.line = line;
+        mofo_example ex = r->ex;
+        r->ex.ids = NULL; /* taken */
+        ex.line = ln;
         if (o->max_len > 0 && ex.len > o->max_len) {
-            ex.len = o->max_len; /* labels stay at ids + old len: fine, the allocation is the same */
+            ex.len = o->max_len; /* labels stay at ids + the old length, in the same allocation */
             ds->n_truncated++;
         }
         if (!has_trained(&ex)) {
-            if (ds->n_no_response++ == 0) ds->first_no_response = line;
+            if (ds->n_no_response++ == 0) ds->first_no_response = ln;
             mofo_example_free(&ex);
             continue;
         }
         if (push_example(ds, &ex)) {
             mofo_example_free(&ex);
-            return mofo_errf(err, MOFO_ENOMEM, "%s:%d: out of memory", name, line);
+            rc = mofo_errf(err, MOFO_ENOMEM, "%s:%d: out of memory", name, ln);
         }
     }
-    return 0;
+    for (i = 0; i < nl; i++) {
+        mofo_example_free(&res[i].ex);
+        free(res[i].msg);
+    }
+    free(res);
+    free(lines);
+    return rc;
 }
 
 int mofo_dataset_load(mofo_dataset *ds, const char *path, const mofo_tokenizer *tok, const mofo_data_opts *o, mofo_err *err) {
