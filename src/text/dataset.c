@@ -186,7 +186,10 @@ static int encode_render(const render *r, const mofo_tokenizer *tok, int add_bos
     mofo_ids ids = {0};
     ids.want_offsets = 1;
     int rc = mofo_tokenizer_encode(tok, r->text.data ? r->text.data : "", r->text.len, 0, &ids, err);
-    if (rc) return rc;
+    if (rc) {
+        mofo_ids_free(&ids);
+        return rc;
+    }
     size_t nb = add_bos ? 1 : 0;
     if (example_alloc(ex, ids.len + nb)) {
         mofo_ids_free(&ids);
@@ -267,7 +270,10 @@ int mofo_example_from_json(const mofo_json *o, mofo_data_format fmt, const mofo_
         if (!t) return MOFO_EFORMAT;
         mofo_ids ids = {0};
         int rc = mofo_tokenizer_encode(tok, t->str, t->len, 1, &ids, err);
-        if (rc) return rc;
+        if (rc) {
+            mofo_ids_free(&ids);
+            return rc;
+        }
         if (example_alloc(ex, ids.len)) {
             mofo_ids_free(&ids);
             return mofo_errf(err, MOFO_ENOMEM, "out of memory");
