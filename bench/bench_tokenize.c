@@ -16,7 +16,7 @@
 #endif
 #define FIXTURES MOFO_SOURCE_DIR "/tests/fixtures/tokenizers/"
 
-static const char *gpt2_path, *llama3_path, *sp_path;
+static const char *gpt2_path, *llama3_path, *sp_path, *text_out;
 static int64_t mb;
 static int json_out;
 
@@ -26,6 +26,7 @@ static const arg_spec SPECS[] = {
     {"llama3", ARG_STR, &llama3_path, "FILE", "Split + ByteLevel tokenizer.json (default: llama3-style fixture)"},
     {"sentencepiece", ARG_STR, &sp_path, "FILE", "SentencePiece-style tokenizer.json (default: fixture)"},
     {"json", ARG_FLAG, &json_out, NULL, "print the rows as JSON lines"},
+    {"text-out", ARG_STR, &text_out, "FILE", "also write the generated text to FILE (e.g. to train a tokenizer on)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
@@ -122,6 +123,7 @@ int bench_tokenize(int argc, char **argv) {
     sp_path = FIXTURES "sentencepiece-style.json";
     mb = 4;
     json_out = 0;
+    text_out = NULL;
     if (args_parse("bench tokenize", argc, argv, SPECS, N_SPECS)) return 2;
     if (mb < 1 || mb > 256) {
         fprintf(stderr, "mofo bench tokenize: --mb must be in 1..256\n");
@@ -135,6 +137,13 @@ int bench_tokenize(int argc, char **argv) {
         fprintf(stderr, "mofo bench tokenize: out of memory\n");
         return 1;
     }
+    if (text_out) {
+        FILE *f = fopen(text_out, "wb");
+        if (!f || fwrite(text.data, 1, text.len, f) != text.len || fclose(f)) {
+            fprintf(stderr, "mofo bench tokenize: cannot write %s\n", text_out);
+            return 1;
+        }
+    }
     row rows[4];
     int n = 0, rc = 0;
     rc |= run(gpt2_path, "byte-level (GPT-2 regex)", "docs of 2 KB", &text, 2048, &rows[n++]);
@@ -147,7 +156,8 @@ int bench_tokenize(int argc, char **argv) {
         return 1;
     }
     if (!json_out) {
-        printf("tokenizer encoding, one thread, %.1f MB of generated text (tokenizers: test fixtures)\n\n", (double)text.len / 1e6);
+        printf("tokenizer encoding, one thread, %.1f MB of generated text\n(byte-level: %s; Llama 3: %s; SentencePiece: %s)\n\n",
+               (double)text.len / 1e6, gpt2_path, llama3_path, sp_path);
         printf("| %-28s | %-16s | %8s | %10s | %8s |\n", "tokenizer", "input", "MB/s", "tokens/B", "seconds");
         printf("|%.30s|%.18s|%.10s|%.12s|%.10s|\n", "------------------------------", "------------------", "----------",
                "------------", "----------");
