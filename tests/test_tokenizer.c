@@ -329,7 +329,7 @@ int main(void) {
     static const char *variants[] = {"split-removed", "split-merged-previous", "split-merged-next", "split-contiguous",
                                      "split-invert", "bytelevel-prefix-space", "added-strip", "template", "replace-regex",
                                      "ignore-merges", "no-decoder", "sp-metaspace-decoder", "sp-metaspace-first",
-                                     "sp-metaspace-split", "sp-metaspace-legacy", "nfc", "nfd", "llama3-nfc", "template-sequence"};
+                                     "sp-metaspace-split", "sp-metaspace-legacy", "nfc", "nfd", "llama3-nfc", "template-sequence", "llama3-many-added"};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) test_cases(variants[i], NULL, 1);
     for (int i = 0; i < 3; i++) test_roundtrip(NAMES[i]);
     return CHECK_DONE();

@@ -174,7 +174,12 @@ struct mofo_tokenizer {
     int32_t ascii_id[128];
     added_tok *added;
     int n_added;
-    int32_t first_byte_start[257]; /* added tokens sorted by first byte: [start[b], start[b+1]) */
+    /* a byte trie of the added tokens: root[b] is the node after first byte b (-1: none) */
+    struct trie_node {
+        int32_t child, sibling, tok; /* tok: index in added ending here, or -1 */
+        unsigned char byte;
+    } *trie;
+    int32_t n_trie, root[256];
     norm_step norm[MAX_STEPS];
     int n_norm;
     pre_step pre[MAX_STEPS];
@@ -226,6 +231,7 @@ void mofo_tokenizer_free(mofo_tokenizer *t) {
     free(t->merges.keys);
     free(t->merges.vals);
     free(t->added);
+    free(t->trie);
     mofo_json_free(t->doc);
     free(t);
 }
@@ -545,9 +551,27 @@ static int load_model(mofo_tokenizer *t, const mofo_json *root, const char *name
         t->id_special[a->id] = (unsigned char)a->special;
     }
     qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added);
-    for (int b = 0, i = 0; b <= 256; b++) {
-        while (i < t->n_added && (unsigned char)t->added[i].s[0] < b) i++;
-        t->first_byte_start[b] = i;
+    size_t bytes = 0;
+    for (int i = 0; i < t->n_added; i++) bytes += t->added[i].len;
+    t->trie = malloc((bytes + 1) * sizeof *t->trie);
+    if (!t->trie) return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", name);
+    for (int b = 0; b < 256; b++) t->root[b] = -1;
+    for (int i = 0; i < t->n_added; i++) {
+        const added_tok *a = &t->added[i];
+        int32_t *link = &t->root[(unsigned char)a->s[0]], node = -1;
+        for (size_t k = 0; k < a->len; k++) {
+            unsigned char ch = (unsigned char)a->s[k];
+            if (k > 0) {
+                link = &t->trie[node].child;
+                while (*link >= 0 && t->trie[*link].byte != ch) link = &t->trie[*link].sibling;
+            }
+            if (*link < 0) {
+                t->trie[t->n_trie] = (struct trie_node){-1, -1, -1, ch};
+                *link = t->n_trie++;
+            }
+            node = *link;
+        }
+        if (t->trie[node].tok < 0) t->trie[node].tok = i; /* the same spelling twice: the first */
     }
 
     /* merges: "a b" or ["a", "b"] */
@@ -1413,28 +1437,31 @@ static int is_word(unsigned char ch) { return (ch >= '0' && ch <= '9') || (ch >=
  * lstrip/rstrip whitespace); -1 when none. */
 static int find_added(const mofo_tokenizer *t, const char *text, size_t n, size_t from, size_t floor_, size_t *ms, size_t *me) {
     if (t->n_added == 0) return -1;
+    const unsigned char *u = (const unsigned char *)text;
     for (size_t i = from; i < n; i++) {
-        unsigned char b = (unsigned char)text[i];
-        int lo = t->first_byte_start[b], hi = t->first_byte_start[b + 1];
-        if (lo == hi) continue;
+        int32_t node = t->root[u[i]];
+        if (node < 0) continue;
         int best = -1;
-        size_t best_len = 0;
-        for (int k = lo; k < hi; k++) {
-            const added_tok *a = &t->added[k];
-            if (a->len > best_len && a->len <= n - i && memcmp(text + i, a->s, a->len) == 0) {
-                if (a->single_word && ((i > 0 && is_word((unsigned char)text[i - 1])) ||
-                                       (i + a->len < n && is_word((unsigned char)text[i + a->len]))))
-                    continue;
+        size_t best_len = 0, depth = 1;
+        for (;;) { /* walk the trie; the longest token ending on the way wins */
+            int k = t->trie[node].tok;
+            if (k >= 0 && !(t->added[k].single_word && ((i > 0 && is_word(u[i - 1])) || (i + depth < n && is_word(u[i + depth]))))) {
                 best = k;
-                best_len = a->len;
+                best_len = depth;
             }
+            if (i + depth >= n) break;
+            int32_t c = t->trie[node].child;
+            while (c >= 0 && t->trie[c].byte != u[i + depth]) c = t->trie[c].sibling;
+            if (c < 0) break;
+            node = c;
+            depth++;
         }
         if (best < 0) continue;
         size_t s = i, e = i + best_len;
         if (t->added[best].lstrip)
-            while (s > floor_ && is_ws((unsigned char)text[s - 1])) s--;
+            while (s > floor_ && is_ws(u[s - 1])) s--;
         if (t->added[best].rstrip)
-            while (e < n && is_ws((unsigned char)text[e])) e++;
+            while (e < n && is_ws(u[e])) e++;
         *ms = s;
         *me = e;
         return best;
