@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } BENCHES[] = {
     {"optim", bench_optim, bench_optim_help, "optimizer step: AdamW, MoFO, sort-based MoFO, copy floor"},
+    {"tokenize", bench_tokenize, bench_tokenize_help, "tokenizer encoding speed, MB/s on one thread"},
 };
 #define N_BENCHES (int)(sizeof BENCHES / sizeof BENCHES[0])
 

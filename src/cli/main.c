@@ -20,6 +20,8 @@ static const mofo_command COMMANDS[] = {
     {"help", cmd_help, cmd_help_help, "show the commands, or one command's flags"},
     {"version", cmd_version, cmd_version_help, "print the version"},
     {"bench", cmd_bench, cmd_bench_help, "run a benchmark and print its table (mofo bench optim)"},
+    {"tokenize", cmd_tokenize, cmd_tokenize_help, "encode text or decode ids with a model's tokenizer.json"},
+    {"data", cmd_data, cmd_data_help, "load a JSONL data set: formats, template, labels, errors"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 
