@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "io/checkpoint.h"
+#include "text/utf8.h" /* mofo_read_file */
 #include "io/json.h"
 #include "model/model.h"
 #include "mofo/optim.h"

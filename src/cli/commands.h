@@ -16,8 +16,14 @@ int cmd_bench(int argc, char **argv);
 void cmd_bench_help(FILE *out);
 int cmd_ppl(int argc, char **argv);
 void cmd_ppl_help(FILE *out);
+int cmd_tokenize(int argc, char **argv);
+void cmd_tokenize_help(FILE *out);
+int cmd_data(int argc, char **argv);
+void cmd_data_help(FILE *out);
 
 /* benchmarks (bench/), reached through `mofo bench NAME` */
+int bench_tokenize(int argc, char **argv);
+void bench_tokenize_help(FILE *out);
 int bench_optim(int argc, char **argv);
 void bench_optim_help(FILE *out);
 int bench_train(int argc, char **argv);

@@ -19,8 +19,10 @@ static void cmd_help_help(FILE *out) { fprintf(out, "usage: mofo help [COMMAND]\
 static const mofo_command COMMANDS[] = {
     {"help", cmd_help, cmd_help_help, "show the commands, or one command's flags"},
     {"version", cmd_version, cmd_version_help, "print the version"},
-    {"bench", cmd_bench, cmd_bench_help, "run a benchmark and print its table (mofo bench optim, mofo bench train)"},
-    {"ppl", cmd_ppl, cmd_ppl_help, "perplexity of token ids (or text) under a model"},
+    {"bench", cmd_bench, cmd_bench_help, "run a benchmark and print its table (mofo bench optim, train, tokenize)"},
+    {"ppl", cmd_ppl, cmd_ppl_help, "perplexity of token ids or text under a model"},
+    {"tokenize", cmd_tokenize, cmd_tokenize_help, "encode text or decode ids with a model's tokenizer.json"},
+    {"data", cmd_data, cmd_data_help, "load a JSONL data set: formats, template, labels, errors"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 

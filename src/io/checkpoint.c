@@ -28,7 +28,7 @@ static int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-int mofo_read_file(const char *path, char **out, size_t *len, mofo_err *err) {
+static int read_file(const char *path, char **out, size_t *len, mofo_err *err) {
     *out = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
@@ -76,7 +76,7 @@ void mofo_ckpt_close(mofo_ckpt *c) {
 static int open_index(mofo_ckpt *c, mofo_err *err) {
     char *text;
     size_t len;
-    int rc = mofo_read_file(c->index_path, &text, &len, err);
+    int rc = read_file(c->index_path, &text, &len, err);
     if (rc) return rc;
     mofo_json_doc *doc = mofo_json_parse(text, len, err);
     free(text);
@@ -113,7 +113,7 @@ int mofo_ckpt_open(mofo_ckpt **out, const char *dir, mofo_err *err) {
         mofo_ckpt_close(c);
         return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     }
-    int rc = mofo_read_file(c->config_path, &c->config, &c->config_len, err);
+    int rc = read_file(c->config_path, &c->config, &c->config_len, err);
     if (rc == 0) {
         char *single = path_join(dir, "model.safetensors");
         if (!single) {

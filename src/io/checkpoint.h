@@ -11,9 +11,6 @@
 #include "io/safetensors.h"
 #include "mofo/error.h"
 
-/* Reads a whole file into a NUL-terminated buffer (free it). */
-int mofo_read_file(const char *path, char **out, size_t *len, mofo_err *err);
-
 typedef struct mofo_ckpt {
     char *dir;
     char *config;         /* config.json's text */

@@ -13,6 +13,12 @@
 #define MOFO_HIST_BINS (1 << MOFO_HIST_BITS)
 #define MOFO_HIST_SHIFT (32 - MOFO_HIST_BITS)
 
+/* The bracket around last step's threshold starts this wide on each side, in key units (2^23 keys
+ * per octave of |score|: 2^18 is 1/32 octave), then follows how far the threshold moves. */
+#define MOFO_RADIUS_START (1u << 18)
+#define MOFO_RADIUS_MIN (1u << 12)
+#define MOFO_RADIUS_MAX (1u << 30)
+
 /* Work is cut into chunks of at most this many entries, each inside one parameter and one block. */
 #define MOFO_CHUNK 65536
 
@@ -30,13 +36,12 @@ typedef struct param_state {
     uint64_t *touched; /* (ceil(numel/64)) bit i set once entry i has moved; NULL without coverage */
 } param_state;
 
-/* An entry a filtered block could not decide from the first radix digit alone: its key ties the
+/* An entry a filtered block could not decide from the histograms alone: its key shares the
  * bucket that holds the k-th largest key. */
 typedef struct candidate {
-    int64_t offset; /* entry within its parameter */
     uint32_t key;
-    float delta;    /* the update it gets if selected (already weight-decayed p + delta) */
-    int32_t param;
+    float delta;  /* the update it gets if selected (p is already decayed) */
+    uint32_t pos; /* entry within its chunk */
 } candidate;
 
 typedef struct chunk {
@@ -44,21 +49,40 @@ typedef struct chunk {
     int block;      /* filtered block index, or -1 for a dense parameter */
     int64_t offset; /* first entry within the parameter */
     int64_t len;
+    int64_t block_pos; /* first entry within the block */
     /* filled during a step */
     candidate *cand;
     int64_t n_cand, cap_cand;
     int64_t updated;   /* entries moved, decided in pass 2 (candidates added later) */
     double sq_update;  /* sum of delta^2 over moved entries */
     int64_t newly;     /* entries moved for the first time */
+    int64_t n_above, n_inside; /* pass 1: keys above the block's bracket, and inside it */
+    int covered;       /* dense chunk whose coverage bits are all set */
 } chunk;
 
+enum { SETTLED_EXACT = 1, SETTLED_BRACKET, SETTLED_HISTOGRAM };
+
+/* A filtered block. Its threshold, the k-th largest key, is found in a bracket [lo, hi] of keys
+ * with `above` keys larger than hi; pass 2 moves those and sets aside the keys inside the bracket
+ * as candidates for the exact selection. The bracket comes, in order of preference, from:
+ *   - the keys themselves (small blocks: lo = hi = the exact threshold);
+ *   - a prediction from the last two thresholds +- radius, checked by two counts in pass 1 (|m|
+ *     moves slowly: after
+ *     the first steps this hits, and pass 1 costs no more than the moment update);
+ *   - otherwise a histogram of the top 12 bits in an extra read-only pass (the bucket holding the
+ *     k-th largest key). */
 typedef struct block {
     int64_t numel, k;
     int first_chunk, n_chunks; /* chunks of a block are consecutive and in index order */
-    uint32_t *hist;            /* (MOFO_HIST_BINS) counts of the first digit of the keys */
-    uint32_t bucket;           /* the first digit of the k-th largest key */
-    int64_t above;             /* keys with a larger first digit */
+    uint32_t lo, hi;
+    int64_t above;
+    int settled;               /* how lo, hi and above were found this step: 0 not yet, or a SETTLED_* */
+    int have_last;             /* last_thr is set */
+    uint32_t last_thr;         /* last step's threshold */
+    uint32_t center, radius;   /* this step's bracket: the predicted threshold and the half-width */
+    uint32_t *hist;            /* (MOFO_HIST_BINS) shared histogram of a block of several chunks */
     int64_t updated;
+    uint32_t *sort_keys; /* (numel) select_by_sort only */
 } block;
 
 struct mofo_optim {
@@ -79,12 +103,26 @@ struct mofo_optim {
     mofo_block_stats *block_stats;
     int64_t *param_updated;
     mofo_stats stats;
+    int select_by_sort; /* take thresholds by sorting each block (benchmark baseline), not radix select */
     struct thread_scratch *scratch; /* (scratch_threads) per-thread buffers of the step */
     int scratch_threads;
 };
 
+/* The bracket: radius wide on each side of center. */
+static inline void block_bracket(block *b) {
+    b->lo = b->center > b->radius ? b->center - b->radius : 0;
+    b->hi = b->center < UINT32_MAX - b->radius ? b->center + b->radius : UINT32_MAX;
+}
+
 /* Builds blocks and chunks from the registered parameters (step.c). */
 int mofo_optim_plan(mofo_optim *o, mofo_err *err);
+
+/* Makes the optimizer find thresholds by a full sort of each block's keys (O(n log n)): the
+ * baseline `mofo bench optim` compares radix selection against. Before the first step only. */
+int mofo_optim_select_by_sort(mofo_optim *o, mofo_err *err);
+
+/* Frees the per-thread scratch of the step (step.c). */
+void mofo_optim_free_scratch(mofo_optim *o);
 
 /* Group resolution for MOFO_GROUP_AUTO under the options' policy (optim.c). */
 void mofo_policy_group(const mofo_options *o, const char *name, int ndim, mofo_group *out);

@@ -273,15 +273,24 @@ void mofo_optim_destroy(mofo_optim *opt) {
         free(opt->params[i].touched);
     }
     for (int i = 0; i < opt->n_chunks; i++) free(opt->chunks[i].cand);
-    for (int i = 0; i < opt->n_blocks; i++) free(opt->blocks[i].hist);
+    for (int i = 0; i < opt->n_blocks; i++) {
+        free(opt->blocks[i].hist);
+        free(opt->blocks[i].sort_keys);
+    }
     free(opt->params);
     free(opt->groups);
     free(opt->chunks);
     free(opt->blocks);
     free(opt->block_stats);
     free(opt->param_updated);
-    free(opt->scratch);
+    mofo_optim_free_scratch(opt);
     free(opt);
+}
+
+int mofo_optim_select_by_sort(mofo_optim *o, mofo_err *err) {
+    if (o->planned) return mofo_errf(err, MOFO_EINVAL, "select_by_sort must be chosen before the first step");
+    o->select_by_sort = 1;
+    return 0;
 }
 
 const mofo_stats *mofo_optim_stats(const mofo_optim *opt) { return &opt->stats; }

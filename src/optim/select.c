@@ -13,8 +13,8 @@ uint32_t mofo_hist_find(const uint32_t *hist, int bits, int64_t k, int64_t *abov
     return 0;
 }
 
-uint32_t mofo_kth_largest(uint32_t *keys, size_t n, size_t k) {
-    for (int shift = 24; shift >= 0; shift -= 8) {
+uint32_t mofo_kth_largest(uint32_t *keys, size_t n, size_t k, int low_bits) {
+    for (int shift = low_bits > 0 ? (low_bits - 1) / 8 * 8 : -8; shift >= 0; shift -= 8) {
         uint32_t hist[256] = {0};
         for (size_t i = 0; i < n; i++) hist[(keys[i] >> shift) & 0xFF]++;
         int64_t above;

@@ -6,8 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Returns the k-th largest (1 <= k <= n) of keys[0..n); keys is overwritten (used as scratch). */
-uint32_t mofo_kth_largest(uint32_t *keys, size_t n, size_t k);
+/* Returns the k-th largest (1 <= k <= n) of keys[0..n), which may differ only in their lowest
+ * low_bits bits (32: any keys); keys is overwritten (used as scratch). */
+uint32_t mofo_kth_largest(uint32_t *keys, size_t n, size_t k, int low_bits);
 
 /* Given a histogram of the first digit (bins of the top `bits` bits), finds the bin holding the
  * k-th largest key: returns the bin and stores how many keys lie in higher bins in *above. */

@@ -1,6 +1,10 @@
-/* Optimizer state as safetensors: "m/NAME", "v/NAME" (F32, the parameter's shape) and
- * "updated/NAME" (U8, the coverage bits as little-endian 64-bit words), with the step count, the
- * random filter's seed and the options that shape the state in __metadata__. */
+/* Optimizer state as safetensors: "m/NAME", "v/NAME" (F32, the parameter's shape),
+ * "updated/NAME" (U8, the coverage bits as little-endian 64-bit words) and "blocks/bracket" (U32
+ * [blocks, 4]: whether a last threshold is known, the threshold, the next bracket's centre and
+ * radius; it steers only
+ * how fast the selection runs, and is saved so that a resumed run repeats every step bit for bit,
+ * statistics included), with the step count, the random filter's seed and the options that shape
+ * the state in __metadata__. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +46,21 @@ int mofo_optim_save(const mofo_optim *o, const char *path, mofo_err *err) {
             rc = mofo_st_writer_add(w, name, MOFO_DT_U8, 1, &bytes, p->touched, err);
         }
     }
+    uint32_t *bracket = NULL;
+    if (!rc && o->planned && o->n_blocks > 0) {
+        bracket = malloc((size_t)o->n_blocks * 4 * sizeof *bracket);
+        if (!bracket) rc = mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", path);
+        for (int b = 0; b < o->n_blocks && !rc; b++) {
+            const block *bl = &o->blocks[b];
+            uint32_t row[4] = {(uint32_t)bl->have_last, bl->last_thr, bl->center, bl->radius};
+            memcpy(bracket + 4 * b, row, sizeof row);
+        }
+        int64_t shape[2] = {o->n_blocks, 4};
+        if (!rc) rc = mofo_st_writer_add(w, "blocks/bracket", MOFO_DT_U32, 2, shape, bracket, err);
+    }
     if (!rc) rc = mofo_st_writer_save(w, path, err);
     mofo_st_writer_free(w);
+    free(bracket);
     return rc;
 }
 
@@ -102,6 +119,14 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
         if (!rc && p->touched) rc = expect_tensor(f, "updated", p->name, MOFO_DT_U8, 1, &bytes, &t, err);
         expected += 1 + (p->v != NULL) + (p->touched != NULL);
     }
+    const mofo_st_tensor *bracket = mofo_st_find(f, "blocks/bracket");
+    if (!rc && bracket) {
+        expected++;
+        if (!o->planned) rc = mofo_optim_plan(o, err);
+        int64_t shape[2] = {o->n_blocks, 4};
+        const mofo_st_tensor *t;
+        if (!rc) rc = expect_tensor(f, "blocks", "bracket", MOFO_DT_U32, 2, shape, &t, err);
+    }
     if (!rc && f->n_tensors != expected) {
         /* name one tensor that belongs to no registered parameter */
         for (size_t j = 0; j < f->n_tensors && !rc; j++) {
@@ -131,6 +156,18 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
                 key_name(name, sizeof name, "updated", p->name);
                 memcpy(p->touched, mofo_st_find(f, name)->data, (size_t)touched_words(p) * 8);
                 for (int64_t w = 0; w < touched_words(p); w++) ever += __builtin_popcountll(p->touched[w]);
+            }
+        }
+        if (bracket) {
+            const unsigned char *src = bracket->data;
+            for (int b = 0; b < o->n_blocks; b++) {
+                uint32_t row[4];
+                memcpy(row, src + 16 * (size_t)b, 16);
+                o->blocks[b].have_last = row[0] != 0;
+                o->blocks[b].last_thr = row[1];
+                o->blocks[b].center = row[2];
+                o->blocks[b].radius = row[3];
+                block_bracket(&o->blocks[b]);
             }
         }
         o->step = step_v;

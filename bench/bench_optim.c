@@ -1,0 +1,257 @@
+/* mofo bench optim: the cost of an optimizer step on a GPT-2-small-shaped parameter set (fp32).
+ *
+ * Rows, each the median of several timed steps after a warm-up step, at 1 and 2 threads:
+ *   AdamW        the dense step (libmofo, filter none);
+ *   MoFO         alpha 0.15 on 2+-dim tensors, thresholds by radix select;
+ *   MoFO (sort)  the same step with thresholds from a full sort of each tensor's |m|;
+ *   copy floor   28 bytes per parameter (read p, g, m, v; write p, m, v) at the copy bandwidth
+ *                measured in the same run with memcpy on the same threads. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "mofo/optim.h"
+#include "optim/internal.h"
+
+typedef struct shape {
+    char name[64];
+    int ndim;
+    int64_t dims[2];
+} shape;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* GPT-2 small's tensors (124,439,808 entries); other sizes scale the vocabulary and the layer count. */
+static int gpt2_shapes(int64_t target, shape **out, int64_t *total) {
+    const int64_t C = 768;
+    int64_t V = 50257, P = 1024;
+    int layers = 12;
+    if (target != 124439808) {
+        double f = (double)target / 124439808.0;
+        V = (int64_t)(V * f) > 256 ? (int64_t)(V * f) : 256;
+        layers = (int)lround(12 * f) > 0 ? (int)lround(12 * f) : 1;
+    }
+    int n = 0, cap = 4 + 12 * layers;
+    shape *s = calloc((size_t)cap, sizeof *s);
+    if (!s) return -1;
+#define ADD(NAME, ND, D0, D1) (snprintf(s[n].name, sizeof s[n].name, "%s", NAME), s[n].ndim = ND, s[n].dims[0] = D0, s[n].dims[1] = D1, n++)
+    ADD("wte", 2, V, C);
+    ADD("wpe", 2, P, C);
+    for (int l = 0; l < layers; l++) {
+        const char *names[12] = {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                                 "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                                 "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
+        int64_t d0[12] = {C, C, C, 3 * C, C, C, C, C, C, 4 * C, 4 * C, C};
+        int64_t d1[12] = {0, 0, 3 * C, 0, C, 0, 0, 0, 4 * C, 0, C, 0};
+        for (int j = 0; j < 12; j++) {
+            char name[64];
+            snprintf(name, sizeof name, "h.%d.%s", l, names[j]);
+            ADD(name, d1[j] ? 2 : 1, d0[j], d1[j]);
+        }
+    }
+    ADD("ln_f.weight", 1, C, 0);
+    ADD("ln_f.bias", 1, C, 0);
+#undef ADD
+    *total = 0;
+    for (int i = 0; i < n; i++) *total += s[i].dims[0] * (s[i].ndim == 2 ? s[i].dims[1] : 1);
+    *out = s;
+    return n;
+}
+
+typedef struct arena {
+    float *p, *g; /* (total) parameters and gradients, all tensors back to back */
+    int64_t total;
+} arena;
+
+/* The median ms of `reps` steps of an optimizer made by `kind` (0 AdamW, 1 MoFO, 2 sort MoFO), after
+ * `warmup` untimed steps; *early gets the median of steps 2 to 4 (the momentum still grows from
+ * zero, so MoFO's threshold moves and its bracket misses). */
+static double time_optimizer(int kind, const shape *s, int n, arena *a, int threads, int warmup, int reps,
+                             double *early, mofo_err *err) {
+    mofo_options o;
+    mofo_options_init(&o, MOFO_RULE_ADAMW);
+    o.weight_decay = 0.01;
+    o.threads = threads;
+    if (kind == 0) o.filter = MOFO_FILTER_NONE;
+    mofo_optim *opt = mofo_optim_create(&o, err);
+    if (!opt) return -1;
+    if (kind == 2 && mofo_optim_select_by_sort(opt, err)) return -1;
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t numel = s[i].dims[0] * (s[i].ndim == 2 ? s[i].dims[1] : 1);
+        if (mofo_optim_add_param(opt, s[i].name, a->p + off, a->g + off, s[i].ndim, s[i].dims, MOFO_GROUP_AUTO, err) < 0) {
+            mofo_optim_destroy(opt);
+            return -1;
+        }
+        off += numel;
+    }
+    double times[64], first[3];
+    if (reps > 64) reps = 64;
+    if (warmup < 4) warmup = 4;
+    for (int r = -warmup; r < reps; r++) {
+        double t0 = now_ms();
+        if (mofo_optim_step(opt, 1e-4, err)) {
+            mofo_optim_destroy(opt);
+            return -1;
+        }
+        double dt = now_ms() - t0;
+        if (r >= 0) times[r] = dt;
+        else if (r + warmup >= 1 && r + warmup <= 3) first[r + warmup - 1] = dt;
+    }
+    mofo_optim_destroy(opt);
+    *early = median(first, 3);
+    return median(times, reps);
+}
+
+/* Copy bandwidth in bytes/ms (bytes read + bytes written) with memcpy on `threads` threads. */
+static double copy_bandwidth(float *dst, const float *src, int64_t n, int threads, int reps) {
+    double times[64];
+    if (reps > 64) reps = 64;
+    for (int r = -1; r < reps; r++) {
+        double t0 = now_ms();
+#pragma omp parallel num_threads(threads)
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            int64_t lo = n * id / nt, hi = n * (id + 1) / nt;
+            memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+        }
+        if (r >= 0) times[r] = now_ms() - t0;
+    }
+    return 2.0 * (double)n * sizeof(float) / median(times, reps);
+}
+
+void bench_optim_help(FILE *out) {
+    fprintf(out,
+            "usage: mofo bench optim [--params N] [--threads N] [--reps N] [--json]\n\n"
+            "Times one optimizer step on a GPT-2-small-shaped parameter set in fp32: AdamW, MoFO (alpha 0.15),\n"
+            "MoFO with thresholds from a full sort, and the copy floor (28 bytes per parameter at the memcpy\n"
+            "bandwidth measured in the same run). Medians of --reps steps after a warm-up.\n\n"
+            "  --params N      parameter count, with an optional K/M/B suffix (default 124M: GPT-2 small)\n"
+            "  --threads N     run at N threads only (default: 1 and 2)\n"
+            "  --reps N        timed steps per row (default 5; the sort row takes at most 3)\n"
+            "  --warmup N      untimed steps before them (default 20; the sort row takes 4): the moments\n"
+            "                  reach their steady state, as in a fine-tuning run; the MoFO row's first\n"
+            "                  steps (2-4), while the momentum still grows from zero, are reported apart\n"
+            "  --json          one JSON object (adamw_ms, mofo_ms, sort_mofo_ms, copy_floor_ms at the\n"
+            "                  largest thread count, and a row per thread count under \"runs\")\n");
+}
+
+static int parse_count(const char *s, int64_t *out) {
+    char *end;
+    double v = strtod(s, &end);
+    double mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1e3, end++;
+    else if (*end == 'M' || *end == 'm') mult = 1e6, end++;
+    else if (*end == 'B' || *end == 'b' || *end == 'G') mult = 1e9, end++;
+    if (end == s || *end || !(v > 0)) return -1;
+    *out = (int64_t)(v * mult);
+    return 0;
+}
+
+int bench_optim(int argc, char **argv) {
+    const char *params_arg = "124M";
+    int64_t threads = 0, reps = 5, warmup = 20;
+    int json = 0;
+    arg_spec specs[] = {
+        {"params", ARG_STR, &params_arg, "N", "parameter count (default 124M)"},
+        {"threads", ARG_INT, &threads, "N", "threads (default: 1 and 2)"},
+        {"reps", ARG_INT, &reps, "N", "timed steps per row (default 5)"},
+        {"warmup", ARG_INT, &warmup, "N", "untimed steps first (default 20)"},
+        {"json", ARG_FLAG, &json, NULL, "print JSON"},
+    };
+    if (args_parse("bench optim", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]))) return 2;
+    int64_t target;
+    if (parse_count(params_arg, &target) || target < 1000) {
+        fprintf(stderr, "mofo bench optim: --params: '%s' is not a count like 124M (at least 1K)\n", params_arg);
+        return 2;
+    }
+    if (target == 124000000) target = 124439808; /* "124M" means GPT-2 small exactly */
+    if (threads < 0 || threads > 256 || reps < 1) {
+        fprintf(stderr, "mofo bench optim: --threads must be 1..256 and --reps >= 1\n");
+        return 2;
+    }
+    shape *s;
+    arena a;
+    int n = gpt2_shapes(target, &s, &a.total);
+    if (n < 0) return 1;
+    a.p = malloc((size_t)a.total * sizeof(float));
+    a.g = malloc((size_t)a.total * sizeof(float));
+    if (!a.p || !a.g) {
+        fprintf(stderr, "mofo bench optim: out of memory for %lld parameters\n", (long long)a.total);
+        return 1;
+    }
+    uint64_t x = 88172645463325252ull; /* xorshift: fixed gradients, roughly normal by summing */
+    for (int64_t i = 0; i < a.total; i++) {
+        float sum = 0;
+        for (int j = 0; j < 4; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            sum += (float)(x >> 40) / (float)(1 << 24) - 0.5f;
+        }
+        a.g[i] = sum * 1e-3f;
+        a.p[i] = sum * 0.02f;
+    }
+    int thread_list[2] = {1, 2}, n_threads = 2;
+    if (threads) thread_list[0] = (int)threads, n_threads = 1;
+
+    double res[2][5]; /* adamw, mofo, sort, floor, mofo's early steps */
+    mofo_err err = {0};
+    if (!json)
+        printf("mofo bench optim: %d tensors, %.1fM parameters (fp32), median of %d steps\n\n"
+               "threads   adamw ms   mofo ms   mofo steps 2-4 ms   sort-mofo ms   copy floor ms   mofo/adamw   adamw/floor   sort/mofo\n",
+               n, a.total / 1e6, (int)reps);
+    for (int ti = 0; ti < n_threads; ti++) {
+        int nt = thread_list[ti];
+        double bw = copy_bandwidth(a.p, a.g, a.total, nt, (int)reps); /* p is rewritten below anyway */
+        res[ti][3] = 28.0 * (double)a.total / bw;
+        for (int kind = 0; kind < 3; kind++) {
+            double early = 0;
+            res[ti][kind] = time_optimizer(kind, s, n, &a, nt, kind == 2 ? 4 : (int)warmup, kind == 2 && reps > 3 ? 3 : (int)reps,
+                                           &early, &err);
+            if (kind == 1) res[ti][4] = early;
+            if (res[ti][kind] < 0) {
+                fprintf(stderr, "mofo bench optim: %s\n", err.msg);
+                return 1;
+            }
+        }
+        if (!json)
+            printf("%7d %10.1f %9.1f %19.1f %14.1f %15.1f %12.2f %13.2f %11.1f\n", nt, res[ti][0], res[ti][1], res[ti][4],
+                   res[ti][2], res[ti][3], res[ti][1] / res[ti][0], res[ti][0] / res[ti][3], res[ti][2] / res[ti][1]);
+        fflush(stdout);
+    }
+    int last = n_threads - 1;
+    if (json) {
+        printf("{\"params\": %lld, \"threads\": %d, \"adamw_ms\": %.3f, \"mofo_ms\": %.3f, \"mofo_early_ms\": %.3f, "
+               "\"sort_mofo_ms\": %.3f, \"copy_floor_ms\": %.3f, \"runs\": [",
+               (long long)a.total, thread_list[last], res[last][0], res[last][1], res[last][4], res[last][2], res[last][3]);
+        for (int ti = 0; ti < n_threads; ti++)
+            printf("%s{\"threads\": %d, \"adamw_ms\": %.3f, \"mofo_ms\": %.3f, \"mofo_early_ms\": %.3f, "
+                   "\"sort_mofo_ms\": %.3f, \"copy_floor_ms\": %.3f}",
+                   ti ? ", " : "", thread_list[ti], res[ti][0], res[ti][1], res[ti][4], res[ti][2], res[ti][3]);
+        printf("]}\n");
+    } else {
+        printf("\ntargets: mofo/adamw <= 1.3, adamw/floor <= 1.5\n");
+    }
+    free(a.p);
+    free(a.g);
+    free(s);
+    return 0;
+}

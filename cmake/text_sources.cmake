@@ -1,0 +1,6 @@
+# text/: tokenizer.json BPE, chat templates, JSONL data sets (PCRE2 for the tokenizer regexes)
+set(MOFO_TEXT_SOURCES
+  src/text/utf8.c
+  src/text/tokenizer.c
+  src/text/dataset.c
+)
