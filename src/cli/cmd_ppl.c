@@ -9,24 +9,27 @@
 #include "args.h"
 #include "commands.h"
 #include "model/model.h"
+#include "text/tokenizer.h"
+#include "text/utf8.h"
 #include "threads.h"
 
 static const char *model_dir, *ids_arg, *text_arg, *file_arg;
-static int json_out;
+static int json_out, no_special;
 static int64_t threads;
 
 static const arg_spec SPECS[] = {
     {"model", ARG_STR, &model_dir, "DIR", "checkpoint directory (config.json + safetensors); required"},
     {"ids", ARG_STR, &ids_arg, "1,2,3", "token ids, comma-separated (at least 2)"},
-    {"text", ARG_STR, &text_arg, "STR", "text to tokenize with DIR/tokenizer.json (needs tokenizer support)"},
-    {"file", ARG_STR, &file_arg, "F", "a file whose text to tokenize (needs tokenizer support)"},
+    {"text", ARG_STR, &text_arg, "STR", "text, tokenized with DIR/tokenizer.json"},
+    {"file", ARG_STR, &file_arg, "F", "a file whose text to tokenize with DIR/tokenizer.json"},
+    {"no-special", ARG_FLAG, &no_special, NULL, "tokenize without the BOS/EOS the tokenizer adds by default"},
     {"json", ARG_FLAG, &json_out, NULL, "print {\"loss\": L, \"ppl\": P, \"tokens\": N}"},
     {"threads", ARG_INT, &threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void cmd_ppl_help(FILE *out) {
-    args_help(out, "ppl", "--model DIR (--ids 1,2,3 | --text STR | --file F) [--json]", SPECS, N_SPECS);
+    args_help(out, "ppl", "--model DIR (--ids 1,2,3 | --text STR | --file F) [--no-special] [--json]", SPECS, N_SPECS);
     fprintf(out, "\nThe loss is the mean negative log-likelihood (nats) of each token given the ones before it,\n"
                  "over the N-1 predicted positions of N tokens; ppl = exp(loss).\n");
 }
@@ -68,6 +71,46 @@ static int parse_ids(const char *s, int **out) {
     return n;
 }
 
+/* --text / --file through DIR's tokenizer (with BOS/EOS as add_special_tokens=True unless --no-special);
+ * returns the count, -1 for a usage error, -2 for a failure */
+static int tokenize(int **out) {
+    mofo_err err = {0};
+    mofo_tokenizer *tok = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    if (mofo_tokenizer_load_dir(&tok, model_dir, &err)) {
+        fprintf(stderr, "mofo ppl: %s\n", err.msg);
+        return -2;
+    }
+    if (file_arg && mofo_read_file(file_arg, &data, &len, &err)) {
+        fprintf(stderr, "mofo ppl: %s\n", err.msg);
+        mofo_tokenizer_free(tok);
+        return -2;
+    }
+    mofo_ids v = {0};
+    int rc = mofo_tokenizer_encode(tok, text_arg ? text_arg : data, text_arg ? strlen(text_arg) : len, !no_special,
+                                   &v, &err);
+    mofo_tokenizer_free(tok);
+    free(data);
+    if (rc) {
+        fprintf(stderr, "mofo ppl: %s\n", err.msg);
+        mofo_ids_free(&v);
+        return -2;
+    }
+    int *ids = malloc(sizeof(int) * (v.len ? v.len : 1));
+    if (!ids || v.len > INT32_MAX) {
+        fprintf(stderr, "mofo ppl: out of memory\n");
+        free(ids);
+        mofo_ids_free(&v);
+        return -2;
+    }
+    for (size_t i = 0; i < v.len; i++) ids[i] = v.ids[i];
+    int n = (int)v.len;
+    mofo_ids_free(&v);
+    *out = ids;
+    return n;
+}
+
 int cmd_ppl(int argc, char **argv) {
     if (args_parse("ppl", argc, argv, SPECS, N_SPECS)) return 2;
     if (!model_dir) {
@@ -78,16 +121,11 @@ int cmd_ppl(int argc, char **argv) {
         fprintf(stderr, "mofo ppl: give exactly one of --ids, --text, --file\n");
         return 2;
     }
-    if (text_arg || file_arg) {
-        fprintf(stderr, "mofo ppl: --%s needs tokenizer support (tokenizer.json), which this build does not have "
-                        "yet; pass token ids with --ids\n", text_arg ? "text" : "file");
-        return 2;
-    }
     int *ids = NULL;
-    int n = parse_ids(ids_arg, &ids);
-    if (n < 0) return 2;
+    int n = text_arg || file_arg ? tokenize(&ids) : parse_ids(ids_arg, &ids);
+    if (n < 0) return n == -1 ? 2 : 1;
     if (n < 2) {
-        fprintf(stderr, "mofo ppl: --ids: %d token%s, at least 2 needed to predict one\n", n, n == 1 ? "" : "s");
+        fprintf(stderr, "mofo ppl: %d token%s, at least 2 needed to predict one\n", n, n == 1 ? "" : "s");
         free(ids);
         return 2;
     }
@@ -101,8 +139,8 @@ int cmd_ppl(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++)
         if (ids[i] >= m->cfg.V) {
-            fprintf(stderr, "mofo ppl: --ids: token id %d (entry %d) is outside %s's vocabulary of %d\n", ids[i],
-                    i + 1, model_dir, m->cfg.V);
+            fprintf(stderr, "mofo ppl: token id %d (entry %d) is outside %s's vocabulary of %d\n", ids[i], i + 1,
+                    model_dir, m->cfg.V);
             free(ids);
             mofo_model_free(m);
             return 2;
