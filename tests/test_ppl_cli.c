@@ -15,10 +15,14 @@ static char tmpdir[256];
 
 /* runs cmd, returns its stdout (malloc'd) and exit status */
 static char *run(const char *cmd, int *status) {
-    char path[400], full[8000];
+    char path[400];
     snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    snprintf(full, sizeof full, "%s >'%s'", cmd, path);
+    size_t n = strlen(cmd) + strlen(path) + 8;
+    char *full = malloc(n);
+    if (!full) return NULL;
+    snprintf(full, n, "%s >'%s'", cmd, path);
     int st = system(full);
+    free(full);
     *status = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     char *data = NULL;
     size_t len;
