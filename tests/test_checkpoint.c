@@ -169,6 +169,60 @@ static void test_new_model(const char *type, int tied, int biases, int names) {
     mofo_model_free(m2);
 }
 
+/* The hub's original GPT-2 files: names without "transformer.", plus the attn.bias mask buffers.
+ * They load, compute what the prefixed copy computes, and save back under their own names. */
+static void test_gpt2_unprefixed(void) {
+    char src[512], d[512], d2[512], p[600];
+    fixture(src, sizeof src, "gpt2-tiny");
+    snprintf(d, sizeof d, "%s/gpt2-hub", tmpdir);
+    snprintf(d2, sizeof d2, "%s/gpt2-hub-saved", tmpdir);
+    mkdir(d, 0777);
+    mofo_err err = {0};
+    mofo_st_file *f = NULL;
+    snprintf(p, sizeof p, "%s/model.safetensors", src);
+    CHECK(mofo_st_open(&f, p, &err) == 0, "%s", err.msg);
+    if (!f) return;
+    mofo_st_writer *w = mofo_st_writer_new();
+    static float mask[32 * 32];
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const mofo_st_tensor *t = &f->tensors[i];
+        CHECK(mofo_st_writer_add(w, t->name + 12, t->dtype, t->ndim, t->shape, t->data, &err) == 0, "%s", err.msg);
+    }
+    mofo_st_writer_add(w, "h.0.attn.bias", MOFO_DT_F32, 4, (int64_t[]){1, 1, 32, 32}, mask, &err);
+    mofo_st_writer_add(w, "h.1.attn.bias", MOFO_DT_F32, 4, (int64_t[]){1, 1, 32, 32}, mask, &err);
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    CHECK(mofo_st_writer_save(w, p, &err) == 0, "%s", err.msg);
+    mofo_st_writer_free(w);
+    mofo_st_close(f);
+    char cfg[600], cfg2[600];
+    snprintf(cfg, sizeof cfg, "%s/config.json", src);
+    snprintf(cfg2, sizeof cfg2, "%s/config.json", d);
+    size_t len;
+    char *text = slurp(cfg, &len);
+    if (text) spit(cfg2, text, len);
+    free(text);
+
+    mofo_model *a = NULL, *b = NULL;
+    CHECK(mofo_model_load(&a, src, &err) == 0, "%s", err.msg);
+    CHECK(mofo_model_load(&b, d, &err) == 0, "unprefixed GPT-2: %s", err.msg);
+    if (a && b) {
+        CHECK(a->n_floats == b->n_floats && memcmp(a->params, b->params, a->n_floats * 4) == 0, "same weights");
+        CHECK(mofo_model_param(b, "wte.weight") && mofo_model_param(b, "h.1.mlp.c_proj.weight"), "original names kept");
+        CHECK(mofo_model_save(b, d2, 0, &err) == 0, "%s", err.msg);
+        mofo_st_file *g = NULL;
+        snprintf(p, sizeof p, "%s/model.safetensors", d2);
+        CHECK(mofo_st_open(&g, p, &err) == 0, "%s", err.msg);
+        if (g) {
+            CHECK(mofo_st_find(g, "h.0.attn.c_attn.weight") && !mofo_st_find(g, "transformer.wte.weight") &&
+                      !mofo_st_find(g, "h.0.attn.bias") && g->n_tensors == 28,
+                  "saved under the original names, without the mask buffers (%zu tensors)", g->n_tensors);
+            mofo_st_close(g);
+        }
+    }
+    mofo_model_free(a);
+    mofo_model_free(b);
+}
+
 static void test_half_rounding(void) {
     CHECK(mofo_f32_to_bf16(1.0f) == 0x3F80, "bf16 1");
     CHECK(mofo_f32_to_bf16(1.00390625f) == 0x3F80, "bf16 ties to even (down)");
@@ -357,6 +411,7 @@ int main(void) {
     test_round_trip("llama-tiny", 0);
     test_round_trip("llama-tiny", 200000); /* three shards and an index */
     test_gpt2_layout();
+    test_gpt2_unprefixed();
     test_new_model("gpt2", 1, 1, MOFO_NAMES_GPT2);
     test_new_model("gpt2", 0, 1, MOFO_NAMES_GPT2);
     test_new_model("llama", 0, 0, MOFO_NAMES_LLAMA);
