@@ -43,6 +43,28 @@ int main(void) {
     CHECK(c.FF == 192 && c.tied && c.names == MOFO_NAMES_GPT2 && c.norm == MOFO_NORM_LAYERNORM && c.norm_eps == 1e-5,
           "gpt2");
 
+    /* Llama 3.2 1B's RoPE (rope_type llama3, transformers 4 spelling); inverse frequencies derived by hand:
+     * i = 0 keeps 1 (wavelength 2 pi < 8192/4); i = 31 (wavelength 2.1e6 > 8192) is divided by 32;
+     * i = 16: f = 500000^-0.5, wavelength 2 pi / f = 4442.88, s = (8192/4442.88 - 1)/3 = 0.281283,
+     * f' = f ((1 - s)/32 + s) = 4.29557e-4 */
+    CHECK(parse(&c, "{\"model_type\":\"llama\",\"hidden_size\":2048,\"num_hidden_layers\":16,\"num_attention_heads\":32,"
+                    "\"num_key_value_heads\":8,\"intermediate_size\":8192,\"vocab_size\":128256,\"rope_theta\":500000.0,"
+                    "\"rope_scaling\":{\"factor\":32.0,\"high_freq_factor\":4.0,\"low_freq_factor\":1.0,"
+                    "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"}}", &err) == 0, "%s", err.msg);
+    float inv[32];
+    mofo_rope_inv_freq(&c, inv);
+    CHECK(c.rope_scaling == 2 && inv[0] == 1.0f, "llama3 rope: inv[0] = %g", inv[0]);
+    CHECK(fabs(inv[31] / (pow(500000.0, -62.0 / 64) / 32) - 1) < 1e-6, "llama3 rope: inv[31] = %g", inv[31]);
+    CHECK(fabs(inv[16] / 4.29557e-4 - 1) < 1e-5, "llama3 rope: inv[16] = %.6g", inv[16]);
+    CHECK(fabs(inv[14] / pow(500000.0, -28.0 / 64) - 1) < 1e-6, "llama3 rope: inv[14] unscaled = %g", inv[14]);
+    /* linear scaling, transformers 5 spelling */
+    CHECK(parse(&c, "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                    "\"intermediate_size\":100,\"vocab_size\":50,\"rope_parameters\":{\"rope_theta\":10000.0,"
+                    "\"rope_type\":\"linear\",\"factor\":4.0}}", &err) == 0, "%s", err.msg);
+    mofo_rope_inv_freq(&c, inv);
+    CHECK(c.rope_scaling == 1 && inv[0] == 0.25f && fabs(inv[1] / (pow(10000.0, -2.0 / 16) / 4) - 1) < 1e-6,
+          "linear rope: %g %g", inv[0], inv[1]);
+
     /* refused, each naming the file and the field */
     struct {
         const char *json, *word;
@@ -51,7 +73,10 @@ int main(void) {
         {"{\"hidden_size\":64}", "model_type"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
          "\"intermediate_size\":100,\"vocab_size\":50,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}}",
-         "llama3"},
+         "low_freq_factor"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":8.0}}",
+         "yarn"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
          "\"intermediate_size\":100,\"vocab_size\":50,\"hidden_act\":\"gelu\"}", "hidden_act"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"

@@ -122,8 +122,27 @@ int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, cons
             cfg->rope_theta = get_num(&r, rp, "rope_theta", cfg->rope_theta);
             const char *rt = get_str(rp, "rope_type");
             if (!rt) rt = get_str(rp, "type");
-            if (rt && strcmp(rt, "default") && r.rc == 0)
-                r.rc = mofo_errf(err, MOFO_EFORMAT, "%s: rope_type '%s' is not supported (default only)", label, rt);
+            if (rt && (strcmp(rt, "linear") == 0 || strcmp(rt, "llama3") == 0)) {
+                cfg->rope_scaling = strcmp(rt, "linear") == 0 ? 1 : 2;
+                cfg->rope_factor = get_num(&r, rp, "factor", 0);
+                if (cfg->rope_scaling == 2) {
+                    cfg->rope_low_freq_factor = get_num(&r, rp, "low_freq_factor", 0);
+                    cfg->rope_high_freq_factor = get_num(&r, rp, "high_freq_factor", 0);
+                    cfg->rope_original_max_T = (int)get_num(&r, rp, "original_max_position_embeddings", 0);
+                }
+                if (r.rc == 0 && (!(cfg->rope_factor > 0) ||
+                                  (cfg->rope_scaling == 2 &&
+                                   (!(cfg->rope_low_freq_factor > 0) ||
+                                    !(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor) ||
+                                    cfg->rope_original_max_T <= 0))))
+                    r.rc = mofo_errf(err, MOFO_EFORMAT,
+                                     "%s: rope_type '%s' needs factor > 0%s", label, rt,
+                                     cfg->rope_scaling == 2 ? ", 0 < low_freq_factor < high_freq_factor and "
+                                                              "original_max_position_embeddings" : "");
+            } else if (rt && strcmp(rt, "default") && r.rc == 0) {
+                r.rc = mofo_errf(err, MOFO_EFORMAT,
+                                 "%s: rope_type '%s' is not supported (default, linear, llama3)", label, rt);
+            }
         }
         const char *dt = get_str(r.root, "dtype");
         if (!dt) dt = get_str(r.root, "torch_dtype");

@@ -3,7 +3,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
 
 void embed_forward(float *out, const int *ids, const float *wte, const float *wpe, int B, int T, int C) {
@@ -139,28 +138,14 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     }
 }
 
-void rope_table(float *cos_t, float *sin_t, int T, int HD, double theta, int inv_freq_half) {
+void rope_table(float *cos_t, float *sin_t, int T, int HD, const float *inv_freq) {
     int H2 = HD / 2;
-    for (int i = 0; i < H2; i++) {
-        /* as transformers: inv_freq in fp32, then the angle in fp32 */
-        float inv = (float)(1.0 / pow(theta, (double)(2 * i) / HD));
-        if (inv_freq_half == 1) { /* bf16, round to nearest even */
-            uint32_t x;
-            memcpy(&x, &inv, 4);
-            x = (x + 0x7FFFu + ((x >> 16) & 1)) & 0xFFFF0000u;
-            memcpy(&inv, &x, 4);
-        } else if (inv_freq_half == 2) { /* f16: 10 mantissa bits (inv_freq is in f16's normal range) */
-            uint32_t x;
-            memcpy(&x, &inv, 4);
-            if (inv >= 6.103515625e-05f) x = (x + 0xFFFu + ((x >> 13) & 1)) & 0xFFFFE000u;
-            memcpy(&inv, &x, 4);
-        }
+    for (int i = 0; i < H2; i++)
         for (int t = 0; t < T; t++) {
-            float ang = (float)t * inv;
+            float ang = (float)t * inv_freq[i]; /* the angle in fp32, as transformers */
             cos_t[(size_t)t * H2 + i] = cosf(ang);
             sin_t[(size_t)t * H2 + i] = sinf(ang);
         }
-    }
 }
 
 static void rope_apply(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD,

@@ -30,9 +30,8 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int N, int C, int OC);
 
-// cos, sin (T, HD/2) for positions 0..T-1 (Hugging Face's rotate_half convention). inv_freq_half 1 or 2
-// rounds the inverse frequencies to bf16 or f16 first, as transformers does for a model loaded in that dtype
-void rope_table(float *cos_t, float *sin_t, int T, int HD, double theta, int inv_freq_half);
+// inv_freq (HD/2) -> cos, sin (T, HD/2) for positions 0..T-1 (Hugging Face's rotate_half convention)
+void rope_table(float *cos_t, float *sin_t, int T, int HD, const float *inv_freq);
 // qkv (B,T,QKV): rotates the NH query heads and NKV key heads in place
 void rope_forward(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD);
 // dqkv (B,T,QKV): the transposed rotation, in place

@@ -1,4 +1,5 @@
 /* The model: parameter table, checkpoint loading and saving, forward and backward. */
+#define _DEFAULT_SOURCE /* M_PI */
 #include "model.h"
 
 #include <math.h>
@@ -368,6 +369,44 @@ int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes
     return rc;
 }
 
+/* ---- RoPE ---- */
+
+/* x rounded to bf16 (kind 1) or f16 (kind 2) and back */
+static float round_half(float x, int kind) {
+    if (kind == 1) {
+        uint32_t b = (uint32_t)mofo_f32_to_bf16(x) << 16;
+        memcpy(&x, &b, 4);
+        return x;
+    }
+    uint16_t h = mofo_f32_to_f16(x); /* inverse frequencies are positive and at most 1 */
+    int e = (h >> 10) & 0x1F, man = h & 0x3FF;
+    return e ? ldexpf(1.0f + man / 1024.0f, e - 15) : ldexpf((float)man, -24);
+}
+
+void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
+    int H2 = c->HD / 2;
+    for (int i = 0; i < H2; i++) {
+        /* transformers: 1 / theta^(arange(0, HD, 2) / HD) in fp32 */
+        double f = (float)(1.0 / pow(c->rope_theta, (double)(2 * i) / c->HD));
+        if (c->rope_scaling == 1) {
+            f /= c->rope_factor;
+        } else if (c->rope_scaling == 2) { /* _compute_llama3_parameters */
+            double lo_wl = c->rope_original_max_T / c->rope_low_freq_factor,
+                   hi_wl = c->rope_original_max_T / c->rope_high_freq_factor, wl = 2 * M_PI / f;
+            if (wl > lo_wl) {
+                f /= c->rope_factor;
+            } else if (wl >= hi_wl) {
+                double s = (c->rope_original_max_T / wl - c->rope_low_freq_factor) /
+                           (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                f = (1 - s) * f / c->rope_factor + s * f;
+            }
+        }
+        inv[i] = (float)f;
+        /* a model loaded in bf16/f16 by transformers holds the buffer in that dtype */
+        if (c->rope_half) inv[i] = round_half(inv[i], c->rope_half);
+    }
+}
+
 /* ---- activations ---- */
 
 static size_t fc_width(const mofo_model_config *c) { return c->act == MOFO_ACT_SWIGLU ? 2 * (size_t)c->FF : (size_t)c->FF; }
@@ -428,7 +467,17 @@ static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
     a->n_floats = (size_t)(p - base);
     a->B = B;
     a->T = T;
-    if (c->pos == MOFO_POS_ROPE) rope_table(a->rope_cos, a->rope_sin, T, c->HD, c->rope_theta, c->rope_half);
+    if (c->pos == MOFO_POS_ROPE) {
+        float *inv = malloc((size_t)(c->HD / 2) * sizeof *inv);
+        if (!inv) {
+            free(a->resid);
+            memset(a, 0, sizeof *a);
+            return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        }
+        mofo_rope_inv_freq(c, inv);
+        rope_table(a->rope_cos, a->rope_sin, T, c->HD, inv);
+        free(inv);
+    }
     return 0;
 }
 

@@ -35,6 +35,9 @@ typedef struct mofo_model_config {
     mofo_act_kind act;
     mofo_pos_kind pos;
     double rope_theta;
+    int rope_scaling;      /* 0 none, 1 linear (inv_freq / factor), 2 llama3 (Llama 3.1's smooth interpolation) */
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_T;
     int rope_half;         /* 1 (bf16), 2 (f16): config.json's dtype is half precision, and transformers,
                               which loads such a model in that dtype, rounds RoPE's inverse frequencies */
     int sliding_window;    /* 0: none; else key j is visible from query i when i - j < window */
@@ -143,6 +146,9 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
                        mofo_err *err);
 /* Backward of the last forward (which had targets): accumulates into m->grads. */
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err);
+
+/* RoPE's inverse frequencies (HD/2 of them) for this config, as transformers computes them. */
+void mofo_rope_inv_freq(const mofo_model_config *cfg, float *inv_freq);
 
 /* Floats of activations (and backward scratch) for B x T: the README's formula. */
 size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T);
