@@ -500,6 +500,7 @@ static void norm_bwd(const mofo_model_config *c, float *dinp, float *dw, float *
 int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
                        mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
+    m->a.ready = 0;
     if (B <= 0 || T <= 0) return mofo_errf(err, MOFO_EINVAL, "batch %d x %d tokens: both must be positive", B, T);
     if (c->pos == MOFO_POS_LEARNED && T > c->max_T)
         return mofo_errf(err, MOFO_EINVAL, "%d tokens exceed the model's %d positions", T, c->max_T);
@@ -547,6 +548,7 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
         double s = 0;
         for (int i = 0; i < N; i++) s += a->losses[i];
         if (loss) *loss = m->n_valid ? (float)(s / m->n_valid) : NAN;
+        a->ready = 1;
     } else if (loss) {
         *loss = NAN;
     }
@@ -556,13 +558,14 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
     mofo_acts *a = &m->a;
-    if (!a->resid) return mofo_errf(err, MOFO_EINVAL, "backward without a forward pass");
+    if (!a->ready) return mofo_errf(err, MOFO_EINVAL, "backward needs a successful forward pass with targets first");
     int rc = mofo_model_alloc_grads(m, err);
     if (rc) return rc;
     int B = a->B, T = a->T, N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD,
         FF = c->FF, FC = (int)fc_width(c);
     size_t LSE = (size_t)B * c->NH * T, NC = (size_t)N * C;
     if (m->n_valid == 0) return 0; /* nothing counted: zero gradient */
+    a->ready = 0; /* the logits become their gradient: a second backward would be wrong */
     crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
     float *dlogits = a->logits;
     matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);

@@ -87,6 +87,7 @@ typedef struct mofo_weights {
 /* Saved activations of one forward pass, sized for B x T. */
 typedef struct mofo_acts {
     int B, T;
+    int ready;      /* the last forward pass succeeded with targets: backward may run */
     float *resid;   /* (L+1, B, T, C): input of each layer, then the last layer's output */
     float *ln1, *ln1_mean, *ln1_rstd;   /* (L, B, T, C), (L, B, T), (L, B, T) */
     float *qkv;     /* (L, B, T, QKV) after bias and RoPE */
