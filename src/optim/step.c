@@ -29,7 +29,7 @@ typedef struct step_ctx {
 } step_ctx;
 
 typedef struct tile_buf {
-    float delta[TILE];
+    float delta[TILE], sq[TILE];
     uint32_t keys[TILE];
     uint8_t sel[TILE], cand[TILE]; /* entries that move / that wait for the exact threshold */
 } tile_buf;
@@ -80,6 +80,15 @@ static int64_t mark_touched(uint64_t *touched, int64_t offset, const uint8_t *se
     return newly;
 }
 
+/* The sum of x[0..n) (a separate loop: GCC 12 vectorizes the passes' loops only without a float
+ * reduction in them). */
+static float tile_sum(const float *restrict x, int64_t n) {
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
 /* One tile of a parameter: n entries from index on. v points at m for rules without v (unused). */
 typedef struct tile_io {
     const rule_consts *k;
@@ -127,17 +136,15 @@ ALWAYS_INLINE void peek_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, ui
 }
 #define PEEK_TILE(R, F, ...) peek_tile_of(R, F, __VA_ARGS__)
 
-/* Pass 2: p decayed everywhere and moved where the key is above hi; keys and updates kept in the tile
- * buffers, with flags for the entries that moved (sel) and those inside [lo, hi] (cand). Returns the
- * sum of the squared updates of the entries that moved. */
+/* Pass 2: p decayed everywhere and moved where the key is above hi; flags for the entries that moved
+ * (sel) and for the keys inside [lo, hi] (cand), whose keys and updates are kept for the exact
+ * selection. Returns the sum of the squared updates of the entries that moved. */
 ALWAYS_INLINE float apply_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, uint32_t lo, uint32_t hi,
                                   uint32_t *restrict keys, float *restrict delta, uint8_t *restrict sel,
-                                  uint8_t *restrict cand) {
+                                  uint8_t *restrict cand, float *restrict sq_buf) {
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v, *restrict w = t->w;
     const float decay = t->k->decay;
-    float sq = 0;
-#pragma omp simd reduction(+ : sq)
     for (int64_t i = 0; i < t->n; i++) {
         float mom, d;
         rule_entry(R, 0, 1, 1, t->k, g[i], &m[i], &v[i], &mom, &d);
@@ -145,42 +152,40 @@ ALWAYS_INLINE float apply_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, 
         float decayed = w[i] * decay;
         int up = key > hi;
         w[i] = up ? decayed + d : decayed;
-        keys[i] = key;
-        delta[i] = d;
         sel[i] = (uint8_t)up;
+        sq_buf[i] = up ? d * d : 0.0f;
+        keys[i] = key; /* stored for every entry: GCC 12 does not vectorize the loop without */
+        delta[i] = d;
         cand[i] = (uint8_t)(key >= lo && !up);
-        sq += up ? d * d : 0.0f;
     }
-    return sq;
+    return tile_sum(sq_buf, t->n);
 }
 #define APPLY_TILE(R, F, out, ...) (out = apply_tile_of(R, F, __VA_ARGS__))
 
 /* A dense parameter: the whole rule in one pass; returns the sum of the squared updates. */
-ALWAYS_INLINE float dense_tile_of(mofo_rule R, mofo_filter F, const tile_io *t) {
+ALWAYS_INLINE float dense_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, float *restrict sq_buf) {
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v, *restrict w = t->w;
     const float decay = t->k->decay;
-    float sq = 0;
     (void)F;
-#pragma omp simd reduction(+ : sq)
     for (int64_t i = 0; i < t->n; i++) {
         float mom, d;
         rule_entry(R, 1, 1, 1, t->k, g[i], &m[i], &v[i], &mom, &d);
         w[i] = w[i] * decay + d;
-        sq += d * d;
+        sq_buf[i] = d * d;
     }
-    return sq;
+    return tile_sum(sq_buf, t->n);
 }
 #define DENSE_TILE(R, F, out, ...) (out = dense_tile_of(R, F, __VA_ARGS__))
 
-static void dense_chunk(const step_ctx *s, chunk *c) {
+static void dense_chunk(const step_ctx *s, chunk *c, tile_buf *tb) {
     param_state *p = &s->o->params[c->param];
     double sq = 0;
     for (int64_t at = 0; at < c->len; at += TILE) {
         int64_t n = c->len - at < TILE ? c->len - at : TILE;
         tile_io t = tile_at(s, c, at, n);
         float tsq = 0;
-        DISPATCH(DENSE_TILE, s->o->opt.rule, MOFO_FILTER_MOMENTUM, tsq, &t);
+        DISPATCH(DENSE_TILE, s->o->opt.rule, MOFO_FILTER_MOMENTUM, tsq, &t, tb->sq);
         sq += tsq;
     }
     c->updated = c->len;
@@ -332,7 +337,8 @@ static int apply_chunk(const step_ctx *s, chunk *c, tile_buf *tb) {
         const float *d = tb->delta;
         const uint8_t *sel = tb->sel, *cand = tb->cand;
         float tsq = 0;
-        DISPATCH(APPLY_TILE, s->o->opt.rule, s->o->opt.filter, tsq, &t, lo, hi, tb->keys, tb->delta, tb->sel, tb->cand);
+        DISPATCH(APPLY_TILE, s->o->opt.rule, s->o->opt.filter, tsq, &t, lo, hi, tb->keys, tb->delta, tb->sel, tb->cand,
+                 tb->sq);
         sq += tsq;
         int tile_upd = 0, tile_cand = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -525,7 +531,7 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
 #pragma omp for schedule(dynamic)
         for (int ci = 0; ci < o->n_chunks; ci++) {
             chunk *c = &o->chunks[ci];
-            if (c->block < 0) dense_chunk(&s, c);
+            if (c->block < 0) dense_chunk(&s, c, &ts->tile);
             else state_chunk(&s, c, ts);
         }
 #pragma omp for schedule(dynamic) reduction(| : any_unsettled)
