@@ -253,7 +253,8 @@ static void check_bracket(mofo_optim *o, block *b) {
         above += o->chunks[b->first_chunk + i].n_above;
         inside += o->chunks[b->first_chunk + i].n_inside;
     }
-    if (above < b->k && above + inside >= b->k) {
+    /* a bracket holding the threshold, and few enough entries to select among (else the histogram) */
+    if (above < b->k && above + inside >= b->k && inside <= 4096 + b->numel / 64) {
         b->above = above;
         b->settled = SETTLED_BRACKET;
     }
@@ -409,12 +410,12 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
     }
     b->updated = b->above + moved;
     /* next step's bracket: centred on the threshold extrapolated from this step's move, twice as
-       wide as this step's prediction missed by, shrinking by at most half a step */
+       wide as this step's prediction missed by, shrinking by at most 4x a step */
     int64_t next = thr;
     if (b->have_last) {
         uint64_t miss = thr > b->center ? thr - b->center : b->center - thr;
         uint64_t r = 2 * miss + MOFO_RADIUS_MIN;
-        if (r < b->radius / 2) r = b->radius / 2;
+        if (r < b->radius / 4) r = b->radius / 4;
         b->radius = r > MOFO_RADIUS_MAX ? MOFO_RADIUS_MAX : (uint32_t)r;
         next = 2 * (int64_t)thr - (int64_t)b->last_thr;
     }
