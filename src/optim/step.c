@@ -80,8 +80,8 @@ static int64_t mark_touched(uint64_t *touched, int64_t offset, const uint8_t *se
     return newly;
 }
 
-/* The sum of x[0..n) (a separate loop: GCC 12 vectorizes the passes' loops only without a float
- * reduction in them). */
+/* The sum of x[0..n), in a loop of its own: a reduction inside the passes' loops keeps GCC 12 from
+ * vectorizing them. */
 static float tile_sum(const float *restrict x, int64_t n) {
     float s = 0;
 #pragma omp simd reduction(+ : s)
@@ -112,12 +112,11 @@ ALWAYS_INLINE void state_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, u
     float *restrict m = t->m, *restrict v = t->v;
     int na = 0, ni = 0; /* integer sums vectorize without omp simd (which GCC 12 miscounts here) */
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d = 0;
-        rule_entry(R, 1, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &m[i], &v[i], &mom, &d);
-        uint32_t key = key_entry(F, g[i], mom, d, t->rbase, t->index + i);
+        rule_out r = rule_entry(R, 1, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &m[i], &v[i]);
+        uint32_t key = key_entry(F, g[i], r.mom, r.delta, t->rbase, t->index + i);
         keys[i] = key;
         na += key > hi;
-        ni += key >= lo && key <= hi;
+        ni += (key >= lo) & (key <= hi);
     }
     *above = na;
     *inside = ni;
@@ -129,9 +128,9 @@ ALWAYS_INLINE void peek_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, ui
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v;
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d = 0, mi = m[i], vi = v[i];
-        rule_entry(R, 0, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &mi, &vi, &mom, &d);
-        keys[i] = key_entry(F, g[i], mom, d, t->rbase, t->index + i);
+        float mi = m[i], vi = v[i];
+        rule_out r = rule_entry(R, 0, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &mi, &vi);
+        keys[i] = key_entry(F, g[i], r.mom, r.delta, t->rbase, t->index + i);
     }
 }
 #define PEEK_TILE(R, F, ...) peek_tile_of(R, F, __VA_ARGS__)
@@ -145,18 +144,19 @@ ALWAYS_INLINE float apply_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, 
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v, *restrict w = t->w;
     const float decay = t->k->decay;
+#pragma omp simd /* if-converts the selects; no reduction here (GCC 12 miscounts int reductions in omp simd) */
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d;
-        rule_entry(R, 0, 1, 1, t->k, g[i], &m[i], &v[i], &mom, &d);
-        uint32_t key = key_entry(F, g[i], mom, d, t->rbase, t->index + i);
+        rule_out r = rule_entry(R, 0, 1, 1, t->k, g[i], &m[i], &v[i]);
+        float d = r.delta;
+        uint32_t key = key_entry(F, g[i], r.mom, d, t->rbase, t->index + i);
         float decayed = w[i] * decay;
         int up = key > hi;
         w[i] = up ? decayed + d : decayed;
         sel[i] = (uint8_t)up;
         sq_buf[i] = up ? d * d : 0.0f;
-        keys[i] = key; /* stored for every entry: GCC 12 does not vectorize the loop without */
+        keys[i] = key;
         delta[i] = d;
-        cand[i] = (uint8_t)(key >= lo && !up);
+        cand[i] = (uint8_t)((key >= lo) & !up);
     }
     return tile_sum(sq_buf, t->n);
 }
@@ -168,9 +168,9 @@ ALWAYS_INLINE float dense_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, 
     float *restrict m = t->m, *restrict v = t->v, *restrict w = t->w;
     const float decay = t->k->decay;
     (void)F;
+#pragma omp simd
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d;
-        rule_entry(R, 1, 1, 1, t->k, g[i], &m[i], &v[i], &mom, &d);
+        float d = rule_entry(R, 1, 1, 1, t->k, g[i], &m[i], &v[i]).delta;
         w[i] = w[i] * decay + d;
         sq_buf[i] = d * d;
     }
