@@ -144,7 +144,7 @@ static double floor_ms(float *p, const float *g, float *m, float *v, int64_t n, 
 
 void bench_optim_help(FILE *out) {
     fprintf(out,
-            "usage: mofo bench optim [--params N] [--threads N] [--reps N] [--json]\n\n"
+            "usage: mofo bench optim [--params N] [--threads N] [--reps N] [--warmup N] [--json]\n\n"
             "Times one optimizer step on a GPT-2-small-shaped parameter set in fp32: AdamW, MoFO (alpha 0.15),\n"
             "MoFO with thresholds from a full sort, and the floor: one pass that reads p, g, m, v and writes\n"
             "p, m, v (28 bytes per parameter), the traffic of an Adam step without its arithmetic, measured\n"
