@@ -50,32 +50,44 @@ void mofo_optim_free_scratch(mofo_optim *o) {
     o->scratch_threads = 0;
 }
 
-/* Sets the coverage bits of entries offset..offset+n-1 of a parameter where sel[i] (all when sel is
- * NULL); returns how many were not set before. Atomic: two chunks may share a word. */
-static int64_t mark_touched(uint64_t *touched, int64_t offset, const uint8_t *sel, int64_t n) {
-    if (!touched) return 0;
-    int64_t newly = 0;
-    for (int64_t j = 0; j < n;) {
-        int64_t e = offset + j;
-        int bit = (int)(e & 63);
-        int64_t take = 64 - bit < n - j ? 64 - bit : n - j;
+/* Packs n flags (bytes of 0 or 1) into bits, 8 at a time; words[(n+63)/64], unused bits zero. */
+static void pack_flags(const uint8_t *flags, int64_t n, uint64_t *words) {
+    for (int64_t w = 0; w * 64 < n; w++) {
         uint64_t mask = 0;
-        if (sel && take == 64) { /* pack 8 flags (bytes of 0 or 1) at a time into 8 bits */
+        int64_t base = w * 64, take = n - base < 64 ? n - base : 64;
+        if (take == 64) {
             for (int q = 0; q < 8; q++) {
                 uint64_t bytes;
-                memcpy(&bytes, sel + j + 8 * q, 8);
+                memcpy(&bytes, flags + base + 8 * q, 8);
                 mask |= ((bytes * 0x0102040810204080ull) >> 56) << (8 * q);
             }
-        } else if (sel) {
-            for (int64_t t = 0; t < take; t++) mask |= (uint64_t)sel[j + t] << (bit + t);
         } else {
-            mask = (take == 64 ? ~0ull : ((1ull << take) - 1)) << bit;
+            for (int64_t t = 0; t < take; t++) mask |= (uint64_t)flags[base + t] << t;
         }
-        if (mask & ~__atomic_load_n(&touched[e >> 6], __ATOMIC_RELAXED)) {
-            uint64_t old = __atomic_fetch_or(&touched[e >> 6], mask, __ATOMIC_RELAXED);
-            newly += __builtin_popcountll(mask & ~old);
-        }
-        j += take;
+        words[w] = mask;
+    }
+}
+
+/* ORs one word of coverage bits into touched (atomically: two chunks may share a word); returns
+ * how many were not set before. */
+static int64_t or_bits(uint64_t *touched, uint64_t mask) {
+    if (!(mask & ~__atomic_load_n(touched, __ATOMIC_RELAXED))) return 0;
+    uint64_t old = __atomic_fetch_or(touched, mask, __ATOMIC_RELAXED);
+    return __builtin_popcountll(mask & ~old);
+}
+
+/* Sets the coverage bits of entries offset..offset+n-1 of a parameter where bits (packed, bit i for
+ * entry offset+i) are set, or all of them when bits is NULL; returns how many were new. */
+static int64_t mark_touched(uint64_t *touched, int64_t offset, const uint64_t *bits, int64_t n) {
+    if (!touched) return 0;
+    int64_t newly = 0;
+    int shift = (int)(offset & 63);
+    uint64_t *dst = touched + (offset >> 6);
+    for (int64_t w = 0; w * 64 < n; w++) {
+        int64_t take = n - w * 64 < 64 ? n - w * 64 : 64;
+        uint64_t mask = bits ? bits[w] : take == 64 ? ~0ull : (1ull << take) - 1;
+        newly += or_bits(&dst[w], mask << shift);
+        if (shift && (mask >> (64 - shift))) newly += or_bits(&dst[w + 1], mask >> (64 - shift));
     }
     return newly;
 }
@@ -341,21 +353,19 @@ static int apply_chunk(const step_ctx *s, chunk *c, tile_buf *tb) {
         DISPATCH(APPLY_TILE, s->o->opt.rule, s->o->opt.filter, tsq, &t, lo, hi, tb->keys, tb->delta, tb->sel, tb->cand,
                  tb->sq);
         sq += tsq;
-        int tile_upd = 0, tile_cand = 0;
-        for (int64_t i = 0; i < n; i++) {
-            tile_upd += sel[i];
-            tile_cand += cand[i];
+        uint64_t selw[TILE / 64], candw[TILE / 64];
+        pack_flags(sel, n, selw);
+        pack_flags(cand, n, candw);
+        int64_t tile_upd = 0;
+        for (int64_t w = 0; w * 64 < n; w++) {
+            tile_upd += __builtin_popcountll(selw[w]);
+            for (uint64_t bits = candw[w]; bits; bits &= bits - 1) { /* few entries wait */
+                int64_t j = w * 64 + __builtin_ctzll(bits);
+                if (push_candidate(c, (uint32_t)(at + j), keys[j], d[j])) return -1;
+            }
         }
         updated += tile_upd;
-        if (tile_cand) /* few entries wait: skip 8 flags at a time */
-            for (int64_t i = 0; i < n; i += 8) {
-                uint64_t any = 1;
-                if (i + 8 <= n) memcpy(&any, cand + i, 8);
-                if (!any) continue;
-                for (int64_t j = i; j < i + 8 && j < n; j++)
-                    if (cand[j] && push_candidate(c, (uint32_t)(at + j), keys[j], d[j])) return -1;
-            }
-        if (tile_upd) newly += mark_touched(p->touched, c->offset + at, tb->sel, n);
+        if (tile_upd) newly += mark_touched(p->touched, c->offset + at, selw, n);
     }
     c->updated = updated;
     c->sq_update = sq;
@@ -401,7 +411,7 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
             int64_t e = c->offset + cd->pos;
             p->data[e] = p->data[e] + cd->delta; /* already decayed in pass 2 */
             sq += (double)cd->delta * cd->delta;
-            uint8_t one = 1;
+            uint64_t one = 1;
             c->newly += mark_touched(p->touched, e, &one, 1);
             c->updated++;
             moved++;
