@@ -411,8 +411,8 @@ void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
 
 static size_t fc_width(const mofo_model_config *c) { return c->act == MOFO_ACT_SWIGLU ? 2 * (size_t)c->FF : (size_t)c->FF; }
 
-size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) {
-    size_t N = (size_t)B * T, L = c->L, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
+static size_t act_floats(const mofo_model_config *c, int B, int T, int kept) {
+    size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
            FC = fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
     size_t per_layer = N * (4 * C + 4 + QKV + A + FC + FF) + LSE;
     size_t top = N * C + N * (C + 2) + N * (size_t)c->V + N;
@@ -420,18 +420,21 @@ size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) {
     return L * per_layer + top + scratch;
 }
 
-static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
+size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) { return act_floats(c, B, T, c->L); }
+
+/* Activations for B x T keeping `kept` layers' worth (L for training, 1 for evaluation). */
+static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     mofo_acts *a = &m->a;
-    if (a->resid && a->B == B && a->T == T) return 0;
+    if (a->resid && a->B == B && a->T == T && a->kept >= kept) return 0;
     free(a->resid);
     memset(a, 0, sizeof *a);
     const mofo_model_config *c = &m->cfg;
-    size_t total = mofo_model_act_floats(c, B, T);
+    size_t total = act_floats(c, B, T, kept);
     float *base = malloc(total * sizeof *base);
     if (!base) return mofo_errf(err, MOFO_ENOMEM, "out of memory for activations (B=%d, T=%d: %zu MB)", B, T,
                                 total * 4 >> 20);
-    size_t N = (size_t)B * T, L = c->L, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
-           FC = fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
+    size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD,
+           QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD, FC = fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
     float *p = base;
 #define TAKE(field, n) (a->field = p, p += (n))
     TAKE(resid, (L + 1) * N * C);
@@ -467,6 +470,7 @@ static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
     a->n_floats = (size_t)(p - base);
     a->B = B;
     a->T = T;
+    a->kept = kept;
     if (c->pos == MOFO_POS_ROPE) {
         float *inv = malloc((size_t)(c->HD / 2) * sizeof *inv);
         if (!inv) {
@@ -497,8 +501,8 @@ static void norm_bwd(const mofo_model_config *c, float *dinp, float *dw, float *
         rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->C);
 }
 
-int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
-                       mofo_err *err) {
+static int forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, int train,
+                   mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
     m->a.ready = 0;
     if (B <= 0 || T <= 0) return mofo_errf(err, MOFO_EINVAL, "batch %d x %d tokens: both must be positive", B, T);
@@ -512,26 +516,30 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
             return mofo_errf(err, MOFO_EINVAL, "target %d at position %d is outside the vocabulary and not -100",
                              targets[i], i);
     }
-    int rc = acts_alloc(m, B, T, err);
+    int rc = acts_alloc(m, B, T, train ? c->L : 1, err);
     if (rc) return rc;
     mofo_acts *a = &m->a;
     int N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD, FF = c->FF;
+    /* training keeps every layer's activations; evaluation reuses layer 0's and alternates two
+     * residual slots */
+#define SLOT(l) ((size_t)(train ? (l) : 0))
+#define RES(l) (a->resid + (size_t)(train ? (l) : (l) % 2) * N * C)
     int FC = (int)fc_width(c);
     size_t LSE = (size_t)B * c->NH * T;
     embed_forward(a->resid, inputs, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe : NULL, B, T, C);
     for (int l = 0; l < L; l++) {
         const mofo_layer_w *w = &m->w.layer[l];
-        float *x = a->resid + (size_t)l * N * C, *ln1 = a->ln1 + (size_t)l * N * C, *qkv = a->qkv + (size_t)l * N * QKV,
-              *lse = a->lse + l * LSE, *atty = a->atty + (size_t)l * N * A, *r2 = a->resid2 + (size_t)l * N * C,
-              *ln2 = a->ln2 + (size_t)l * N * C, *fc = a->fc + (size_t)l * N * FC, *fch = a->fch + (size_t)l * N * FF,
-              *y = a->resid + (size_t)(l + 1) * N * C;
-        norm_fwd(c, ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, x, w->ln1_w, w->ln1_b, N);
+        size_t k = SLOT(l);
+        float *x = RES(l), *ln1 = a->ln1 + k * N * C, *qkv = a->qkv + k * N * QKV, *lse = a->lse + k * LSE,
+              *atty = a->atty + k * N * A, *r2 = a->resid2 + k * N * C, *ln2 = a->ln2 + k * N * C,
+              *fc = a->fc + k * N * FC, *fch = a->fch + k * N * FF, *y = RES(l + 1);
+        norm_fwd(c, ln1, a->ln1_mean + k * N, a->ln1_rstd + k * N, x, w->ln1_w, w->ln1_b, N);
         matmul_forward(qkv, ln1, w->qkv_w, w->qkv_b, N, C, QKV);
         if (c->pos == MOFO_POS_ROPE) rope_forward(qkv, a->rope_cos, a->rope_sin, B, T, c->NH, c->NKV, c->HD);
         attention_forward(atty, lse, qkv, B, T, c->NH, c->NKV, c->HD, c->sliding_window, a->attn_scratch);
         matmul_forward(r2, atty, w->o_w, w->o_b, N, A, C);
         for (size_t i = 0; i < (size_t)N * C; i++) r2[i] += x[i];
-        norm_fwd(c, ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, r2, w->ln2_w, w->ln2_b, N);
+        norm_fwd(c, ln2, a->ln2_mean + k * N, a->ln2_rstd + k * N, r2, w->ln2_w, w->ln2_b, N);
         matmul_forward(fc, ln2, w->fc_w, w->fc_b, N, C, FC);
         if (c->act == MOFO_ACT_SWIGLU)
             swiglu_forward(fch, fc, N, FF);
@@ -540,7 +548,9 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
         matmul_forward(y, fch, w->proj_w, w->proj_b, N, FF, C);
         for (size_t i = 0; i < (size_t)N * C; i++) y[i] += r2[i];
     }
-    norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + (size_t)L * N * C, m->w.lnf_w, m->w.lnf_b, N);
+    norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
+#undef SLOT
+#undef RES
     matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
     m->n_valid = 0;
     if (targets) {
@@ -548,11 +558,20 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
         double s = 0;
         for (int i = 0; i < N; i++) s += a->losses[i];
         if (loss) *loss = m->n_valid ? (float)(s / m->n_valid) : NAN;
-        a->ready = 1;
+        a->ready = train;
     } else if (loss) {
         *loss = NAN;
     }
     return 0;
+}
+
+int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
+                       mofo_err *err) {
+    return forward(m, inputs, targets, B, T, loss, 1, err);
+}
+
+int mofo_model_eval(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, mofo_err *err) {
+    return forward(m, inputs, targets, B, T, loss, 0, err);
 }
 
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err) {

@@ -87,6 +87,7 @@ typedef struct mofo_weights {
 /* Saved activations of one forward pass, sized for B x T. */
 typedef struct mofo_acts {
     int B, T;
+    int kept;       /* layers whose activations the buffers hold: L (training) or 1 (evaluation) */
     int ready;      /* the last forward pass succeeded with targets: backward may run */
     float *resid;   /* (L+1, B, T, C): input of each layer, then the last layer's output */
     float *ln1, *ln1_mean, *ln1_rstd;   /* (L, B, T, C), (L, B, T), (L, B, T) */
@@ -146,6 +147,9 @@ void mofo_model_zero_grads(mofo_model *m);
  * activations are kept for backward. Logits end in m->a.logits. */
 int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
                        mofo_err *err);
+/* The same forward pass without keeping activations for backward: one layer's buffers serve all
+ * layers, so memory does not grow with L. Logits and loss as mofo_model_forward's. */
+int mofo_model_eval(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, mofo_err *err);
 /* Backward of the last forward (which had targets): accumulates into m->grads. */
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err);
 
