@@ -391,6 +391,11 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
         for (int64_t q = 0; q < cs[i].n_cand; q++) ts->keys[j++] = cs[i].cand[q].key;
     int low_bits = b->lo == b->hi ? 0 : 32 - __builtin_clz(b->lo ^ b->hi); /* the bits candidates differ in */
     thr = mofo_kth_largest(ts->keys, (size_t)n, (size_t)need, low_bits);
+    if (ts->cap_keys > 65536 && n < ts->cap_keys / 8) { /* give back a spike's memory */
+        free(ts->keys);
+        ts->keys = NULL;
+        ts->cap_keys = 0;
+    }
     /* MOFO_TIES_EXACT_K: entries above thr all move; ties at thr move in index order until k */
     int64_t ties_left = need;
     if (o->opt.ties == MOFO_TIES_EXACT_K)
@@ -417,6 +422,14 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
             moved++;
         }
         c->sq_update += sq;
+        if (c->cap_cand > 4096 && c->n_cand < c->cap_cand / 8) { /* give back a spike's memory */
+            int64_t ncap = c->n_cand > 128 ? 2 * c->n_cand : 256;
+            candidate *nc = realloc(c->cand, (size_t)ncap * sizeof *nc);
+            if (nc) {
+                c->cand = nc;
+                c->cap_cand = ncap;
+            }
+        }
     }
     b->updated = b->above + moved;
     /* next step's bracket: centred on the threshold extrapolated from this step's move, twice as
