@@ -2,4 +2,5 @@
 set(MOFO_TRAIN_SOURCES
   src/train/methods.c
   src/train/trainer.c
+  src/train/lora.c
 )
