@@ -21,6 +21,7 @@
 #include "io/json.h"
 #include "model/model.h"
 #include "text/utf8.h"
+#include "train/lora.h"
 #include "train/train.h"
 
 static char tmp[256];
@@ -188,8 +189,10 @@ static void traj(const char *name, const char *method) {
 static void resume(const char *name, const char *extra, int steps, int k, const char *cmp) {
     char data[400], a[400], b[400];
     snprintf(data, sizeof data, "%s/%s.jsonl", tmp, name);
-    snprintf(a, sizeof a, "%s/%s-full", tmp, name);
-    snprintf(b, sizeof b, "%s/%s-resumed", tmp, name);
+    static int run_no;
+    run_no++;
+    snprintf(a, sizeof a, "%s/%s-full-%d", tmp, name, run_no);
+    snprintf(b, sizeof b, "%s/%s-resumed-%d", tmp, name, run_no);
     char env[64];
     snprintf(env, sizeof env, "MOFO_TEST_SIGINT_AT_STEP=%d", k);
     const char *base = "--seq-len 16 --lr 1e-3 --weight-decay 0.01 --quiet";
@@ -248,6 +251,60 @@ static void hft(const char *name) {
            (long long)total);
     mofo_model_free(a);
     mofo_model_free(b);
+}
+
+/* LoRA through the command: the adapter starts as a no-op (first loss = the base model's), --merge
+ * writes exactly base + s B A of the saved adapter, and nothing else of the base moves */
+static void lora_train(const char *name, double first_loss) {
+    char data[400], out[400], out2[400], ad[500];
+    snprintf(data, sizeof data, "%s/%s.jsonl", tmp, name);
+    snprintf(out, sizeof out, "%s/%s-lora-merged", tmp, name);
+    snprintf(out2, sizeof out2, "%s/%s-lora", tmp, name);
+    int st = mofo(NULL, "finetune --model %s/%s --data %s --out %s %s --method lora --lora-rank 4 --lora-alpha 8 --merge",
+                  MOFO_FIXTURES, name, data, out, FLAGS);
+    char *e = out_text("err");
+    CHECK(st == 0, "%s lora: %d %s", name, st, e);
+    free(e);
+    st = mofo(NULL, "finetune --model %s/%s --data %s --out %s %s --method lora --lora-rank 4 --lora-alpha 8", MOFO_FIXTURES,
+              name, data, out2, FLAGS);
+    CHECK(st == 0, "%s lora without --merge: %d", name, st);
+    double loss[4];
+    CHECK(read_losses(out, loss, 4) == 3 && fabs(loss[0] - first_loss) <= 1e-5, "%s lora: first loss %g vs %g", name,
+          loss[0], first_loss);
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.safetensors", out2);
+    CHECK(!exists(p), "%s exists without --merge", p);
+    snprintf(ad, sizeof ad, "%s/adapter", out);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", ad);
+    char p2[600];
+    snprintf(p2, sizeof p2, "%s/adapter_model.safetensors", out2);
+    CHECK(same_file(p, p2), "%s: the adapter with and without --merge differs", name);
+    mofo_err err = {0};
+    mofo_model *base = NULL, *merged = NULL;
+    mofo_lora *l = NULL;
+    char dir[500];
+    snprintf(dir, sizeof dir, "%s/%s", MOFO_FIXTURES, name);
+    CHECK(mofo_model_load(&base, dir, &err) == 0 && mofo_model_load(&merged, out, &err) == 0, "%s", err.msg);
+    if (base) CHECK(mofo_lora_load(&l, base, ad, &err) == 0, "%s", err.msg);
+    if (base && merged && l) {
+        float *b0 = malloc(base->n_floats * sizeof *b0);
+        memcpy(b0, base->params, base->n_floats * sizeof *b0);
+        mofo_lora_merge(l, base, b0);
+        CHECK(memcmp(base->params, merged->params, base->n_floats * sizeof *b0) == 0,
+              "%s: --merge is not base + s B A of the saved adapter", name);
+        int64_t moved = 0;
+        for (size_t i = 0; i < base->n_floats; i++) moved += b0[i] != merged->params[i];
+        int64_t targeted = 0;
+        for (int i = 0; i < l->n; i++) targeted += l->t[i].OC * l->t[i].C;
+        CHECK(moved > 0 && moved <= targeted, "%s: %lld entries moved, %lld targeted", name, (long long)moved,
+              (long long)targeted);
+        printf("%-16s lora: %d adapters, the merged model is base + s B A exactly (%lld entries moved)\n", name, l->n,
+               (long long)moved);
+        free(b0);
+    }
+    mofo_lora_free(l);
+    mofo_model_free(base);
+    mofo_model_free(merged);
 }
 
 static void errors(void) {
@@ -383,6 +440,10 @@ int main(void) {
     resume("llama-tiny-bf16", "--batch 2 --no-shuffle --lr-schedule constant --clip 0", 3, 2, "model.safetensors");
     resume("llama-tiny", "--method l2 --reg 0.1 --batch 1 --grad-accum 2 --lr-schedule cosine --warmup 2 --clip 0.5 "
                          "--val-split 0.2 --eval-every 2 --seed 7", 7, 3, "model.safetensors");
+    resume("gpt2-tiny", "--method lora-mofo --lora-rank 4 --batch 2 --no-shuffle --lr-schedule linear --clip 1", 3, 1,
+           "adapter_model.safetensors");
+    lora_train("gpt2-tiny", 5.420402526855469);
+    lora_train("llama-tiny", 5.362552165985107);
     hft("gpt2-tiny");
     hft("llama-tiny");
     errors();

@@ -43,7 +43,7 @@ static void schedules(void) {
     mofo_sched_kind k;
     mofo_method m;
     CHECK(mofo_sched_parse("cosine", &k) == 0 && k == MOFO_SCHED_COSINE && mofo_sched_parse("step", &k) != 0, "sched");
-    CHECK(mofo_method_parse("hft", &m) == 0 && m == MOFO_METHOD_HFT && mofo_method_parse("lora", &m) != 0, "method");
+    CHECK(mofo_method_parse("hft", &m) == 0 && m == MOFO_METHOD_HFT && mofo_method_parse("lora-mofo", &m) == 0 && m == MOFO_METHOD_LORA_MOFO && mofo_method_parse("dora", &m) != 0, "method");
 }
 
 static void hft_names(void) {

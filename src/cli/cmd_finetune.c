@@ -18,6 +18,10 @@
 #include "train/train.h"
 
 static const char *model_dir, *data_path, *out_dir, *method_s, *optimizer_s, *sched_s, *template_s, *resume_dir;
+static const char *lora_targets;
+static double lora_alpha;
+static int64_t lora_rank;
+static int merge;
 static double alpha, reg, lr, warmup, clip, wd, beta1, beta2, eps, val_split;
 static int64_t epochs, steps, batch, accum, seq_len, seed, eval_every, save_every, threads;
 static int no_shuffle, quiet;
@@ -26,9 +30,13 @@ static const arg_spec SPECS[] = {
     {"model", ARG_STR, &model_dir, "DIR", "the pre-trained checkpoint (config.json + safetensors); required"},
     {"data", ARG_STR, &data_path, "FILE", "JSONL training data (any format of 'mofo data'); required"},
     {"out", ARG_STR, &out_dir, "DIR", "output: the final model, checkpoint-STEP/, metrics.jsonl; required"},
-    {"method", ARG_STR, &method_s, "M", "mofo | adamw | l1 | l2 | hft (default mofo)"},
+    {"method", ARG_STR, &method_s, "M", "mofo | adamw | l1 | l2 | hft | lora | lora-mofo (default mofo)"},
     {"alpha", ARG_DOUBLE, &alpha, "A", "mofo: fraction of each tensor updated per step (default 0.15)"},
     {"reg", ARG_DOUBLE, &reg, "R", "l1/l2: strength of the pull toward the pre-trained weights"},
+    {"lora-rank", ARG_INT, &lora_rank, "R", "lora: adapter rank (default 8)"},
+    {"lora-alpha", ARG_DOUBLE, &lora_alpha, "A", "lora: scale alpha/rank (default 16)"},
+    {"lora-targets", ARG_STR, &lora_targets, "LIST", "lora: modules, e.g. q,k,v,o,gate,up,down (the default) or c_attn"},
+    {"merge", ARG_FLAG, &merge, NULL, "lora: write the merged model to OUT and the adapter to OUT/adapter"},
     {"optimizer", ARG_STR, &optimizer_s, "O", "base rule under the method: adamw | lion | sgdm (default adamw)"},
     {"lr", ARG_DOUBLE, &lr, "X", "peak learning rate, > 0 (default 1e-5)"},
     {"lr-schedule", ARG_STR, &sched_s, "S", "constant | linear | cosine, after the warm-up (default linear)"},
@@ -61,7 +69,8 @@ void cmd_finetune_help(FILE *out) {
             "\nMethods: mofo (MoFO: Adam moving only the top alpha of |momentum| in each 2+-dim tensor), adamw\n"
             "(full fine-tuning), l1/l2 (adds reg*sum|w-w0| or reg*sum(w-w0)^2 to the loss), hft (Half\n"
             "Fine-Tuning: embeddings and lm_head frozen; even layers freeze q,k,gate,up, odd layers v,o,down;\n"
-            "GPT-2: even layers c_attn and c_fc, odd layers attn.c_proj and mlp.c_proj).\n"
+            "GPT-2: even layers c_attn and c_fc, odd layers attn.c_proj and mlp.c_proj), lora (PEFT-format\n"
+            "adapters, dense AdamW on them), lora-mofo (MoFO on the adapters).\n"
             "Ctrl-C writes OUT/checkpoint-STEP and exits with status 130; --resume continues bit for bit.\n");
 }
 
@@ -96,6 +105,7 @@ static void reset_flags(void) {
     alpha = 0.15, reg = 0, lr = 1e-5, warmup = 0, clip = 1.0, wd = 0, beta1 = beta2 = eps = -1, val_split = 0;
     epochs = 0, steps = 0, batch = 8, accum = 1, seq_len = 1024, seed = 42, eval_every = 0, save_every = 0;
     threads = 0, no_shuffle = 0, quiet = 0;
+    lora_targets = NULL, lora_alpha = 16, lora_rank = 8, merge = 0;
 }
 
 int cmd_finetune(int argc, char **argv) {
@@ -109,7 +119,7 @@ int cmd_finetune(int argc, char **argv) {
     mofo_train_opts_init(&o);
     o.model_dir = model_dir, o.data_path = data_path, o.out_dir = out_dir;
     if (method_s && mofo_method_parse(method_s, &o.method)) {
-        fprintf(stderr, "mofo finetune: --method '%s': use mofo, adamw, l1, l2 or hft\n", method_s);
+        fprintf(stderr, "mofo finetune: --method '%s': use mofo, adamw, l1, l2, hft, lora or lora-mofo\n", method_s);
         return 2;
     }
     if (optimizer_s) {
@@ -138,6 +148,12 @@ int cmd_finetune(int argc, char **argv) {
     o.alpha = alpha, o.reg = reg, o.lr = lr, o.warmup = warmup, o.clip = clip, o.weight_decay = wd;
     o.beta1 = beta1, o.beta2 = beta2, o.eps = eps, o.val_split = val_split;
     o.epochs = epochs ? epochs : 1, o.steps = steps, o.batch = (int)batch, o.grad_accum = (int)accum;
+    if (lora_rank < 1 || lora_rank > 1 << 16) {
+        fprintf(stderr, "mofo finetune: --lora-rank %lld: must be in [1, 65536]\n", (long long)lora_rank);
+        return 2;
+    }
+    o.lora_rank = (int)lora_rank, o.lora_alpha = lora_alpha, o.merge = merge;
+    if (lora_targets) o.lora_targets = lora_targets;
     o.seq_len = (int)seq_len, o.seed = (uint64_t)seed, o.shuffle = !no_shuffle, o.threads = (int)threads;
     cli_set_threads((int)threads);
 

@@ -12,15 +12,15 @@
 #include "text/utf8.h"
 #include "train.h"
 
-static const char *METHODS[] = {"mofo", "adamw", "l1", "l2", "hft"};
+static const char *METHODS[] = {"mofo", "adamw", "l1", "l2", "hft", "lora", "lora-mofo"};
 static const char *SCHEDS[] = {"constant", "linear", "cosine"};
 
 int mofo_method_parse(const char *s, mofo_method *out) {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 7; i++)
         if (strcmp(s, METHODS[i]) == 0) return *out = (mofo_method)i, 0;
     return -1;
 }
-const char *mofo_method_name(mofo_method m) { return (unsigned)m < 5 ? METHODS[m] : "?"; }
+const char *mofo_method_name(mofo_method m) { return (unsigned)m < 7 ? METHODS[m] : "?"; }
 int mofo_sched_parse(const char *s, mofo_sched_kind *out) {
     for (int i = 0; i < 3; i++)
         if (strcmp(s, SCHEDS[i]) == 0) return *out = (mofo_sched_kind)i, 0;

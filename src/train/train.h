@@ -14,6 +14,9 @@
  *          attn.c_proj and mlp.c_proj. A frozen matrix's bias is frozen with it; norms train.
  *          Over any two consecutive layers exactly half of the attention and MLP matrices train.
  *          Frozen tensors are not given to the optimizer, so not even weight decay touches them.
+ *   lora, lora-mofo  adapters B A on the targeted linear layers (train/lora.h); the model runs on
+ *          the merged weights W0 + s B A and only A and B are given to the optimizer (lora-mofo:
+ *          with MoFO's filter, alpha per adapter matrix).
  *
  * Steps, batches and data order: a micro-batch is B rows (examples, truncated to seq_len, padded
  * on the right); an epoch is ceil(n / B) micro-batches (the last one padded with empty rows);
@@ -32,8 +35,17 @@
 #include "model/model.h"
 #include "mofo/optim.h"
 #include "text/dataset.h"
+#include "train/lora.h"
 
-typedef enum { MOFO_METHOD_MOFO, MOFO_METHOD_ADAMW, MOFO_METHOD_L1, MOFO_METHOD_L2, MOFO_METHOD_HFT } mofo_method;
+typedef enum {
+    MOFO_METHOD_MOFO,
+    MOFO_METHOD_ADAMW,
+    MOFO_METHOD_L1,
+    MOFO_METHOD_L2,
+    MOFO_METHOD_HFT,
+    MOFO_METHOD_LORA,     /* LoRA adapters (train/lora.h), dense updates; the base weights frozen */
+    MOFO_METHOD_LORA_MOFO /* LoRA with MoFO's filter on the adapter matrices */
+} mofo_method;
 typedef enum { MOFO_SCHED_CONSTANT, MOFO_SCHED_LINEAR, MOFO_SCHED_COSINE } mofo_sched_kind;
 
 int mofo_method_parse(const char *s, mofo_method *out);
@@ -85,6 +97,10 @@ typedef struct mofo_train_opts {
     mofo_chat_template tpl;
     double val_split;
     int threads;
+    int lora_rank;                /* default 8 */
+    double lora_alpha;            /* default 16 */
+    const char *lora_targets;     /* default "q,k,v,o,gate,up,down" */
+    int merge;                    /* LoRA: the final model merged into OUT, the adapter in OUT/adapter */
 } mofo_train_opts;
 
 void mofo_train_opts_init(mofo_train_opts *o);
@@ -95,8 +111,8 @@ typedef struct mofo_step_metrics {
     double lr;
     double grad_norm;      /* global, of the trainable gradients (penalty included), before clipping */
     double penalty;        /* l1/l2: the penalty term before the step */
-    double updated_frac;   /* entries the step moved / all model entries (mofo_stats.updated) */
-    double coverage;       /* entries moved at least once / trainable entries */
+    double updated_frac;   /* entries the step moved / trainable entries (mofo_stats.updated / entries) */
+    double coverage;       /* trainable entries moved at least once / trainable entries */
     double dist_l2;        /* ||theta - theta0|| over all parameters, after the step */
     double changed_frac;   /* entries differing from theta0, after the step */
     int64_t tokens;        /* trained tokens in this step */
@@ -109,6 +125,7 @@ typedef struct mofo_trainer {
     float *theta0;          /* (n_floats) the pre-trained weights */
     unsigned char *trainable; /* (n_p) */
     mofo_optim *opt;
+    mofo_lora *lora;        /* LoRA methods only */
     mofo_tokenizer *tok;    /* NULL when the model directory has none (pre-tokenized data only) */
     mofo_dataset train, val;
     int32_t pad_id;
@@ -140,7 +157,8 @@ int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_er
 /* Continues from a checkpoint written by the same run's options (checked). */
 int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err);
 /* The final model in out_dir: config.json, safetensors in the checkpoint's own dtypes, tokenizer
- * files copied from model_dir. */
+ * files copied from model_dir. LoRA: the adapter (adapter_model.safetensors, adapter_config.json)
+ * and the tokenizer files; with merge, the merged model there and the adapter in DIR/adapter. */
 int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err);
 
 /* One metrics JSONL line (with the newline). */

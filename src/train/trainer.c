@@ -34,7 +34,12 @@ void mofo_train_opts_init(mofo_train_opts *o) {
     o->seed = 42;
     o->shuffle = 1;
     o->tpl = MOFO_TPL_TULU;
+    o->lora_rank = 8;
+    o->lora_alpha = 16;
+    o->lora_targets = "q,k,v,o,gate,up,down";
 }
+
+static int is_lora(const mofo_train_opts *o) { return o->method == MOFO_METHOD_LORA || o->method == MOFO_METHOD_LORA_MOFO; }
 
 static int check_opts(const mofo_train_opts *o, mofo_err *err) {
     if (!(o->lr > 0) || !isfinite(o->lr)) return mofo_errf(err, MOFO_EINVAL, "--lr %g: the learning rate must be > 0", o->lr);
@@ -58,12 +63,13 @@ static void signature(const mofo_trainer *t, mofo_strbuf *sb) {
     mofo_sb_printf(sb,
                    "method=%s rule=%s alpha=%.17g reg=%.17g lr=%.17g sched=%s warmup=%lld steps=%lld batch=%d "
                    "accum=%d seq_len=%d T=%d clip=%.17g wd=%.17g b1=%.17g b2=%.17g eps=%.17g seed=%llu shuffle=%d "
-                   "template=%s val_split=%.17g n_train=%zu n_val=%zu",
+                   "template=%s val_split=%.17g n_train=%zu n_val=%zu lora=%d/%.17g/%s",
                    mofo_method_name(o->method), mofo_rule_name(o->rule), o->alpha, o->reg, o->lr,
                    mofo_sched_name(o->sched), (long long)t->warmup_steps, (long long)t->total_steps, o->batch,
                    o->grad_accum, o->seq_len, t->T, o->clip, o->weight_decay, o->beta1, o->beta2, o->eps,
                    (unsigned long long)o->seed, o->shuffle, mofo_chat_template_name(o->tpl), o->val_split, t->train.n,
-                   t->val.n);
+                   t->val.n, is_lora(o) ? o->lora_rank : 0, is_lora(o) ? o->lora_alpha : 0,
+                   is_lora(o) && o->lora_targets ? o->lora_targets : "-");
 }
 
 static int build_optimizer(mofo_trainer *t, mofo_err *err) {
@@ -76,7 +82,7 @@ static int build_optimizer(mofo_trainer *t, mofo_err *err) {
     if (o->beta2 >= 0) mo.beta2 = o->beta2;
     if (o->eps >= 0) mo.eps = o->eps;
     mo.threads = o->threads;
-    if (o->method != MOFO_METHOD_MOFO) mo.filter = MOFO_FILTER_NONE;
+    if (o->method != MOFO_METHOD_MOFO && o->method != MOFO_METHOD_LORA_MOFO) mo.filter = MOFO_FILTER_NONE;
     int rc = mofo_options_check(&mo, err);
     if (rc) return rc;
     if (!(t->opt = mofo_optim_create(&mo, err))) return err ? err->code : MOFO_EINVAL;
@@ -89,6 +95,14 @@ static int build_optimizer(mofo_trainer *t, mofo_err *err) {
         int r = mofo_optim_add_param(t->opt, p->name, t->m->params + p->offset, t->m->grads + p->offset, p->ndim,
                                      p->shape, MOFO_GROUP_AUTO, err);
         if (r < 0) return r;
+    }
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        mofo_lora_target *lt = &t->lora->t[i];
+        int64_t sa[2] = {t->lora->r, lt->C}, sb[2] = {lt->OC, t->lora->r};
+        int r = mofo_optim_add_param(t->opt, lt->a_name, lt->A, lt->gA, 2, sa, MOFO_GROUP_AUTO, err);
+        if (r >= 0) r = mofo_optim_add_param(t->opt, lt->b_name, lt->B, lt->gB, 2, sb, MOFO_GROUP_AUTO, err);
+        if (r < 0) return r;
+        t->trainable_entries += (sa[0] * sa[1] + sb[0] * sb[1]);
     }
     return 0;
 }
@@ -180,7 +194,13 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
     }
     memcpy(t->theta0, t->m->params, t->m->n_floats * sizeof *t->theta0);
     for (int i = 0; i < t->m->n_p; i++)
-        t->trainable[i] = !(o->method == MOFO_METHOD_HFT && mofo_hft_frozen(t->m->p[i].name));
+        t->trainable[i] = !is_lora(o) && !(o->method == MOFO_METHOD_HFT && mofo_hft_frozen(t->m->p[i].name));
+    if (is_lora(o)) {
+        if ((rc = mofo_lora_create(&t->lora, t->m, o->lora_targets ? o->lora_targets : "", o->lora_rank, o->lora_alpha,
+                                   o->seed, err)))
+            goto fail;
+        mofo_lora_merge(t->lora, t->m, t->theta0);
+    }
     if ((rc = build_optimizer(t, err))) goto fail;
     *out = t;
     return 0;
@@ -192,6 +212,7 @@ fail:
 void mofo_trainer_free(mofo_trainer *t) {
     if (!t) return;
     mofo_optim_destroy(t->opt);
+    mofo_lora_free(t->lora);
     mofo_model_free(t->m);
     mofo_tokenizer_free(t->tok);
     /* val's examples were moved out of train's array (train.n shrank), so each is freed once */
@@ -245,6 +266,7 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     mofo_model *m = t->m;
     memset(mt, 0, sizeof *mt);
     double lr = mofo_lr_at(t->o.sched, t->o.lr, t->warmup_steps, t->total_steps, t->step);
+    if (t->lora) mofo_lora_merge(t->lora, m, t->theta0);
     mofo_model_zero_grads(m);
     double loss_sum = 0;
     int counted = 0, rc;
@@ -266,6 +288,14 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
         for (size_t i = 0; i < m->n_floats; i++) m->grads[i] *= s;
     }
     double sq = 0;
+    if (t->lora) {
+        mofo_lora_backward(t->lora, m);
+        for (int i = 0; i < t->lora->n; i++) {
+            const mofo_lora_target *lt = &t->lora->t[i];
+            int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC); /* gA and gB are contiguous */
+            for (int64_t k = 0; k < n; k++) sq += (double)lt->gA[k] * lt->gA[k];
+        }
+    }
     for (int i = 0; i < m->n_p; i++) {
         if (!t->trainable[i]) continue;
         const mofo_param *p = &m->p[i];
@@ -283,17 +313,23 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
             float *g = m->grads + m->p[i].offset;
             for (int64_t k = 0; k < m->p[i].numel; k++) g[k] *= s;
         }
+        for (int i = 0; t->lora && i < t->lora->n; i++) {
+            const mofo_lora_target *lt = &t->lora->t[i];
+            int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC);
+            for (int64_t k = 0; k < n; k++) lt->gA[k] *= s;
+        }
     }
     if ((rc = mofo_optim_step(t->opt, lr, err))) return rc;
     t->step++;
     t->tokens += mt->tokens;
+    if (t->lora) mofo_lora_merge(t->lora, m, t->theta0); /* the model as it now is, for metrics and saves */
     const mofo_stats *st = mofo_optim_stats(t->opt);
     mofo_diff d = {0};
     mofo_diff_accum(&d, t->theta0, m->params, (int64_t)m->n_floats);
     mt->step = t->step;
     mt->loss = counted ? loss_sum / counted : NAN;
     mt->lr = lr;
-    mt->updated_frac = (double)st->updated / (double)t->total_entries;
+    mt->updated_frac = (double)st->updated / (double)st->entries;
     mt->coverage = st->coverage;
     mt->dist_l2 = sqrt(d.sq);
     mt->changed_frac = (double)d.changed / (double)d.numel;
@@ -327,7 +363,12 @@ static int remove_tree(const char *dir) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         char p[4096];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0) rc = -1; /* checkpoints hold plain files only */
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) { /* a checkpoint's adapter/ */
+            if (remove_tree(p) != 0) rc = -1;
+        } else if (unlink(p) != 0) {
+            rc = -1;
+        }
     }
     closedir(d);
     return rmdir(dir) == 0 ? rc : -1;
@@ -369,6 +410,10 @@ int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_er
         rc = mofo_optim_save(t->opt, path, err);
     }
     if (rc == 0) rc = mofo_copy_tokenizer_files(t->o.model_dir, tmp, err);
+    if (rc == 0 && t->lora) {
+        snprintf(path, sizeof path, "%s/adapter", tmp);
+        rc = mofo_lora_save(t->lora, t->m, path, t->o.model_dir, err);
+    }
     if (rc == 0) {
         mofo_strbuf sb = {0}, sig = {0};
         signature(t, &sig);
@@ -440,6 +485,11 @@ int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err) {
         goto out;
     }
     memcpy(t->m->params, ck->params, ck->n_floats * sizeof *ck->params);
+    if (t->lora) {
+        snprintf(path, sizeof path, "%s/adapter", dir);
+        if ((rc = mofo_lora_load_weights(t->lora, path, err))) goto out;
+        mofo_lora_merge(t->lora, t->m, t->theta0);
+    }
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
     if ((rc = mofo_optim_load(t->opt, path, err))) goto out;
     t->step = step;
@@ -454,6 +504,16 @@ out:
 }
 
 int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err) {
+    if (t->lora && !t->o.merge) {
+        int rc = mofo_lora_save(t->lora, t->m, dir, t->o.model_dir, err);
+        return rc ? rc : mofo_copy_tokenizer_files(t->o.model_dir, dir, err);
+    }
+    if (t->lora) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/adapter", dir);
+        int rc = mofo_lora_save(t->lora, t->m, p, t->o.model_dir, err);
+        if (rc) return rc;
+    }
     int rc = mofo_model_save(t->m, dir, 0, err);
     if (rc == 0) rc = mofo_copy_tokenizer_files(t->o.model_dir, dir, err);
     return rc;
