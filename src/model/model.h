@@ -87,10 +87,11 @@ typedef struct mofo_weights {
 /* Saved activations of one forward pass, sized for B x T. */
 typedef struct mofo_acts {
     int B, T;
+    int ready;      /* the last forward pass succeeded with targets: backward may run */
     float *resid;   /* (L+1, B, T, C): input of each layer, then the last layer's output */
     float *ln1, *ln1_mean, *ln1_rstd;   /* (L, B, T, C), (L, B, T), (L, B, T) */
     float *qkv;     /* (L, B, T, QKV) after bias and RoPE */
-    float *att;     /* (L, B, NH, T, T) softmax probabilities */
+    float *lse;     /* (L, B, NH, T) log-sum-exp of each attention row (probabilities are recomputed) */
     float *atty;    /* (L, B, T, NH HD) */
     float *resid2;  /* (L, B, T, C) after the attention block */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -100,7 +101,8 @@ typedef struct mofo_acts {
     float *logits;  /* (B, T, V); after backward it holds dlogits */
     float *losses;  /* (B, T) per-position loss, 0 where ignored */
     /* backward scratch */
-    float *dres, *dres2, *dln, *dqkv, *datt, *datty, *dfc, *dfch;
+    float *dres, *dres2, *dln, *dqkv, *datty, *dfc, *dfch;
+    float *attn_scratch; /* (2, T, T): one head's probabilities and their gradient */
     float *rope_cos, *rope_sin; /* (T, HD/2) */
     size_t n_floats;
 } mofo_acts;
