@@ -307,6 +307,30 @@ static void lora_train(const char *name, double first_loss) {
     mofo_model_free(merged);
 }
 
+/* --epochs: 6 rows, batch 4 -> 2 micro-batches an epoch (the second half empty); 2 epochs with 3
+ * micro-batches a step -> 2 steps, the last of one micro-batch; every row trained twice */
+static void epochs(void) {
+    char data[400], out[400], p[500];
+    snprintf(data, sizeof data, "%s/gpt2-tiny.jsonl", tmp);
+    snprintf(out, sizeof out, "%s/epochs", tmp);
+    int st = mofo(NULL, "finetune --model %s/gpt2-tiny --data %s --out %s --epochs 2 --batch 4 --grad-accum 3 --lr 1e-3 "
+                  "--seq-len 16 --quiet", MOFO_FIXTURES, data, out);
+    CHECK(st == 0, "epochs: status %d", st);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", out);
+    char *text = slurp(p, NULL);
+    int lines = 0;
+    long long tokens = 0;
+    for (char *l = text; l && *l; lines++) {
+        char *t = strstr(l, "\"tokens\": ");
+        if (t) tokens += atoll(t + 10);
+        char *nl = strchr(l, '\n');
+        l = nl ? nl + 1 : l + strlen(l);
+    }
+    CHECK(lines == 2 && tokens == 2 * 6 * 15, "epochs: %d steps, %lld tokens (want 2, 180)", lines, tokens);
+    CHECK(text && strstr(text, "\"epoch\": 1.5,") && strstr(text, "\"epoch\": 2,"), "epochs: %s", text ? text : "");
+    free(text);
+}
+
 static void errors(void) {
     char data[400], out[400], bad[400], ck[500];
     snprintf(data, sizeof data, "%s/gpt2-tiny.jsonl", tmp);
@@ -446,6 +470,7 @@ int main(void) {
     lora_train("llama-tiny", 5.362552165985107);
     hft("gpt2-tiny");
     hft("llama-tiny");
+    epochs();
     errors();
     diff();
     char cmd[400];

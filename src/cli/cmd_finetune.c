@@ -200,6 +200,7 @@ int cmd_finetune(int argc, char **argv) {
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once (checkpoints are atomic) */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
     const char *hook = getenv("MOFO_TEST_SIGINT_AT_STEP"); /* test hook: raise SIGINT after that step */
