@@ -21,6 +21,8 @@
 #include "io/json.h"
 #include "model/model.h"
 #include "text/utf8.h"
+#include "text/dataset.h"
+#include "text/tokenizer.h"
 #include "train/lora.h"
 #include "train/train.h"
 
@@ -331,6 +333,78 @@ static void epochs(void) {
     free(text);
 }
 
+/* chat data through a tokenizer: a GPT-2-shaped model saved with gpt2-style tokenizer.json and an
+ * EOS in tokenizer_config.json; tulu-rendered messages; the trained tokens of the first step are
+ * those the data set library labels; the tokenizer files are copied into OUT */
+static void chat(void) {
+    char mdir[400], src[500], p[600], data[400], out[400];
+    mofo_err err = {0};
+    snprintf(mdir, sizeof mdir, "%s/chat-model", tmp);
+    snprintf(src, sizeof src, "%s/tokenizers/gpt2-style.json", MOFO_FIXTURES);
+    mofo_tokenizer *tok = NULL;
+    CHECK(mofo_tokenizer_load_file(&tok, src, &err) == 0, "%s", err.msg);
+    if (!tok) return;
+    mofo_model_config c;
+    mofo_config_preset(&c, "gpt2", "tiny", &err);
+    c.V = mofo_tokenizer_vocab_size(tok);
+    c.max_T = 128;
+    mofo_model *m = NULL;
+    CHECK(mofo_model_create(&m, &c, 3, 0.05f, &err) == 0 && mofo_model_save(m, mdir, 0, &err) == 0, "%s", err.msg);
+    mofo_model_free(m);
+    mofo_tokenizer_free(tok);
+    size_t len = 0;
+    char *tj = slurp(src, &len);
+    snprintf(p, sizeof p, "%s/tokenizer.json", mdir);
+    FILE *f = fopen(p, "wb");
+    if (f && tj) fwrite(tj, 1, len, f);
+    if (f) fclose(f);
+    free(tj);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", mdir);
+    if ((f = fopen(p, "w"))) fputs("{\"eos_token\": \"<|endoftext|>\"}\n", f), fclose(f);
+    snprintf(data, sizeof data, "%s/chat.jsonl", tmp);
+    if ((f = fopen(data, "w"))) {
+        const char *q[] = {"What is 2+2?", "Name a colour.", "Say hello.", "Count to three."};
+        const char *a[] = {"4", "Blue, like the sea.", "Hello there!", "One, two, three."};
+        for (int i = 0; i < 4; i++)
+            fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", "
+                       "\"content\": \"%s\"}]}\n", q[i], a[i]);
+        fclose(f);
+    }
+    snprintf(out, sizeof out, "%s/chat-out", tmp);
+    int st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 2 --batch 2 --no-shuffle --val-split 0.25 "
+                  "--lr 1e-3 --quiet", mdir, data, out);
+    char *e = out_text("err");
+    CHECK(st == 0, "chat: status %d: %s", st, e);
+    free(e);
+    /* the expected trained tokens of step 1: examples 0 and 1 */
+    mofo_dataset ds = {0};
+    mofo_data_opts o = {.format = MOFO_FMT_AUTO, .tpl = MOFO_TPL_TULU};
+    tok = NULL;
+    CHECK(mofo_tokenizer_load_dir(&tok, mdir, &err) == 0 && mofo_dataset_load(&ds, data, tok, &o, &err) == 0, "%s", err.msg);
+    long long want = 0;
+    for (size_t i = 0; i < 2 && i < ds.n; i++)
+        for (int32_t k = 1; k < ds.ex[i].len; k++) want += ds.ex[i].labels[k] != MOFO_IGNORE_INDEX;
+    mofo_dataset_free(&ds);
+    mofo_tokenizer_free(tok);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", out);
+    char *text = slurp(p, NULL);
+    char *t = text ? strstr(text, "\"tokens\": ") : NULL;
+    CHECK(want > 0 && t && atoll(t + 10) == want, "chat: step 1 trained %lld tokens, want %lld", t ? atoll(t + 10) : -1,
+          want);
+    CHECK(text && strstr(text, "\"val_loss\": "), "chat: no validation loss");
+    free(text);
+    const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        char a[700], b[700];
+        snprintf(a, sizeof a, "%s/%s", mdir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", out, files[i]);
+        CHECK(same_file(a, b), "chat: %s not copied", files[i]);
+    }
+    st = mofo(NULL, "ppl --model %s --text 'Hello world' --json", out);
+    CHECK(st == 0, "the fine-tuned model does not load in mofo ppl: %d", st);
+    printf("chat data (tulu template, gpt2-style tokenizer): %lld trained tokens in step 1, tokenizer files copied\n", want);
+}
+
 static void errors(void) {
     char data[400], out[400], bad[400], ck[500];
     snprintf(data, sizeof data, "%s/gpt2-tiny.jsonl", tmp);
@@ -471,6 +545,7 @@ int main(void) {
     hft("gpt2-tiny");
     hft("llama-tiny");
     epochs();
+    chat();
     errors();
     diff();
     char cmd[400];

@@ -223,14 +223,6 @@ int cmd_finetune(int argc, char **argv) {
         mofo_step_metrics_json(&mt, &line);
         if (line.data) fputs(line.data, metrics);
         int last = t->step == t->total_steps;
-        if (t->val.n && ((eval_every && t->step % eval_every == 0) || last)) {
-            if ((rc = mofo_trainer_eval(t, &val, &err))) {
-                fprintf(stderr, "%smofo finetune: validation: %s\n", tty ? "\n" : "", err.msg);
-                break;
-            }
-            fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, val);
-            if (!quiet) fprintf(stderr, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)t->step, val);
-        }
         fflush(metrics);
         if (tty) {
             double el = now() - t0, per = el / (double)(t->step - step0);
@@ -238,6 +230,15 @@ int cmd_finetune(int argc, char **argv) {
             hms(left, sizeof left, per * (double)(t->total_steps - t->step));
             fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  left %s   ", (long long)t->step,
                     (long long)t->total_steps, mt.loss, mt.lr, mt.grad_norm, (double)(t->tokens - tok0) / el, left);
+        }
+        if (t->val.n && ((eval_every && t->step % eval_every == 0) || last)) {
+            if ((rc = mofo_trainer_eval(t, &val, &err))) {
+                fprintf(stderr, "%smofo finetune: validation: %s\n", tty ? "\n" : "", err.msg);
+                break;
+            }
+            fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, val);
+            fflush(metrics);
+            if (!quiet) fprintf(stderr, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)t->step, val);
         }
         if (save_every && t->step % save_every == 0 && !last && !interrupted && (rc = save_ckpt(t, &err))) {
             fprintf(stderr, "%smofo finetune: %s\n", tty ? "\n" : "", err.msg);
