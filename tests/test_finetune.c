@@ -120,13 +120,13 @@ static int read_losses(const char *out, double *loss, int max) {
     return n;
 }
 
-static void traj(const char *name, const char *method) {
+static void traj(const char *name, const char *method, const char *extra) {
     char data[400], out[400], ck[500], p[600];
     snprintf(data, sizeof data, "%s/%s.jsonl", tmp, name);
-    snprintf(out, sizeof out, "%s/%s-%s", tmp, name, method);
+    snprintf(out, sizeof out, "%s/%s-%s%s", tmp, name, method, *extra ? "-accum" : "");
     write_jsonl(name, data);
-    int st = mofo(NULL, "finetune --model %s/%s --data %s --out %s %s --method %s%s --save-every 3", MOFO_FIXTURES, name,
-                  data, out, FLAGS, method, strcmp(method, "mofo") == 0 ? " --alpha 0.15" : "");
+    int st = mofo(NULL, "finetune --model %s/%s --data %s --out %s %s --method %s%s --save-every 3 %s", MOFO_FIXTURES, name,
+                  data, out, FLAGS, method, strcmp(method, "mofo") == 0 ? " --alpha 0.15" : "", extra);
     char *e = out_text("err");
     CHECK(st == 0, "%s %s: status %d: %s", name, method, st, e);
     free(e);
@@ -176,7 +176,8 @@ static void traj(const char *name, const char *method) {
         free(w);
         free(g);
     }
-    printf("%-16s %-6s finetune: losses of meta.json, worst parameter relative error %.3g\n", name, method, worst);
+    printf("%-16s %-6s finetune%s: losses of meta.json, worst parameter relative error %.3g\n", name, method,
+           *extra ? " (batch 1 x 2 accumulated)" : "", worst);
     if (m && !strstr(name, "bf16")) { /* bf16 checkpoints: the final model is rounded to bf16 */
         char a[700], b[700];
         snprintf(a, sizeof a, "%s/model.safetensors", ck);
@@ -531,9 +532,11 @@ int main(void) {
     if (!mkdtemp(tmp)) return 1;
     const char *models[] = {"gpt2-tiny", "llama-tiny", "llama-tiny-bf16"};
     for (int i = 0; i < 3; i++) {
-        traj(models[i], "mofo");
-        traj(models[i], "adamw");
+        traj(models[i], "mofo", "");
+        traj(models[i], "adamw", "");
     }
+    /* two micro-batches of one row accumulated: the same steps (both rows have 15 trained positions) */
+    traj("llama-tiny", "mofo", "--batch 1 --grad-accum 2");
     resume("gpt2-tiny", "--batch 2 --no-shuffle --lr-schedule constant --clip 0", 3, 1, "model.safetensors");
     resume("llama-tiny-bf16", "--batch 2 --no-shuffle --lr-schedule constant --clip 0", 3, 2, "model.safetensors");
     resume("llama-tiny", "--method l2 --reg 0.1 --batch 1 --grad-accum 2 --lr-schedule cosine --warmup 2 --clip 0.5 "
