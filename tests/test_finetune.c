@@ -487,6 +487,15 @@ static void errors(void) {
     free(e);
     st = mofo(NULL, "finetune --model %s --data %s --out %s %s --resume %s", m, data, out, FLAGS, ck);
     CHECK(st == 0, "resume after the failed save: %d", st);
+    /* once more from checkpoint-1, with all 3 steps logged: metrics.jsonl keeps steps 1, 2, 3 once */
+    st = mofo(NULL, "finetune --model %s --data %s --out %s %s --resume %s", m, data, out, FLAGS, ck);
+    double l[8];
+    CHECK(st == 0 && read_losses(out, l, 8) == 3, "metrics after resuming from an earlier checkpoint: %d lines",
+          read_losses(out, l, 8));
+    st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 1", m, data, m);
+    e = out_text("err");
+    CHECK(st == 2 && strstr(e, "is the --model directory"), "--out = --model: %d %s", st, e);
+    free(e);
 }
 
 static void diff(void) {

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "io/atomic_file.h"
+#include "io/json.h"
+#include "text/utf8.h"
 #include "commands.h"
 #include "threads.h"
 #include "train/train.h"
@@ -100,6 +103,38 @@ static int save_ckpt(const mofo_trainer *t, mofo_err *err) {
     return rc;
 }
 
+/* On resume: drops the metrics lines of steps after the checkpoint's (a run resumed from an earlier
+ * checkpoint would otherwise log those steps twice); rewritten atomically. */
+static int trim_metrics(const char *path, int64_t step, mofo_err *err) {
+    char *text = NULL;
+    size_t len = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    int rc = mofo_read_file(path, &text, &len, err);
+    if (rc) return rc;
+    mofo_afile af;
+    if ((rc = mofo_afile_open(&af, path, err))) {
+        free(text);
+        return rc;
+    }
+    for (size_t at = 0; at < len && rc == 0;) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - (text + at)) + 1 : len - at;
+        mofo_json_doc *d = mofo_json_parse(text + at, n, NULL);
+        int64_t s = -1;
+        if (d) mofo_json_int64(mofo_json_get(mofo_json_root(d), "step"), &s);
+        mofo_json_free(d);
+        if (s <= step) rc = mofo_afile_write(&af, text + at, n, err);
+        at += n;
+    }
+    free(text);
+    if (rc) {
+        mofo_afile_abort(&af);
+        return rc;
+    }
+    return mofo_afile_commit(&af, err);
+}
+
 static void reset_flags(void) {
     model_dir = data_path = out_dir = method_s = optimizer_s = sched_s = template_s = resume_dir = NULL;
     alpha = 0.15, reg = 0, lr = 1e-5, warmup = 0, clip = 1.0, wd = 0, beta1 = beta2 = eps = -1, val_split = 0;
@@ -157,7 +192,11 @@ int cmd_finetune(int argc, char **argv) {
     o.seq_len = (int)seq_len, o.seed = (uint64_t)seed, o.shuffle = !no_shuffle, o.threads = (int)threads;
     cli_set_threads((int)threads);
 
-    struct stat st;
+    struct stat st, so, sm;
+    if (stat(out_dir, &so) == 0 && stat(model_dir, &sm) == 0 && so.st_dev == sm.st_dev && so.st_ino == sm.st_ino) {
+        fprintf(stderr, "mofo finetune: --out %s is the --model directory; write the fine-tuned model elsewhere\n", out_dir);
+        return 2;
+    }
     if (stat(data_path, &st) != 0) {
         fprintf(stderr, "mofo finetune: --data %s: %s\n", data_path, strerror(errno));
         return 1;
@@ -181,6 +220,11 @@ int cmd_finetune(int argc, char **argv) {
     }
     char mpath[4200];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", out_dir);
+    if (t->step > 0 && trim_metrics(mpath, t->step, &err)) {
+        fprintf(stderr, "mofo finetune: %s\n", err.msg);
+        mofo_trainer_free(t);
+        return 1;
+    }
     FILE *metrics = fopen(mpath, t->step > 0 ? "a" : "w");
     if (!metrics) {
         fprintf(stderr, "mofo finetune: %s: cannot open: %s\n", mpath, strerror(errno));
