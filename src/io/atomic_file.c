@@ -24,6 +24,8 @@ int mofo_afile_open(mofo_afile *af, const char *path, mofo_err *err) {
         return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", path);
     }
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    const char *fail = getenv("MOFO_FAIL_WRITE_AFTER_BYTES");
+    af->fail_after = fail && *fail ? strtoll(fail, NULL, 10) : -1;
     af->f = fopen(af->tmp, "wb");
     if (!af->f) {
         int e = errno;
@@ -34,6 +36,14 @@ int mofo_afile_open(mofo_afile *af, const char *path, mofo_err *err) {
 }
 
 int mofo_afile_write(mofo_afile *af, const void *data, size_t n, mofo_err *err) {
+    if (af->fail_after >= 0 && af->written + (long long)n > af->fail_after) {
+        size_t part = (size_t)(af->fail_after - af->written);
+        if (part) fwrite(data, 1, part, af->f);
+        af->written = af->fail_after;
+        return mofo_errf(err, MOFO_EIO, "%s: write failed: %s (injected by MOFO_FAIL_WRITE_AFTER_BYTES=%lld)",
+                         af->path, strerror(ENOSPC), af->fail_after);
+    }
+    af->written += (long long)n;
     if (n && fwrite(data, 1, n, af->f) != n) {
         int e = errno;
         return mofo_errf(err, MOFO_EIO, "%s: write failed: %s", af->path, strerror(e));

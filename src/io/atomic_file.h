@@ -13,6 +13,9 @@ typedef struct mofo_afile {
     FILE *f;
     char *path; /* the final name */
     char *tmp;  /* the temporary name written first */
+    long long written;    /* bytes written so far */
+    long long fail_after; /* test hook: with MOFO_FAIL_WRITE_AFTER_BYTES=N in the environment, a write
+                             that would take this file past N bytes fails as a full disk would; -1 */
 } mofo_afile;
 
 int mofo_afile_open(mofo_afile *af, const char *path, mofo_err *err);

@@ -1,0 +1,321 @@
+/* mofo finetune: fine-tune a checkpoint on a JSONL data set with MoFO or a method the paper compares
+ * it against; progress on a terminal, metrics as JSONL, checkpoints, resume, Ctrl-C. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "io/atomic_file.h"
+#include "io/json.h"
+#include "text/utf8.h"
+#include "commands.h"
+#include "threads.h"
+#include "train/train.h"
+
+static const char *model_dir, *data_path, *out_dir, *method_s, *optimizer_s, *sched_s, *template_s, *resume_dir;
+static const char *lora_targets;
+static double lora_alpha;
+static int64_t lora_rank;
+static int merge;
+static double alpha, reg, lr, warmup, clip, wd, beta1, beta2, eps, val_split;
+static int64_t epochs, steps, batch, accum, seq_len, seed, eval_every, save_every, threads;
+static int no_shuffle, quiet;
+
+static const arg_spec SPECS[] = {
+    {"model", ARG_STR, &model_dir, "DIR", "the pre-trained checkpoint (config.json + safetensors); required"},
+    {"data", ARG_STR, &data_path, "FILE", "JSONL training data (any format of 'mofo data'); required"},
+    {"out", ARG_STR, &out_dir, "DIR", "output: the final model, checkpoint-STEP/, metrics.jsonl; required"},
+    {"method", ARG_STR, &method_s, "M", "mofo | adamw | l1 | l2 | hft | lora | lora-mofo (default mofo)"},
+    {"alpha", ARG_DOUBLE, &alpha, "A", "mofo: fraction of each tensor updated per step (default 0.15)"},
+    {"reg", ARG_DOUBLE, &reg, "R", "l1/l2: strength of the pull toward the pre-trained weights"},
+    {"lora-rank", ARG_INT, &lora_rank, "R", "lora: adapter rank (default 8)"},
+    {"lora-alpha", ARG_DOUBLE, &lora_alpha, "A", "lora: scale alpha/rank (default 16)"},
+    {"lora-targets", ARG_STR, &lora_targets, "LIST", "lora: modules, e.g. q,k,v,o,gate,up,down (the default) or c_attn"},
+    {"merge", ARG_FLAG, &merge, NULL, "lora: write the merged model to OUT and the adapter to OUT/adapter"},
+    {"optimizer", ARG_STR, &optimizer_s, "O", "base rule under the method: adamw | lion | sgdm (default adamw)"},
+    {"lr", ARG_DOUBLE, &lr, "X", "peak learning rate, > 0 (default 1e-5)"},
+    {"lr-schedule", ARG_STR, &sched_s, "S", "constant | linear | cosine, after the warm-up (default linear)"},
+    {"warmup", ARG_DOUBLE, &warmup, "W", "warm-up: a ratio in (0,1) of the steps, or a number of steps (default 0)"},
+    {"epochs", ARG_INT, &epochs, "N", "passes over the data (default 1)"},
+    {"steps", ARG_INT, &steps, "N", "optimizer steps; overrides --epochs"},
+    {"batch", ARG_INT, &batch, "B", "examples per micro-batch (default 8)"},
+    {"grad-accum", ARG_INT, &accum, "N", "micro-batches per optimizer step (default 1)"},
+    {"seq-len", ARG_INT, &seq_len, "T", "examples cut to T tokens (default 1024)"},
+    {"clip", ARG_DOUBLE, &clip, "X", "clip the global gradient norm to X; 0 disables (default 1.0)"},
+    {"weight-decay", ARG_DOUBLE, &wd, "X", "decoupled weight decay on tensors with 2+ dims (default 0)"},
+    {"beta1", ARG_DOUBLE, &beta1, "X", "default 0.9"},
+    {"beta2", ARG_DOUBLE, &beta2, "X", "default 0.999 (lion: 0.99)"},
+    {"eps", ARG_DOUBLE, &eps, "X", "adamw's epsilon (default 1e-8)"},
+    {"seed", ARG_INT, &seed, "S", "data order and split (default 42)"},
+    {"no-shuffle", ARG_FLAG, &no_shuffle, NULL, "train in file order"},
+    {"template", ARG_STR, &template_s, "T", "chat template: tulu | chatml | llama2 | plain (default tulu)"},
+    {"val-split", ARG_DOUBLE, &val_split, "F", "hold out this fraction of the data for validation (default 0)"},
+    {"eval-every", ARG_INT, &eval_every, "N", "validation loss every N steps and at the end (default: end only)"},
+    {"save-every", ARG_INT, &save_every, "N", "write OUT/checkpoint-STEP every N steps (default: never)"},
+    {"resume", ARG_STR, &resume_dir, "DIR", "continue from a checkpoint of this run (same flags)"},
+    {"threads", ARG_INT, &threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
+    {"quiet", ARG_FLAG, &quiet, NULL, "no progress line, no summary"},
+};
+#define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
+
+void cmd_finetune_help(FILE *out) {
+    args_help(out, "finetune", "--model DIR --data FILE.jsonl --out DIR [flags]", SPECS, N_SPECS);
+    fprintf(out,
+            "\nMethods: mofo (MoFO: Adam moving only the top alpha of |momentum| in each 2+-dim tensor), adamw\n"
+            "(full fine-tuning), l1/l2 (adds reg*sum|w-w0| or reg*sum(w-w0)^2 to the loss), hft (Half\n"
+            "Fine-Tuning: embeddings and lm_head frozen; even layers freeze q,k,gate,up, odd layers v,o,down;\n"
+            "GPT-2: even layers c_attn and c_fc, odd layers attn.c_proj and mlp.c_proj), lora (PEFT-format\n"
+            "adapters, dense AdamW on them), lora-mofo (MoFO on the adapters).\n"
+            "Ctrl-C writes OUT/checkpoint-STEP and exits with status 130; --resume continues bit for bit.\n");
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void hms(char *buf, size_t n, double s) {
+    long t = s > 0 && s < 1e9 ? (long)s : 0;
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+static int save_ckpt(const mofo_trainer *t, mofo_err *err) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/checkpoint-%lld", out_dir, (long long)t->step);
+    int rc = mofo_trainer_save_checkpoint(t, dir, err);
+    if (rc == 0 && !quiet && isatty(fileno(stderr))) fprintf(stderr, "\n");
+    if (rc == 0 && !quiet) fprintf(stderr, "mofo finetune: saved %s\n", dir);
+    return rc;
+}
+
+/* On resume: drops the metrics lines of steps after the checkpoint's (a run resumed from an earlier
+ * checkpoint would otherwise log those steps twice); rewritten atomically. */
+static int trim_metrics(const char *path, int64_t step, mofo_err *err) {
+    char *text = NULL;
+    size_t len = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    int rc = mofo_read_file(path, &text, &len, err);
+    if (rc) return rc;
+    mofo_afile af;
+    if ((rc = mofo_afile_open(&af, path, err))) {
+        free(text);
+        return rc;
+    }
+    for (size_t at = 0; at < len && rc == 0;) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - (text + at)) + 1 : len - at;
+        mofo_json_doc *d = mofo_json_parse(text + at, n, NULL);
+        int64_t s = -1;
+        if (d) mofo_json_int64(mofo_json_get(mofo_json_root(d), "step"), &s);
+        mofo_json_free(d);
+        if (s <= step) rc = mofo_afile_write(&af, text + at, n, err);
+        at += n;
+    }
+    free(text);
+    if (rc) {
+        mofo_afile_abort(&af);
+        return rc;
+    }
+    return mofo_afile_commit(&af, err);
+}
+
+static void reset_flags(void) {
+    model_dir = data_path = out_dir = method_s = optimizer_s = sched_s = template_s = resume_dir = NULL;
+    alpha = 0.15, reg = 0, lr = 1e-5, warmup = 0, clip = 1.0, wd = 0, beta1 = beta2 = eps = -1, val_split = 0;
+    epochs = 0, steps = 0, batch = 8, accum = 1, seq_len = 1024, seed = 42, eval_every = 0, save_every = 0;
+    threads = 0, no_shuffle = 0, quiet = 0;
+    lora_targets = NULL, lora_alpha = 16, lora_rank = 8, merge = 0;
+}
+
+int cmd_finetune(int argc, char **argv) {
+    reset_flags();
+    if (args_parse("finetune", argc, argv, SPECS, N_SPECS)) return 2;
+    if (!model_dir || !data_path || !out_dir) {
+        fprintf(stderr, "mofo finetune: --model, --data and --out are required (see 'mofo help finetune')\n");
+        return 2;
+    }
+    mofo_train_opts o;
+    mofo_train_opts_init(&o);
+    o.model_dir = model_dir, o.data_path = data_path, o.out_dir = out_dir;
+    if (method_s && mofo_method_parse(method_s, &o.method)) {
+        fprintf(stderr, "mofo finetune: --method '%s': use mofo, adamw, l1, l2, hft, lora or lora-mofo\n", method_s);
+        return 2;
+    }
+    if (optimizer_s) {
+        if (strcmp(optimizer_s, "adamw") == 0) o.rule = MOFO_RULE_ADAMW;
+        else if (strcmp(optimizer_s, "lion") == 0) o.rule = MOFO_RULE_LION;
+        else if (strcmp(optimizer_s, "sgdm") == 0) o.rule = MOFO_RULE_SGDM;
+        else {
+            fprintf(stderr, "mofo finetune: --optimizer '%s': use adamw, lion or sgdm\n", optimizer_s);
+            return 2;
+        }
+    }
+    if (sched_s && mofo_sched_parse(sched_s, &o.sched)) {
+        fprintf(stderr, "mofo finetune: --lr-schedule '%s': use constant, linear or cosine\n", sched_s);
+        return 2;
+    }
+    if (template_s && mofo_chat_template_parse(template_s, &o.tpl)) {
+        fprintf(stderr, "mofo finetune: --template '%s': use tulu, chatml, llama2 or plain\n", template_s);
+        return 2;
+    }
+    if (batch < 1 || batch > 1 << 20 || accum < 1 || accum > 1 << 20 || seq_len < 2 || seq_len > 1 << 24 || steps < 0 ||
+        epochs < 0 || eval_every < 0 || save_every < 0 || seed < 0) {
+        fprintf(stderr, "mofo finetune: --batch, --grad-accum, --seq-len, --steps, --epochs, --eval-every, "
+                        "--save-every and --seed must be positive (seq-len >= 2)\n");
+        return 2;
+    }
+    o.alpha = alpha, o.reg = reg, o.lr = lr, o.warmup = warmup, o.clip = clip, o.weight_decay = wd;
+    o.beta1 = beta1, o.beta2 = beta2, o.eps = eps, o.val_split = val_split;
+    o.epochs = epochs ? epochs : 1, o.steps = steps, o.batch = (int)batch, o.grad_accum = (int)accum;
+    if (lora_rank < 1 || lora_rank > 1 << 16) {
+        fprintf(stderr, "mofo finetune: --lora-rank %lld: must be in [1, 65536]\n", (long long)lora_rank);
+        return 2;
+    }
+    o.lora_rank = (int)lora_rank, o.lora_alpha = lora_alpha, o.merge = merge;
+    if (lora_targets) o.lora_targets = lora_targets;
+    o.seq_len = (int)seq_len, o.seed = (uint64_t)seed, o.shuffle = !no_shuffle, o.threads = (int)threads;
+    cli_set_threads((int)threads);
+
+    struct stat st, so, sm;
+    if (stat(out_dir, &so) == 0 && stat(model_dir, &sm) == 0 && so.st_dev == sm.st_dev && so.st_ino == sm.st_ino) {
+        fprintf(stderr, "mofo finetune: --out %s is the --model directory; write the fine-tuned model elsewhere\n", out_dir);
+        return 2;
+    }
+    if (stat(data_path, &st) != 0) {
+        fprintf(stderr, "mofo finetune: --data %s: %s\n", data_path, strerror(errno));
+        return 1;
+    }
+    mofo_err err = {0};
+    mofo_trainer *t = NULL;
+    if (mofo_trainer_create(&t, &o, &err)) {
+        fprintf(stderr, "mofo finetune: %s\n", err.msg);
+        return err.code == MOFO_EINVAL ? 2 : 1;
+    }
+    int rc = 0;
+    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mofo finetune: %s: cannot create: %s\n", out_dir, strerror(errno));
+        mofo_trainer_free(t);
+        return 1;
+    }
+    if (resume_dir && mofo_trainer_resume(t, resume_dir, &err)) {
+        fprintf(stderr, "mofo finetune: --resume %s: %s\n", resume_dir, err.msg);
+        mofo_trainer_free(t);
+        return 1;
+    }
+    char mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", out_dir);
+    if (t->step > 0 && trim_metrics(mpath, t->step, &err)) {
+        fprintf(stderr, "mofo finetune: %s\n", err.msg);
+        mofo_trainer_free(t);
+        return 1;
+    }
+    FILE *metrics = fopen(mpath, t->step > 0 ? "a" : "w");
+    if (!metrics) {
+        fprintf(stderr, "mofo finetune: %s: cannot open: %s\n", mpath, strerror(errno));
+        mofo_trainer_free(t);
+        return 1;
+    }
+    if (!quiet)
+        fprintf(stderr,
+                "mofo finetune: %s on %s: %zu train / %zu validation examples, B=%d x %d accum, T=%d, %lld steps "
+                "(warm-up %lld), %lld of %lld parameters trainable\n",
+                mofo_method_name(o.method), data_path, t->train.n, t->val.n, t->B, o.grad_accum, t->T,
+                (long long)t->total_steps, (long long)t->warmup_steps, (long long)t->trainable_entries,
+                (long long)t->total_entries);
+    if (!quiet && resume_dir) fprintf(stderr, "  resumed from %s at step %lld\n", resume_dir, (long long)t->step);
+
+    interrupted = 0;
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once (checkpoints are atomic) */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_sa);
+    const char *hook = getenv("MOFO_TEST_SIGINT_AT_STEP"); /* test hook: raise SIGINT after that step */
+    int64_t sigint_at = hook ? strtoll(hook, NULL, 10) : -1;
+
+    int tty = !quiet && isatty(fileno(stderr));
+    double t0 = now(), first_loss = NAN, last_loss = NAN, val = NAN;
+    int64_t step0 = t->step, tok0 = t->tokens;
+    mofo_step_metrics mt = {0};
+    mofo_strbuf line = {0};
+    while (t->step < t->total_steps && !interrupted) {
+        if ((rc = mofo_trainer_step(t, &mt, &err))) {
+            fprintf(stderr, "%smofo finetune: step %lld: %s\n", tty ? "\n" : "", (long long)t->step + 1, err.msg);
+            break;
+        }
+        if (t->step == sigint_at) raise(SIGINT);
+        if (isnan(first_loss)) first_loss = mt.loss;
+        last_loss = mt.loss;
+        line.len = 0;
+        mofo_step_metrics_json(&mt, &line);
+        if (line.data) fputs(line.data, metrics);
+        int last = t->step == t->total_steps;
+        fflush(metrics);
+        if (tty) {
+            double el = now() - t0, per = el / (double)(t->step - step0);
+            char left[32];
+            hms(left, sizeof left, per * (double)(t->total_steps - t->step));
+            fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  left %s   ", (long long)t->step,
+                    (long long)t->total_steps, mt.loss, mt.lr, mt.grad_norm, (double)(t->tokens - tok0) / el, left);
+        }
+        if (t->val.n && ((eval_every && t->step % eval_every == 0) || last)) {
+            if ((rc = mofo_trainer_eval(t, &val, &err))) {
+                fprintf(stderr, "%smofo finetune: validation: %s\n", tty ? "\n" : "", err.msg);
+                break;
+            }
+            fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, val);
+            fflush(metrics);
+            if (!quiet) fprintf(stderr, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)t->step, val);
+        }
+        if (save_every && t->step % save_every == 0 && !last && !interrupted && (rc = save_ckpt(t, &err))) {
+            fprintf(stderr, "%smofo finetune: %s\n", tty ? "\n" : "", err.msg);
+            break;
+        }
+    }
+    mofo_sb_free(&line);
+    fclose(metrics);
+    sigaction(SIGINT, &old_sa, NULL);
+    if (tty) fprintf(stderr, "\n");
+    if (rc == 0 && interrupted) {
+        if ((rc = save_ckpt(t, &err))) {
+            fprintf(stderr, "mofo finetune: interrupted at step %lld; saving failed: %s\n", (long long)t->step, err.msg);
+        } else {
+            fprintf(stderr,
+                    "mofo finetune: interrupted at step %lld; continue with the same flags and --resume "
+                    "%s/checkpoint-%lld\n",
+                    (long long)t->step, out_dir, (long long)t->step);
+            rc = 130;
+        }
+    } else if (rc == 0) {
+        if (save_every && (rc = save_ckpt(t, &err))) fprintf(stderr, "mofo finetune: %s\n", err.msg);
+        if (rc == 0 && (rc = mofo_trainer_save_final(t, out_dir, &err))) fprintf(stderr, "mofo finetune: %s\n", err.msg);
+        if (rc == 0 && !quiet) {
+            double el = now() - t0;
+            printf("steps %lld  loss %.4f -> %.4f", (long long)t->step, first_loss, last_loss);
+            if (!isnan(val)) printf("  validation loss %.4f", val);
+            printf("\ndistance to the pre-trained weights %.6g, entries changed %.2f%%, ever updated %.2f%%\n",
+                   mt.dist_l2, 100 * mt.changed_frac, 100 * mt.coverage);
+            printf("%lld trained tokens in %.1f s (%.0f tok/s); model written to %s\n", (long long)(t->tokens - tok0),
+                   el, el > 0 ? (double)(t->tokens - tok0) / el : 0.0, out_dir);
+        }
+    }
+    mofo_trainer_free(t);
+    return rc == 0 || rc == 130 ? rc : 1;
+}

@@ -1,0 +1,59 @@
+/* LoRA adapters as PEFT stores them, trained through the model's own weight gradients.
+ *
+ * For a targeted weight W0 (OC, C) (in memory; GPT-2's Conv1D weights are (OC, C) here too), the
+ * adapter holds A (r, C) and B (OC, r) and the layer computes x (W0 + s B A)^T with s = alpha / r
+ * (alpha / sqrt(r) with rsLoRA). Without dropout that is the same function as PEFT's
+ * x W0^T + s (x A^T) B^T, so training runs the ordinary model on the merged weights
+ * W = W0 + s B A and takes the adapter gradients from the weight gradient dW (OC, C) by the chain
+ * rule:  dB = s dW A^T (OC, r),  dA = s B^T dW (r, C). The base weights never change.
+ *
+ * Files: adapter_model.safetensors with "base_model.model.MODULE.lora_A.weight" [r, C] and
+ * ".lora_B.weight" [OC, r], and adapter_config.json (peft_type LORA, r, lora_alpha, target_modules,
+ * fan_in_fan_out for GPT-2's Conv1D, ...), which PEFT loads. */
+#ifndef MOFO_TRAIN_LORA_H
+#define MOFO_TRAIN_LORA_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+#include "mofo/error.h"
+
+typedef struct mofo_lora_target {
+    int param;            /* index into the model's parameters */
+    int64_t OC, C;
+    char a_name[160], b_name[160]; /* PEFT's names in adapter_model.safetensors */
+    float *A, *B;         /* (r, C), (OC, r) */
+    float *gA, *gB;       /* gradients, same shapes */
+} mofo_lora_target;
+
+typedef struct mofo_lora {
+    int r;
+    double alpha, scale;
+    int rslora;
+    mofo_lora_target *t;
+    int n;
+    char **modules;       /* target_modules as written to adapter_config.json */
+    int n_modules;
+} mofo_lora;
+
+/* Adapters on every 2-dim weight whose module (its name without ".weight") is one of targets
+ * (comma-separated) or ends with "." + one of them. Short names map to each family's modules:
+ * q, k, v -> q_proj, k_proj, v_proj (GPT-2: c_attn, the fused q/k/v); o -> o_proj (attn.c_proj);
+ * gate, up -> gate_proj, up_proj (c_fc); down -> down_proj (mlp.c_proj). A is drawn as PEFT does
+ * (kaiming-uniform: U(-1/sqrt(C), 1/sqrt(C))) from seed, B is zero, so the adapter starts as a no-op. */
+int mofo_lora_create(mofo_lora **out, const mofo_model *m, const char *targets, int r, double alpha, uint64_t seed,
+                     mofo_err *err);
+/* Reads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) for model m. */
+int mofo_lora_load(mofo_lora **out, const mofo_model *m, const char *dir, mofo_err *err);
+/* Replaces A and B by those of an adapter directory written for the same targets. */
+int mofo_lora_load_weights(mofo_lora *l, const char *dir, mofo_err *err);
+int mofo_lora_save(const mofo_lora *l, const mofo_model *m, const char *dir, const char *base_name, mofo_err *err);
+void mofo_lora_free(mofo_lora *l);
+
+/* params of every target = base + s B A (other parameters untouched). base: (n_floats), the model's
+ * layout. */
+void mofo_lora_merge(const mofo_lora *l, mofo_model *m, const float *base);
+/* gA, gB from the model's weight gradients (m->grads) at the targets. */
+void mofo_lora_backward(mofo_lora *l, const mofo_model *m);
+
+#endif

@@ -1,0 +1,170 @@
+/* The pieces of fine-tuning that are pure functions: names, schedules, HFT's frozen set, the L1/L2
+ * pull toward the pre-trained weights, weight differences, metrics lines, tokenizer file copies. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/atomic_file.h"
+#include "text/utf8.h"
+#include "train.h"
+
+static const char *METHODS[] = {"mofo", "adamw", "l1", "l2", "hft", "lora", "lora-mofo"};
+static const char *SCHEDS[] = {"constant", "linear", "cosine"};
+
+int mofo_method_parse(const char *s, mofo_method *out) {
+    for (int i = 0; i < 7; i++)
+        if (strcmp(s, METHODS[i]) == 0) return *out = (mofo_method)i, 0;
+    return -1;
+}
+const char *mofo_method_name(mofo_method m) { return (unsigned)m < 7 ? METHODS[m] : "?"; }
+int mofo_sched_parse(const char *s, mofo_sched_kind *out) {
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, SCHEDS[i]) == 0) return *out = (mofo_sched_kind)i, 0;
+    return -1;
+}
+const char *mofo_sched_name(mofo_sched_kind k) { return (unsigned)k < 3 ? SCHEDS[k] : "?"; }
+
+double mofo_lr_at(mofo_sched_kind k, double lr, int64_t W, int64_t S, int64_t s) {
+    if (s < W) return lr * (double)s / (double)(W > 1 ? W : 1);
+    double span = (double)(S - W > 1 ? S - W : 1);
+    switch (k) {
+    case MOFO_SCHED_CONSTANT: return lr;
+    case MOFO_SCHED_LINEAR: return lr * fmax(0.0, (double)(S - s) / span);
+    case MOFO_SCHED_COSINE: return lr * fmax(0.0, 0.5 * (1.0 + cos(3.14159265358979323846 * (double)(s - W) / span)));
+    }
+    return lr;
+}
+
+int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err) {
+    if (!(warmup >= 0) || !isfinite(warmup)) return mofo_errf(err, MOFO_EINVAL, "--warmup %g is negative", warmup);
+    if (warmup > 0 && warmup < 1) {
+        *W = (int64_t)ceil(warmup * (double)S);
+        return 0;
+    }
+    if (warmup != floor(warmup))
+        return mofo_errf(err, MOFO_EINVAL, "--warmup %g: give a ratio in (0, 1) or a whole number of steps", warmup);
+    *W = (int64_t)warmup;
+    return 0;
+}
+
+/* the layer index in "model.layers.N." / "h.N." (GPT-2, with or without "transformer."), or -1 */
+static int layer_of(const char *name) {
+    const char *p = strstr(name, "layers.");
+    size_t skip = 7;
+    if (!p) {
+        p = strncmp(name, "h.", 2) == 0 ? name : strstr(name, ".h.");
+        skip = p == name ? 2 : 3;
+    }
+    if (!p) return -1;
+    char *end;
+    long l = strtol(p + skip, &end, 10);
+    return end != p + skip && *end == '.' ? (int)l : -1;
+}
+
+int mofo_hft_frozen(const char *name) {
+    int l = layer_of(name);
+    if (l < 0) /* outside the layers: embeddings and lm_head frozen, the final norm trains */
+        return strstr(name, "embed_tokens") || strstr(name, "wte") || strstr(name, "wpe") || strstr(name, "lm_head");
+    static const char *even[] = {".q_proj.", ".k_proj.", ".gate_proj.", ".up_proj.", ".attn.c_attn.", ".mlp.c_fc."};
+    static const char *odd[] = {".v_proj.", ".o_proj.", ".down_proj.", ".attn.c_proj.", ".mlp.c_proj."};
+    const char **set = l % 2 == 0 ? even : odd;
+    int n = l % 2 == 0 ? 6 : 5;
+    for (int i = 0; i < n; i++)
+        if (strstr(name, set[i])) return 1;
+    return 0;
+}
+
+double mofo_penalty_grad(int kind, double reg, const float *theta, const float *theta0, float *g, int64_t n) {
+    double pen = 0;
+    if (kind == 1) {
+        for (int64_t i = 0; i < n; i++) {
+            float d = theta[i] - theta0[i];
+            pen += fabs((double)d);
+            g[i] += d > 0 ? (float)reg : d < 0 ? (float)-reg : 0.0f;
+        }
+        return reg * pen;
+    }
+    float r2 = (float)(2 * reg);
+    for (int64_t i = 0; i < n; i++) {
+        float d = theta[i] - theta0[i];
+        pen += (double)d * d;
+        g[i] += r2 * d;
+    }
+    return reg * pen;
+}
+
+void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n) {
+    /* fixed chunks summed in order: the same result whatever the thread count */
+    enum { CHUNKS = 64 };
+    double sq[CHUNKS], bsq[CHUNKS];
+    int64_t ch[CHUNKS];
+    int64_t per = (n + CHUNKS - 1) / CHUNKS;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int c = 0; c < CHUNKS; c++) {
+        int64_t lo = (int64_t)c * per, hi = lo + per < n ? lo + per : n;
+        double s = 0, bs = 0;
+        int64_t k = 0;
+        for (int64_t i = lo; i < hi; i++) {
+            double x = (double)b[i] - (double)a[i];
+            s += x * x;
+            bs += (double)a[i] * a[i];
+            uint32_t ua, ub;
+            memcpy(&ua, &a[i], 4);
+            memcpy(&ub, &b[i], 4);
+            k += ua != ub;
+        }
+        sq[c] = s, bsq[c] = bs, ch[c] = k;
+    }
+    for (int c = 0; c < CHUNKS; c++) d->sq += sq[c], d->base_sq += bsq[c], d->changed += ch[c];
+    d->numel += n;
+}
+
+static void num(mofo_strbuf *sb, const char *key, double v) {
+    if (isfinite(v))
+        mofo_sb_printf(sb, ", \"%s\": %.9g", key, v);
+    else
+        mofo_sb_printf(sb, ", \"%s\": null", key);
+}
+
+void mofo_step_metrics_json(const mofo_step_metrics *mt, mofo_strbuf *sb) {
+    mofo_sb_printf(sb, "{\"step\": %lld", (long long)mt->step);
+    num(sb, "epoch", mt->epoch);
+    num(sb, "loss", mt->loss);
+    num(sb, "lr", mt->lr);
+    num(sb, "grad_norm", mt->grad_norm);
+    num(sb, "updated_frac", mt->updated_frac);
+    num(sb, "coverage", mt->coverage);
+    num(sb, "dist_l2", mt->dist_l2);
+    num(sb, "changed_frac", mt->changed_frac);
+    if (mt->penalty != 0) num(sb, "penalty", mt->penalty);
+    mofo_sb_printf(sb, ", \"tokens\": %lld}\n", (long long)mt->tokens);
+}
+
+int mofo_copy_tokenizer_files(const char *src_dir, const char *dst_dir, mofo_err *err) {
+    static const char *files[] = {"tokenizer.json",  "tokenizer_config.json", "special_tokens_map.json",
+                                  "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[4096], dst[4096];
+        snprintf(src, sizeof src, "%s/%s", src_dir, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dst_dir, files[i]);
+        struct stat st;
+        if (stat(src, &st) != 0) continue;
+        char *data = NULL;
+        size_t len = 0;
+        int rc = mofo_read_file(src, &data, &len, err);
+        mofo_afile af;
+        if (rc == 0) rc = mofo_afile_open(&af, dst, err);
+        if (rc == 0) {
+            rc = mofo_afile_write(&af, data, len, err);
+            rc = rc ? (mofo_afile_abort(&af), rc) : mofo_afile_commit(&af, err);
+        }
+        free(data);
+        if (rc) return rc;
+    }
+    return 0;
+}

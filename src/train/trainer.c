@@ -1,0 +1,520 @@
+/* The fine-tuning loop: data order, micro-batches, gradient accumulation, the methods' gradients,
+ * clipping, the optimizer step, metrics, evaluation, checkpoints and resume. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/atomic_file.h"
+#include "io/json.h"
+#include "text/utf8.h"
+#include "train.h"
+
+void mofo_train_opts_init(mofo_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->method = MOFO_METHOD_MOFO;
+    o->rule = MOFO_RULE_ADAMW;
+    o->alpha = 0.15;
+    o->reg = 0;
+    o->lr = 1e-5;
+    o->sched = MOFO_SCHED_LINEAR;
+    o->warmup = 0;
+    o->epochs = 1;
+    o->batch = 8;
+    o->grad_accum = 1;
+    o->seq_len = 1024;
+    o->clip = 1.0;
+    o->weight_decay = 0;
+    o->beta1 = o->beta2 = o->eps = -1;
+    o->seed = 42;
+    o->shuffle = 1;
+    o->tpl = MOFO_TPL_TULU;
+    o->lora_rank = 8;
+    o->lora_alpha = 16;
+    o->lora_targets = "q,k,v,o,gate,up,down";
+}
+
+static int is_lora(const mofo_train_opts *o) { return o->method == MOFO_METHOD_LORA || o->method == MOFO_METHOD_LORA_MOFO; }
+
+static int check_opts(const mofo_train_opts *o, mofo_err *err) {
+    if (!(o->lr > 0) || !isfinite(o->lr)) return mofo_errf(err, MOFO_EINVAL, "--lr %g: the learning rate must be > 0", o->lr);
+    if (o->batch < 1) return mofo_errf(err, MOFO_EINVAL, "--batch %d: must be >= 1", o->batch);
+    if (o->grad_accum < 1) return mofo_errf(err, MOFO_EINVAL, "--grad-accum %d: must be >= 1", o->grad_accum);
+    if (o->seq_len < 2) return mofo_errf(err, MOFO_EINVAL, "--seq-len %d: must be >= 2", o->seq_len);
+    if (o->steps < 0 || (o->steps == 0 && o->epochs < 1))
+        return mofo_errf(err, MOFO_EINVAL, "--steps or --epochs must be >= 1");
+    if (!(o->clip >= 0)) return mofo_errf(err, MOFO_EINVAL, "--clip %g: must be >= 0 (0 disables)", o->clip);
+    if (!(o->reg >= 0)) return mofo_errf(err, MOFO_EINVAL, "--reg %g: must be >= 0", o->reg);
+    if ((o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2) && !(o->reg > 0))
+        return mofo_errf(err, MOFO_EINVAL, "--method %s needs --reg > 0", mofo_method_name(o->method));
+    if (!(o->val_split >= 0 && o->val_split < 1))
+        return mofo_errf(err, MOFO_EINVAL, "--val-split %g: must be in [0, 1)", o->val_split);
+    return 0;
+}
+
+/* the options that shape the trajectory, as one line: a checkpoint resumes only under the same */
+static void signature(const mofo_trainer *t, mofo_strbuf *sb) {
+    const mofo_train_opts *o = &t->o;
+    mofo_sb_printf(sb,
+                   "method=%s rule=%s alpha=%.17g reg=%.17g lr=%.17g sched=%s warmup=%lld steps=%lld batch=%d "
+                   "accum=%d seq_len=%d T=%d clip=%.17g wd=%.17g b1=%.17g b2=%.17g eps=%.17g seed=%llu shuffle=%d "
+                   "template=%s val_split=%.17g n_train=%zu n_val=%zu lora=%d/%.17g/%s",
+                   mofo_method_name(o->method), mofo_rule_name(o->rule), o->alpha, o->reg, o->lr,
+                   mofo_sched_name(o->sched), (long long)t->warmup_steps, (long long)t->total_steps, o->batch,
+                   o->grad_accum, o->seq_len, t->T, o->clip, o->weight_decay, o->beta1, o->beta2, o->eps,
+                   (unsigned long long)o->seed, o->shuffle, mofo_chat_template_name(o->tpl), o->val_split, t->train.n,
+                   t->val.n, is_lora(o) ? o->lora_rank : 0, is_lora(o) ? o->lora_alpha : 0,
+                   is_lora(o) && o->lora_targets ? o->lora_targets : "-");
+}
+
+static int build_optimizer(mofo_trainer *t, mofo_err *err) {
+    const mofo_train_opts *o = &t->o;
+    mofo_options mo;
+    mofo_options_init(&mo, o->rule);
+    mo.alpha = o->alpha;
+    mo.weight_decay = o->weight_decay;
+    if (o->beta1 >= 0) mo.beta1 = o->beta1;
+    if (o->beta2 >= 0) mo.beta2 = o->beta2;
+    if (o->eps >= 0) mo.eps = o->eps;
+    mo.threads = o->threads;
+    if (o->method != MOFO_METHOD_MOFO && o->method != MOFO_METHOD_LORA_MOFO) mo.filter = MOFO_FILTER_NONE;
+    int rc = mofo_options_check(&mo, err);
+    if (rc) return rc;
+    if (!(t->opt = mofo_optim_create(&mo, err))) return err ? err->code : MOFO_EINVAL;
+    if ((rc = mofo_model_alloc_grads(t->m, err))) return rc;
+    for (int i = 0; i < t->m->n_p; i++) {
+        const mofo_param *p = &t->m->p[i];
+        t->total_entries += p->numel;
+        if (!t->trainable[i]) continue;
+        t->trainable_entries += p->numel;
+        int r = mofo_optim_add_param(t->opt, p->name, t->m->params + p->offset, t->m->grads + p->offset, p->ndim,
+                                     p->shape, MOFO_GROUP_AUTO, err);
+        if (r < 0) return r;
+    }
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        mofo_lora_target *lt = &t->lora->t[i];
+        int64_t sa[2] = {t->lora->r, lt->C}, sb[2] = {lt->OC, t->lora->r};
+        int r = mofo_optim_add_param(t->opt, lt->a_name, lt->A, lt->gA, 2, sa, MOFO_GROUP_AUTO, err);
+        if (r >= 0) r = mofo_optim_add_param(t->opt, lt->b_name, lt->B, lt->gB, 2, sb, MOFO_GROUP_AUTO, err);
+        if (r < 0) return r;
+        t->trainable_entries += (sa[0] * sa[1] + sb[0] * sb[1]);
+    }
+    return 0;
+}
+
+/* positions trained in example e once cut to T tokens (labels[0] is never a target) */
+static int64_t trained_in(const mofo_example *e, int T) {
+    int64_t n = 0;
+    for (int32_t i = 1; i < e->len && i < T; i++) n += e->labels[i] != MOFO_IGNORE_INDEX;
+    return n;
+}
+
+static int load_data(mofo_trainer *t, mofo_err *err) {
+    const mofo_train_opts *o = &t->o;
+    mofo_data_opts dopt = {.format = MOFO_FMT_AUTO, .tpl = o->tpl, .max_len = o->seq_len, .skip_bad = 0};
+    int rc = mofo_dataset_load(&t->train, o->data_path, t->tok, &dopt, err);
+    if (rc) return rc;
+    int64_t trained = 0;
+    int longest = 0;
+    for (size_t i = 0; i < t->train.n; i++) {
+        const mofo_example *e = &t->train.ex[i];
+        trained += trained_in(e, o->seq_len);
+        if (e->len > longest) longest = e->len;
+        for (int32_t k = 0; k < e->len; k++)
+            if (e->ids[k] < 0 || e->ids[k] >= t->m->cfg.V)
+                return mofo_errf(err, MOFO_EINVAL, "%s:%d: token id %d is outside the model's vocabulary of %d",
+                                 o->data_path, e->line, e->ids[k], t->m->cfg.V);
+    }
+    if (trained == 0)
+        return mofo_errf(err, MOFO_EINVAL,
+                         "%s: no trainable token (%zu examples; every label is -100 or cut off by --seq-len %d)",
+                         o->data_path, t->train.n, o->seq_len);
+    if (o->val_split > 0) {
+        if (o->shuffle) {
+            rc = mofo_dataset_split(&t->train, &t->val, o->val_split, o->seed, err);
+        } else { /* file order: the last examples are held out */
+            size_t k = (size_t)(o->val_split * (double)t->train.n);
+            if (k == 0 && t->train.n >= 2) k = 1;
+            if (k > 0) {
+                if (!(t->val.ex = malloc(k * sizeof *t->val.ex))) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+                memcpy(t->val.ex, t->train.ex + t->train.n - k, k * sizeof *t->val.ex);
+                t->val.n = t->val.cap = k;
+                t->train.n -= k;
+            }
+        }
+        if (rc) return rc;
+        if (t->train.n == 0) return mofo_errf(err, MOFO_EINVAL, "%s: nothing left to train on after --val-split", o->data_path);
+    }
+    t->T = longest < o->seq_len ? longest : o->seq_len;
+    if (t->m->cfg.pos == MOFO_POS_LEARNED && t->T > t->m->cfg.max_T) t->T = t->m->cfg.max_T;
+    if (t->T < 2) t->T = 2;
+    t->B = o->batch;
+    t->n_batches = (int64_t)((t->train.n + (size_t)t->B - 1) / (size_t)t->B);
+    return 0;
+}
+
+int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *err) {
+    *out = NULL;
+    int rc = check_opts(o, err);
+    if (rc) return rc;
+    mofo_trainer *t = calloc(1, sizeof *t);
+    if (!t) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    t->o = *o;
+    t->perm_epoch = -1;
+    if ((rc = mofo_model_load(&t->m, o->model_dir, err))) goto fail;
+    t->m->threads = o->threads;
+    {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/tokenizer.json", o->model_dir);
+        if (stat(path, &st) == 0 && (rc = mofo_tokenizer_load_dir(&t->tok, o->model_dir, err))) goto fail;
+    }
+    t->pad_id = 0;
+    if (t->tok) {
+        int32_t p = mofo_tokenizer_pad(t->tok), e = mofo_tokenizer_eos(t->tok);
+        t->pad_id = p >= 0 ? p : e >= 0 ? e : 0;
+        if (t->pad_id >= t->m->cfg.V) t->pad_id = 0;
+    }
+    if ((rc = load_data(t, err))) goto fail;
+    t->total_steps = o->steps > 0 ? o->steps : (o->epochs * t->n_batches + o->grad_accum - 1) / o->grad_accum;
+    if ((rc = mofo_warmup_steps(o->warmup, t->total_steps, &t->warmup_steps, err))) goto fail;
+    t->theta0 = malloc(t->m->n_floats * sizeof *t->theta0);
+    t->trainable = malloc((size_t)t->m->n_p);
+    t->perm = malloc(t->train.n * sizeof *t->perm);
+    t->ids = malloc(sizeof(int) * (size_t)t->B * (size_t)t->T);
+    t->tg = malloc(sizeof(int) * (size_t)t->B * (size_t)t->T);
+    if (!t->theta0 || !t->trainable || !t->perm || !t->ids || !t->tg) {
+        rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(t->theta0, t->m->params, t->m->n_floats * sizeof *t->theta0);
+    for (int i = 0; i < t->m->n_p; i++)
+        t->trainable[i] = !is_lora(o) && !(o->method == MOFO_METHOD_HFT && mofo_hft_frozen(t->m->p[i].name));
+    if (is_lora(o)) {
+        if ((rc = mofo_lora_create(&t->lora, t->m, o->lora_targets ? o->lora_targets : "", o->lora_rank, o->lora_alpha,
+                                   o->seed, err)))
+            goto fail;
+        mofo_lora_merge(t->lora, t->m, t->theta0);
+    }
+    if ((rc = build_optimizer(t, err))) goto fail;
+    *out = t;
+    return 0;
+fail:
+    mofo_trainer_free(t);
+    return rc;
+}
+
+void mofo_trainer_free(mofo_trainer *t) {
+    if (!t) return;
+    mofo_optim_destroy(t->opt);
+    mofo_lora_free(t->lora);
+    mofo_model_free(t->m);
+    mofo_tokenizer_free(t->tok);
+    /* val's examples were moved out of train's array (train.n shrank), so each is freed once */
+    mofo_dataset_free(&t->train);
+    mofo_dataset_free(&t->val);
+    free(t->theta0);
+    free(t->trainable);
+    free(t->perm);
+    free(t->ids);
+    free(t->tg);
+    free(t);
+}
+
+/* rows [first, first+B) of the order (missing rows: padding) -> t->ids, t->tg (next-token targets) */
+static int64_t fill_rows(mofo_trainer *t, const mofo_dataset *ds, const size_t *order, size_t first) {
+    int B = t->B, T = t->T;
+    int64_t trained = 0;
+    for (int b = 0; b < B; b++) {
+        int *ids = t->ids + (size_t)b * T, *tg = t->tg + (size_t)b * T; /* (T) */
+        const mofo_example *e = first + (size_t)b < ds->n ? &ds->ex[order ? order[first + b] : first + b] : NULL;
+        int len = e ? (e->len < T ? e->len : T) : 0;
+        for (int i = 0; i < T; i++) {
+            ids[i] = i < len ? e->ids[i] : t->pad_id;
+            tg[i] = i + 1 < len ? e->labels[i + 1] : MOFO_IGNORE_INDEX;
+            trained += tg[i] != MOFO_IGNORE_INDEX;
+        }
+    }
+    return trained;
+}
+
+static int epoch_order(mofo_trainer *t, int64_t epoch, mofo_err *err) {
+    if (t->perm_epoch == epoch) return 0;
+    size_t n = t->train.n;
+    for (size_t i = 0; i < n; i++) t->perm[i] = i;
+    if (t->o.shuffle) { /* seeded Fisher-Yates over indices, through the data set's own shuffle */
+        mofo_example *view = malloc(n * sizeof *view);
+        if (!view) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        {
+            for (size_t i = 0; i < n; i++) view[i].line = (int32_t)i, view[i].ids = NULL, view[i].len = 0;
+            mofo_dataset d = {.ex = view, .n = n};
+            mofo_dataset_shuffle(&d, t->o.seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(epoch + 1));
+            for (size_t i = 0; i < n; i++) t->perm[i] = (size_t)view[i].line;
+            free(view);
+        }
+    }
+    t->perm_epoch = epoch;
+    return 0;
+}
+
+int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
+    mofo_model *m = t->m;
+    memset(mt, 0, sizeof *mt);
+    double lr = mofo_lr_at(t->o.sched, t->o.lr, t->warmup_steps, t->total_steps, t->step);
+    if (t->lora) mofo_lora_merge(t->lora, m, t->theta0);
+    mofo_model_zero_grads(m);
+    double loss_sum = 0;
+    int counted = 0, rc;
+    for (int a = 0; a < t->o.grad_accum; a++) {
+        int64_t epoch = t->micro / t->n_batches, j = t->micro % t->n_batches;
+        if ((rc = epoch_order(t, epoch, err))) return rc;
+        int64_t trained = fill_rows(t, &t->train, t->perm, (size_t)j * (size_t)t->B);
+        float loss = NAN;
+        if ((rc = mofo_model_forward(m, t->ids, t->tg, t->B, t->T, &loss, err))) return rc;
+        if ((rc = mofo_model_backward(m, t->ids, t->tg, err))) return rc;
+        t->micro++;
+        mt->tokens += trained;
+        if (trained > 0) loss_sum += loss, counted++;
+        /* with --steps, the last step of an --epochs run may hold fewer micro-batches */
+        if (t->o.steps == 0 && t->micro >= t->o.epochs * t->n_batches) break;
+    }
+    if (counted > 1) {
+        float s = 1.0f / (float)counted;
+        for (size_t i = 0; i < m->n_floats; i++) m->grads[i] *= s;
+    }
+    double sq = 0;
+    if (t->lora) {
+        mofo_lora_backward(t->lora, m);
+        for (int i = 0; i < t->lora->n; i++) {
+            const mofo_lora_target *lt = &t->lora->t[i];
+            int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC); /* gA and gB are contiguous */
+            for (int64_t k = 0; k < n; k++) sq += (double)lt->gA[k] * lt->gA[k];
+        }
+    }
+    for (int i = 0; i < m->n_p; i++) {
+        if (!t->trainable[i]) continue;
+        const mofo_param *p = &m->p[i];
+        float *g = m->grads + p->offset;
+        if (t->o.method == MOFO_METHOD_L1 || t->o.method == MOFO_METHOD_L2)
+            mt->penalty += mofo_penalty_grad(t->o.method == MOFO_METHOD_L1 ? 1 : 2, t->o.reg, m->params + p->offset,
+                                             t->theta0 + p->offset, g, p->numel);
+        for (int64_t k = 0; k < p->numel; k++) sq += (double)g[k] * g[k];
+    }
+    mt->grad_norm = sqrt(sq);
+    if (t->o.clip > 0 && mt->grad_norm > t->o.clip) { /* torch.nn.utils.clip_grad_norm_ */
+        float s = (float)(t->o.clip / (mt->grad_norm + 1e-6));
+        for (int i = 0; i < m->n_p; i++) {
+            if (!t->trainable[i]) continue;
+            float *g = m->grads + m->p[i].offset;
+            for (int64_t k = 0; k < m->p[i].numel; k++) g[k] *= s;
+        }
+        for (int i = 0; t->lora && i < t->lora->n; i++) {
+            const mofo_lora_target *lt = &t->lora->t[i];
+            int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC);
+            for (int64_t k = 0; k < n; k++) lt->gA[k] *= s;
+        }
+    }
+    if ((rc = mofo_optim_step(t->opt, lr, err))) return rc;
+    t->step++;
+    t->tokens += mt->tokens;
+    if (t->lora) mofo_lora_merge(t->lora, m, t->theta0); /* the model as it now is, for metrics and saves */
+    const mofo_stats *st = mofo_optim_stats(t->opt);
+    mofo_diff d = {0};
+    mofo_diff_accum(&d, t->theta0, m->params, (int64_t)m->n_floats);
+    mt->step = t->step;
+    mt->loss = counted ? loss_sum / counted : NAN;
+    mt->lr = lr;
+    mt->updated_frac = (double)st->updated / (double)st->entries;
+    mt->coverage = st->coverage;
+    mt->dist_l2 = sqrt(d.sq);
+    mt->changed_frac = (double)d.changed / (double)d.numel;
+    mt->epoch = (double)t->micro / (double)t->n_batches;
+    return 0;
+}
+
+int mofo_trainer_eval(mofo_trainer *t, double *loss, mofo_err *err) {
+    *loss = NAN;
+    double sum = 0;
+    int64_t n = 0;
+    for (size_t first = 0; first < t->val.n; first += (size_t)t->B) {
+        fill_rows(t, &t->val, NULL, first);
+        float l = NAN;
+        int rc = mofo_model_forward(t->m, t->ids, t->tg, t->B, t->T, &l, err);
+        if (rc) return rc;
+        if (t->m->n_valid > 0) sum += (double)l * t->m->n_valid, n += t->m->n_valid;
+    }
+    if (n) *loss = sum / (double)n;
+    return 0;
+}
+
+/* ---- checkpoints ---- */
+
+static int remove_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : -1;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) { /* a checkpoint's adapter/ */
+            if (remove_tree(p) != 0) rc = -1;
+        } else if (unlink(p) != 0) {
+            rc = -1;
+        }
+    }
+    closedir(d);
+    return rmdir(dir) == 0 ? rc : -1;
+}
+
+static int write_text_file(const char *path, const char *text, size_t len, mofo_err *err) {
+    mofo_afile af;
+    int rc = mofo_afile_open(&af, path, err);
+    if (rc) return rc;
+    if ((rc = mofo_afile_write(&af, text, len, err))) {
+        mofo_afile_abort(&af);
+        return rc;
+    }
+    return mofo_afile_commit(&af, err);
+}
+
+int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_err *err) {
+    char tmp[4096], path[4200], old[4200];
+    const char *slash = strrchr(dir, '/');
+    if (slash)
+        snprintf(tmp, sizeof tmp, "%.*s/.%s.tmp", (int)(slash - dir), dir, slash + 1);
+    else
+        snprintf(tmp, sizeof tmp, ".%s.tmp", dir);
+    remove_tree(tmp);
+    if (mkdir(tmp, 0777) != 0) return mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    /* the model in fp32: the master weights, whatever the checkpoint's dtypes */
+    mofo_model view = *t->m;
+    mofo_param *p32 = malloc((size_t)t->m->n_p * sizeof *p32);
+    int rc = p32 ? 0 : mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    if (rc == 0) {
+        memcpy(p32, t->m->p, (size_t)t->m->n_p * sizeof *p32);
+        for (int i = 0; i < t->m->n_p; i++) p32[i].dtype = MOFO_DT_F32;
+        view.p = p32;
+        rc = mofo_model_save(&view, tmp, 0, err);
+    }
+    free(p32);
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
+        rc = mofo_optim_save(t->opt, path, err);
+    }
+    if (rc == 0) rc = mofo_copy_tokenizer_files(t->o.model_dir, tmp, err);
+    if (rc == 0 && t->lora) {
+        snprintf(path, sizeof path, "%s/adapter", tmp);
+        rc = mofo_lora_save(t->lora, t->m, path, t->o.model_dir, err);
+    }
+    if (rc == 0) {
+        mofo_strbuf sb = {0}, sig = {0};
+        signature(t, &sig);
+        mofo_sb_printf(&sb,
+                       "{\n  \"format\": \"mofo-trainer\",\n  \"version\": 1,\n  \"step\": %lld,\n  \"micro_batch\": %lld,\n"
+                       "  \"epoch\": %.17g,\n  \"tokens\": %lld,\n  \"seed\": %llu,\n"
+                       "  \"rng\": \"epoch order: Fisher-Yates by splitmix64 from seed + 0x9E3779B97F4A7C15 * (epoch + 1)\",\n"
+                       "  \"signature\": ",
+                       (long long)t->step, (long long)t->micro, (double)t->micro / (double)t->n_batches,
+                       (long long)t->tokens, (unsigned long long)t->o.seed);
+        mofo_sb_json_string(&sb, sig.data ? sig.data : "", sig.len);
+        mofo_sb_puts(&sb, "\n}\n");
+        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+        rc = sb.failed || sig.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory")
+                                     : write_text_file(path, sb.data, sb.len, err);
+        mofo_sb_free(&sb);
+        mofo_sb_free(&sig);
+    }
+    if (rc == 0) { /* into place; an existing DIR of the same step is replaced */
+        snprintf(old, sizeof old, "%s.old", tmp);
+        remove_tree(old);
+        int had = rename(dir, old) == 0;
+        if (rename(tmp, dir) != 0) {
+            rc = mofo_errf(err, MOFO_EIO, "%s: cannot rename %s into place: %s", dir, tmp, strerror(errno));
+            if (had) rename(old, dir);
+        } else if (had) {
+            remove_tree(old);
+        }
+    }
+    if (rc) {
+        remove_tree(tmp);
+        mofo_err_prefix(err, "checkpoint %s", dir);
+    }
+    return rc;
+}
+
+int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = mofo_read_file(path, &text, &len, err);
+    if (rc) return rc;
+    mofo_json_doc *doc = mofo_json_parse(text, len, err);
+    mofo_model *ck = NULL;
+    mofo_strbuf sig = {0};
+    if (!doc) {
+        rc = mofo_err_prefix(err, "%s", path);
+        goto out;
+    }
+    const mofo_json *r = mofo_json_root(doc), *s = mofo_json_get(r, "signature");
+    int64_t step, micro, tokens;
+    if (!mofo_json_int64(mofo_json_get(r, "step"), &step) || !mofo_json_int64(mofo_json_get(r, "micro_batch"), &micro) ||
+        !mofo_json_int64(mofo_json_get(r, "tokens"), &tokens) || !s || s->type != MOFO_JSON_STRING || step < 0 ||
+        micro < 0) {
+        rc = mofo_errf(err, MOFO_EFORMAT, "%s: not a mofo trainer state (step, micro_batch, tokens, signature)", path);
+        goto out;
+    }
+    signature(t, &sig);
+    if (!sig.data || strcmp(sig.data, s->str) != 0) {
+        rc = mofo_errf(err, MOFO_EINVAL,
+                       "%s: the checkpoint was written by a run with other options:\n  checkpoint: %s\n  this run:   %s",
+                       path, s->str, sig.data ? sig.data : "");
+        goto out;
+    }
+    if ((rc = mofo_model_load(&ck, dir, err))) goto out;
+    if (ck->n_floats != t->m->n_floats || ck->n_p != t->m->n_p) {
+        rc = mofo_errf(err, MOFO_EINVAL, "%s: the checkpoint's model does not match %s", dir, t->o.model_dir);
+        goto out;
+    }
+    memcpy(t->m->params, ck->params, ck->n_floats * sizeof *ck->params);
+    if (t->lora) {
+        snprintf(path, sizeof path, "%s/adapter", dir);
+        if ((rc = mofo_lora_load_weights(t->lora, path, err))) goto out;
+        mofo_lora_merge(t->lora, t->m, t->theta0);
+    }
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    if ((rc = mofo_optim_load(t->opt, path, err))) goto out;
+    t->step = step;
+    t->micro = micro;
+    t->tokens = tokens;
+out:
+    mofo_model_free(ck);
+    mofo_sb_free(&sig);
+    mofo_json_free(doc);
+    free(text);
+    return rc;
+}
+
+int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err) {
+    if (t->lora && !t->o.merge) {
+        int rc = mofo_lora_save(t->lora, t->m, dir, t->o.model_dir, err);
+        return rc ? rc : mofo_copy_tokenizer_files(t->o.model_dir, dir, err);
+    }
+    if (t->lora) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/adapter", dir);
+        int rc = mofo_lora_save(t->lora, t->m, p, t->o.model_dir, err);
+        if (rc) return rc;
+    }
+    int rc = mofo_model_save(t->m, dir, 0, err);
+    if (rc == 0) rc = mofo_copy_tokenizer_files(t->o.model_dir, dir, err);
+    return rc;
+}
