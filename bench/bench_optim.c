@@ -17,28 +17,13 @@
 #include "cli/commands.h"
 #include "mofo/optim.h"
 #include "optim/internal.h"
+#include "cli/timing.h"
 
 typedef struct shape {
     char name[64];
     int ndim;
     int64_t dims[2];
 } shape;
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 /* GPT-2 small's tensors (124,439,808 entries); other sizes scale the vocabulary and the layer count. */
 static int gpt2_shapes(int64_t target, shape **out, int64_t *total) {
@@ -110,18 +95,18 @@ static double time_optimizer(int kind, const shape *s, int n, arena *a, int thre
     if (reps > 64) reps = 64;
     if (warmup < 4) warmup = 4;
     for (int r = -warmup; r < reps; r++) {
-        double t0 = now_ms();
+        double t0 = (1e3 * cli_now());
         if (mofo_optim_step(opt, 1e-4, err)) {
             mofo_optim_destroy(opt);
             return -1;
         }
-        double dt = now_ms() - t0;
+        double dt = (1e3 * cli_now()) - t0;
         if (r >= 0) times[r] = dt;
         else if (r + warmup >= 1 && r + warmup <= 3) first[r + warmup - 1] = dt;
     }
     mofo_optim_destroy(opt);
-    *early = median(first, 3);
-    return median(times, reps);
+    *early = cli_median(first, 3);
+    return cli_median(times, reps);
 }
 
 /* The floor of an Adam step: the median ms of a pass that reads p, g, m, v and writes p, m, v (28
@@ -130,16 +115,16 @@ static double floor_ms(float *p, const float *g, float *m, float *v, int64_t n, 
     double times[64];
     if (reps > 64) reps = 64;
     for (int r = -1; r < reps; r++) {
-        double t0 = now_ms();
+        double t0 = (1e3 * cli_now());
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int64_t i = 0; i < n; i++) {
             p[i] += g[i];
             m[i] += g[i];
             v[i] += g[i];
         }
-        if (r >= 0) times[r] = now_ms() - t0;
+        if (r >= 0) times[r] = (1e3 * cli_now()) - t0;
     }
-    return median(times, reps);
+    return cli_median(times, reps);
 }
 
 void bench_optim_help(FILE *out) {

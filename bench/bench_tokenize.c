@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "io/strbuf.h"
 #include "text/tokenizer.h"
+#include "cli/timing.h"
 
 #ifndef MOFO_SOURCE_DIR
 #define MOFO_SOURCE_DIR "."
@@ -32,12 +33,6 @@ static const arg_spec SPECS[] = {
 
 void bench_tokenize_help(FILE *out) {
     args_help(out, "bench tokenize", "[--mb N] [--json]", SPECS, N_SPECS);
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t rnd(uint64_t *s) {
@@ -94,7 +89,7 @@ static int run(const char *path, const char *name, const char *kind, const mofo_
     }
     mofo_ids ids = {0};
     size_t tokens = 0;
-    double t0 = now();
+    double t0 = cli_now();
     size_t pos = 0;
     while (pos < text->len) {
         size_t end = doc ? pos + doc : text->len;
@@ -110,7 +105,7 @@ static int run(const char *path, const char *name, const char *kind, const mofo_
         tokens += ids.len;
         pos = end;
     }
-    double dt = now() - t0;
+    double dt = cli_now() - t0;
     *r = (row){name, kind, (double)text->len / 1e6 / dt, (double)tokens / (double)text->len, dt, text->len};
     mofo_ids_free(&ids);
     mofo_tokenizer_free(tok);

@@ -19,6 +19,7 @@
 #include "cli/threads.h"
 #include "model/model.h"
 #include "mofo/optim.h"
+#include "cli/timing.h"
 
 static const char *arch = "gpt2", *size;
 static int64_t batch, seq, threads, steps = 3;
@@ -38,22 +39,6 @@ static const arg_spec SPECS[] = {
 void bench_train_help(FILE *out) {
     args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--batch B] [--seq T] [--threads N] [--json]",
               SPECS, N_SPECS);
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 static double peak_rss_mb(void) {
@@ -84,13 +69,13 @@ int bench_train(int argc, char **argv) {
         return 2;
     }
     mofo_model *m = NULL;
-    double t0 = now_ms();
+    double t0 = (1e3 * cli_now());
     if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) || mofo_model_alloc_grads(m, &err)) {
         fprintf(stderr, "mofo bench train: %s\n", err.msg);
         mofo_model_free(m);
         return 1;
     }
-    double init_ms = now_ms() - t0;
+    double init_ms = (1e3 * cli_now()) - t0;
     int *ids = malloc(sizeof(int) * (size_t)B * T), *tg = malloc(sizeof(int) * (size_t)B * T);
     uint64_t r = 88172645463325252ull;
     for (int i = 0; i < B * T; i++) {
@@ -132,14 +117,14 @@ int bench_train(int argc, char **argv) {
         }
         float loss = NAN;
         for (int s = -1; s < steps && rc == 0; s++) {
-            double a = now_ms();
+            double a = (1e3 * cli_now());
             mofo_model_zero_grads(m);
             rc = mofo_model_forward(m, ids, tg, B, T, &loss, &err);
-            double b = now_ms();
+            double b = (1e3 * cli_now());
             if (rc == 0) rc = mofo_model_backward(m, ids, tg, &err);
-            double c = now_ms();
+            double c = (1e3 * cli_now());
             if (rc == 0) rc = mofo_optim_step(opt, 1e-4, &err);
-            double d = now_ms();
+            double d = (1e3 * cli_now());
             if (s >= 0) {
                 tot[s] = d - a;
                 fw[s] = b - a;
@@ -153,7 +138,7 @@ int bench_train(int argc, char **argv) {
             break;
         }
         int S = (int)steps;
-        double ms = median(tot, S), f = median(fw, S), bk = median(bw, S), om = median(op, S);
+        double ms = cli_median(tot, S), f = cli_median(fw, S), bk = cli_median(bw, S), om = cli_median(op, S);
         double tps = B * T / (ms / 1e3), rss = peak_rss_mb();
         if (json_out)
             printf("{\"arch\": \"%s\", \"size\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "

@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "threads.h"
 #include "train/train.h"
+#include "cli/timing.h"
 
 static const char *model_dir, *data_path, *out_dir, *method_s, *optimizer_s, *sched_s, *template_s, *resume_dir;
 static const char *lora_targets;
@@ -81,12 +82,6 @@ static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) {
     (void)sig;
     interrupted = 1;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void hms(char *buf, size_t n, double s) {
@@ -251,7 +246,7 @@ int cmd_finetune(int argc, char **argv) {
     int64_t sigint_at = hook ? strtoll(hook, NULL, 10) : -1;
 
     int tty = !quiet && isatty(fileno(stderr));
-    double t0 = now(), first_loss = NAN, last_loss = NAN, val = NAN;
+    double t0 = cli_now(), first_loss = NAN, last_loss = NAN, val = NAN;
     int64_t step0 = t->step, tok0 = t->tokens;
     mofo_step_metrics mt = {0};
     mofo_strbuf line = {0};
@@ -269,7 +264,7 @@ int cmd_finetune(int argc, char **argv) {
         int last = t->step == t->total_steps;
         fflush(metrics);
         if (tty) {
-            double el = now() - t0, per = el / (double)(t->step - step0);
+            double el = cli_now() - t0, per = el / (double)(t->step - step0);
             char left[32];
             hms(left, sizeof left, per * (double)(t->total_steps - t->step));
             fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  left %s   ", (long long)t->step,
@@ -307,7 +302,7 @@ int cmd_finetune(int argc, char **argv) {
         if (save_every && (rc = save_ckpt(t, &err))) fprintf(stderr, "mofo finetune: %s\n", err.msg);
         if (rc == 0 && (rc = mofo_trainer_save_final(t, out_dir, &err))) fprintf(stderr, "mofo finetune: %s\n", err.msg);
         if (rc == 0 && !quiet) {
-            double el = now() - t0;
+            double el = cli_now() - t0;
             printf("steps %lld  loss %.4f -> %.4f", (long long)t->step, first_loss, last_loss);
             if (!isnan(val)) printf("  validation loss %.4f", val);
             printf("\ndistance to the pre-trained weights %.6g, entries changed %.2f%%, ever updated %.2f%%\n",
