@@ -58,6 +58,7 @@ typedef struct chunk {
     int64_t newly;     /* entries moved for the first time */
     int64_t n_above, n_inside; /* pass 1: keys above the block's bracket, and inside it */
     int covered;       /* dense chunk whose coverage bits are all set */
+    int bad;           /* pass 1 found a NaN or infinite gradient here */
 } chunk;
 
 enum { SETTLED_EXACT = 1, SETTLED_BRACKET, SETTLED_HISTOGRAM };

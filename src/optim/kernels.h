@@ -28,20 +28,17 @@ typedef struct rule_out {
     float mom, delta;
 } rule_out;
 
-/* One entry of a rule. first: this pass owns the moment update of AdamW and SGDM (filtered pass 1,
- * or the dense pass); last: it owns Lion's (pass 2, or the dense pass), which its interpolation
- * reads before. The update is computed only when want_delta (pass 1 needs it for the update filter
- * alone, since it costs a sqrt and a division). */
-ALWAYS_INLINE rule_out rule_entry(mofo_rule rule, int first, int last, int want_delta, const rule_consts *k,
-                                  float g, float *m, float *v) {
+/* One entry of a rule: updates the state *m (and *v) from g, and returns the momentum the step
+ * uses and the update (computed only when want_delta: pass 1 needs it for the update filter alone,
+ * since it costs a sqrt and a division). Pass 1 passes copies of the state, so that nothing is
+ * written before every gradient is known to be finite; pass 2 and the dense pass pass the arrays. */
+ALWAYS_INLINE rule_out rule_entry(mofo_rule rule, int want_delta, const rule_consts *k, float g, float *m, float *v) {
     rule_out r = {0, 0};
     switch (rule) {
     case MOFO_RULE_ADAMW:
-        if (first) {
-            *m = *m + k->c1 * (g - *m); /* torch: exp_avg.lerp_(grad, 1-beta1) */
-            *v = *v * k->b2;            /* exp_avg_sq.mul_(beta2) */
-            *v = *v + k->c2 * g * g;    /*   .addcmul_(grad, grad, value=1-beta2) */
-        }
+        *m = *m + k->c1 * (g - *m); /* torch: exp_avg.lerp_(grad, 1-beta1) */
+        *v = *v * k->b2;            /* exp_avg_sq.mul_(beta2) */
+        *v = *v + k->c2 * g * g;    /*   .addcmul_(grad, grad, value=1-beta2) */
         r.mom = *m;
         if (want_delta) {
             float h = sqrtf(*v) / k->bc2s + k->eps; /* (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps) */
@@ -49,14 +46,14 @@ ALWAYS_INLINE rule_out rule_entry(mofo_rule rule, int first, int last, int want_
         }
         break;
     case MOFO_RULE_LION: {
-        float c = k->b1 * *m + k->c1 * g;
+        float c = k->b1 * *m + k->c1 * g; /* the interpolation reads the old m */
         r.mom = c;
         r.delta = k->neg_step * (float)((c > 0) - (c < 0));
-        if (last) *m = k->b2 * *m + k->c2 * g;
+        *m = k->b2 * *m + k->c2 * g;
         break;
     }
     case MOFO_RULE_SGDM:
-        if (first) *m = *m * k->b1 + g;
+        *m = *m * k->b1 + g;
         r.mom = *m;
         r.delta = k->neg_step * *m;
         break;

@@ -1,12 +1,13 @@
 /* The optimizer step: one core for every rule (AdamW, Lion, SGD-momentum) and every filter.
  *
  * A dense parameter takes one fused pass. A filtered block (see block in internal.h):
- *   pass 1   update the moments and compute each entry's key (the float bits of |score|); count the
- *            keys above and inside the block's bracket around last step's threshold;
- *   (peek)   only for blocks whose bracket missed: read the keys again and histogram their top 12
- *            bits; the bucket holding the k-th largest key becomes the bracket;
- *   pass 2   p *= 1 - lr*wd everywhere; keys above the bracket move; keys inside it are set aside
- *            as candidates with the update they would get;
+ *   pass 1   read only: each entry's new moments and key (the float bits of |score|); count the keys
+ *            above and inside the block's bracket around last step's threshold; check that every
+ *            gradient is finite (else the step is refused before anything is written);
+ *   (peek)   only for blocks whose bracket missed: the keys again, histogram of their top 12 bits;
+ *            the bucket holding the k-th largest key becomes the bracket;
+ *   pass 2   the moments written, p *= 1 - lr*wd everywhere; keys above the bracket move; keys
+ *            inside it are set aside as candidates with the update they would get;
  *   resolve  the exact k-th largest key among the candidates by radix select; move those at or
  *            above it (or exactly k in all, lowest indices first among ties, in MOFO_TIES_EXACT_K).
  * O(n) per block, no sort. Work is split into chunks run by OpenMP threads. */
@@ -117,37 +118,41 @@ static tile_io tile_at(const step_ctx *s, const chunk *c, int64_t at, int64_t n)
                      random_base(s->o->opt.seed, s->t, c->param), off, n};
 }
 
-/* Pass 1: moments updated, keys to keys[], counts of keys above hi and inside [lo, hi]. */
+/* Pass 1, which writes nothing: the keys to keys[], counts of keys above hi and inside [lo, hi],
+ * and whether a gradient is NaN or infinite. */
 ALWAYS_INLINE void state_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, uint32_t *restrict keys, uint32_t lo,
-                                 uint32_t hi, int *above, int *inside) {
-    const float *restrict g = t->g;
-    float *restrict m = t->m, *restrict v = t->v;
+                                 uint32_t hi, int *above, int *inside, uint32_t *bad) {
+    const float *restrict g = t->g, *restrict m = t->m, *restrict v = t->v;
     int na = 0, ni = 0; /* integer sums vectorize without omp simd (which GCC 12 miscounts here) */
+    uint32_t nonfinite = 0;
     for (int64_t i = 0; i < t->n; i++) {
-        rule_out r = rule_entry(R, 1, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &m[i], &v[i]);
+        float mi = m[i], vi = v[i];
+        rule_out r = rule_entry(R, F == MOFO_FILTER_UPDATE, t->k, g[i], &mi, &vi);
         uint32_t key = key_entry(F, g[i], r.mom, r.delta, t->rbase, t->index + i);
         keys[i] = key;
         na += key > hi;
         ni += (key >= lo) & (key <= hi);
+        nonfinite |= (abs_bits(g[i]) & 0x7F800000u) == 0x7F800000u;
     }
     *above = na;
     *inside = ni;
+    *bad = nonfinite;
 }
 #define STATE_TILE(R, F, ...) state_tile_of(R, F, __VA_ARGS__)
 
-/* The peek: keys again, nothing written. */
+/* The peek: the keys again, nothing written. */
 ALWAYS_INLINE void peek_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, uint32_t *restrict keys) {
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v;
     for (int64_t i = 0; i < t->n; i++) {
         float mi = m[i], vi = v[i];
-        rule_out r = rule_entry(R, 0, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &mi, &vi);
+        rule_out r = rule_entry(R, F == MOFO_FILTER_UPDATE, t->k, g[i], &mi, &vi);
         keys[i] = key_entry(F, g[i], r.mom, r.delta, t->rbase, t->index + i);
     }
 }
 #define PEEK_TILE(R, F, ...) peek_tile_of(R, F, __VA_ARGS__)
 
-/* Pass 2: p decayed everywhere and moved where the key is above hi; flags for the entries that moved
+/* Pass 2: the state updated, p decayed everywhere and moved where the key is above hi; flags for the entries that moved
  * (sel) and for the keys inside [lo, hi] (cand), whose keys and updates are kept for the exact
  * selection. Returns the sum of the squared updates of the entries that moved. */
 ALWAYS_INLINE float apply_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, uint32_t lo, uint32_t hi,
@@ -158,7 +163,7 @@ ALWAYS_INLINE float apply_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, 
     const float decay = t->k->decay;
 #pragma omp simd /* if-converts the selects; no reduction here (GCC 12 miscounts int reductions in omp simd) */
     for (int64_t i = 0; i < t->n; i++) {
-        rule_out r = rule_entry(R, 0, 1, 1, t->k, g[i], &m[i], &v[i]);
+        rule_out r = rule_entry(R, 1, t->k, g[i], &m[i], &v[i]);
         float d = r.delta;
         uint32_t key = key_entry(F, g[i], r.mom, d, t->rbase, t->index + i);
         float decayed = w[i] * decay;
@@ -182,7 +187,7 @@ ALWAYS_INLINE float dense_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, 
     (void)F;
 #pragma omp simd
     for (int64_t i = 0; i < t->n; i++) {
-        float d = rule_entry(R, 1, 1, 1, t->k, g[i], &m[i], &v[i]).delta;
+        float d = rule_entry(R, 1, t->k, g[i], &m[i], &v[i]).delta;
         w[i] = w[i] * decay + d;
         sq_buf[i] = d * d;
     }
@@ -217,19 +222,25 @@ static void settle_exact(block *b, const uint32_t *keys, int64_t n, uint32_t *wo
     b->settled = SETTLED_EXACT;
 }
 
-/* Pass 1 of a filtered chunk: the moments, then the counts against the block's bracket. A small
- * block keeps its keys and is settled here exactly. */
+/* Pass 1 of a filtered chunk: the keys, the counts against the block's bracket, and the gradient's
+ * finiteness (c->bad); nothing is written. A small block keeps its keys and is settled here exactly. */
 static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
     block *b = &s->o->blocks[c->block];
     tile_buf *tb = &ts->tile;
     int small = b->n_chunks == 1 && b->numel <= SMALL_BLOCK;
     const uint32_t lo = b->lo, hi = b->hi;
     int64_t above = 0, inside = 0;
+    c->bad = 0;
     for (int64_t at = 0; at < c->len; at += TILE) {
         int64_t n = c->len - at < TILE ? c->len - at : TILE;
         tile_io t = tile_at(s, c, at, n);
         int na = 0, ni = 0;
-        DISPATCH(STATE_TILE, s->o->opt.rule, s->o->opt.filter, &t, tb->keys, lo, hi, &na, &ni);
+        uint32_t nonfinite = 0;
+        DISPATCH(STATE_TILE, s->o->opt.rule, s->o->opt.filter, &t, tb->keys, lo, hi, &na, &ni, &nonfinite);
+        if (nonfinite) {
+            c->bad = 1;
+            return; /* the step is refused */
+        }
         if (b->sort_keys)
             memcpy(b->sort_keys + c->block_pos + at, tb->keys, (size_t)n * sizeof *tb->keys);
         else if (small)
@@ -453,26 +464,18 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
 
 static int all_finite(const float *x, int64_t n) {
     uint32_t bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        bad |= (u & 0x7F800000u) == 0x7F800000u;
-    }
+    for (int64_t i = 0; i < n; i++) bad |= (abs_bits(x[i]) & 0x7F800000u) == 0x7F800000u;
     return !bad;
 }
 
-static int check_gradients(mofo_optim *o, int nt, mofo_err *err) {
-    int first_bad = INT_MAX;
-#pragma omp parallel for num_threads(nt) schedule(dynamic) reduction(min : first_bad)
-    for (int ci = 0; ci < o->n_chunks; ci++) {
-        const chunk *c = &o->chunks[ci];
-        if (!all_finite(o->params[c->param].grad + c->offset, c->len) && ci < first_bad) first_bad = ci;
-    }
-    if (first_bad == INT_MAX) return 0;
-    const chunk *c = &o->chunks[first_bad];
+/* The refusal of a step whose pass 1 found a NaN or an infinity: names the first one. */
+static int refuse_step(const mofo_optim *o, mofo_err *err) {
+    int ci = 0;
+    while (!o->chunks[ci].bad) ci++;
+    const chunk *c = &o->chunks[ci];
     const param_state *p = &o->params[c->param];
     int64_t i = c->offset;
-    while (i < c->offset + c->len && isfinite(p->grad[i])) i++;
+    while (i < c->offset + c->len - 1 && isfinite(p->grad[i])) i++;
     return mofo_errf(err, MOFO_ENONFINITE,
                      "parameter '%s': gradient entry %lld is %s; step %lld refused, parameters and state unchanged",
                      p->name, (long long)i, isnan(p->grad[i]) ? "NaN" : "infinite", (long long)(o->step + 1));
@@ -527,8 +530,6 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
         if (rc) return rc;
     }
     int nt = o->opt.threads > 0 ? o->opt.threads : omp_get_max_threads();
-    int rc = check_gradients(o, nt, err);
-    if (rc) return rc;
 
     /* per-thread scratch and constants, allocated before anything moves */
     if (o->scratch_threads < nt) {
@@ -548,44 +549,52 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
     for (int b = 0; b < o->n_blocks; b++) o->blocks[b].settled = 0;
 
     thread_scratch *scratch = o->scratch;
-    int failed = 0;
+    int failed = 0, nonfinite = 0;
 #pragma omp parallel num_threads(nt) reduction(| : failed)
     {
         thread_scratch *ts = &scratch[omp_get_thread_num()];
-#pragma omp for schedule(dynamic)
+        /* pass 1 reads only: a NaN or infinite gradient anywhere refuses the step before any write */
+#pragma omp for schedule(dynamic) reduction(| : nonfinite)
         for (int ci = 0; ci < o->n_chunks; ci++) {
             chunk *c = &o->chunks[ci];
-            if (c->block < 0) dense_chunk(&s, c, &ts->tile);
+            if (c->block < 0) c->bad = !all_finite(o->params[c->param].grad + c->offset, c->len);
             else state_chunk(&s, c, ts);
+            nonfinite |= c->bad;
         }
+        if (!nonfinite) {
 #pragma omp for schedule(dynamic) reduction(| : any_unsettled)
-        for (int b = 0; b < o->n_blocks; b++) {
-            block *bl = &o->blocks[b];
-            check_bracket(o, bl);
-            if (!bl->settled && bl->hist) memset(bl->hist, 0, MOFO_HIST_BINS * sizeof *bl->hist);
-            any_unsettled |= !bl->settled;
-        }
-        if (any_unsettled) { /* the peek: histograms for the blocks whose bracket missed */
-            ts->hist_block = -1;
-#pragma omp for schedule(dynamic) nowait
-            for (int ci = 0; ci < o->n_chunks; ci++) {
-                chunk *c = &o->chunks[ci];
-                if (c->block >= 0 && !o->blocks[c->block].settled) peek_chunk(&s, c, ts);
+            for (int b = 0; b < o->n_blocks; b++) {
+                block *bl = &o->blocks[b];
+                check_bracket(o, bl);
+                if (!bl->settled && bl->hist) memset(bl->hist, 0, MOFO_HIST_BINS * sizeof *bl->hist);
+                any_unsettled |= !bl->settled;
             }
-            flush_hist(o, ts);
+            if (any_unsettled) { /* the peek: histograms for the blocks whose bracket missed */
+                ts->hist_block = -1;
+#pragma omp for schedule(dynamic) nowait
+                for (int ci = 0; ci < o->n_chunks; ci++) {
+                    chunk *c = &o->chunks[ci];
+                    if (c->block >= 0 && !o->blocks[c->block].settled) peek_chunk(&s, c, ts);
+                }
+                flush_hist(o, ts);
 #pragma omp barrier
 #pragma omp for schedule(dynamic)
+                for (int b = 0; b < o->n_blocks; b++)
+                    if (!o->blocks[b].settled && o->blocks[b].hist) settle_hist(&o->blocks[b], o->blocks[b].hist);
+            }
+#pragma omp for schedule(dynamic)
+            for (int ci = 0; ci < o->n_chunks; ci++) {
+                chunk *c = &o->chunks[ci];
+                if (c->block < 0) dense_chunk(&s, c, &ts->tile);
+                else if (apply_chunk(&s, c, &ts->tile)) failed = 1;
+            }
+#pragma omp for schedule(dynamic)
             for (int b = 0; b < o->n_blocks; b++)
-                if (!o->blocks[b].settled && o->blocks[b].hist) settle_hist(&o->blocks[b], o->blocks[b].hist);
+                if (resolve_block(o, &o->blocks[b], ts)) failed = 1;
         }
-#pragma omp for schedule(dynamic)
-        for (int ci = 0; ci < o->n_chunks; ci++)
-            if (o->chunks[ci].block >= 0 && apply_chunk(&s, &o->chunks[ci], &ts->tile)) failed = 1;
-#pragma omp for schedule(dynamic)
-        for (int b = 0; b < o->n_blocks; b++)
-            if (resolve_block(o, &o->blocks[b], ts)) failed = 1;
     }
     free(consts);
+    if (nonfinite) return refuse_step(o, err);
     o->step = t;
     if (failed) /* a candidate list could not grow: the state has moved, so the step counts */
         return mofo_errf(err, MOFO_ENOMEM, "step %lld: out of memory for the selection candidates; the step is "
