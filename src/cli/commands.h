@@ -20,6 +20,10 @@ int cmd_tokenize(int argc, char **argv);
 void cmd_tokenize_help(FILE *out);
 int cmd_data(int argc, char **argv);
 void cmd_data_help(FILE *out);
+int cmd_generate(int argc, char **argv);
+void cmd_generate_help(FILE *out);
+int cmd_eval(int argc, char **argv);
+void cmd_eval_help(FILE *out);
 
 /* benchmarks (bench/), reached through `mofo bench NAME` */
 int bench_tokenize(int argc, char **argv);

@@ -23,6 +23,8 @@ static const mofo_command COMMANDS[] = {
     {"ppl", cmd_ppl, cmd_ppl_help, "perplexity of token ids or text under a model"},
     {"tokenize", cmd_tokenize, cmd_tokenize_help, "encode text or decode ids with a model's tokenizer.json"},
     {"data", cmd_data, cmd_data_help, "load a JSONL data set: formats, template, labels, errors"},
+    {"generate", cmd_generate, cmd_generate_help, "continue a prompt: greedy or sampled, with a KV cache"},
+    {"eval", cmd_eval, cmd_eval_help, "evaluate a model: perplexity, multiple choice, generation exact match"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 
