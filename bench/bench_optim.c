@@ -4,8 +4,8 @@
  *   AdamW        the dense step (libmofo, filter none);
  *   MoFO         alpha 0.15 on 2+-dim tensors, thresholds by radix select;
  *   MoFO (sort)  the same step with thresholds from a full sort of each tensor's |m|;
- *   copy floor   28 bytes per parameter (read p, g, m, v; write p, m, v) at the copy bandwidth
- *                measured in the same run with memcpy on the same threads. */
+ *   floor        the traffic of an Adam step without its arithmetic: one pass reading p, g, m, v
+ *                and writing p, m, v (28 bytes per parameter), on the same threads. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -78,7 +78,9 @@ static int gpt2_shapes(int64_t target, shape **out, int64_t *total) {
 }
 
 typedef struct arena {
-    float *p, *g; /* (total) parameters and gradients, all tensors back to back */
+    float *p, *g;  /* (total) parameters and gradients, all tensors back to back */
+    float *m, *v;  /* (total) the floor's stand-ins for the moments */
+    float *p0;     /* (total) the initial parameters */
     int64_t total;
 } arena;
 
@@ -122,36 +124,38 @@ static double time_optimizer(int kind, const shape *s, int n, arena *a, int thre
     return median(times, reps);
 }
 
-/* Copy bandwidth in bytes/ms (bytes read + bytes written) with memcpy on `threads` threads. */
-static double copy_bandwidth(float *dst, const float *src, int64_t n, int threads, int reps) {
+/* The floor of an Adam step: the median ms of a pass that reads p, g, m, v and writes p, m, v (28
+ * bytes per parameter) with no arithmetic beyond one add each, on `threads` threads. */
+static double floor_ms(float *p, const float *g, float *m, float *v, int64_t n, int threads, int reps) {
     double times[64];
     if (reps > 64) reps = 64;
     for (int r = -1; r < reps; r++) {
         double t0 = now_ms();
-#pragma omp parallel num_threads(threads)
-        {
-            int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            int64_t lo = n * id / nt, hi = n * (id + 1) / nt;
-            memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            p[i] += g[i];
+            m[i] += g[i];
+            v[i] += g[i];
         }
         if (r >= 0) times[r] = now_ms() - t0;
     }
-    return 2.0 * (double)n * sizeof(float) / median(times, reps);
+    return median(times, reps);
 }
 
 void bench_optim_help(FILE *out) {
     fprintf(out,
-            "usage: mofo bench optim [--params N] [--threads N] [--reps N] [--json]\n\n"
+            "usage: mofo bench optim [--params N] [--threads N] [--reps N] [--warmup N] [--json]\n\n"
             "Times one optimizer step on a GPT-2-small-shaped parameter set in fp32: AdamW, MoFO (alpha 0.15),\n"
-            "MoFO with thresholds from a full sort, and the copy floor (28 bytes per parameter at the memcpy\n"
-            "bandwidth measured in the same run). Medians of --reps steps after a warm-up.\n\n"
+            "MoFO with thresholds from a full sort, and the floor: one pass that reads p, g, m, v and writes\n"
+            "p, m, v (28 bytes per parameter), the traffic of an Adam step without its arithmetic, measured\n"
+            "in the same run. Medians of --reps steps after a warm-up.\n\n"
             "  --params N      parameter count, with an optional K/M/B suffix (default 124M: GPT-2 small)\n"
             "  --threads N     run at N threads only (default: 1 and 2)\n"
             "  --reps N        timed steps per row (default 5; the sort row takes at most 3)\n"
             "  --warmup N      untimed steps before them (default 20; the sort row takes 4): the moments\n"
             "                  reach their steady state, as in a fine-tuning run; the MoFO row's first\n"
             "                  steps (2-4), while the momentum still grows from zero, are reported apart\n"
-            "  --json          one JSON object (adamw_ms, mofo_ms, sort_mofo_ms, copy_floor_ms at the\n"
+            "  --json          one JSON object (adamw_ms, mofo_ms, mofo_early_ms, sort_mofo_ms, copy_floor_ms (the floor) at the\n"
             "                  largest thread count, and a row per thread count under \"runs\")\n");
 }
 
@@ -193,9 +197,13 @@ int bench_optim(int argc, char **argv) {
     arena a;
     int n = gpt2_shapes(target, &s, &a.total);
     if (n < 0) return 1;
-    a.p = malloc((size_t)a.total * sizeof(float));
-    a.g = malloc((size_t)a.total * sizeof(float));
-    if (!a.p || !a.g) {
+    size_t bytes = (size_t)a.total * sizeof(float);
+    a.p = malloc(bytes);
+    a.g = malloc(bytes);
+    a.m = calloc(1, bytes);
+    a.v = calloc(1, bytes);
+    a.p0 = malloc(bytes);
+    if (!a.p || !a.g || !a.m || !a.v || !a.p0) {
         fprintf(stderr, "mofo bench optim: out of memory for %lld parameters\n", (long long)a.total);
         return 1;
     }
@@ -207,7 +215,7 @@ int bench_optim(int argc, char **argv) {
             sum += (float)(x >> 40) / (float)(1 << 24) - 0.5f;
         }
         a.g[i] = sum * 1e-3f;
-        a.p[i] = sum * 0.02f;
+        a.p[i] = a.p0[i] = sum * 0.02f;
     }
     int thread_list[2] = {1, 2}, n_threads = 2;
     if (threads) thread_list[0] = (int)threads, n_threads = 1;
@@ -216,12 +224,12 @@ int bench_optim(int argc, char **argv) {
     mofo_err err = {0};
     if (!json)
         printf("mofo bench optim: %d tensors, %.1fM parameters (fp32), median of %d steps\n\n"
-               "threads   adamw ms   mofo ms   mofo steps 2-4 ms   sort-mofo ms   copy floor ms   mofo/adamw   adamw/floor   sort/mofo\n",
+               "threads   adamw ms   mofo ms   mofo steps 2-4 ms   sort-mofo ms   floor ms   mofo/adamw   adamw/floor   sort/mofo\n",
                n, a.total / 1e6, (int)reps);
     for (int ti = 0; ti < n_threads; ti++) {
         int nt = thread_list[ti];
-        double bw = copy_bandwidth(a.p, a.g, a.total, nt, (int)reps); /* p is rewritten below anyway */
-        res[ti][3] = 28.0 * (double)a.total / bw;
+        res[ti][3] = floor_ms(a.p, a.g, a.m, a.v, a.total, nt, (int)reps);
+        memcpy(a.p, a.p0, (size_t)a.total * sizeof(float)); /* every optimizer starts from the same weights */
         for (int kind = 0; kind < 3; kind++) {
             double early = 0;
             res[ti][kind] = time_optimizer(kind, s, n, &a, nt, kind == 2 ? 4 : (int)warmup, kind == 2 && reps > 3 ? 3 : (int)reps,
@@ -233,7 +241,7 @@ int bench_optim(int argc, char **argv) {
             }
         }
         if (!json)
-            printf("%7d %10.1f %9.1f %19.1f %14.1f %15.1f %12.2f %13.2f %11.1f\n", nt, res[ti][0], res[ti][1], res[ti][4],
+            printf("%7d %10.1f %9.1f %19.1f %14.1f %10.1f %12.2f %13.2f %11.1f\n", nt, res[ti][0], res[ti][1], res[ti][4],
                    res[ti][2], res[ti][3], res[ti][1] / res[ti][0], res[ti][0] / res[ti][3], res[ti][2] / res[ti][1]);
         fflush(stdout);
     }
@@ -252,6 +260,9 @@ int bench_optim(int argc, char **argv) {
     }
     free(a.p);
     free(a.g);
+    free(a.m);
+    free(a.v);
+    free(a.p0);
     free(s);
     return 0;
 }

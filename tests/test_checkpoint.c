@@ -2,6 +2,7 @@
  * Conv1D layout and tied lm_head, fp32 -> bf16/f16 rounding, and every malformed input fails with a
  * message naming the file and the tensor. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +224,42 @@ static void test_gpt2_unprefixed(void) {
     mofo_model_free(b);
 }
 
+/* A model saved as F16 (and BF16) loads back rounded to that type, keeps the dtype, and saves again
+ * byte for byte. */
+static void test_half_save(mofo_dtype dt, double tol) {
+    char src[512], d1[512], d2[512], p1[600], p2[600];
+    fixture(src, sizeof src, "gpt2-tiny");
+    snprintf(d1, sizeof d1, "%s/half-%s-1", tmpdir, mofo_dtype_name(dt));
+    snprintf(d2, sizeof d2, "%s/half-%s-2", tmpdir, mofo_dtype_name(dt));
+    mofo_err err = {0};
+    mofo_model *m = NULL, *m2 = NULL, *m3 = NULL;
+    CHECK(mofo_model_load(&m, src, &err) == 0, "%s", err.msg);
+    if (!m) return;
+    for (int i = 0; i < m->n_p; i++) m->p[i].dtype = dt;
+    CHECK(mofo_model_save(m, d1, 0, &err) == 0, "%s", err.msg);
+    CHECK(mofo_model_load(&m2, d1, &err) == 0, "%s", err.msg);
+    if (m2) {
+        double worst = 0;
+        for (size_t i = 0; i < m->n_floats; i++) {
+            double a = m->params[i], b = m2->params[i];
+            if (fabs(a) > 1e-4) worst = fmax(worst, fabs(a - b) / fabs(a));
+        }
+        CHECK(worst <= tol, "%s: rounding error %g above %g", mofo_dtype_name(dt), worst, tol);
+        int same = 1;
+        for (int i = 0; i < m2->n_p; i++) same &= m2->p[i].dtype == dt;
+        CHECK(same, "%s: dtype kept", mofo_dtype_name(dt));
+        CHECK(mofo_model_save(m2, d2, 0, &err) == 0, "%s", err.msg);
+        CHECK(mofo_model_load(&m3, d2, &err) == 0 && memcmp(m3->params, m2->params, m2->n_floats * 4) == 0,
+              "%s: exact after the second save", mofo_dtype_name(dt));
+        snprintf(p1, sizeof p1, "%s/model.safetensors", d1);
+        snprintf(p2, sizeof p2, "%s/model.safetensors", d2);
+        CHECK(same_file(p1, p2), "%s: second save identical", mofo_dtype_name(dt));
+    }
+    mofo_model_free(m);
+    mofo_model_free(m2);
+    mofo_model_free(m3);
+}
+
 static void test_half_rounding(void) {
     CHECK(mofo_f32_to_bf16(1.0f) == 0x3F80, "bf16 1");
     CHECK(mofo_f32_to_bf16(1.00390625f) == 0x3F80, "bf16 ties to even (down)");
@@ -412,6 +449,8 @@ int main(void) {
     test_round_trip("llama-tiny", 200000); /* three shards and an index */
     test_gpt2_layout();
     test_gpt2_unprefixed();
+    test_half_save(MOFO_DT_F16, 1.0 / 2048);
+    test_half_save(MOFO_DT_BF16, 1.0 / 256);
     test_new_model("gpt2", 1, 1, MOFO_NAMES_GPT2);
     test_new_model("gpt2", 0, 1, MOFO_NAMES_GPT2);
     test_new_model("llama", 0, 0, MOFO_NAMES_LLAMA);

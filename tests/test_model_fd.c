@@ -38,6 +38,14 @@ static void fd_check(const char *label, mofo_model_config c) {
     float l0;
     CHECK(mofo_model_forward(m, ids, tg, B, T, &l0, &err) == 0, "%s", err.msg);
     CHECK(mofo_model_backward(m, ids, tg, &err) == 0, "%s", err.msg);
+    /* backward needs a forward pass with targets, once */
+    CHECK(mofo_model_backward(m, ids, tg, &err) == MOFO_EINVAL, "second backward refused");
+    int bad[14];
+    memcpy(bad, ids, sizeof bad);
+    bad[3] = c.V;
+    CHECK(mofo_model_forward(m, bad, tg, B, T, &l0, &err) == MOFO_EINVAL && strstr(err.msg, "vocabulary"),
+          "%s: out-of-vocabulary id refused: %s", label, err.msg);
+    CHECK(mofo_model_backward(m, ids, tg, &err) == MOFO_EINVAL, "backward after a failed forward refused");
     float *g = malloc(m->n_floats * sizeof *g);
     memcpy(g, m->grads, m->n_floats * sizeof *g);
     double worst = 0;

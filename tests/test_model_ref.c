@@ -42,6 +42,17 @@ static void check_model(const char *name) {
     CHECK(fabs(loss - ref_loss) <= 1e-5, "%s: loss %.8f vs %.8f", name, loss, ref_loss);
     printf("%s: logits max diff %.3g of %.3g, loss %.7f vs %.7f\n", name, md, mx, loss, ref_loss);
 
+    /* evaluation mode: the same logits and loss from one layer's buffers, and no backward after it */
+    {
+        mofo_model *e = NULL;
+        float le = 0;
+        CHECK(mofo_model_load(&e, dir, &err) == 0, "%s", err.msg);
+        CHECK(e && mofo_model_eval(e, ids, tg, B, T, &le, &err) == 0, "%s", err.msg);
+        CHECK(e && e->a.kept == 1 && le == loss && memcmp(e->a.logits, m->a.logits, sizeof(float) * B * T * V) == 0,
+              "%s: eval and forward agree", name);
+        CHECK(e && mofo_model_backward(e, ids, tg, &err) == MOFO_EINVAL, "%s: no backward after eval", name);
+        mofo_model_free(e);
+    }
     CHECK(mofo_model_backward(m, ids, tg, &err) == 0, "%s", err.msg);
     double worst = 0;
     int n_checked = 0;

@@ -36,6 +36,7 @@ static void fill_grad(float *g, int64_t n, grad_kind kind) {
 typedef struct ref_param {
     int64_t numel, rows;
     float *p, *m, *v;
+    uint8_t *moved; /* (numel) 1 once the entry has moved */
     int filtered;
     double wd;
 } ref_param;
@@ -100,6 +101,7 @@ static void ref_step(ref_param *ps, int np, const float *const *grads, int64_t t
                 float decayed = ps[i].p[e] * decay;
                 int sel = !ps[i].filtered || fabsf(ps[i].m[e]) >= thr;
                 ps[i].p[e] = sel ? decayed + d : decayed;
+                ps[i].moved[e] |= (uint8_t)sel;
                 updated[i] += sel;
             }
         }
@@ -137,7 +139,7 @@ static void run_case(const case_spec *cs) {
         p[i] = malloc((size_t)n * sizeof(float));
         g[i] = malloc((size_t)n * sizeof(float));
         ref[i] = (ref_param){n, cols ? rows : 1, malloc((size_t)n * 4), calloc((size_t)n, 4), calloc((size_t)n, 4),
-                             cols != 0, cols ? 0.05 : 0.0};
+                             calloc((size_t)n, 1), cols != 0, cols ? 0.05 : 0.0};
         for (int64_t e = 0; e < n; e++) p[i][e] = ref[i].p[e] = uniform();
         char name[16];
         snprintf(name, sizeof name, "t%d", i);
@@ -166,6 +168,11 @@ static void run_case(const case_spec *cs) {
                   (long long)st->param_updated[i], (long long)want[i]);
             ok &= same && st->param_updated[i] == want[i];
         }
+        int64_t ever = 0;
+        for (int i = 0; i < cs->np; i++)
+            for (int64_t e = 0; e < ref[i].numel; e++) ever += ref[i].moved[e];
+        CHECK(st->ever_updated == ever, "%s: step %d: %lld entries ever moved, reference %lld", cs->what, t,
+              (long long)st->ever_updated, (long long)ever);
     }
     for (int i = 0; i < cs->np; i++) {
         free(p[i]);
@@ -173,6 +180,7 @@ static void run_case(const case_spec *cs) {
         free(ref[i].p);
         free(ref[i].m);
         free(ref[i].v);
+        free(ref[i].moved);
     }
     mofo_optim_destroy(opt);
 }

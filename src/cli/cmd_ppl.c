@@ -153,7 +153,7 @@ int cmd_ppl(int argc, char **argv) {
         rc = 1;
     } else {
         for (int i = 0; i < n; i++) tg[i] = i + 1 < n ? ids[i + 1] : -100;
-        if (mofo_model_forward(m, ids, tg, 1, n, &loss, &err)) {
+        if (mofo_model_eval(m, ids, tg, 1, n, &loss, &err)) {
             fprintf(stderr, "mofo ppl: %s\n", err.msg);
             rc = 1;
         }

@@ -1,5 +1,6 @@
 /* Recursive-descent JSON parser with an arena; strict RFC 8259 (no comments, no trailing commas). */
 #include "json.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -95,22 +96,6 @@ static int hex4(parser *p, unsigned *out) {
     return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Parses a string at p->pos (which is at the opening quote); unescaped bytes go to the arena. */
 static int parse_string(parser *p, const char **out, size_t *out_len) {
     p->pos++; /* opening quote */
@@ -166,7 +151,7 @@ static int parse_string(parser *p, const char **out, size_t *out_len) {
                     if (lo >= 0xDC00 && lo < 0xE000) {
                         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     } else {
-                        n += put_utf8(o + n, 0xFFFD); /* lone high surrogate */
+                        n += mofo_utf8_put(o + n, 0xFFFD); /* lone high surrogate */
                         cp = lo >= 0xD800 && lo < 0xE000 ? 0xFFFD : lo;
                     }
                 } else {
@@ -175,7 +160,7 @@ static int parse_string(parser *p, const char **out, size_t *out_len) {
             } else if (cp >= 0xDC00 && cp < 0xE000) {
                 cp = 0xFFFD; /* lone low surrogate */
             }
-            n += put_utf8(o + n, cp);
+            n += mofo_utf8_put(o + n, cp);
             break;
         }
         default: return fail(p, "unknown escape in string");

@@ -173,90 +173,81 @@ void rope_backward(float *dqkv, const float *cos_t, const float *sin_t, int B, i
     rope_apply(dqkv, cos_t, sin_t, B, T, NH, NKV, HD, -1.0f);
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int HD, int window) {
+/* Scaled scores of query head h against its key/value head, S (T,T) = scale * Q K^T, then the
+ * causal (and window) mask: row t keeps u in [t0(t), t]. */
+static void attn_scores(float *S, const float *q, const float *k, int T, int QKV, int HD, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, QKV, k, QKV, 0.0f, S, T);
+}
+
+static int row_start(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
+
+/* The heads run one after another, each product on all of OpenBLAS's threads and each row loop on
+ * OpenMP's: calling BLAS from inside an OpenMP region costs more than it saves here (measured). */
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HD, int window,
+                       float *scratch) {
     int QKV = (NH + 2 * NKV) * HD, A = NH * HD, G = NH / NKV;
-    float scale = 1.0f / sqrtf((float)HD);
-#pragma omp parallel for collapse(2)
+    float scale = 1.0f / sqrtf((float)HD), *P = scratch;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            int kh = h / G;
+            const float *base = qkv + (size_t)b * T * QKV;
+            const float *q = base + (size_t)h * HD, *k = base + (size_t)(NH + h / G) * HD,
+                        *v = base + (size_t)(NH + NKV + h / G) * HD;
+            float *l = lse + ((size_t)b * NH + h) * T;
+            attn_scores(P, q, k, T, QKV, HD, scale);
+#pragma omp parallel for schedule(static) if (T >= 128)
             for (int t = 0; t < T; t++) {
-                const float *q = qkv + ((size_t)b * T + t) * QKV + (size_t)h * HD;
-                float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                int t0 = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+                float *p = P + (size_t)t * T;
+                int t0 = row_start(t, window);
                 float mx = -INFINITY;
-                for (int u = 0; u < T; u++) {
-                    if (u < t0 || u > t) {
-                        a[u] = 0.0f;
-                        continue;
-                    }
-                    const float *k = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + kh) * HD;
-                    float s = 0;
-                    for (int i = 0; i < HD; i++) s += q[i] * k[i];
-                    s *= scale;
-                    a[u] = s;
-                    if (s > mx) mx = s;
-                }
+                for (int u = t0; u <= t; u++) mx = p[u] > mx ? p[u] : mx;
                 float sum = 0;
-                for (int u = t0; u <= t; u++) {
-                    a[u] = expf(a[u] - mx);
-                    sum += a[u];
-                }
+                for (int u = t0; u <= t; u++) sum += (p[u] = expf(p[u] - mx));
                 float inv = 1.0f / sum;
-                for (int u = t0; u <= t; u++) a[u] *= inv;
-                float *o = out + ((size_t)b * T + t) * A + (size_t)h * HD;
-                for (int i = 0; i < HD; i++) o[i] = 0;
-                for (int u = t0; u <= t; u++) {
-                    const float *v = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + NKV + kh) * HD;
-                    for (int i = 0; i < HD; i++) o[i] += a[u] * v[i];
-                }
+                for (int u = 0; u < T; u++) p[u] = u >= t0 && u <= t ? p[u] * inv : 0.0f;
+                l[t] = mx + logf(sum);
             }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, P, T, v, QKV, 0.0f,
+                        out + (size_t)b * T * A + (size_t)h * HD, A);
         }
 }
 
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att, int B,
-                        int T, int NH, int NKV, int HD) {
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B,
+                        int T, int NH, int NKV, int HD, int window, float *scratch) {
     int QKV = (NH + 2 * NKV) * HD, A = NH * HD, G = NH / NKV;
-    float scale = 1.0f / sqrtf((float)HD);
-    memset(dqkv, 0, (size_t)B * T * QKV * sizeof *dqkv);
-    /* one task per (batch, key/value head): the query heads of a group share dk, dv */
-#pragma omp parallel for collapse(2)
+    float scale = 1.0f / sqrtf((float)HD), *P = scratch, *dP = scratch + (size_t)T * T;
     for (int b = 0; b < B; b++)
-        for (int kh = 0; kh < NKV; kh++)
-            for (int h = kh * G; h < (kh + 1) * G; h++)
-                for (int t = 0; t < T; t++) {
-                    const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                    float *da = datt + (((size_t)b * NH + h) * T + t) * T;
-                    const float *dy = dout + ((size_t)b * T + t) * A + (size_t)h * HD;
-                    const float *q = qkv + ((size_t)b * T + t) * QKV + (size_t)h * HD;
-                    float *dq = dqkv + ((size_t)b * T + t) * QKV + (size_t)h * HD;
-                    float dot = 0;
-                    for (int u = 0; u <= t; u++) {
-                        if (a[u] == 0.0f) {
-                            da[u] = 0.0f;
-                            continue;
-                        }
-                        const float *v = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + NKV + kh) * HD;
-                        float *dv = dqkv + ((size_t)b * T + u) * QKV + (size_t)(NH + NKV + kh) * HD;
-                        float s = 0;
-                        for (int i = 0; i < HD; i++) {
-                            s += dy[i] * v[i];
-                            dv[i] += a[u] * dy[i];
-                        }
-                        da[u] = s;
-                        dot += a[u] * s;
+        for (int h = 0; h < NH; h++) {
+            int kh = h / G;
+            const float *base = qkv + (size_t)b * T * QKV, *k = base + (size_t)(NH + kh) * HD,
+                        *v = base + (size_t)(NH + NKV + kh) * HD;
+            float *dbase = dqkv + (size_t)b * T * QKV, *dk = dbase + (size_t)(NH + kh) * HD,
+                  *dv = dbase + (size_t)(NH + NKV + kh) * HD;
+            const float *q = base + (size_t)h * HD, *dy = dout + (size_t)b * T * A + (size_t)h * HD,
+                        *y = out + (size_t)b * T * A + (size_t)h * HD, *l = lse + ((size_t)b * NH + h) * T;
+            /* recompute the probabilities from the scores and the saved log-sum-exp */
+            attn_scores(P, q, k, T, QKV, HD, scale);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dy, A, v, QKV, 0.0f, dP, T);
+#pragma omp parallel for schedule(static) if (T >= 128)
+            for (int t = 0; t < T; t++) {
+                float *p = P + (size_t)t * T, *dp = dP + (size_t)t * T;
+                int t0 = row_start(t, window);
+                float D = 0; /* sum_u P dP = dO . O */
+                for (int i = 0; i < HD; i++) D += dy[(size_t)t * A + i] * y[(size_t)t * A + i];
+                for (int u = 0; u < T; u++) {
+                    if (u < t0 || u > t) {
+                        p[u] = dp[u] = 0.0f;
+                        continue;
                     }
-                    for (int u = 0; u <= t; u++) {
-                        if (a[u] == 0.0f) continue;
-                        float dpre = a[u] * (da[u] - dot) * scale;
-                        const float *k = qkv + ((size_t)b * T + u) * QKV + (size_t)(NH + kh) * HD;
-                        float *dk = dqkv + ((size_t)b * T + u) * QKV + (size_t)(NH + kh) * HD;
-                        for (int i = 0; i < HD; i++) {
-                            dq[i] += dpre * k[i];
-                            dk[i] += dpre * q[i];
-                        }
-                    }
+                    p[u] = expf(p[u] - l[t]);
+                    dp[u] = p[u] * (dp[u] - D); /* dS */
                 }
+            }
+            /* dQ = scale dS K, dK += scale dS^T Q, dV += P^T dO */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dP, T, k, QKV, 0.0f,
+                        dbase + (size_t)h * HD, QKV);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dP, T, q, QKV, 1.0f, dk, QKV);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, P, T, dy, A, 1.0f, dv, QKV);
+        }
 }
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */

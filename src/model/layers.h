@@ -37,11 +37,14 @@ void rope_forward(float *qkv, const float *cos_t, const float *sin_t, int B, int
 // dqkv (B,T,QKV): the transposed rotation, in place
 void rope_backward(float *dqkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD);
 
-// qkv (B,T,QKV) -> out (B,T,NH*HD), att (B,NH,T,T) probabilities; causal, window 0 = unlimited
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int NKV, int HD, int window);
-// dout (B,T,NH*HD) -> dqkv (B,T,QKV) =; datt (B,NH,T,T) scratch
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att, int B,
-                        int T, int NH, int NKV, int HD);
+// qkv (B,T,QKV) -> out (B,T,NH*HD), lse (B,NH,T) the log-sum-exp of each row's scaled scores; causal,
+// window 0 = unlimited. Scores and probabilities live only in scratch (T*T floats).
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HD, int window,
+                       float *scratch);
+// dout (B,T,NH*HD), out and lse of the forward -> dqkv (B,T,QKV) +=: the probabilities are recomputed
+// (flash-attention style); scratch: 2*T*T floats
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B,
+                        int T, int NH, int NKV, int HD, int window, float *scratch);
 
 // GELU with the tanh approximation: inp (N,F) -> out (N,F)
 void gelu_forward(float *out, const float *inp, size_t n);

@@ -411,27 +411,30 @@ void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
 
 static size_t fc_width(const mofo_model_config *c) { return c->act == MOFO_ACT_SWIGLU ? 2 * (size_t)c->FF : (size_t)c->FF; }
 
-size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) {
-    size_t N = (size_t)B * T, L = c->L, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
-           FC = fc_width(c), FF = c->FF, ATT = (size_t)B * c->NH * T * T;
-    size_t per_layer = N * (4 * C + 4 + QKV + A + FC + FF) + ATT;
+static size_t act_floats(const mofo_model_config *c, int B, int T, int kept) {
+    size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
+           FC = fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
+    size_t per_layer = N * (4 * C + 4 + QKV + A + FC + FF) + LSE;
     size_t top = N * C + N * (C + 2) + N * (size_t)c->V + N;
-    size_t scratch = N * (3 * C + QKV + A + FC + FF) + ATT + (size_t)T * c->HD;
+    size_t scratch = N * (3 * C + QKV + A + FC + FF) + 2 * (size_t)T * T + (size_t)T * c->HD;
     return L * per_layer + top + scratch;
 }
 
-static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
+size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) { return act_floats(c, B, T, c->L); }
+
+/* Activations for B x T keeping `kept` layers' worth (L for training, 1 for evaluation). */
+static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     mofo_acts *a = &m->a;
-    if (a->resid && a->B == B && a->T == T) return 0;
+    if (a->resid && a->B == B && a->T == T && a->kept >= kept) return 0;
     free(a->resid);
     memset(a, 0, sizeof *a);
     const mofo_model_config *c = &m->cfg;
-    size_t total = mofo_model_act_floats(c, B, T);
+    size_t total = act_floats(c, B, T, kept);
     float *base = malloc(total * sizeof *base);
     if (!base) return mofo_errf(err, MOFO_ENOMEM, "out of memory for activations (B=%d, T=%d: %zu MB)", B, T,
                                 total * 4 >> 20);
-    size_t N = (size_t)B * T, L = c->L, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
-           FC = fc_width(c), FF = c->FF, ATT = (size_t)B * c->NH * T * T;
+    size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD,
+           QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD, FC = fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
     float *p = base;
 #define TAKE(field, n) (a->field = p, p += (n))
     TAKE(resid, (L + 1) * N * C);
@@ -439,7 +442,7 @@ static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
     TAKE(ln1_mean, L * N);
     TAKE(ln1_rstd, L * N);
     TAKE(qkv, L * N * QKV);
-    TAKE(att, L * ATT);
+    TAKE(lse, L * LSE);
     TAKE(atty, L * N * A);
     TAKE(resid2, L * N * C);
     TAKE(ln2, L * N * C);
@@ -456,7 +459,7 @@ static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
     TAKE(dres2, N * C);
     TAKE(dln, N * C);
     TAKE(dqkv, N * QKV);
-    TAKE(datt, ATT);
+    TAKE(attn_scratch, 2 * (size_t)T * T);
     TAKE(datty, N * A);
     TAKE(dfc, N * FC);
     TAKE(dfch, N * FF);
@@ -467,6 +470,7 @@ static int acts_alloc(mofo_model *m, int B, int T, mofo_err *err) {
     a->n_floats = (size_t)(p - base);
     a->B = B;
     a->T = T;
+    a->kept = kept;
     if (c->pos == MOFO_POS_ROPE) {
         float *inv = malloc((size_t)(c->HD / 2) * sizeof *inv);
         if (!inv) {
@@ -497,9 +501,10 @@ static void norm_bwd(const mofo_model_config *c, float *dinp, float *dw, float *
         rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->C);
 }
 
-int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
-                       mofo_err *err) {
+static int forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, int train,
+                   mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
+    m->a.ready = 0;
     if (B <= 0 || T <= 0) return mofo_errf(err, MOFO_EINVAL, "batch %d x %d tokens: both must be positive", B, T);
     if (c->pos == MOFO_POS_LEARNED && T > c->max_T)
         return mofo_errf(err, MOFO_EINVAL, "%d tokens exceed the model's %d positions", T, c->max_T);
@@ -511,26 +516,30 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
             return mofo_errf(err, MOFO_EINVAL, "target %d at position %d is outside the vocabulary and not -100",
                              targets[i], i);
     }
-    int rc = acts_alloc(m, B, T, err);
+    int rc = acts_alloc(m, B, T, train ? c->L : 1, err);
     if (rc) return rc;
     mofo_acts *a = &m->a;
     int N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD, FF = c->FF;
+    /* training keeps every layer's activations; evaluation reuses layer 0's and alternates two
+     * residual slots */
+#define SLOT(l) ((size_t)(train ? (l) : 0))
+#define RES(l) (a->resid + (size_t)(train ? (l) : (l) % 2) * N * C)
     int FC = (int)fc_width(c);
-    size_t ATT = (size_t)B * c->NH * T * T;
+    size_t LSE = (size_t)B * c->NH * T;
     embed_forward(a->resid, inputs, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe : NULL, B, T, C);
     for (int l = 0; l < L; l++) {
         const mofo_layer_w *w = &m->w.layer[l];
-        float *x = a->resid + (size_t)l * N * C, *ln1 = a->ln1 + (size_t)l * N * C, *qkv = a->qkv + (size_t)l * N * QKV,
-              *att = a->att + l * ATT, *atty = a->atty + (size_t)l * N * A, *r2 = a->resid2 + (size_t)l * N * C,
-              *ln2 = a->ln2 + (size_t)l * N * C, *fc = a->fc + (size_t)l * N * FC, *fch = a->fch + (size_t)l * N * FF,
-              *y = a->resid + (size_t)(l + 1) * N * C;
-        norm_fwd(c, ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, x, w->ln1_w, w->ln1_b, N);
+        size_t k = SLOT(l);
+        float *x = RES(l), *ln1 = a->ln1 + k * N * C, *qkv = a->qkv + k * N * QKV, *lse = a->lse + k * LSE,
+              *atty = a->atty + k * N * A, *r2 = a->resid2 + k * N * C, *ln2 = a->ln2 + k * N * C,
+              *fc = a->fc + k * N * FC, *fch = a->fch + k * N * FF, *y = RES(l + 1);
+        norm_fwd(c, ln1, a->ln1_mean + k * N, a->ln1_rstd + k * N, x, w->ln1_w, w->ln1_b, N);
         matmul_forward(qkv, ln1, w->qkv_w, w->qkv_b, N, C, QKV);
         if (c->pos == MOFO_POS_ROPE) rope_forward(qkv, a->rope_cos, a->rope_sin, B, T, c->NH, c->NKV, c->HD);
-        attention_forward(atty, att, qkv, B, T, c->NH, c->NKV, c->HD, c->sliding_window);
+        attention_forward(atty, lse, qkv, B, T, c->NH, c->NKV, c->HD, c->sliding_window, a->attn_scratch);
         matmul_forward(r2, atty, w->o_w, w->o_b, N, A, C);
         for (size_t i = 0; i < (size_t)N * C; i++) r2[i] += x[i];
-        norm_fwd(c, ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, r2, w->ln2_w, w->ln2_b, N);
+        norm_fwd(c, ln2, a->ln2_mean + k * N, a->ln2_rstd + k * N, r2, w->ln2_w, w->ln2_b, N);
         matmul_forward(fc, ln2, w->fc_w, w->fc_b, N, C, FC);
         if (c->act == MOFO_ACT_SWIGLU)
             swiglu_forward(fch, fc, N, FF);
@@ -539,7 +548,9 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
         matmul_forward(y, fch, w->proj_w, w->proj_b, N, FF, C);
         for (size_t i = 0; i < (size_t)N * C; i++) y[i] += r2[i];
     }
-    norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + (size_t)L * N * C, m->w.lnf_w, m->w.lnf_b, N);
+    norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
+#undef SLOT
+#undef RES
     matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
     m->n_valid = 0;
     if (targets) {
@@ -547,22 +558,33 @@ int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int
         double s = 0;
         for (int i = 0; i < N; i++) s += a->losses[i];
         if (loss) *loss = m->n_valid ? (float)(s / m->n_valid) : NAN;
+        a->ready = train;
     } else if (loss) {
         *loss = NAN;
     }
     return 0;
 }
 
+int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
+                       mofo_err *err) {
+    return forward(m, inputs, targets, B, T, loss, 1, err);
+}
+
+int mofo_model_eval(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, mofo_err *err) {
+    return forward(m, inputs, targets, B, T, loss, 0, err);
+}
+
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
     mofo_acts *a = &m->a;
-    if (!a->resid) return mofo_errf(err, MOFO_EINVAL, "backward without a forward pass");
+    if (!a->ready) return mofo_errf(err, MOFO_EINVAL, "backward needs a successful forward pass with targets first");
     int rc = mofo_model_alloc_grads(m, err);
     if (rc) return rc;
     int B = a->B, T = a->T, N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD,
         FF = c->FF, FC = (int)fc_width(c);
-    size_t ATT = (size_t)B * c->NH * T * T, NC = (size_t)N * C;
+    size_t LSE = (size_t)B * c->NH * T, NC = (size_t)N * C;
     if (m->n_valid == 0) return 0; /* nothing counted: zero gradient */
+    a->ready = 0; /* the logits become their gradient: a second backward would be wrong */
     crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
     float *dlogits = a->logits;
     matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
@@ -573,7 +595,7 @@ int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mo
         const mofo_layer_w *w = &m->w.layer[l];
         mofo_layer_w *g = &m->g.layer[l];
         float *x = a->resid + (size_t)l * NC, *ln1 = a->ln1 + (size_t)l * NC, *qkv = a->qkv + (size_t)l * N * QKV,
-              *att = a->att + l * ATT, *atty = a->atty + (size_t)l * N * A, *r2 = a->resid2 + (size_t)l * NC,
+              *lse = a->lse + l * LSE, *atty = a->atty + (size_t)l * N * A, *r2 = a->resid2 + (size_t)l * NC,
               *ln2 = a->ln2 + (size_t)l * NC, *fc = a->fc + (size_t)l * N * FC, *fch = a->fch + (size_t)l * N * FF;
         /* MLP block: y = r2 + proj(act(fc(norm2(r2)))) */
         memcpy(a->dres2, a->dres, NC * sizeof *a->dres);
@@ -588,7 +610,9 @@ int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mo
         /* attention block: r2 = x + o(attn(qkv(norm1(x)))) */
         memcpy(a->dres, a->dres2, NC * sizeof *a->dres);
         matmul_backward(a->datty, g->o_w, g->o_b, a->dres2, atty, w->o_w, N, A, C);
-        attention_backward(a->dqkv, a->datt, a->datty, qkv, att, B, T, c->NH, c->NKV, c->HD);
+        memset(a->dqkv, 0, (size_t)N * QKV * sizeof *a->dqkv);
+        attention_backward(a->dqkv, a->datty, qkv, atty, lse, B, T, c->NH, c->NKV, c->HD, c->sliding_window,
+                           a->attn_scratch);
         if (c->pos == MOFO_POS_ROPE) rope_backward(a->dqkv, a->rope_cos, a->rope_sin, B, T, c->NH, c->NKV, c->HD);
         matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, ln1, w->qkv_w, N, C, QKV);
         norm_bwd(c, a->dres, g->ln1_w, g->ln1_b, a->dln, x, w->ln1_w, a->ln1_mean + (size_t)l * N,

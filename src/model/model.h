@@ -87,10 +87,12 @@ typedef struct mofo_weights {
 /* Saved activations of one forward pass, sized for B x T. */
 typedef struct mofo_acts {
     int B, T;
+    int kept;       /* layers whose activations the buffers hold: L (training) or 1 (evaluation) */
+    int ready;      /* the last forward pass succeeded with targets: backward may run */
     float *resid;   /* (L+1, B, T, C): input of each layer, then the last layer's output */
     float *ln1, *ln1_mean, *ln1_rstd;   /* (L, B, T, C), (L, B, T), (L, B, T) */
     float *qkv;     /* (L, B, T, QKV) after bias and RoPE */
-    float *att;     /* (L, B, NH, T, T) softmax probabilities */
+    float *lse;     /* (L, B, NH, T) log-sum-exp of each attention row (probabilities are recomputed) */
     float *atty;    /* (L, B, T, NH HD) */
     float *resid2;  /* (L, B, T, C) after the attention block */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -100,7 +102,8 @@ typedef struct mofo_acts {
     float *logits;  /* (B, T, V); after backward it holds dlogits */
     float *losses;  /* (B, T) per-position loss, 0 where ignored */
     /* backward scratch */
-    float *dres, *dres2, *dln, *dqkv, *datt, *datty, *dfc, *dfch;
+    float *dres, *dres2, *dln, *dqkv, *datty, *dfc, *dfch;
+    float *attn_scratch; /* (2, T, T): one head's probabilities and their gradient */
     float *rope_cos, *rope_sin; /* (T, HD/2) */
     size_t n_floats;
 } mofo_acts;
@@ -144,6 +147,9 @@ void mofo_model_zero_grads(mofo_model *m);
  * activations are kept for backward. Logits end in m->a.logits. */
 int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
                        mofo_err *err);
+/* The same forward pass without keeping activations for backward: one layer's buffers serve all
+ * layers, so memory does not grow with L. Logits and loss as mofo_model_forward's. */
+int mofo_model_eval(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, mofo_err *err);
 /* Backward of the last forward (which had targets): accumulates into m->grads. */
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err);
 

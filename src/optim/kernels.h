@@ -23,12 +23,18 @@ typedef struct rule_consts {
     float decay;          /* 1 - lr*wd */
 } rule_consts;
 
+/* What a rule gives for one entry: the momentum the step uses and the update. */
+typedef struct rule_out {
+    float mom, delta;
+} rule_out;
+
 /* One entry of a rule. first: this pass owns the moment update of AdamW and SGDM (filtered pass 1,
  * or the dense pass); last: it owns Lion's (pass 2, or the dense pass), which its interpolation
- * reads before. Sets *mom to the momentum the step uses and *delta to the update, which pass 1
- * computes only when want_delta (the update filter) since it costs a sqrt and a division. */
-ALWAYS_INLINE void rule_entry(mofo_rule rule, int first, int last, int want_delta, const rule_consts *k, float g,
-                              float *m, float *v, float *mom, float *delta) {
+ * reads before. The update is computed only when want_delta (pass 1 needs it for the update filter
+ * alone, since it costs a sqrt and a division). */
+ALWAYS_INLINE rule_out rule_entry(mofo_rule rule, int first, int last, int want_delta, const rule_consts *k,
+                                  float g, float *m, float *v) {
+    rule_out r = {0, 0};
     switch (rule) {
     case MOFO_RULE_ADAMW:
         if (first) {
@@ -36,25 +42,26 @@ ALWAYS_INLINE void rule_entry(mofo_rule rule, int first, int last, int want_delt
             *v = *v * k->b2;            /* exp_avg_sq.mul_(beta2) */
             *v = *v + k->c2 * g * g;    /*   .addcmul_(grad, grad, value=1-beta2) */
         }
-        *mom = *m;
+        r.mom = *m;
         if (want_delta) {
             float h = sqrtf(*v) / k->bc2s + k->eps; /* (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps) */
-            *delta = k->neg_step * *m / h;          /* param.addcdiv_(exp_avg, denom, value=-step_size) */
+            r.delta = k->neg_step * *m / h;         /* param.addcdiv_(exp_avg, denom, value=-step_size) */
         }
         break;
     case MOFO_RULE_LION: {
         float c = k->b1 * *m + k->c1 * g;
-        *mom = c;
-        *delta = k->neg_step * (float)((c > 0) - (c < 0));
+        r.mom = c;
+        r.delta = k->neg_step * (float)((c > 0) - (c < 0));
         if (last) *m = k->b2 * *m + k->c2 * g;
         break;
     }
     case MOFO_RULE_SGDM:
         if (first) *m = *m * k->b1 + g;
-        *mom = *m;
-        *delta = k->neg_step * *m;
+        r.mom = *m;
+        r.delta = k->neg_step * *m;
         break;
     }
+    return r;
 }
 
 /* ---- filter keys: the float bits of |score|, whose unsigned order is the float order ---- */

@@ -29,7 +29,7 @@ typedef struct step_ctx {
 } step_ctx;
 
 typedef struct tile_buf {
-    float delta[TILE];
+    float delta[TILE], sq[TILE];
     uint32_t keys[TILE];
     uint8_t sel[TILE], cand[TILE]; /* entries that move / that wait for the exact threshold */
 } tile_buf;
@@ -50,34 +50,55 @@ void mofo_optim_free_scratch(mofo_optim *o) {
     o->scratch_threads = 0;
 }
 
-/* Sets the coverage bits of entries offset..offset+n-1 of a parameter where sel[i] (all when sel is
- * NULL); returns how many were not set before. Atomic: two chunks may share a word. */
-static int64_t mark_touched(uint64_t *touched, int64_t offset, const uint8_t *sel, int64_t n) {
-    if (!touched) return 0;
-    int64_t newly = 0;
-    for (int64_t j = 0; j < n;) {
-        int64_t e = offset + j;
-        int bit = (int)(e & 63);
-        int64_t take = 64 - bit < n - j ? 64 - bit : n - j;
+/* Packs n flags (bytes of 0 or 1) into bits, 8 at a time; words[(n+63)/64], unused bits zero. */
+static void pack_flags(const uint8_t *flags, int64_t n, uint64_t *words) {
+    for (int64_t w = 0; w * 64 < n; w++) {
         uint64_t mask = 0;
-        if (sel && take == 64) { /* pack 8 flags (bytes of 0 or 1) at a time into 8 bits */
+        int64_t base = w * 64, take = n - base < 64 ? n - base : 64;
+        if (take == 64) {
             for (int q = 0; q < 8; q++) {
                 uint64_t bytes;
-                memcpy(&bytes, sel + j + 8 * q, 8);
+                memcpy(&bytes, flags + base + 8 * q, 8);
                 mask |= ((bytes * 0x0102040810204080ull) >> 56) << (8 * q);
             }
-        } else if (sel) {
-            for (int64_t t = 0; t < take; t++) mask |= (uint64_t)sel[j + t] << (bit + t);
         } else {
-            mask = (take == 64 ? ~0ull : ((1ull << take) - 1)) << bit;
+            for (int64_t t = 0; t < take; t++) mask |= (uint64_t)flags[base + t] << t;
         }
-        if (mask & ~__atomic_load_n(&touched[e >> 6], __ATOMIC_RELAXED)) {
-            uint64_t old = __atomic_fetch_or(&touched[e >> 6], mask, __ATOMIC_RELAXED);
-            newly += __builtin_popcountll(mask & ~old);
-        }
-        j += take;
+        words[w] = mask;
+    }
+}
+
+/* ORs one word of coverage bits into touched (atomically: two chunks may share a word); returns
+ * how many were not set before. */
+static int64_t or_bits(uint64_t *touched, uint64_t mask) {
+    if (!(mask & ~__atomic_load_n(touched, __ATOMIC_RELAXED))) return 0;
+    uint64_t old = __atomic_fetch_or(touched, mask, __ATOMIC_RELAXED);
+    return __builtin_popcountll(mask & ~old);
+}
+
+/* Sets the coverage bits of entries offset..offset+n-1 of a parameter where bits (packed, bit i for
+ * entry offset+i) are set, or all of them when bits is NULL; returns how many were new. */
+static int64_t mark_touched(uint64_t *touched, int64_t offset, const uint64_t *bits, int64_t n) {
+    if (!touched) return 0;
+    int64_t newly = 0;
+    int shift = (int)(offset & 63);
+    uint64_t *dst = touched + (offset >> 6);
+    for (int64_t w = 0; w * 64 < n; w++) {
+        int64_t take = n - w * 64 < 64 ? n - w * 64 : 64;
+        uint64_t mask = bits ? bits[w] : take == 64 ? ~0ull : (1ull << take) - 1;
+        newly += or_bits(&dst[w], mask << shift);
+        if (shift && (mask >> (64 - shift))) newly += or_bits(&dst[w + 1], mask >> (64 - shift));
     }
     return newly;
+}
+
+/* The sum of x[0..n), in a loop of its own: a reduction inside the passes' loops keeps GCC 12 from
+ * vectorizing them. */
+static float tile_sum(const float *restrict x, int64_t n) {
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return s;
 }
 
 /* One tile of a parameter: n entries from index on. v points at m for rules without v (unused). */
@@ -103,12 +124,11 @@ ALWAYS_INLINE void state_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, u
     float *restrict m = t->m, *restrict v = t->v;
     int na = 0, ni = 0; /* integer sums vectorize without omp simd (which GCC 12 miscounts here) */
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d = 0;
-        rule_entry(R, 1, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &m[i], &v[i], &mom, &d);
-        uint32_t key = key_entry(F, g[i], mom, d, t->rbase, t->index + i);
+        rule_out r = rule_entry(R, 1, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &m[i], &v[i]);
+        uint32_t key = key_entry(F, g[i], r.mom, r.delta, t->rbase, t->index + i);
         keys[i] = key;
         na += key > hi;
-        ni += key >= lo && key <= hi;
+        ni += (key >= lo) & (key <= hi);
     }
     *above = na;
     *inside = ni;
@@ -120,67 +140,64 @@ ALWAYS_INLINE void peek_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, ui
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v;
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d = 0, mi = m[i], vi = v[i];
-        rule_entry(R, 0, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &mi, &vi, &mom, &d);
-        keys[i] = key_entry(F, g[i], mom, d, t->rbase, t->index + i);
+        float mi = m[i], vi = v[i];
+        rule_out r = rule_entry(R, 0, 0, F == MOFO_FILTER_UPDATE, t->k, g[i], &mi, &vi);
+        keys[i] = key_entry(F, g[i], r.mom, r.delta, t->rbase, t->index + i);
     }
 }
 #define PEEK_TILE(R, F, ...) peek_tile_of(R, F, __VA_ARGS__)
 
-/* Pass 2: p decayed everywhere and moved where the key is above hi; keys and updates kept in the tile
- * buffers, with flags for the entries that moved (sel) and those inside [lo, hi] (cand). Returns the
- * sum of the squared updates of the entries that moved. */
+/* Pass 2: p decayed everywhere and moved where the key is above hi; flags for the entries that moved
+ * (sel) and for the keys inside [lo, hi] (cand), whose keys and updates are kept for the exact
+ * selection. Returns the sum of the squared updates of the entries that moved. */
 ALWAYS_INLINE float apply_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, uint32_t lo, uint32_t hi,
                                   uint32_t *restrict keys, float *restrict delta, uint8_t *restrict sel,
-                                  uint8_t *restrict cand) {
+                                  uint8_t *restrict cand, float *restrict sq_buf) {
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v, *restrict w = t->w;
     const float decay = t->k->decay;
-    float sq = 0;
-#pragma omp simd reduction(+ : sq)
+#pragma omp simd /* if-converts the selects; no reduction here (GCC 12 miscounts int reductions in omp simd) */
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d;
-        rule_entry(R, 0, 1, 1, t->k, g[i], &m[i], &v[i], &mom, &d);
-        uint32_t key = key_entry(F, g[i], mom, d, t->rbase, t->index + i);
+        rule_out r = rule_entry(R, 0, 1, 1, t->k, g[i], &m[i], &v[i]);
+        float d = r.delta;
+        uint32_t key = key_entry(F, g[i], r.mom, d, t->rbase, t->index + i);
         float decayed = w[i] * decay;
         int up = key > hi;
         w[i] = up ? decayed + d : decayed;
+        sel[i] = (uint8_t)up;
+        sq_buf[i] = up ? d * d : 0.0f;
         keys[i] = key;
         delta[i] = d;
-        sel[i] = (uint8_t)up;
-        cand[i] = (uint8_t)(key >= lo && !up);
-        sq += up ? d * d : 0.0f;
+        cand[i] = (uint8_t)((key >= lo) & !up);
     }
-    return sq;
+    return tile_sum(sq_buf, t->n);
 }
 #define APPLY_TILE(R, F, out, ...) (out = apply_tile_of(R, F, __VA_ARGS__))
 
 /* A dense parameter: the whole rule in one pass; returns the sum of the squared updates. */
-ALWAYS_INLINE float dense_tile_of(mofo_rule R, mofo_filter F, const tile_io *t) {
+ALWAYS_INLINE float dense_tile_of(mofo_rule R, mofo_filter F, const tile_io *t, float *restrict sq_buf) {
     const float *restrict g = t->g;
     float *restrict m = t->m, *restrict v = t->v, *restrict w = t->w;
     const float decay = t->k->decay;
-    float sq = 0;
     (void)F;
-#pragma omp simd reduction(+ : sq)
+#pragma omp simd
     for (int64_t i = 0; i < t->n; i++) {
-        float mom, d;
-        rule_entry(R, 1, 1, 1, t->k, g[i], &m[i], &v[i], &mom, &d);
+        float d = rule_entry(R, 1, 1, 1, t->k, g[i], &m[i], &v[i]).delta;
         w[i] = w[i] * decay + d;
-        sq += d * d;
+        sq_buf[i] = d * d;
     }
-    return sq;
+    return tile_sum(sq_buf, t->n);
 }
 #define DENSE_TILE(R, F, out, ...) (out = dense_tile_of(R, F, __VA_ARGS__))
 
-static void dense_chunk(const step_ctx *s, chunk *c) {
+static void dense_chunk(const step_ctx *s, chunk *c, tile_buf *tb) {
     param_state *p = &s->o->params[c->param];
     double sq = 0;
     for (int64_t at = 0; at < c->len; at += TILE) {
         int64_t n = c->len - at < TILE ? c->len - at : TILE;
         tile_io t = tile_at(s, c, at, n);
         float tsq = 0;
-        DISPATCH(DENSE_TILE, s->o->opt.rule, MOFO_FILTER_MOMENTUM, tsq, &t);
+        DISPATCH(DENSE_TILE, s->o->opt.rule, MOFO_FILTER_MOMENTUM, tsq, &t, tb->sq);
         sq += tsq;
     }
     c->updated = c->len;
@@ -248,7 +265,8 @@ static void check_bracket(mofo_optim *o, block *b) {
         above += o->chunks[b->first_chunk + i].n_above;
         inside += o->chunks[b->first_chunk + i].n_inside;
     }
-    if (above < b->k && above + inside >= b->k) {
+    /* a bracket holding the threshold, and few enough entries to select among (else the histogram) */
+    if (above < b->k && above + inside >= b->k && inside <= 4096 + b->numel / 64) {
         b->above = above;
         b->settled = SETTLED_BRACKET;
     }
@@ -332,23 +350,22 @@ static int apply_chunk(const step_ctx *s, chunk *c, tile_buf *tb) {
         const float *d = tb->delta;
         const uint8_t *sel = tb->sel, *cand = tb->cand;
         float tsq = 0;
-        DISPATCH(APPLY_TILE, s->o->opt.rule, s->o->opt.filter, tsq, &t, lo, hi, tb->keys, tb->delta, tb->sel, tb->cand);
+        DISPATCH(APPLY_TILE, s->o->opt.rule, s->o->opt.filter, tsq, &t, lo, hi, tb->keys, tb->delta, tb->sel, tb->cand,
+                 tb->sq);
         sq += tsq;
-        int tile_upd = 0, tile_cand = 0;
-        for (int64_t i = 0; i < n; i++) {
-            tile_upd += sel[i];
-            tile_cand += cand[i];
+        uint64_t selw[TILE / 64], candw[TILE / 64];
+        pack_flags(sel, n, selw);
+        pack_flags(cand, n, candw);
+        int64_t tile_upd = 0;
+        for (int64_t w = 0; w * 64 < n; w++) {
+            tile_upd += __builtin_popcountll(selw[w]);
+            for (uint64_t bits = candw[w]; bits; bits &= bits - 1) { /* few entries wait */
+                int64_t j = w * 64 + __builtin_ctzll(bits);
+                if (push_candidate(c, (uint32_t)(at + j), keys[j], d[j])) return -1;
+            }
         }
         updated += tile_upd;
-        if (tile_cand) /* few entries wait: skip 8 flags at a time */
-            for (int64_t i = 0; i < n; i += 8) {
-                uint64_t any = 1;
-                if (i + 8 <= n) memcpy(&any, cand + i, 8);
-                if (!any) continue;
-                for (int64_t j = i; j < i + 8 && j < n; j++)
-                    if (cand[j] && push_candidate(c, (uint32_t)(at + j), keys[j], d[j])) return -1;
-            }
-        if (tile_upd) newly += mark_touched(p->touched, c->offset + at, tb->sel, n);
+        if (tile_upd) newly += mark_touched(p->touched, c->offset + at, selw, n);
     }
     c->updated = updated;
     c->sq_update = sq;
@@ -394,7 +411,7 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
             int64_t e = c->offset + cd->pos;
             p->data[e] = p->data[e] + cd->delta; /* already decayed in pass 2 */
             sq += (double)cd->delta * cd->delta;
-            uint8_t one = 1;
+            uint64_t one = 1;
             c->newly += mark_touched(p->touched, e, &one, 1);
             c->updated++;
             moved++;
@@ -403,12 +420,12 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
     }
     b->updated = b->above + moved;
     /* next step's bracket: centred on the threshold extrapolated from this step's move, twice as
-       wide as this step's prediction missed by, shrinking by at most half a step */
+       wide as this step's prediction missed by, shrinking by at most 4x a step */
     int64_t next = thr;
     if (b->have_last) {
         uint64_t miss = thr > b->center ? thr - b->center : b->center - thr;
         uint64_t r = 2 * miss + MOFO_RADIUS_MIN;
-        if (r < b->radius / 2) r = b->radius / 2;
+        if (r < b->radius / 4) r = b->radius / 4;
         b->radius = r > MOFO_RADIUS_MAX ? MOFO_RADIUS_MAX : (uint32_t)r;
         next = 2 * (int64_t)thr - (int64_t)b->last_thr;
     }
@@ -525,7 +542,7 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
 #pragma omp for schedule(dynamic)
         for (int ci = 0; ci < o->n_chunks; ci++) {
             chunk *c = &o->chunks[ci];
-            if (c->block < 0) dense_chunk(&s, c);
+            if (c->block < 0) dense_chunk(&s, c, &ts->tile);
             else state_chunk(&s, c, ts);
         }
 #pragma omp for schedule(dynamic) reduction(| : any_unsettled)

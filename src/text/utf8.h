@@ -17,8 +17,7 @@ int mofo_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
 int mofo_utf8_valid(const char *s, size_t n, size_t *bad_at);
 /* Appends s[0..n) with each maximal invalid subpart replaced by U+FFFD. */
 void mofo_utf8_lossy(mofo_strbuf *out, const char *s, size_t n);
-/* Writes cp as UTF-8 into o (4 bytes room); returns the length. */
-size_t mofo_utf8_put(char *o, uint32_t cp);
+/* mofo_utf8_put (writing one code point) is in io/strbuf.h. */
 
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 int mofo_read_file(const char *path, char **data, size_t *len, mofo_err *err);
