@@ -139,7 +139,7 @@ static int nll_windows(mofo_model *m, const int32_t *ids, size_t n, double *nll,
             tg[t] = t + 1 < T ? ids[s + t + 1] : MOFO_IGNORE_INDEX;
         }
         float loss;
-        rc = mofo_model_forward(m, in, tg, 1, T, &loss, err);
+        rc = mofo_model_eval(m, in, tg, 1, T, &loss, err);
         if (!rc) {
             for (int t = 0; t < T - 1; t++) *nll += m->a.losses[t];
             *count += T - 1;
@@ -233,7 +233,7 @@ int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, s
             size_t target = (size_t)(skip + t + 1); /* index into seq of the predicted token */
             tg[t] = target >= n_ctx ? seq[target] : MOFO_IGNORE_INDEX;
         }
-        rc = mofo_model_forward(m, seq + skip, tg, 1, T, NULL, err);
+        rc = mofo_model_eval(m, seq + skip, tg, 1, T, NULL, err);
     }
     if (!rc) {
         double s = 0;

@@ -273,7 +273,7 @@ int mofo_generate(mofo_model *m, const int *prompt, int n_prompt, const mofo_gen
     memset(&s, 0, sizeof s);
     if (o->max_new > 0) {
         if (o->no_cache)
-            rc = mofo_model_forward(m, seq, NULL, 1, len, NULL, err);
+            rc = mofo_model_eval(m, seq, NULL, 1, len, NULL, err);
         else if (!(rc = mofo_infer_init(&s, m, total, err)))
             rc = mofo_infer_feed(&s, m, seq, len, err);
     }
@@ -285,7 +285,7 @@ int mofo_generate(mofo_model *m, const int *prompt, int n_prompt, const mofo_gen
         if (o->on_token && o->on_token(o->ctx, id)) break;
         if (len == total) break;
         if (o->no_cache)
-            rc = mofo_model_forward(m, seq, NULL, 1, len, NULL, err);
+            rc = mofo_model_eval(m, seq, NULL, 1, len, NULL, err);
         else
             rc = mofo_infer_feed(&s, m, &seq[len - 1], 1, err);
     }

@@ -44,7 +44,7 @@ typedef struct mofo_gen_opts {
     double top_p;       /* 1: off */
     uint64_t seed;
     int eos;            /* stop after generating this id; -1: never */
-    int no_cache;       /* recompute the whole sequence with mofo_model_forward at each step */
+    int no_cache;       /* recompute the whole sequence with mofo_model_eval at each step */
     /* called after each new token; a nonzero return stops generation (stop strings) */
     int (*on_token)(void *ctx, int id);
     void *ctx;
