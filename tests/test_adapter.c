@@ -1,15 +1,19 @@
 /* LoRA adapters saved by PEFT 0.21 (fixtures *-lora/, A and B both random): merged in memory, every
  * weight equals merge_and_unload()'s (merged.safetensors) and the logits and loss equal PEFT's
- * (ref.safetensors); adapters that do not fit or use what a merge cannot reproduce are refused. */
+ * (ref.safetensors); `mofo ppl --adapter` gives the merged model's loss and `mofo generate --adapter` runs;
+ * adapters that do not fit or use what a merge cannot reproduce are refused. */
 #define _POSIX_C_SOURCE 200809L
+#include <unistd.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "check.h"
 #include "eval/adapter.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "text/utf8.h"
 
 static void check_model(const char *name) {
     char dir[512], adir[600], path[700];
@@ -64,6 +68,35 @@ static void check_model(const char *name) {
         double e = rel_err(m->a.logits, ref_logits, (long)B * T * V);
         CHECK(e < 1e-5 && fabs(loss - ref_loss) < 1e-5, "%s: logits rel err %g, loss %.7f vs %.7f", name, e, loss,
               ref_loss);
+        /* the command: mofo ppl --adapter on the first row gives the merged model's loss on it */
+        float row_loss = 0;
+        CHECK(mofo_model_eval(m, ids, tg, 1, T, &row_loss, &err) == 0, "%s", err.msg);
+        char cmd[2000], list[600] = "", out_path[] = "/tmp/mofo-test-adapter-out-XXXXXX";
+        for (int t = 0; t < T; t++) snprintf(list + strlen(list), sizeof list - strlen(list), t ? ",%d" : "%d", ids[t]);
+        int fd = mkstemp(out_path);
+        if (fd >= 0) {
+            snprintf(cmd, sizeof cmd, "'%s' ppl --model '%s' --adapter '%s' --ids %s --json > '%s'", MOFO_BIN, dir, adir,
+                     list, out_path);
+            int st = system(cmd);
+            char *txt = NULL;
+            size_t tl = 0;
+            double l = NAN;
+            if (mofo_read_file(out_path, &txt, &tl, NULL) == 0) sscanf(txt, "{\"loss\": %lf", &l);
+            CHECK(st == 0 && fabs(l - row_loss) < 1e-5, "%s: mofo ppl --adapter: %s vs %.7f", name, txt ? txt : "", row_loss);
+            free(txt);
+            snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --adapter '%s' --prompt-ids %s --max-new 4 --ignore-eos --json > '%s'",
+                     MOFO_BIN, dir, adir, list, out_path);
+            st = system(cmd);
+            txt = NULL;
+            CHECK(st == 0 && mofo_read_file(out_path, &txt, &tl, NULL) == 0 && strstr(txt, "{\"ids\": ["),
+                  "%s: mofo generate --adapter: %s", name, txt ? txt : "");
+            free(txt);
+            snprintf(cmd, sizeof cmd, "'%s' ppl --model '%s' --adapter /nonexistent --ids 1,2 2>/dev/null", MOFO_BIN, dir);
+            st = system(cmd);
+            CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: missing adapter: status %d", name, st);
+            close(fd);
+            remove(out_path);
+        }
         printf("%s + LoRA: logits rel err %.3g, loss %.7f vs PEFT %.7f\n", name, e, loss, ref_loss);
         free(ids);
         free(tg);

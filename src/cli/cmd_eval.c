@@ -9,10 +9,11 @@
 #include "commands.h"
 #include "eval/eval.h"
 #include "io/strbuf.h"
+#include "load.h"
 #include "threads.h"
 
 typedef struct {
-    const char *model_dir, *stop, *tpl;
+    const char *model_dir, *adapter, *stop, *tpl;
     int64_t max_new, threads;
     int json, bos;
 } eval_args;
@@ -28,12 +29,13 @@ static const arg_spec SPECS[] = {
     {"template", ARG_STR, &A.tpl, "T", "gen: wrap each prompt as a user turn: tulu, chatml, llama2, plain (default none)"},
     {"bos", ARG_FLAG, &A.bos, NULL, "mc/gen: put BOS before the context/prompt (lm-eval's add_bos_token; default off)"},
     {"json", ARG_FLAG, &A.json, NULL, "print {\"tasks\": [{...}, ...]}"},
+    {"adapter", ARG_STR, &A.adapter, "DIR", "a LoRA adapter (PEFT format) merged into the model in memory"},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void cmd_eval_help(FILE *out) {
-    args_help(out, "eval", "--model DIR --task KIND:FILE [--task ...] [--max-new N] [--stop S] [--template T] [--bos] [--json]",
+    args_help(out, "eval", "--model DIR --task KIND:FILE [--task ...] [--max-new N] [--stop S] [--template T] [--bos] [--adapter DIR] [--json]",
               SPECS, N_SPECS);
     fprintf(out,
             "\nTasks (one JSON object per line):\n"
@@ -149,8 +151,10 @@ int cmd_eval(int argc, char **argv) {
     mofo_err err = {0};
     mofo_tokenizer *tok = NULL;
     mofo_model *m = NULL;
-    if (mofo_tokenizer_load_dir(&tok, A.model_dir, &err) || mofo_model_load(&m, A.model_dir, &err)) {
+    if (mofo_tokenizer_load_dir(&tok, A.model_dir, &err)) {
         fprintf(stderr, "mofo eval: %s\n", err.msg);
+        rc = 1;
+    } else if (cli_load_model("eval", A.model_dir, A.adapter, &m)) {
         rc = 1;
     }
     mofo_strbuf js = {0};

@@ -7,13 +7,13 @@
 #include "args.h"
 #include "commands.h"
 #include "eval/eval.h"
-#include "ids.h"
+#include "load.h"
 #include "io/strbuf.h"
 #include "model/infer.h"
 #include "threads.h"
 
 typedef struct {
-    const char *model_dir, *prompt, *prompt_ids, *tpl;
+    const char *model_dir, *adapter, *prompt, *prompt_ids, *tpl;
     int64_t max_new, seed, threads;
     double temperature, top_p;
     int no_cache, ignore_eos, json;
@@ -32,13 +32,14 @@ static const arg_spec SPECS[] = {
     {"no-cache", ARG_FLAG, &A.no_cache, NULL, "recompute the whole sequence at each step (no KV cache; for checking)"},
     {"ignore-eos", ARG_FLAG, &A.ignore_eos, NULL, "do not stop at the end-of-sequence token"},
     {"json", ARG_FLAG, &A.json, NULL, "print {\"ids\": [new ids], \"text\": \"new text\"} (text null without tokenizer.json)"},
+    {"adapter", ARG_STR, &A.adapter, "DIR", "a LoRA adapter (PEFT format) merged into the model in memory"},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void cmd_generate_help(FILE *out) {
     args_help(out, "generate", "--model DIR (--prompt STR | --prompt-ids 1,2,3) [--template T] [--max-new N] "
-                               "[--temperature X] [--top-p P] [--seed S] [--no-cache] [--ignore-eos] [--json]",
+                               "[--temperature X] [--top-p P] [--seed S] [--no-cache] [--ignore-eos] [--adapter DIR] [--json]",
               SPECS, N_SPECS);
     fprintf(out, "\nGreedy when the temperature is 0. Generation stops after --max-new tokens or at the EOS token\n"
                  "(tokenizer.json's, else config.json's eos_token_id), which is printed among the ids; --ignore-eos\n"
@@ -117,10 +118,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "mofo generate: the prompt has no token\n");
         rc = 2;
     }
-    if (!rc && mofo_model_load(&m, A.model_dir, &err)) {
-        fprintf(stderr, "mofo generate: %s\n", err.msg);
-        rc = 1;
-    }
+    if (!rc && cli_load_model("generate", A.model_dir, A.adapter, &m)) rc = 1;
     for (int i = 0; !rc && i < n; i++)
         if (ids[i] >= m->cfg.V) {
             fprintf(stderr, "mofo generate: token id %d (entry %d) is outside %s's vocabulary of %d\n", ids[i], i + 1,

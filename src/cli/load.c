@@ -1,4 +1,4 @@
-#include "ids.h"
+#include "load.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/adapter.h"
 #include "io/json.h"
 
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **out) {
@@ -58,4 +59,17 @@ int cli_config_eos(const mofo_model *m) {
     if (!e || !mofo_json_int64(e, &v) || v < 0 || v > INT32_MAX) v = -1;
     mofo_json_free(doc);
     return (int)v;
+}
+
+int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, mofo_model **out) {
+    mofo_err err = {0};
+    mofo_model *m = NULL;
+    *out = NULL;
+    if (mofo_model_load(&m, dir, &err) || (adapter_dir && mofo_adapter_merge(m, adapter_dir, NULL, &err))) {
+        fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);
+        mofo_model_free(m);
+        return 1;
+    }
+    *out = m;
+    return 0;
 }
