@@ -223,6 +223,29 @@ int main(void) {
     CHECK(mofo_eval_ppl(m, tok, path, &pr, &err) == 0, "%s", err.msg);
     CHECK(pr.docs == 2 && pr.tokens == tokens && fabs(pr.nll - nll) < 1e-4 * nll, "ppl: %ld docs %ld tokens %f vs %ld %f",
           pr.docs, pr.tokens, pr.nll, tokens, nll);
+    {
+        snprintf(cmd, sizeof cmd, "'%s' eval --model '%s' --task 'ppl:%s' --task 'mc:%s/mc.jsonl' --json", MOFO_BIN, dir,
+                 path, tmpdir);
+        out = run(cmd, &st);
+        double l = NAN;
+        long tk = -1;
+        p = out ? strstr(out, "\"tokens\": ") : NULL;
+        if (p) sscanf(p, "\"tokens\": %ld, \"loss\": %lf", &tk, &l);
+        CHECK(st == 0 && tk == tokens && fabs(l - nll / tokens) < 1e-5 && strstr(out, "\"task\": \"mc\""),
+              "mofo eval ppl+mc: %d %s", st, out ? out : "");
+        free(out);
+        /* mofo generate --prompt through the tokenizer, plain and with a chat template */
+        snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --prompt 'Hello there' --max-new 5 --json", MOFO_BIN, dir);
+        out = run(cmd, &st);
+        CHECK(st == 0 && out && strstr(out, "{\"ids\": [") && strstr(out, "\"text\": \""), "generate --prompt: %d %s",
+              st, out ? out : "");
+        free(out);
+        snprintf(cmd, sizeof cmd, "'%s' generate --model '%s' --prompt 'Hello' --template chatml --max-new 3", MOFO_BIN,
+                 dir);
+        out = run(cmd, &st);
+        CHECK(st == 0, "generate --template chatml: %d %s", st, out ? out : "");
+        free(out);
+    }
 
     /* ---- generation: the greedy output decides the answers; a stop string cuts it ----
      * The final norm keeps channel 0 only and lm_head reads only that channel, +10 for "7" and -10

@@ -196,7 +196,7 @@ int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, s
     if (cl == 0) {
         /* an empty context: the prefix token, then the continuation (with the context's spaces) */
         if (prefix < 0) rc = mofo_errf(err, MOFO_EINVAL, "an empty context and a tokenizer without BOS or EOS");
-        if (!rc) rc = mofo_tokenizer_encode(tok, whole.data, whole.len, 0, &all, err);
+        if (!rc) rc = mofo_tokenizer_encode(tok, whole.data ? whole.data : "", whole.len, 0, &all, err);
         n_ctx = 1;
         if (!rc && (seq = malloc(sizeof(int) * (all.len + 1)))) {
             seq[S++] = prefix;
@@ -204,7 +204,7 @@ int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, s
         }
     } else {
         rc = mofo_tokenizer_encode(tok, context, cl, 0, &ctx, err);
-        if (!rc) rc = mofo_tokenizer_encode(tok, whole.data, whole.len, 0, &all, err);
+        if (!rc) rc = mofo_tokenizer_encode(tok, whole.data ? whole.data : "", whole.len, 0, &all, err);
         int b = add_bos && bos >= 0;
         n_ctx = ctx.len + (size_t)b;
         if (!rc && (seq = malloc(sizeof(int) * (all.len + 1)))) {
