@@ -7,13 +7,14 @@
 #include <string.h>
 
 #include "args.h"
+#include "load.h"
 #include "commands.h"
 #include "model/model.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
 #include "threads.h"
 
-static const char *model_dir, *ids_arg, *text_arg, *file_arg;
+static const char *model_dir, *adapter_dir, *ids_arg, *text_arg, *file_arg;
 static int json_out, no_special;
 static int64_t threads;
 
@@ -24,12 +25,13 @@ static const arg_spec SPECS[] = {
     {"file", ARG_STR, &file_arg, "F", "a file whose text to tokenize with DIR/tokenizer.json"},
     {"no-special", ARG_FLAG, &no_special, NULL, "tokenize without the BOS/EOS the tokenizer adds by default"},
     {"json", ARG_FLAG, &json_out, NULL, "print {\"loss\": L, \"ppl\": P, \"tokens\": N}"},
+    {"adapter", ARG_STR, &adapter_dir, "DIR", "a LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors), merged in memory"},
     {"threads", ARG_INT, &threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void cmd_ppl_help(FILE *out) {
-    args_help(out, "ppl", "--model DIR (--ids 1,2,3 | --text STR | --file F) [--no-special] [--json]", SPECS, N_SPECS);
+    args_help(out, "ppl", "--model DIR (--ids 1,2,3 | --text STR | --file F) [--no-special] [--adapter DIR] [--json]", SPECS, N_SPECS);
     fprintf(out, "\nThe loss is the mean negative log-likelihood (nats) of each token given the ones before it,\n"
                  "over the N-1 predicted positions of N tokens; ppl = exp(loss).\n");
 }
@@ -132,8 +134,7 @@ int cmd_ppl(int argc, char **argv) {
     cli_set_threads((int)threads);
     mofo_err err = {0};
     mofo_model *m = NULL;
-    if (mofo_model_load(&m, model_dir, &err)) {
-        fprintf(stderr, "mofo ppl: %s\n", err.msg);
+    if (cli_load_model("ppl", model_dir, adapter_dir, &m)) {
         free(ids);
         return 1;
     }

@@ -24,6 +24,10 @@ int cmd_finetune(int argc, char **argv);
 void cmd_finetune_help(FILE *out);
 int cmd_diff(int argc, char **argv);
 void cmd_diff_help(FILE *out);
+int cmd_generate(int argc, char **argv);
+void cmd_generate_help(FILE *out);
+int cmd_eval(int argc, char **argv);
+void cmd_eval_help(FILE *out);
 
 /* benchmarks (bench/), reached through `mofo bench NAME` */
 int bench_tokenize(int argc, char **argv);

@@ -25,6 +25,8 @@ static const mofo_command COMMANDS[] = {
     {"data", cmd_data, cmd_data_help, "load a JSONL data set: formats, template, labels, errors"},
     {"finetune", cmd_finetune, cmd_finetune_help, "fine-tune a model on JSONL data (mofo, adamw, l1, l2, hft)"},
     {"diff", cmd_diff, cmd_diff_help, "L2 distance and entries changed between two checkpoints, per tensor"},
+    {"generate", cmd_generate, cmd_generate_help, "continue a prompt: greedy or sampled, with a KV cache"},
+    {"eval", cmd_eval, cmd_eval_help, "evaluate a model: perplexity, multiple choice, generation exact match"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -1,0 +1,75 @@
+#include "load.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/adapter.h"
+#include "io/json.h"
+
+int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **out) {
+    int cap = 16, n = 0;
+    int *ids = malloc(sizeof(int) * (size_t)cap);
+    const char *p = s;
+    while (ids && *p) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "mofo %s: --%s: '%.*s' is not a token id\n", cmd, flag, (int)strcspn(p, ","), p);
+            free(ids);
+            return -1;
+        }
+        if (*end && *end != ',' && *end != ' ') {
+            fprintf(stderr, "mofo %s: --%s: unexpected '%c' after %ld\n", cmd, flag, *end, v);
+            free(ids);
+            return -1;
+        }
+        if (n == cap) {
+            int *ni = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
+            if (!ni) {
+                free(ids);
+                ids = NULL;
+                break;
+            }
+            ids = ni;
+        }
+        ids[n++] = (int)v;
+        p = end;
+    }
+    if (!ids) {
+        fprintf(stderr, "mofo %s: out of memory\n", cmd);
+        return -1;
+    }
+    *out = ids;
+    return n;
+}
+
+int cli_config_eos(const mofo_model *m) {
+    if (!m->config_json) return -1;
+    mofo_json_doc *doc = mofo_json_parse(m->config_json, m->config_len, NULL);
+    if (!doc) return -1;
+    const mofo_json *e = mofo_json_get(mofo_json_root(doc), "eos_token_id");
+    if (e && e->type == MOFO_JSON_ARRAY) e = e->child;
+    int64_t v = -1;
+    if (!e || !mofo_json_int64(e, &v) || v < 0 || v > INT32_MAX) v = -1;
+    mofo_json_free(doc);
+    return (int)v;
+}
+
+int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, mofo_model **out) {
+    mofo_err err = {0};
+    mofo_model *m = NULL;
+    *out = NULL;
+    if (mofo_model_load(&m, dir, &err) || (adapter_dir && mofo_adapter_merge(m, adapter_dir, NULL, &err))) {
+        fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);
+        mofo_model_free(m);
+        return 1;
+    }
+    *out = m;
+    return 0;
+}

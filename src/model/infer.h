@@ -1,0 +1,59 @@
+/* Inference: incremental decoding with a KV cache, greedy and temperature/top-p sampling.
+ *
+ * The cache holds, per layer, the keys and values of every position fed so far: k and v of shape
+ * (L, NKV, T_max, HD). Feeding n new tokens runs the layers of layers.c on those n rows only (RoPE at
+ * their absolute positions, or learned positions from wpe) and attends over the cached positions
+ * 0..pos+n-1, causally and within the sliding window when the model has one.
+ *
+ * No global state: the RNG is a uint64_t the caller owns (splitmix64 + xorshift-style draws). */
+#ifndef MOFO_MODEL_INFER_H
+#define MOFO_MODEL_INFER_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef struct mofo_infer {
+    int T_max;        /* positions the cache holds */
+    int pos;          /* positions fed so far */
+    int n_cap;        /* rows the scratch buffers hold (tokens fed per call) */
+    float *k, *v;     /* (L, NKV, T_max, HD) */
+    float *rope_cos, *rope_sin; /* (T_max, HD/2), RoPE only */
+    /* scratch for n_cap rows */
+    float *x, *ln, *stat1, *stat2, *qkv, *atty, *r2, *fc, *fch, *att; /* att (NH, T_max) */
+    float *logits;    /* (V): the last fed position's logits */
+} mofo_infer;
+
+/* A cache of T_max positions for model m (at most the model's positions when they are learned). */
+int mofo_infer_init(mofo_infer *s, const mofo_model *m, int T_max, mofo_err *err);
+void mofo_infer_free(mofo_infer *s);
+/* Forgets the fed positions (keeps the buffers). */
+void mofo_infer_reset(mofo_infer *s);
+/* Feeds ids[0..n) at positions pos..pos+n-1; the last one's logits (V) end in s->logits. */
+int mofo_infer_feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, mofo_err *err);
+
+/* Picks the next token from logits (V): temperature <= 0 is greedy (the first largest logit, as
+ * torch.argmax); else softmax(logits / temperature), restricted to the smallest set of most
+ * probable tokens whose probability reaches top_p (top_p >= 1 or <= 0: no restriction, as
+ * transformers' TopPLogitsWarper keeps at least one token), then a draw from *rng. */
+int mofo_sample(const float *logits, int V, double temperature, double top_p, uint64_t *rng);
+
+typedef struct mofo_gen_opts {
+    int max_new;        /* tokens to generate at most */
+    double temperature; /* 0: greedy */
+    double top_p;       /* 1: off */
+    uint64_t seed;
+    int eos;            /* stop after generating this id; -1: never */
+    int no_cache;       /* recompute the whole sequence with mofo_model_eval at each step */
+    /* called after each new token; a nonzero return stops generation (stop strings) */
+    int (*on_token)(void *ctx, int id);
+    void *ctx;
+} mofo_gen_opts;
+
+/* Generates after prompt[0..n_prompt) (n_prompt >= 1). The new ids go to *out (malloc'ed, caller
+ * frees) and their count to *n_out; the EOS id, when generated, is included. The prompt and the
+ * new tokens must fit the model's positions when they are learned. */
+int mofo_generate(mofo_model *m, const int *prompt, int n_prompt, const mofo_gen_opts *o, int **out, int *n_out,
+                  mofo_err *err);
+
+#endif
