@@ -159,6 +159,15 @@ static int read_config(mofo_lora *l, const char *dir, mofo_err *err) {
         rc = mofo_errf(err, MOFO_EFORMAT, "%s: DoRA (use_dora) is not supported", path);
     else if (bias && bias->type == MOFO_JSON_STRING && strcmp(bias->str, "none") != 0)
         rc = mofo_errf(err, MOFO_EFORMAT, "%s: bias \"%s\" is not supported (only \"none\")", path, bias->str);
+    const mofo_json *v;
+    if (!rc && (v = mofo_json_get(root, "lora_bias")) && v->type == MOFO_JSON_BOOL && v->boolean)
+        rc = mofo_errf(err, MOFO_EFORMAT, "%s: lora_bias is not supported", path);
+    static const char *patterns[] = {"rank_pattern", "alpha_pattern"};
+    for (int i = 0; !rc && i < 2; i++)
+        if ((v = mofo_json_get(root, patterns[i])) && v->type == MOFO_JSON_OBJECT && v->count)
+            rc = mofo_errf(err, MOFO_EFORMAT, "%s: a non-empty %s is not supported", path, patterns[i]);
+    if (!rc && (v = mofo_json_get(root, "modules_to_save")) && v->type == MOFO_JSON_ARRAY && v->count)
+        rc = mofo_errf(err, MOFO_EFORMAT, "%s: modules_to_save is not supported", path);
     if (rc == 0) {
         l->r = (int)r, l->alpha = a->number;
         l->rslora = rs && rs->type == MOFO_JSON_BOOL && rs->boolean;
@@ -263,7 +272,7 @@ void mofo_lora_merge(const mofo_lora *l, mofo_model *m, const float *base) {
     for (int i = 0; i < l->n; i++) {
         const mofo_lora_target *t = &l->t[i];
         float *W = m->params + m->p[t->param].offset; /* (OC, C) */
-        memcpy(W, base + m->p[t->param].offset, sizeof(float) * (size_t)(t->OC * t->C));
+        if (base != m->params) memcpy(W, base + m->p[t->param].offset, sizeof(float) * (size_t)(t->OC * t->C));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r,
                     t->A, (int)t->C, 1.0f, W, (int)t->C);
     }

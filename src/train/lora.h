@@ -51,7 +51,7 @@ int mofo_lora_save(const mofo_lora *l, const mofo_model *m, const char *dir, con
 void mofo_lora_free(mofo_lora *l);
 
 /* params of every target = base + s B A (other parameters untouched). base: (n_floats), the model's
- * layout. */
+ * layout; m->params itself merges in place. */
 void mofo_lora_merge(const mofo_lora *l, mofo_model *m, const float *base);
 /* gA, gB from the model's weight gradients (m->grads) at the targets. */
 void mofo_lora_backward(mofo_lora *l, const mofo_model *m);
