@@ -36,43 +36,6 @@ void cmd_ppl_help(FILE *out) {
                  "over the N-1 predicted positions of N tokens; ppl = exp(loss).\n");
 }
 
-/* "1, 2,3" -> ids; returns the count or -1 naming the bad entry */
-static int parse_ids(const char *s, int **out) {
-    int cap = 16, n = 0;
-    int *ids = malloc(sizeof(int) * (size_t)cap);
-    const char *p = s;
-    while (ids && *p) {
-        while (*p == ' ' || *p == ',') p++;
-        if (!*p) break;
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX) {
-            fprintf(stderr, "mofo ppl: --ids: '%.*s' is not a token id\n", (int)strcspn(p, ","), p);
-            free(ids);
-            return -1;
-        }
-        if (n == cap) {
-            int *ni = realloc(ids, sizeof(int) * (size_t)(cap *= 2));
-            if (!ni) break;
-            ids = ni;
-        }
-        ids[n++] = (int)v;
-        p = end;
-        if (*p && *p != ',' && *p != ' ') {
-            fprintf(stderr, "mofo ppl: --ids: unexpected '%c' after %ld\n", *p, v);
-            free(ids);
-            return -1;
-        }
-    }
-    if (!ids) {
-        fprintf(stderr, "mofo ppl: out of memory\n");
-        return -1;
-    }
-    *out = ids;
-    return n;
-}
-
 /* --text / --file through DIR's tokenizer (with BOS/EOS as add_special_tokens=True unless --no-special);
  * returns the count, -1 for a usage error, -2 for a failure */
 static int tokenize(int **out) {
@@ -124,7 +87,7 @@ int cmd_ppl(int argc, char **argv) {
         return 2;
     }
     int *ids = NULL;
-    int n = text_arg || file_arg ? tokenize(&ids) : parse_ids(ids_arg, &ids);
+    int n = text_arg || file_arg ? tokenize(&ids) : cli_parse_ids("ppl", "ids", ids_arg, &ids);
     if (n < 0) return n == -1 ? 2 : 1;
     if (n < 2) {
         fprintf(stderr, "mofo ppl: %d token%s, at least 2 needed to predict one\n", n, n == 1 ? "" : "s");

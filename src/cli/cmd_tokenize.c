@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "load.h"
 #include "commands.h"
 #include "io/strbuf.h"
 #include "text/tokenizer.h"
@@ -50,30 +51,6 @@ static int read_stdin(char **data, size_t *len) {
     return 0;
 }
 
-static int parse_ids(const char *s, int32_t **ids, size_t *n) {
-    size_t cap = 16;
-    *n = 0;
-    *ids = malloc(cap * sizeof **ids);
-    if (!*ids) return -1;
-    while (*s) {
-        while (*s == ',' || *s == ' ' || *s == '\t' || *s == '\n' || *s == '[' || *s == ']') s++;
-        if (!*s) break;
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || errno || v < INT32_MIN || v > INT32_MAX) return -1;
-        if (*n == cap) {
-            cap *= 2;
-            int32_t *p = realloc(*ids, cap * sizeof *p);
-            if (!p) return -1;
-            *ids = p;
-        }
-        (*ids)[(*n)++] = (int32_t)v;
-        s = end;
-    }
-    return 0;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     model_dir = tok_file = text_arg = file_arg = decode_arg = NULL;
     json_out = special = skip_special = 0;
@@ -96,10 +73,10 @@ int cmd_tokenize(int argc, char **argv) {
     mofo_strbuf out = {0};
     int status = 0;
     if (decode_arg) {
-        int32_t *ids = NULL;
-        size_t n = 0;
-        if (parse_ids(decode_arg, &ids, &n)) {
-            fprintf(stderr, "mofo tokenize: --decode: '%s' is not a list of integers\n", decode_arg);
+        int *ids = NULL;
+        int parsed = cli_parse_ids("tokenize", "decode", decode_arg, &ids);
+        size_t n = parsed > 0 ? (size_t)parsed : 0;
+        if (parsed < 0) {
             status = 2;
         } else {
             mofo_strbuf text = {0};

@@ -9,12 +9,14 @@
 #include "eval/adapter.h"
 #include "io/json.h"
 
+#define IDS_SEPARATORS ", \t\n[]" /* "1,2,3", "1 2 3" and a JSON list all parse */
+
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **out) {
     int cap = 16, n = 0;
     int *ids = malloc(sizeof(int) * (size_t)cap);
     const char *p = s;
     while (ids && *p) {
-        while (*p == ' ' || *p == ',') p++;
+        while (*p && strchr(IDS_SEPARATORS, *p)) p++;
         if (!*p) break;
         char *end;
         errno = 0;
@@ -24,7 +26,7 @@ int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **out) {
             free(ids);
             return -1;
         }
-        if (*end && *end != ',' && *end != ' ') {
+        if (*end && !strchr(IDS_SEPARATORS, *end)) {
             fprintf(stderr, "mofo %s: --%s: unexpected '%c' after %ld\n", cmd, flag, *end, v);
             free(ids);
             return -1;

@@ -5,7 +5,8 @@
 
 #include "model/model.h"
 
-/* "1, 2,3" -> a malloc'd array; returns the count, or -1 after printing "mofo CMD: --FLAG: ..." */
+/* "1, 2,3", "1 2 3" or "[1, 2, 3]" -> a malloc'd array; returns the count, or -1 after printing
+ * "mofo CMD: --FLAG: ..." */
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **out);
 /* Loads DIR and merges the PEFT LoRA adapter in adapter_dir (when not NULL); prints
  * "mofo CMD: ..." and returns nonzero on an error. */
