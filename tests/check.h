@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int check_passed, check_failed;
 
@@ -44,6 +45,22 @@ static inline double max_rel_err(const float *a, const float *b, long n, double 
         if (r > worst) worst = r;
     }
     return worst;
+}
+
+/* The whole file at path, NUL-terminated (malloc'd; NULL when it cannot be read); *len (may be
+ * NULL) gets its size. */
+static inline char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
+    if (buf) buf[got] = 0;
+    if (len) *len = got;
+    fclose(f);
+    return buf;
 }
 
 #endif

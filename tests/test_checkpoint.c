@@ -16,19 +16,6 @@
 
 static char tmpdir[256];
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *len = buf ? fread(buf, 1, (size_t)n, f) : 0;
-    if (buf) buf[*len] = 0;
-    fclose(f);
-    return buf;
-}
-
 static void spit(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f) return;
@@ -37,7 +24,7 @@ static void spit(const char *path, const void *data, size_t len) {
 }
 
 static int same_file(const char *a, const char *b) {
-    size_t la, lb;
+    size_t la = 0, lb = 0;
     char *x = slurp(a, &la), *y = slurp(b, &lb);
     int same = x && y && la == lb && memcmp(x, y, la) == 0;
     free(x);

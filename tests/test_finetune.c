@@ -43,15 +43,6 @@ static int mofo(const char *env, const char *fmt, ...) {
     return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static char *slurp(const char *path, size_t *len) {
-    char *d = NULL;
-    size_t n = 0;
-    mofo_err err;
-    if (mofo_read_file(path, &d, &n, &err)) return NULL;
-    if (len) *len = n;
-    return d;
-}
-
 static char *out_text(const char *which) {
     char p[400];
     snprintf(p, sizeof p, "%s/%s.txt", tmp, which);

@@ -13,22 +13,6 @@
 #define N_TENSORS 6
 static const char *NAMES[N_TENSORS] = {"w1", "w2", "b1", "ties", "emb", "small"};
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static float *load(const mofo_st_file *f, const char *fmt, int step, const char *name, const mofo_st_tensor **info) {
     char key[128];
     if (step >= 0) snprintf(key, sizeof key, fmt, step, name);
