@@ -1,4 +1,5 @@
-/* libmofo internals shared by optim.c (registry, options), step.c (the step) and state.c (I/O). */
+/* libmofo internals shared by optim.c (registry, options), plan.c (blocks and chunks), step.c (the
+ * step) and state.c (I/O). */
 #ifndef MOFO_OPTIM_INTERNAL_H
 #define MOFO_OPTIM_INTERNAL_H
 
@@ -36,8 +37,7 @@ typedef struct param_state {
     uint64_t *touched; /* (ceil(numel/64)) bit i set once entry i has moved; NULL without coverage */
 } param_state;
 
-/* An entry a filtered block could not decide from the histograms alone: its key shares the
- * bucket that holds the k-th largest key. */
+/* An entry that pass 2 could not decide: its key lies inside the block's bracket [lo, hi]. */
 typedef struct candidate {
     uint32_t key;
     float delta;  /* the update it gets if selected (p is already decayed) */
@@ -68,8 +68,7 @@ enum { SETTLED_EXACT = 1, SETTLED_BRACKET, SETTLED_HISTOGRAM };
  * as candidates for the exact selection. The bracket comes, in order of preference, from:
  *   - the keys themselves (small blocks: lo = hi = the exact threshold);
  *   - a prediction from the last two thresholds +- radius, checked by two counts in pass 1 (|m|
- *     moves slowly: after
- *     the first steps this hits, and pass 1 costs no more than the moment update);
+ *     moves slowly: after the first steps this hits, and the counts cost little in pass 1);
  *   - otherwise a histogram of the top 12 bits in an extra read-only pass (the bucket holding the
  *     k-th largest key). */
 typedef struct block {
@@ -82,8 +81,8 @@ typedef struct block {
     uint32_t last_thr;         /* last step's threshold */
     uint32_t center, radius;   /* this step's bracket: the predicted threshold and the half-width */
     uint32_t *hist;            /* (MOFO_HIST_BINS) shared histogram of a block of several chunks */
-    int64_t updated;
-    uint32_t *sort_keys; /* (numel) select_by_sort only */
+    int64_t updated;           /* entries moved this step */
+    uint32_t *sort_keys;       /* (numel) select_by_sort only */
 } block;
 
 struct mofo_optim {
@@ -115,7 +114,7 @@ static inline void block_bracket(block *b) {
     b->hi = b->center < UINT32_MAX - b->radius ? b->center + b->radius : UINT32_MAX;
 }
 
-/* Builds blocks and chunks from the registered parameters (step.c). */
+/* Builds blocks and chunks from the registered parameters (plan.c). */
 int mofo_optim_plan(mofo_optim *o, mofo_err *err);
 
 /* Makes the optimizer find thresholds by a full sort of each block's keys (O(n log n)): the
