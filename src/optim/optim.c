@@ -117,10 +117,13 @@ int mofo_options_set(mofo_options *o, const char *name, const char *value, mofo_
         o->seed = (uint64_t)i;
         return 0;
     }
-    if (strcmp(name, "threads") == 0 || strcmp(name, "track_coverage") == 0) {
+    int *small_int = strcmp(name, "threads") == 0 ? &o->threads
+                     : strcmp(name, "track_coverage") == 0 ? &o->track_coverage
+                                                            : NULL;
+    if (small_int) {
         if ((rc = parse_int(name, value, &i, err))) return rc;
         if (i < 0 || i > 1 << 20) return mofo_errf(err, MOFO_EINVAL, "option %s: %lld is out of range", name, i);
-        *(name[0] == 't' && name[1] == 'h' ? &o->threads : &o->track_coverage) = (int)i;
+        *small_int = (int)i;
         return 0;
     }
     return mofo_errf(err, MOFO_EINVAL, "unknown option '%s'", name);
