@@ -199,6 +199,11 @@ static void test_bad_options(void) {
     mofo_options_init(&o, MOFO_RULE_ADAMW);
     CHECK(mofo_options_set(&o, "alpha", "0.2", &err) == 0 && o.alpha == 0.2, "alpha set");
     CHECK(mofo_options_set(&o, "rule", "lion", &err) == 0 && o.rule == MOFO_RULE_LION && o.beta2 == 0.99, "rule set");
+    CHECK(mofo_options_set(&o, "threads", "2", &err) == 0 && o.threads == 2, "threads set");
+    CHECK(mofo_options_set(&o, "track_coverage", "0", &err) == 0 && o.track_coverage == 0 && o.threads == 2,
+          "track_coverage set");
+    CHECK(mofo_options_set(&o, "ties", "exact-k", &err) == 0 && o.ties == MOFO_TIES_EXACT_K, "ties set");
+    CHECK(mofo_options_set(&o, "threads", "-1", &err) == MOFO_EINVAL && strstr(err.msg, "option threads"), "%s", err.msg);
     struct {
         const char *name, *value, *needle;
     } checks[] = {
