@@ -1,0 +1,4 @@
+# The synthetic world of `mofo demo`: people, biographies, questions and word problems from a seed.
+set(MOFO_DEMO_SOURCES
+  src/demo/world.c
+)
