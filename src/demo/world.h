@@ -24,6 +24,7 @@
 #ifndef MOFO_DEMO_WORLD_H
 #define MOFO_DEMO_WORLD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "io/strbuf.h"
