@@ -2,14 +2,17 @@
  * every byte's spelling is GPT-2's bytes_to_unicode (checked against the gpt2-style fixture for
  * ASCII and by hand for a few others), plain text encodes to its bytes, special tokens to their ids,
  * decoding gives the text back (ASCII, multi-byte UTF-8, the synthetic world's files), and the
- * written folder loads with its BOS/EOS/PAD and takes a MetaMathQA file through the tulu template. */
+ * written folder loads with its BOS/EOS/PAD and takes a MetaMathQA file through the tulu template;
+ * with a random Llama saved beside it, `mofo eval` runs every evaluation file of a world. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "check.h"
 #include "demo/byte_tokenizer.h"
 #include "demo/world.h"
+#include "model/model.h"
 #include "text/dataset.h"
 #include "text/tokenizer.h"
 
@@ -137,6 +140,33 @@ int main(void) {
         mofo_dataset_free(&ds);
         mofo_tokenizer_free(tok);
     }
+
+    /* mofo eval takes the world's ppl, mc and gen files with this tokenizer (a random tiny Llama) */
+    mofo_model_config c;
+    mofo_model *m = NULL;
+    CHECK(mofo_config_preset(&c, "llama", "tiny", &err) == 0, "%s", err.msg);
+    c.V = MOFO_BYTE_TOK_VOCAB;
+    c.max_T = 512; /* RoPE: a byte per token, so a word problem is ~150 positions */
+    CHECK(mofo_model_create(&m, &c, 5, 0.3f, &err) == 0 && mofo_model_save(m, dir, 0, &err) == 0, "%s", err.msg);
+    mofo_model_free(m);
+    o.n_people = 3, o.n_problems = 10;
+    CHECK(mofo_world_build(&w, &o, &err) == 0, "%s", err.msg);
+    char wdir[160];
+    snprintf(wdir, sizeof wdir, "%s/world", dir);
+    CHECK(mofo_world_write(&w, wdir, NULL, &err) == 0, "%s", err.msg);
+    mofo_world_free(&w);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "OMP_NUM_THREADS=2 '%s' eval --model '%s' --task ppl:%s/knowledge_heldout.jsonl --task mc:%s/knowledge_mc.jsonl "
+             "--task gen:%s/knowledge_gen.jsonl --task gen:%s/math_test.jsonl --max-new 3 --json >'%s/eval.json' 2>&1",
+             MOFO_BIN, dir, wdir, wdir, wdir, wdir, dir);
+    int st = system(cmd);
+    snprintf(path, sizeof path, "%s/eval.json", dir);
+    char *out = slurp(path, NULL);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && out && strstr(out, "\"n\": 9") && strstr(out, "\"n\": 3") &&
+              strstr(out, "\"n\": 2"),
+          "mofo eval: %s", out ? out : "no output");
+    free(out);
     char rm[128];
     snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
     if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);
