@@ -28,6 +28,8 @@ int cmd_generate(int argc, char **argv);
 void cmd_generate_help(FILE *out);
 int cmd_eval(int argc, char **argv);
 void cmd_eval_help(FILE *out);
+int cmd_world(int argc, char **argv);
+void cmd_world_help(FILE *out);
 
 /* benchmarks (bench/), reached through `mofo bench NAME` */
 int bench_tokenize(int argc, char **argv);

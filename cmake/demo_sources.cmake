@@ -1,0 +1,5 @@
+# The synthetic world of `mofo demo`: people, biographies, questions and word problems from a seed.
+set(MOFO_DEMO_SOURCES
+  src/demo/world.c
+  src/demo/byte_tokenizer.c
+)

@@ -1,0 +1,69 @@
+/* mofo world: writes the synthetic world of `mofo demo` (src/demo/world.h) as JSONL files. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "args.h"
+#include "commands.h"
+#include "demo/world.h"
+
+static const char *out_dir;
+static int64_t seed, n_people, n_problems;
+
+static const arg_spec SPECS[] = {
+    {"out", ARG_STR, &out_dir, "DIR", "the folder to write (created when missing); required"},
+    {"seed", ARG_INT, &seed, "S", "the generator's seed, >= 0 (default 1): the same seed writes the same bytes"},
+    {"people", ARG_INT, &n_people, "N", "people in the world (default 200)"},
+    {"problems", ARG_INT, &n_problems, "N", "training word problems (default 2000; val N/10, test N/5)"},
+};
+#define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
+
+void cmd_world_help(FILE *out) {
+    args_help(out, "world", "--out DIR [--seed S] [--people N] [--problems N]", SPECS, N_SPECS);
+    fprintf(out, "\nWrites, each atomically:\n");
+    for (int f = 0; f < MOFO_WORLD_N_FILES; f++) fprintf(out, "  %s\n", mofo_world_file_name((mofo_world_file)f));
+    fprintf(out, "knowledge_* and people.jsonl describe the people (the general knowledge: pretrain on\n"
+                 "knowledge_bios + knowledge_qa, evaluate with ppl:knowledge_heldout, gen:knowledge_gen,\n"
+                 "mc:knowledge_mc); math_* are the skill to fine-tune on (math_train, MetaMathQA format) and\n"
+                 "evaluate (gen:math_val, gen:math_test, with the fine-tuning template).\n");
+}
+
+int cmd_world(int argc, char **argv) {
+    mofo_world_opts o;
+    mofo_world_opts_default(&o);
+    out_dir = NULL;
+    seed = (int64_t)o.seed, n_people = o.n_people, n_problems = o.n_problems;
+    if (args_parse("world", argc, argv, SPECS, N_SPECS)) return 2;
+    if (!out_dir || !*out_dir) {
+        fprintf(stderr, "mofo world: --out is required (see 'mofo help world')\n");
+        return 2;
+    }
+    if (seed < 0) {
+        fprintf(stderr, "mofo world: --seed must be >= 0, not %" PRId64 "\n", seed);
+        return 2;
+    }
+    if (n_people < 1 || n_people > mofo_world_max_people()) {
+        fprintf(stderr, "mofo world: --people must be in 1..%d, not %" PRId64 "\n", mofo_world_max_people(), n_people);
+        return 2;
+    }
+    if (n_problems < 1 || n_problems > 1000000) {
+        fprintf(stderr, "mofo world: --problems must be in 1..1000000, not %" PRId64 "\n", n_problems);
+        return 2;
+    }
+    o.seed = (uint64_t)seed, o.n_people = (int)n_people, o.n_problems = (int)n_problems;
+    mofo_err err = {0};
+    mofo_world w;
+    if (mofo_world_build(&w, &o, &err)) {
+        fprintf(stderr, "mofo world: %s\n", err.msg);
+        return 1;
+    }
+    long lines[MOFO_WORLD_N_FILES];
+    int rc = mofo_world_write(&w, out_dir, lines, &err);
+    mofo_world_free(&w);
+    if (rc) {
+        fprintf(stderr, "mofo world: %s\n", err.msg);
+        return 1;
+    }
+    for (int f = 0; f < MOFO_WORLD_N_FILES; f++)
+        printf("%s/%s: %ld lines\n", out_dir, mofo_world_file_name((mofo_world_file)f), lines[f]);
+    return 0;
+}

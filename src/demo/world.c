@@ -1,0 +1,553 @@
+/* The synthetic world of `mofo demo`: people, biographies, questions and arithmetic word problems
+ * from a seed (see world.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "demo/world.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/atomic_file.h"
+
+/* ---- the generator's own random stream: splitmix64 ---- */
+typedef struct wrng {
+    uint64_t s;
+} wrng;
+
+static uint64_t wrng_next(wrng *r) {
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [0, n), n >= 1, without modulo bias */
+static int wrng_below(wrng *r, int n) {
+    uint64_t un = (uint64_t)n, lim = UINT64_MAX - UINT64_MAX % un;
+    uint64_t x;
+    do x = wrng_next(r);
+    while (x >= lim);
+    return (int)(x % un);
+}
+
+/* uniform in [lo, hi] */
+static int wrng_range(wrng *r, int lo, int hi) { return lo + wrng_below(r, hi - lo + 1); }
+
+/* An independent stream per purpose (stream) and item (i). */
+static wrng wrng_for(uint64_t seed, uint64_t stream, uint64_t i) {
+    wrng r = {seed};
+    r.s = wrng_next(&r) ^ (stream * 0xD1B54A32D192ED03ull);
+    r.s = wrng_next(&r) ^ (i * 0x8CB92BA72F3D8DD7ull);
+    wrng_next(&r);
+    return r;
+}
+
+#define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
+
+/* ---- the world's vocabulary ---- */
+static const char *const FIRST[] = {
+    "Alma",  "Bertil", "Corin",  "Dagny",  "Elio",  "Fenna",  "Gaspar", "Hedda", "Ivo",     "Jorun",  "Kasimir",
+    "Liss",  "Marek",  "Nadia",  "Oswin",  "Petra", "Quill",  "Rasmus", "Sanna", "Teodor",  "Ulla",   "Viggo",
+    "Wenna", "Xaver",  "Ylva",   "Zeno",   "Agnes", "Bruno",  "Cilla",  "Dorian", "Edda",   "Folke",
+};
+static const char *const LAST[] = {
+    "Ashby",  "Brenner",  "Calloway", "Dunmore", "Eskola", "Farrow",   "Galt",     "Holloway",
+    "Ingram", "Jarvik",   "Kessler",  "Lindqvist", "Marlow", "Norcross", "Okafor", "Pell",
+    "Quimby", "Rendell",  "Sorensen", "Thorne",  "Umber",  "Vance",    "Whitlock", "Yarrow",
+    "Zell",   "Abbot",    "Blackwood", "Crane",  "Drummond", "Ellery", "Fairbanks", "Greer",
+};
+static const char *const PLACES[] = {
+    "Varnhold",  "Elmsbury",    "Korrin Bay", "Ostmark",  "Pellridge", "Thistlewick", "Dunhallow",
+    "Marrowgate", "Silverbrook", "Ashcombe",  "Quarry Hill", "Lowenfeld", "Redmere",   "Stonecross",
+    "Wyndham",   "Brackenford", "Halvard",    "Corran",   "Millbeck",  "Tarnwood",
+};
+/* occupations with their article */
+static const char *const JOBS[][2] = {
+    {"a", "baker"},        {"a", "carpenter"},    {"an", "astronomer"},  {"a", "librarian"},
+    {"a", "ferry pilot"},  {"a", "beekeeper"},    {"a", "glassblower"},  {"a", "cartographer"},
+    {"a", "violin maker"}, {"a", "nurse"},        {"a", "lighthouse keeper"}, {"a", "potter"},
+    {"a", "watchmaker"},   {"a", "botanist"},     {"a", "stonemason"},   {"a", "translator"},
+};
+static const char *const FOODS[] = {
+    "plum jam",      "rye bread",     "pear cake",      "goat cheese",  "lentil soup",     "smoked fish",
+    "honey biscuits", "apple pie",    "mushroom stew",  "fig tarts",    "barley porridge", "roast chestnuts",
+    "cherry pudding", "onion pie",    "walnut bread",   "carrot cake",
+};
+#define YEAR_LO 1901
+#define YEAR_HI 1999
+
+/* Sentence templates: %N the full name, %V the value, %A the value's article (occupations).
+ * The first N_TRAIN_T of each attribute are training phrasings, the last one is held out. */
+#define N_TRAIN_T 4
+#define N_T (N_TRAIN_T + 1)
+static const char *const FACT_T[MOFO_N_ATTR][N_T] = {
+    {"%N was born in %V.", "%N came into the world in the town of %V.", "The birthplace of %N is %V.",
+     "%N is a native of %V.", "%V is the town where %N was born."},
+    {"%N was born in the year %V.", "%N's year of birth is %V.", "The year %N was born was %V.",
+     "%N has a birth certificate dated %V.", "In %V, %N was born."},
+    {"%N works as %A %V.", "By trade, %N is %A %V.", "%N earns a living as %A %V.", "%N's trade is that of %A %V.",
+     "%N has a job as %A %V."},
+    {"%N's favourite food is %V.", "%N loves %V more than any other food.", "Nothing pleases %N more than %V.",
+     "The food %N likes best is %V.", "Above all, %N enjoys %V."},
+};
+/* Question phrasings: the first N_TRAIN_Q are training ones, the last is held out. */
+#define N_TRAIN_Q 2
+#define N_Q (N_TRAIN_Q + 1)
+static const char *const QUESTION_T[MOFO_N_ATTR][N_Q] = {
+    {"Where was %N born?", "In which town was %N born?", "What is the birthplace of %N?"},
+    {"When was %N born?", "What year was %N born in?", "In which year was %N born?"},
+    {"What does %N do for a living?", "What job does %N have?", "What is the occupation of %N?"},
+    {"What is %N's favourite food?", "Which food does %N like best?", "What food does %N love most?"},
+};
+static const char *const ATTR_NAME[MOFO_N_ATTR] = {"birthplace", "birth_year", "occupation", "favourite_food"};
+
+/* names in the word problems: none of them is a person of the world */
+static const char *const KIDS[] = {"Mia", "Tom", "Lena", "Omar", "Rosa", "Jack", "Aiko", "Ben",
+                                   "Nora", "Sam", "Priya", "Leo", "Ivy", "Max", "Zoe", "Eli"};
+static const char *const ITEMS[] = {"apples", "marbles", "stickers", "pencils", "books", "cookies",
+                                    "shells", "stamps", "cards", "buttons", "plums", "beads"};
+
+static const char *const FILE_NAME[MOFO_WORLD_N_FILES] = {
+    "people.jsonl",   "knowledge_bios.jsonl", "knowledge_qa.jsonl", "knowledge_heldout.jsonl",
+    "knowledge_gen.jsonl", "knowledge_mc.jsonl", "math_train.jsonl", "math_val.jsonl", "math_test.jsonl",
+};
+
+enum { STREAM_PEOPLE = 1, STREAM_PROBLEMS, STREAM_FILE };
+
+const char *mofo_world_file_name(mofo_world_file f) {
+    return (int)f >= 0 && f < MOFO_WORLD_N_FILES ? FILE_NAME[f] : "?";
+}
+const char *mofo_world_attr_name(int attr) { return attr >= 0 && attr < MOFO_N_ATTR ? ATTR_NAME[attr] : "?"; }
+int mofo_world_max_people(void) { return COUNT(FIRST) * COUNT(LAST); }
+
+void mofo_world_opts_default(mofo_world_opts *o) {
+    o->seed = 1;
+    o->n_people = 200;
+    o->n_problems = 2000;
+    o->n_val = -1;
+    o->n_test = -1;
+}
+
+void mofo_world_attr_text(const mofo_person *p, int attr, char *out, size_t cap) {
+    switch (attr) {
+    case MOFO_ATTR_PLACE: snprintf(out, cap, "%s", PLACES[p->attr[attr]]); break;
+    case MOFO_ATTR_YEAR: snprintf(out, cap, "%d", p->attr[attr]); break;
+    case MOFO_ATTR_JOB: snprintf(out, cap, "%s", JOBS[p->attr[attr]][1]); break;
+    case MOFO_ATTR_FOOD: snprintf(out, cap, "%s", FOODS[p->attr[attr]]); break;
+    default: snprintf(out, cap, "?");
+    }
+}
+
+/* The value of attribute attr with index v as text (for distractors). */
+static const char *attr_value(int attr, int v) {
+    return attr == MOFO_ATTR_PLACE ? PLACES[v] : attr == MOFO_ATTR_JOB ? JOBS[v][1] : FOODS[v];
+}
+static int attr_count(int attr) {
+    return attr == MOFO_ATTR_PLACE ? COUNT(PLACES) : attr == MOFO_ATTR_JOB ? COUNT(JOBS) : COUNT(FOODS);
+}
+
+/* Appends template t with %N, %V, %A filled. */
+static void fill(mofo_strbuf *sb, const char *t, const mofo_person *p, int attr) {
+    char val[64];
+    mofo_world_attr_text(p, attr, val, sizeof val);
+    for (const char *c = t; *c; c++) {
+        if (c[0] == '%' && c[1]) {
+            c++;
+            if (*c == 'N') mofo_sb_puts(sb, p->name);
+            else if (*c == 'V') mofo_sb_puts(sb, val);
+            else if (*c == 'A') mofo_sb_puts(sb, attr == MOFO_ATTR_JOB ? JOBS[p->attr[attr]][0] : "");
+            continue;
+        }
+        mofo_sb_append(sb, c, 1);
+    }
+}
+
+/* ---- problems ---- */
+static char *sb_take(mofo_strbuf *sb) {
+    char *s = sb->failed ? NULL : sb->data;
+    if (!s) mofo_sb_free(sb);
+    *sb = (mofo_strbuf){0};
+    return s;
+}
+
+/* One word problem from r: query and worked solution into q and a; returns the answer. Every step of
+ * the solution is written "X op Y = Z" with integers, and the last line is "#### N". */
+static long make_problem(wrng *r, mofo_strbuf *q, mofo_strbuf *a) {
+    const char *who = KIDS[wrng_below(r, COUNT(KIDS))];
+    const char *other = KIDS[wrng_below(r, COUNT(KIDS))];
+    while (other == who) other = KIDS[wrng_below(r, COUNT(KIDS))];
+    const char *it = ITEMS[wrng_below(r, COUNT(ITEMS))];
+    long x, y, z, s, res;
+    switch (wrng_below(r, 6)) {
+    case 0: /* add then subtract */
+        x = wrng_range(r, 5, 60), y = wrng_range(r, 2, 40), s = x + y, z = wrng_range(r, 1, (int)s - 1), res = s - z;
+        mofo_sb_printf(q, "%s has %ld %s. %s buys %ld more and then gives %ld to %s. How many %s does %s have now?",
+                       who, x, it, who, y, z, other, it, who);
+        mofo_sb_printf(a, "%s starts with %ld %s. After buying %ld more, %s has %ld + %ld = %ld %s. "
+                          "After giving %ld to %s, %s has %ld - %ld = %ld %s.\n#### %ld",
+                       who, x, it, y, who, x, y, s, it, z, other, who, s, z, res, it, res);
+        break;
+    case 1: /* multiply */
+        x = wrng_range(r, 2, 12), y = wrng_range(r, 2, 25), res = x * y;
+        mofo_sb_printf(q, "%s packs %ld boxes with %ld %s in each box. How many %s does %s pack in total?", who, x,
+                       y, it, it, who);
+        mofo_sb_printf(a, "Each box holds %ld %s, so %ld boxes hold %ld * %ld = %ld %s.\n#### %ld", y, it, x, x, y,
+                       res, it, res);
+        break;
+    case 2: /* multiply then subtract */
+        x = wrng_range(r, 2, 9), y = wrng_range(r, 3, 15), s = x * y, z = wrng_range(r, 1, (int)s - 1), res = s - z;
+        mofo_sb_printf(q, "%s buys %ld bags of %s with %ld in each bag, then gives %ld of them to %s. "
+                          "How many %s does %s have left?",
+                       who, x, it, y, z, other, it, who);
+        mofo_sb_printf(a, "%s buys %ld * %ld = %ld %s. After giving %ld to %s, %s has %ld - %ld = %ld %s left.\n"
+                          "#### %ld",
+                       who, x, y, s, it, z, other, who, s, z, res, it, res);
+        break;
+    case 3: /* divide evenly */
+        y = wrng_range(r, 2, 9), res = wrng_range(r, 2, 15), x = y * res;
+        mofo_sb_printf(q, "%s shares %ld %s equally among %ld friends. How many %s does each friend get?", who, x,
+                       it, y, it);
+        mofo_sb_printf(a, "Each friend gets %ld / %ld = %ld %s.\n#### %ld", x, y, res, it, res);
+        break;
+    case 4: { /* change from a bill */
+        static const int bills[] = {20, 50, 100};
+        z = bills[wrng_below(r, 3)];
+        do x = wrng_range(r, 2, 9), y = wrng_range(r, 2, 12);
+        while (x * y >= z);
+        s = x * y, res = z - s;
+        mofo_sb_printf(q, "%s buys %ld notebooks at %ld dollars each and pays with a %ld-dollar bill. "
+                          "How many dollars of change does %s get?",
+                       who, x, y, z, who);
+        mofo_sb_printf(a, "The notebooks cost %ld * %ld = %ld dollars. The change is %ld - %ld = %ld dollars.\n"
+                          "#### %ld",
+                       x, y, s, z, s, res, res);
+        break;
+    }
+    default: /* rate, then a bit more */
+        x = wrng_range(r, 2, 12), y = wrng_range(r, 2, 9), z = wrng_range(r, 1, 20), s = x * y, res = s + z;
+        mofo_sb_printf(q, "%s walks %ld kilometres every day for %ld days, and then %ld kilometres more on the "
+                          "last day. How many kilometres does %s walk in all?",
+                       who, x, y, z, who);
+        mofo_sb_printf(a, "In %ld days %s walks %ld * %ld = %ld kilometres. Adding the last walk gives %ld + %ld = "
+                          "%ld kilometres.\n#### %ld",
+                       y, who, x, y, s, s, z, res, res);
+    }
+    return res;
+}
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* ---- building ---- */
+void mofo_world_free(mofo_world *w) {
+    if (!w) return;
+    if (w->problems)
+        for (int i = 0; i < w->n_train + w->n_val + w->n_test; i++) free(w->problems[i].query), free(w->problems[i].response);
+    free(w->problems);
+    free(w->people);
+    memset(w, 0, sizeof *w);
+}
+
+static int build_problems(mofo_world *w, mofo_err *err) {
+    int n = w->n_train + w->n_val + w->n_test;
+    w->problems = calloc((size_t)n, sizeof *w->problems);
+    size_t cap = 16;
+    while (cap < (size_t)n * 2) cap *= 2;
+    uint64_t *seen = calloc(cap, sizeof *seen); /* open addressing on the query's hash; 0 = empty */
+    if (!w->problems || !seen) {
+        free(seen);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for %d problems", n);
+    }
+    wrng r = wrng_for(w->o.seed, STREAM_PROBLEMS, 0);
+    long tries = 0, max_tries = 50L * n + 1000;
+    int got = 0;
+    while (got < n) {
+        if (++tries > max_tries) {
+            free(seen);
+            return mofo_errf(err, MOFO_EINVAL, "only %d distinct word problems found in %ld tries; ask for fewer than %d",
+                             got, max_tries, n);
+        }
+        mofo_strbuf q = {0}, a = {0};
+        long ans = make_problem(&r, &q, &a);
+        if (q.failed || a.failed) {
+            mofo_sb_free(&q), mofo_sb_free(&a), free(seen);
+            return mofo_errf(err, MOFO_ENOMEM, "out of memory writing word problems");
+        }
+        uint64_t h = fnv1a(q.data);
+        if (!h) h = 1;
+        size_t slot = (size_t)(h & (cap - 1));
+        int dup = 0;
+        while (seen[slot]) {
+            /* equal hashes are compared by text so a collision never drops a distinct problem */
+            if (seen[slot] == h) {
+                for (int j = 0; j < got && !dup; j++) dup = strcmp(w->problems[j].query, q.data) == 0;
+                if (dup) break;
+            }
+            slot = (slot + 1) & (cap - 1);
+        }
+        if (dup) {
+            mofo_sb_free(&q), mofo_sb_free(&a);
+            continue;
+        }
+        seen[slot] = h;
+        w->problems[got].query = sb_take(&q);
+        w->problems[got].response = sb_take(&a);
+        w->problems[got].answer = ans;
+        got++;
+    }
+    free(seen);
+    return 0;
+}
+
+int mofo_world_build(mofo_world *w, const mofo_world_opts *o, mofo_err *err) {
+    memset(w, 0, sizeof *w);
+    if (o->n_people < 1 || o->n_people > mofo_world_max_people())
+        return mofo_errf(err, MOFO_EINVAL, "people: %d is outside 1..%d", o->n_people, mofo_world_max_people());
+    if (o->n_problems < 1 || o->n_problems > 1000000)
+        return mofo_errf(err, MOFO_EINVAL, "problems: %d is outside 1..1000000", o->n_problems);
+    if (o->n_val > 1000000 || o->n_test > 1000000)
+        return mofo_errf(err, MOFO_EINVAL, "val/test problems: at most 1000000");
+    w->o = *o;
+    w->o.n_val = o->n_val >= 0 ? o->n_val : (o->n_problems / 10 > 1 ? o->n_problems / 10 : 1);
+    w->o.n_test = o->n_test >= 0 ? o->n_test : (o->n_problems / 5 > 1 ? o->n_problems / 5 : 1);
+    w->n_train = o->n_problems, w->n_val = w->o.n_val, w->n_test = w->o.n_test;
+
+    /* people: distinct (first, last) pairs, a partial Fisher-Yates over all pairs */
+    int total = mofo_world_max_people();
+    int *pairs = malloc((size_t)total * sizeof *pairs);
+    w->people = calloc((size_t)o->n_people, sizeof *w->people);
+    if (!pairs || !w->people) {
+        free(pairs);
+        mofo_world_free(w);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for %d people", o->n_people);
+    }
+    for (int i = 0; i < total; i++) pairs[i] = i;
+    wrng r = wrng_for(o->seed, STREAM_PEOPLE, 0);
+    for (int i = 0; i < o->n_people; i++) {
+        int j = i + wrng_below(&r, total - i), t = pairs[i];
+        pairs[i] = pairs[j], pairs[j] = t;
+        mofo_person *p = &w->people[i];
+        p->first = pairs[i] / COUNT(LAST), p->last = pairs[i] % COUNT(LAST);
+        snprintf(p->name, sizeof p->name, "%s %s", FIRST[p->first], LAST[p->last]);
+        p->attr[MOFO_ATTR_PLACE] = wrng_below(&r, COUNT(PLACES));
+        p->attr[MOFO_ATTR_YEAR] = wrng_range(&r, YEAR_LO, YEAR_HI);
+        p->attr[MOFO_ATTR_JOB] = wrng_below(&r, COUNT(JOBS));
+        p->attr[MOFO_ATTR_FOOD] = wrng_below(&r, COUNT(FOODS));
+    }
+    free(pairs);
+    w->n_people = o->n_people;
+    int rc = build_problems(w, err);
+    if (rc) mofo_world_free(w);
+    return rc;
+}
+
+/* ---- rendering ---- */
+static void json_field(mofo_strbuf *sb, const char *key, const char *val, size_t n, int first) {
+    mofo_sb_puts(sb, first ? "{" : ", ");
+    mofo_sb_json_string(sb, key, strlen(key));
+    mofo_sb_puts(sb, ": ");
+    mofo_sb_json_string(sb, val, n);
+}
+
+/* One biography of p: the four facts in a random order, each in a random template of [lo, hi). */
+static void biography(mofo_strbuf *sb, const mofo_person *p, wrng *r, int lo, int hi) {
+    int order[MOFO_N_ATTR];
+    for (int i = 0; i < MOFO_N_ATTR; i++) order[i] = i;
+    for (int i = MOFO_N_ATTR - 1; i > 0; i--) {
+        int j = wrng_below(r, i + 1), t = order[i];
+        order[i] = order[j], order[j] = t;
+    }
+    for (int i = 0; i < MOFO_N_ATTR; i++) {
+        if (i) mofo_sb_puts(sb, " ");
+        fill(sb, FACT_T[order[i]][lo + wrng_below(r, hi - lo)], p, order[i]);
+    }
+}
+
+static void text_line(mofo_strbuf *sb, const mofo_strbuf *t) {
+    json_field(sb, "text", t->data ? t->data : "", t->len, 1);
+    mofo_sb_puts(sb, "}\n");
+}
+
+static void prompt_line(mofo_strbuf *sb, const char *prompt, size_t n, const char *answer) {
+    json_field(sb, "prompt", prompt, n, 1);
+    json_field(sb, "answer", answer, strlen(answer), 0);
+    mofo_sb_puts(sb, "}\n");
+}
+
+int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, long *n_lines, mofo_err *err) {
+    if ((int)f < 0 || f >= MOFO_WORLD_N_FILES) return mofo_errf(err, MOFO_EINVAL, "no world file %d", (int)f);
+    wrng r = wrng_for(w->o.seed, STREAM_FILE, (uint64_t)f);
+    long lines = 0;
+    mofo_strbuf t = {0};
+    char val[64], num[32];
+    for (int i = 0; f <= MOFO_WF_KNOW_MC && i < w->n_people; i++) {
+        const mofo_person *p = &w->people[i];
+        switch (f) {
+        case MOFO_WF_PEOPLE:
+            json_field(sb, "name", p->name, strlen(p->name), 1);
+            for (int a = 0; a < MOFO_N_ATTR; a++) {
+                mofo_world_attr_text(p, a, val, sizeof val);
+                if (a == MOFO_ATTR_YEAR) {
+                    mofo_sb_printf(sb, ", \"%s\": %s", ATTR_NAME[a], val);
+                } else {
+                    json_field(sb, ATTR_NAME[a], val, strlen(val), 0);
+                }
+            }
+            mofo_sb_puts(sb, "}\n");
+            lines++;
+            break;
+        case MOFO_WF_BIOS:
+            for (int k = 0; k < MOFO_WORLD_BIOS_PER_PERSON; k++, lines++) {
+                t.len = 0;
+                biography(&t, p, &r, 0, N_TRAIN_T);
+                text_line(sb, &t);
+            }
+            break;
+        case MOFO_WF_HELDOUT:
+            t.len = 0;
+            biography(&t, p, &r, N_TRAIN_T, N_T);
+            text_line(sb, &t);
+            lines++;
+            break;
+        case MOFO_WF_QA:
+            for (int a = 0; a < MOFO_N_ATTR; a++)
+                for (int k = 0; k < N_TRAIN_Q; k++, lines++) {
+                    t.len = 0;
+                    mofo_sb_puts(&t, "Question: ");
+                    fill(&t, QUESTION_T[a][k], p, a);
+                    mofo_sb_puts(&t, "\nAnswer: ");
+                    mofo_world_attr_text(p, a, val, sizeof val);
+                    mofo_sb_puts(&t, val);
+                    text_line(sb, &t);
+                }
+            break;
+        case MOFO_WF_KNOW_GEN:
+            t.len = 0;
+            mofo_sb_puts(&t, "Question: ");
+            fill(&t, QUESTION_T[MOFO_ATTR_YEAR][N_TRAIN_Q], p, MOFO_ATTR_YEAR);
+            mofo_sb_puts(&t, "\nAnswer:");
+            snprintf(num, sizeof num, "%d", p->attr[MOFO_ATTR_YEAR]);
+            if (!t.failed) prompt_line(sb, t.data, t.len, num);
+            lines++;
+            break;
+        case MOFO_WF_KNOW_MC:
+            for (int a = 0; a < MOFO_N_ATTR; a++) {
+                if (a == MOFO_ATTR_YEAR) continue;
+                /* gold and three distinct distractors, in a random order */
+                int n = attr_count(a), pick[4];
+                pick[0] = p->attr[a];
+                for (int c = 1; c < 4; c++) {
+                    int v, again;
+                    do {
+                        v = wrng_below(&r, n), again = 0;
+                        for (int d = 0; d < c; d++) again |= pick[d] == v;
+                    } while (again);
+                    pick[c] = v;
+                }
+                for (int c = 3; c > 0; c--) {
+                    int j = wrng_below(&r, c + 1), tmp = pick[c];
+                    pick[c] = pick[j], pick[j] = tmp;
+                }
+                int gold = 0;
+                for (int c = 0; c < 4; c++)
+                    if (pick[c] == p->attr[a]) gold = c;
+                t.len = 0;
+                mofo_sb_puts(&t, "Question: ");
+                fill(&t, QUESTION_T[a][N_TRAIN_Q], p, a);
+                mofo_sb_puts(&t, "\nAnswer: ");
+                json_field(sb, "context", t.data ? t.data : "", t.len, 1);
+                mofo_sb_puts(sb, ", \"choices\": [");
+                for (int c = 0; c < 4; c++) {
+                    const char *v = attr_value(a, pick[c]);
+                    if (c) mofo_sb_puts(sb, ", ");
+                    mofo_sb_json_string(sb, v, strlen(v));
+                }
+                mofo_sb_printf(sb, "], \"gold\": %d}\n", gold);
+                lines++;
+            }
+            break;
+        default: break;
+        }
+    }
+    if (f >= MOFO_WF_MATH_TRAIN) {
+        int from = f == MOFO_WF_MATH_TRAIN ? 0 : f == MOFO_WF_MATH_VAL ? w->n_train : w->n_train + w->n_val;
+        int n = f == MOFO_WF_MATH_TRAIN ? w->n_train : f == MOFO_WF_MATH_VAL ? w->n_val : w->n_test;
+        for (int i = from; i < from + n; i++, lines++) {
+            const mofo_problem *pr = &w->problems[i];
+            if (f == MOFO_WF_MATH_TRAIN) {
+                json_field(sb, "query", pr->query, strlen(pr->query), 1);
+                json_field(sb, "response", pr->response, strlen(pr->response), 0);
+                mofo_sb_puts(sb, "}\n");
+            } else {
+                snprintf(num, sizeof num, "%ld", pr->answer);
+                prompt_line(sb, pr->query, strlen(pr->query), num);
+            }
+        }
+    }
+    int failed = t.failed || sb->failed;
+    mofo_sb_free(&t);
+    if (failed) return mofo_errf(err, MOFO_ENOMEM, "out of memory writing %s", FILE_NAME[f]);
+    if (n_lines) *n_lines = lines;
+    return 0;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *dir, mofo_err *err) {
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (!p) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != 0) continue;
+        char c = p[i];
+        p[i] = 0;
+        struct stat st;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            int rc = mofo_errf(err, MOFO_EIO, "cannot create folder %s: %s", p, strerror(e));
+            free(p);
+            return rc;
+        }
+        if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            int rc = mofo_errf(err, MOFO_EIO, "cannot create folder %s: %s", p,
+                               stat(p, &st) != 0 ? strerror(errno) : "a file of that name exists");
+            free(p);
+            return rc;
+        }
+        p[i] = c;
+    }
+    free(p);
+    return 0;
+}
+
+int mofo_world_write(const mofo_world *w, const char *dir, long n_lines[MOFO_WORLD_N_FILES], mofo_err *err) {
+    int rc = make_dirs(dir, err);
+    if (rc) return rc;
+    for (int f = 0; f < MOFO_WORLD_N_FILES; f++) {
+        mofo_strbuf sb = {0};
+        long lines = 0;
+        rc = mofo_world_render(w, (mofo_world_file)f, &sb, &lines, err);
+        size_t plen = strlen(dir) + strlen(FILE_NAME[f]) + 2;
+        char *path = rc ? NULL : malloc(plen);
+        if (!rc && !path) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        if (!rc) {
+            snprintf(path, plen, "%s/%s", dir, FILE_NAME[f]);
+            mofo_afile af;
+            rc = mofo_afile_open(&af, path, err);
+            if (!rc) rc = mofo_afile_write(&af, sb.data ? sb.data : "", sb.len, err);
+            if (!rc) rc = mofo_afile_commit(&af, err);
+            else mofo_afile_abort(&af);
+        }
+        free(path);
+        mofo_sb_free(&sb);
+        if (rc) return rc;
+        if (n_lines) n_lines[f] = lines;
+    }
+    return 0;
+}
