@@ -22,6 +22,8 @@ int cmd_data(int argc, char **argv);
 void cmd_data_help(FILE *out);
 int cmd_finetune(int argc, char **argv);
 void cmd_finetune_help(FILE *out);
+int cmd_pretrain(int argc, char **argv);
+void cmd_pretrain_help(FILE *out);
 int cmd_diff(int argc, char **argv);
 void cmd_diff_help(FILE *out);
 int cmd_generate(int argc, char **argv);

@@ -240,7 +240,8 @@ static float randn(uint64_t *s) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std, mofo_err *err) {
+/* hf: transformers' init (norm gains 1, biases 0); else 1-dim tensors get noise too (gains 1 + N(0, std)) */
+static int create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std, int hf, mofo_err *err) {
     *out = NULL;
     int rc = mofo_config_check(cfg, "config", err);
     if (rc) return rc;
@@ -253,13 +254,14 @@ int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t s
         float *d = m->params + p->offset;
         float base = p->ndim == 1 && (strstr(p->name, "norm") || strstr(p->name, "ln_")) && strstr(p->name, "weight")
                          ? 1.0f : 0.0f;
+        float sd = hf && p->ndim == 1 ? 0.0f : std;
         /* chunks with their own seeds: the same numbers whatever the thread count */
         int64_t chunk = 1 << 16, n_chunks = (p->numel + chunk - 1) / chunk;
 #pragma omp parallel for schedule(dynamic)
         for (int64_t k = 0; k < n_chunks; k++) {
             uint64_t s = seed ^ ((uint64_t)i << 40) ^ ((uint64_t)k * 0xD1B54A32D192ED03ull);
             int64_t end = (k + 1) * chunk < p->numel ? (k + 1) * chunk : p->numel;
-            for (int64_t j = k * chunk; j < end; j++) d[j] = base + std * randn(&s);
+            for (int64_t j = k * chunk; j < end; j++) d[j] = sd == 0.0f ? base : base + sd * randn(&s);
         }
     }
     m->config_json = mofo_config_to_json(cfg);
@@ -270,6 +272,15 @@ int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t s
     m->config_len = strlen(m->config_json);
     *out = m;
     return 0;
+}
+
+int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std, mofo_err *err) {
+    return create(out, cfg, seed, std, 0, err);
+}
+
+int mofo_model_create_hf_init(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std,
+                              mofo_err *err) {
+    return create(out, cfg, seed, std, 1, err);
 }
 
 /* ---- loading ---- */

@@ -124,6 +124,11 @@ typedef struct mofo_model {
 
 /* A model with this config and weights drawn from N(0, std) (norm gains from 1 + N(0, std)). */
 int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std, mofo_err *err);
+/* A model to pre-train, initialised as transformers' _init_weights does with initializer_range std:
+ * every matrix (embeddings, projections, lm_head) N(0, std); norm gains 1 and biases 0 exactly.
+ * The draws are mofo_model_create's: the same (seed, std) gives the same matrices on any thread count. */
+int mofo_model_create_hf_init(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std,
+                              mofo_err *err);
 /* Loads a checkpoint directory: config.json and model.safetensors or model.safetensors.index.json
  * with its shards. F32, BF16 and F16 become fp32. */
 int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err);

@@ -101,6 +101,13 @@ typedef struct mofo_train_opts {
     double lora_alpha;            /* default 16 */
     const char *lora_targets;     /* default "q,k,v,o,gate,up,down" */
     int merge;                    /* LoRA: the final model merged into OUT, the adapter in OUT/adapter */
+    /* From scratch (mofo pretrain): with scratch set, model_dir is unused; the model is made from
+     * *scratch by mofo_model_create_hf_init(init_seed, init_std) and the tokenizer (required) read from
+     * tokenizer_dir, whose files the checkpoints and the final model copy. Not with the LoRA methods. */
+    const mofo_model_config *scratch;
+    uint64_t init_seed;
+    double init_std;              /* default 0.02, transformers' initializer_range */
+    const char *tokenizer_dir;    /* NULL: model_dir */
 } mofo_train_opts;
 
 void mofo_train_opts_init(mofo_train_opts *o);
@@ -122,7 +129,7 @@ typedef struct mofo_step_metrics {
 typedef struct mofo_trainer {
     mofo_train_opts o;
     mofo_model *m;
-    float *theta0;          /* (n_floats) the pre-trained weights */
+    float *theta0;          /* (n_floats) the pre-trained weights (from scratch: the initial ones) */
     unsigned char *trainable; /* (n_p) */
     mofo_optim *opt;
     mofo_lora *lora;        /* LoRA methods only */

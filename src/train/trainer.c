@@ -37,7 +37,11 @@ void mofo_train_opts_init(mofo_train_opts *o) {
     o->lora_rank = 8;
     o->lora_alpha = 16;
     o->lora_targets = "q,k,v,o,gate,up,down";
+    o->init_std = 0.02;
 }
+
+/* the folder whose tokenizer files the run uses and copies */
+static const char *tok_dir(const mofo_train_opts *o) { return o->tokenizer_dir ? o->tokenizer_dir : o->model_dir; }
 
 static int is_lora(const mofo_train_opts *o) { return o->method == MOFO_METHOD_LORA || o->method == MOFO_METHOD_LORA_MOFO; }
 
@@ -52,6 +56,10 @@ static int check_opts(const mofo_train_opts *o, mofo_err *err) {
     if (!(o->reg >= 0)) return mofo_errf(err, MOFO_EINVAL, "--reg %g: must be >= 0", o->reg);
     if ((o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2) && !(o->reg > 0))
         return mofo_errf(err, MOFO_EINVAL, "--method %s needs --reg > 0", mofo_method_name(o->method));
+    if (o->scratch && is_lora(o)) return mofo_errf(err, MOFO_EINVAL, "a model made from scratch trains without LoRA");
+    if (o->scratch && !o->tokenizer_dir) return mofo_errf(err, MOFO_EINVAL, "a model made from scratch needs a tokenizer");
+    if (o->scratch && !(o->init_std >= 0 && isfinite(o->init_std)))
+        return mofo_errf(err, MOFO_EINVAL, "--init-std %g: must be >= 0", o->init_std);
     if (!(o->val_split >= 0 && o->val_split < 1))
         return mofo_errf(err, MOFO_EINVAL, "--val-split %g: must be in [0, 1)", o->val_split);
     return 0;
@@ -70,6 +78,7 @@ static void signature(const mofo_trainer *t, mofo_strbuf *sb) {
                    (unsigned long long)o->seed, o->shuffle, mofo_chat_template_name(o->tpl), o->val_split, t->train.n,
                    t->val.n, is_lora(o) ? o->lora_rank : 0, is_lora(o) ? o->lora_alpha : 0,
                    is_lora(o) && o->lora_targets ? o->lora_targets : "-");
+    if (o->scratch) mofo_sb_printf(sb, " init=%llu/%.17g", (unsigned long long)o->init_seed, o->init_std);
 }
 
 static int build_optimizer(mofo_trainer *t, mofo_err *err) {
@@ -166,14 +175,17 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
     if (!t) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     t->o = *o;
     t->perm_epoch = -1;
-    if ((rc = mofo_model_load(&t->m, o->model_dir, err))) goto fail;
-    t->m->threads = o->threads;
-    {
+    if (o->scratch) {
+        if ((rc = mofo_tokenizer_load_dir(&t->tok, o->tokenizer_dir, err))) goto fail;
+        if ((rc = mofo_model_create_hf_init(&t->m, o->scratch, o->init_seed, (float)o->init_std, err))) goto fail;
+    } else {
+        if ((rc = mofo_model_load(&t->m, o->model_dir, err))) goto fail;
         char path[4096];
         struct stat st;
-        snprintf(path, sizeof path, "%s/tokenizer.json", o->model_dir);
-        if (stat(path, &st) == 0 && (rc = mofo_tokenizer_load_dir(&t->tok, o->model_dir, err))) goto fail;
+        snprintf(path, sizeof path, "%s/tokenizer.json", tok_dir(o));
+        if (stat(path, &st) == 0 && (rc = mofo_tokenizer_load_dir(&t->tok, tok_dir(o), err))) goto fail;
     }
+    t->m->threads = o->threads;
     t->pad_id = 0;
     if (t->tok) {
         int32_t p = mofo_tokenizer_pad(t->tok), e = mofo_tokenizer_eos(t->tok);
@@ -409,7 +421,7 @@ int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_er
         snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
         rc = mofo_optim_save(t->opt, path, err);
     }
-    if (rc == 0) rc = mofo_copy_tokenizer_files(t->o.model_dir, tmp, err);
+    if (rc == 0) rc = mofo_copy_tokenizer_files(tok_dir(&t->o), tmp, err);
     if (rc == 0 && t->lora) {
         snprintf(path, sizeof path, "%s/adapter", tmp);
         rc = mofo_lora_save(t->lora, t->m, path, t->o.model_dir, err);
@@ -481,7 +493,8 @@ int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err) {
     }
     if ((rc = mofo_model_load(&ck, dir, err))) goto out;
     if (ck->n_floats != t->m->n_floats || ck->n_p != t->m->n_p) {
-        rc = mofo_errf(err, MOFO_EINVAL, "%s: the checkpoint's model does not match %s", dir, t->o.model_dir);
+        rc = mofo_errf(err, MOFO_EINVAL, "%s: the checkpoint's model does not match %s", dir,
+                       t->o.scratch ? "the configured model" : t->o.model_dir);
         goto out;
     }
     memcpy(t->m->params, ck->params, ck->n_floats * sizeof *ck->params);
@@ -506,7 +519,7 @@ out:
 int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err) {
     if (t->lora && !t->o.merge) {
         int rc = mofo_lora_save(t->lora, t->m, dir, t->o.model_dir, err);
-        return rc ? rc : mofo_copy_tokenizer_files(t->o.model_dir, dir, err);
+        return rc ? rc : mofo_copy_tokenizer_files(tok_dir(&t->o), dir, err);
     }
     if (t->lora) {
         char p[4200];
@@ -515,6 +528,6 @@ int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *er
         if (rc) return rc;
     }
     int rc = mofo_model_save(t->m, dir, 0, err);
-    if (rc == 0) rc = mofo_copy_tokenizer_files(t->o.model_dir, dir, err);
+    if (rc == 0) rc = mofo_copy_tokenizer_files(tok_dir(&t->o), dir, err);
     return rc;
 }
