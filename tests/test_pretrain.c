@@ -4,7 +4,8 @@
  *   |std - 0.02| < 0.001; over all matrices together |mean| < 3e-4 and |std - 0.02| < 2e-4);
  * - the command on a tiny generated world (mofo world, 10 people; llama-tiny, byte tokenizer, 30
  *   steps): the mean loss of the last 5 steps is at least 1 nat below that of the first 5; two runs
- *   write byte-identical model.safetensors and metrics.jsonl; the saved model loads in mofo ppl and
+ *   write byte-identical model.safetensors and metrics.jsonl, and so does a run interrupted by Ctrl-C
+ *   after step 12 and resumed from its checkpoint; the saved model loads in mofo ppl and
  *   gives the trainer's last validation loss (the held-out last line, 1e-4 relative); mofo generate
  *   and mofo finetune take it;
  * - errors: missing required flags, an unknown flag, an unknown preset, a missing tokenizer folder,
@@ -186,6 +187,18 @@ static void test_command(void) {
     }
     mofo_json_free(d);
     free(text);
+
+    /* Ctrl-C after step 12 (the test hook raises SIGINT), then --resume: the uninterrupted run's bytes */
+    char out3[300], env_cmd[4096];
+    snprintf(out3, sizeof out3, "%s/m3", tmp);
+    snprintf(env_cmd, sizeof env_cmd, "MOFO_TEST_SIGINT_AT_STEP=12 %s pretrain %s --data %s --out %s >%s/out.txt 2>%s/err.txt",
+             MOFO_BIN, FLAGS, corpus, out3, tmp, tmp);
+    int st = system(env_cmd);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 130, "interrupted run: status %d", st);
+    CHECK(mofo("pretrain %s --data %s --out %s --resume %s/checkpoint-12", FLAGS, corpus, out3, out3) == 0, "resume: %s",
+          file_text(tmp, "err.txt", NULL));
+    CHECK(same_file(out1, out3, "model.safetensors"), "interrupted + resumed: model.safetensors differs");
+    CHECK(same_file(out1, out3, "metrics.jsonl"), "interrupted + resumed: metrics.jsonl differs");
 
     CHECK(mofo("generate --model %s --prompt 'Question: ' --max-new 8", out1) == 0, "generate: %s",
           file_text(tmp, "err.txt", NULL));

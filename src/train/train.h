@@ -148,7 +148,9 @@ typedef struct mofo_trainer {
     int *ids, *tg;          /* (B,T) inputs and next-token targets */
 } mofo_trainer;
 
-/* Loads the model, its tokenizer (when present), the data, builds the optimizer. */
+/* Loads the model and its tokenizer (when present), or with o->scratch makes the model and loads the
+ * tokenizer of o->tokenizer_dir (*o->scratch must outlive the trainer); loads the data, builds the
+ * optimizer. */
 int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *err);
 void mofo_trainer_free(mofo_trainer *t);
 /* One optimizer step. */
