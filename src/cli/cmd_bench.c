@@ -10,7 +10,7 @@ static const struct {
     void (*help)(FILE *out);
     const char *summary;
 } BENCHES[] = {
-    {"optim", bench_optim, bench_optim_help, "optimizer step: AdamW, MoFO, sort-based MoFO, copy floor"},
+    {"optim", bench_optim, bench_optim_help, "optimizer step: AdamW, MoFO, sort-based MoFO, the 28-byte floor"},
     {"tokenize", bench_tokenize, bench_tokenize_help, "tokenizer encoding speed, MB/s on one thread"},
     {"train", bench_train, bench_train_help, "training steps (forward, backward, MoFO) of GPT-2 / TinyLlama shapes"},
 };

@@ -23,7 +23,7 @@ static const mofo_command COMMANDS[] = {
     {"ppl", cmd_ppl, cmd_ppl_help, "perplexity of token ids or text under a model"},
     {"tokenize", cmd_tokenize, cmd_tokenize_help, "encode text or decode ids with a model's tokenizer.json"},
     {"data", cmd_data, cmd_data_help, "load a JSONL data set: formats, template, labels, errors"},
-    {"finetune", cmd_finetune, cmd_finetune_help, "fine-tune a model on JSONL data (mofo, adamw, l1, l2, hft)"},
+    {"finetune", cmd_finetune, cmd_finetune_help, "fine-tune a model on JSONL data (mofo, adamw, l1, l2, hft, lora, lora-mofo)"},
     {"pretrain", cmd_pretrain, cmd_pretrain_help, "train a model from scratch on a text corpus (AdamW), saved as HF"},
     {"diff", cmd_diff, cmd_diff_help, "L2 distance and entries changed between two checkpoints, per tensor"},
     {"generate", cmd_generate, cmd_generate_help, "continue a prompt: greedy or sampled, with a KV cache"},
