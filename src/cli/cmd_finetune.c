@@ -1,21 +1,14 @@
 /* mofo finetune: fine-tune a checkpoint on a JSONL data set with MoFO or a method the paper compares
- * it against; progress on a terminal, metrics as JSONL, checkpoints, resume, Ctrl-C. */
+ * it against; the loop (progress, metrics, checkpoints, resume, Ctrl-C) is train_run.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <math.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "args.h"
-#include "io/atomic_file.h"
-#include "io/json.h"
-#include "text/utf8.h"
 #include "commands.h"
 #include "threads.h"
 #include "train/train.h"
