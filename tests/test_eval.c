@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include "check.h"
+#include "run_cmd.h"
 #include "eval/eval.h"
 #include "model/infer.h"
 #include "model/model.h"
@@ -22,21 +23,7 @@ static void write_file(const char *path, const char *text) {
     if (f) fputs(text, f), fclose(f);
 }
 
-static char *run(const char *cmd, int *status) {
-    char path[400];
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    size_t n = strlen(cmd) + strlen(path) + 16;
-    char *full = malloc(n);
-    if (!full) return NULL;
-    snprintf(full, n, "%s >'%s' 2>&1", cmd, path);
-    int st = system(full);
-    free(full);
-    *status = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char *data = NULL;
-    size_t len;
-    if (mofo_read_file(path, &data, &len, NULL)) return NULL;
-    return data;
-}
+static char *run(const char *cmd, int *status) { return run_capture(tmpdir, cmd, 1, status); }
 
 /* sum over positions t >= from of log softmax(logits[t-1])[ids[t]], from one forward without targets */
 static double ref_ll(mofo_model *m, const int *ids, int n, int from) {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "check.h"
+#include "run_cmd.h"
 #include "model/model.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
@@ -14,22 +15,7 @@
 static char tmpdir[256];
 
 /* runs cmd, returns its stdout (malloc'd) and exit status */
-static char *run(const char *cmd, int *status) {
-    char path[400];
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    size_t n = strlen(cmd) + strlen(path) + 8;
-    char *full = malloc(n);
-    if (!full) return NULL;
-    snprintf(full, n, "%s >'%s'", cmd, path);
-    int st = system(full);
-    free(full);
-    *status = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char *data = NULL;
-    size_t len;
-    mofo_err err;
-    if (mofo_read_file(path, &data, &len, &err)) return NULL;
-    return data;
-}
+static char *run(const char *cmd, int *status) { return run_capture(tmpdir, cmd, 0, status); }
 
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mofo-test-ppl-XXXXXX");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "run_cmd.h"
 #include "demo/world.h"
 #include "io/json.h"
 #include "text/dataset.h"
@@ -309,21 +310,7 @@ static void check_knowledge(const files *fs, int n_people) {
 }
 
 /* ---- the command ---- */
-static char *run(const char *cmd, int *status) {
-    char path[400];
-    snprintf(path, sizeof path, "%s/out.txt", tmpdir);
-    size_t n = strlen(cmd) + strlen(path) + 16;
-    char *full = malloc(n);
-    if (!full) return NULL;
-    snprintf(full, n, "%s >'%s' 2>&1", cmd, path);
-    int st = system(full);
-    free(full);
-    *status = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char *data = NULL;
-    size_t len;
-    if (mofo_read_file(path, &data, &len, NULL)) return NULL;
-    return data;
-}
+static char *run(const char *cmd, int *status) { return run_capture(tmpdir, cmd, 1, status); }
 
 static void check_command(void) {
     mofo_world_opts o;
