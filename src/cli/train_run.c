@@ -17,6 +17,59 @@
 #include "text/utf8.h"
 #include "train_run.h"
 
+void cli_train_specs(cli_train_args *a, arg_spec *specs) {
+    snprintf(a->help[0], sizeof a->help[0], "peak learning rate, > 0 (default %g)", a->lr);
+    snprintf(a->help[1], sizeof a->help[1], "constant | linear | cosine, after the warm-up (default %s)",
+             a->sched_default);
+    snprintf(a->help[2], sizeof a->help[2], "examples cut to T tokens (default %lld)", (long long)a->seq_len);
+    snprintf(a->help[3], sizeof a->help[3], "%s (default %lld)", a->seed_help, (long long)a->seed);
+    const arg_spec rows[CLI_TRAIN_N_SPECS] = {
+        {"lr", ARG_DOUBLE, &a->lr, "X", a->help[0]},
+        {"lr-schedule", ARG_STR, &a->sched, "S", a->help[1]},
+        {"warmup", ARG_DOUBLE, &a->warmup, "W", "warm-up: a ratio in (0,1) of the steps, or a number of steps (default 0)"},
+        {"epochs", ARG_INT, &a->epochs, "N", "passes over the data (default 1)"},
+        {"steps", ARG_INT, &a->steps, "N", "optimizer steps; overrides --epochs"},
+        {"batch", ARG_INT, &a->batch, "B", "examples per micro-batch (default 8)"},
+        {"grad-accum", ARG_INT, &a->grad_accum, "N", "micro-batches per optimizer step (default 1)"},
+        {"seq-len", ARG_INT, &a->seq_len, "T", a->help[2]},
+        {"clip", ARG_DOUBLE, &a->clip, "X", "clip the global gradient norm to X; 0 disables (default 1.0)"},
+        {"weight-decay", ARG_DOUBLE, &a->weight_decay, "X", "decoupled weight decay on tensors with 2+ dims (default 0)"},
+        {"beta1", ARG_DOUBLE, &a->beta1, "X", "default 0.9"},
+        {"beta2", ARG_DOUBLE, &a->beta2, "X", "default 0.999 (finetune's lion: 0.99)"},
+        {"eps", ARG_DOUBLE, &a->eps, "X", "adamw's epsilon (default 1e-8)"},
+        {"seed", ARG_INT, &a->seed, "S", a->help[3]},
+        {"no-shuffle", ARG_FLAG, &a->no_shuffle, NULL, "train in file order"},
+        {"val-split", ARG_DOUBLE, &a->val_split, "F", "hold out this fraction of the data for validation (default 0)"},
+        {"eval-every", ARG_INT, &a->eval_every, "N", "validation loss every N steps and at the end (default: end only)"},
+        {"save-every", ARG_INT, &a->save_every, "N", "write OUT/checkpoint-STEP every N steps (default: never)"},
+        {"resume", ARG_STR, &a->resume_dir, "DIR", "continue from a checkpoint of this run (same flags)"},
+        {"threads", ARG_INT, &a->threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
+        {"quiet", ARG_FLAG, &a->quiet, NULL, "no progress line, no summary"},
+    };
+    memcpy(specs, rows, sizeof rows);
+}
+
+int cli_train_apply(const char *cmd, const cli_train_args *a, mofo_train_opts *o, cli_train_flags *f) {
+    if (a->sched && mofo_sched_parse(a->sched, &o->sched)) {
+        fprintf(stderr, "mofo %s: --lr-schedule '%s': use constant, linear or cosine\n", cmd, a->sched);
+        return 2;
+    }
+    if (a->batch < 1 || a->batch > 1 << 20 || a->grad_accum < 1 || a->grad_accum > 1 << 20 || a->seq_len < 2 ||
+        a->seq_len > 1 << 24 || a->steps < 0 || a->epochs < 0 || a->eval_every < 0 || a->save_every < 0 || a->seed < 0) {
+        fprintf(stderr, "mofo %s: --batch, --grad-accum, --seq-len, --steps, --epochs, --eval-every, "
+                        "--save-every and --seed must be positive (seq-len >= 2)\n", cmd);
+        return 2;
+    }
+    o->lr = a->lr, o->warmup = a->warmup, o->clip = a->clip, o->weight_decay = a->weight_decay;
+    o->beta1 = a->beta1, o->beta2 = a->beta2, o->eps = a->eps, o->val_split = a->val_split;
+    o->epochs = a->epochs ? a->epochs : 1, o->steps = a->steps, o->batch = (int)a->batch;
+    o->grad_accum = (int)a->grad_accum, o->seq_len = (int)a->seq_len, o->seed = (uint64_t)a->seed;
+    o->shuffle = !a->no_shuffle, o->threads = (int)a->threads;
+    *f = (cli_train_flags){.cmd = cmd, .out_dir = o->out_dir, .resume_dir = a->resume_dir,
+                           .eval_every = a->eval_every, .save_every = a->save_every, .quiet = a->quiet};
+    return 0;
+}
+
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) {
     (void)sig;
