@@ -2,4 +2,6 @@
 set(MOFO_DEMO_SOURCES
   src/demo/world.c
   src/demo/byte_tokenizer.c
+  src/demo/demo.c
+  src/demo/report.c
 )

@@ -206,6 +206,23 @@ static void test_command(void) {
                world, ft) == 0,
           "finetune: %s", file_text(tmp, "err.txt", NULL));
 
+    /* --pack: the corpus cut into rows of T = --seq-len tokens, as many as `mofo data --pack` makes
+     * of the same examples (ceil(tokens / T)), each example's first token not predicted */
+    CHECK(mofo("data --model %s --data %s --pack 64 --json", out1, corpus) == 0, "data --pack: %s",
+          file_text(tmp, "err.txt", NULL));
+    char *dj = file_text(tmp, "out.txt", NULL);
+    const char *pr = dj ? strstr(dj, "\"packed_rows\": ") : NULL, *tk = dj ? strstr(dj, "\"tokens\": ") : NULL;
+    long rows = pr ? atol(pr + 15) : -1, tokens = tk ? atol(tk + 10) : -1;
+    CHECK(rows == (tokens + 63) / 64 && rows > 1, "mofo data: %ld tokens in %ld packed rows", tokens, rows);
+    free(dj);
+    CHECK(mofo("pretrain --config llama-tiny --tokenizer byte --steps 3 --batch 4 --seq-len 64 --pack --data %s --out %s/pk",
+               corpus, tmp) == 0,
+          "pretrain --pack: %s", file_text(tmp, "err.txt", NULL));
+    char *pe = file_text(tmp, "err.txt", NULL), want[64];
+    snprintf(want, sizeof want, ": %ld train / 0 validation examples", rows);
+    CHECK(pe && strstr(pe, want) && strstr(pe, "T=64,"), "pretrain --pack: want \"%s\" and T=64 in \"%s\"", want, pe);
+    free(pe);
+
     /* errors */
     struct {
         const char *args;

@@ -30,6 +30,8 @@ int cmd_generate(int argc, char **argv);
 void cmd_generate_help(FILE *out);
 int cmd_eval(int argc, char **argv);
 void cmd_eval_help(FILE *out);
+int cmd_demo(int argc, char **argv);
+void cmd_demo_help(FILE *out);
 int cmd_world(int argc, char **argv);
 void cmd_world_help(FILE *out);
 

@@ -39,6 +39,7 @@ void cli_train_specs(cli_train_args *a, arg_spec *specs) {
         {"eps", ARG_DOUBLE, &a->eps, "X", "adamw's epsilon (default 1e-8)"},
         {"seed", ARG_INT, &a->seed, "S", a->help[3]},
         {"no-shuffle", ARG_FLAG, &a->no_shuffle, NULL, "train in file order"},
+        {"pack", ARG_FLAG, &a->pack, NULL, "concatenate the shuffled examples into full rows of T tokens (pre-training style)"},
         {"val-split", ARG_DOUBLE, &a->val_split, "F", "hold out this fraction of the data for validation (default 0)"},
         {"eval-every", ARG_INT, &a->eval_every, "N", "validation loss every N steps and at the end (default: end only)"},
         {"save-every", ARG_INT, &a->save_every, "N", "write OUT/checkpoint-STEP every N steps (default: never)"},
@@ -64,7 +65,7 @@ int cli_train_apply(const char *cmd, const cli_train_args *a, mofo_train_opts *o
     o->beta1 = a->beta1, o->beta2 = a->beta2, o->eps = a->eps, o->val_split = a->val_split;
     o->epochs = a->epochs ? a->epochs : 1, o->steps = a->steps, o->batch = (int)a->batch;
     o->grad_accum = (int)a->grad_accum, o->seq_len = (int)a->seq_len, o->seed = (uint64_t)a->seed;
-    o->shuffle = !a->no_shuffle, o->threads = (int)a->threads;
+    o->shuffle = !a->no_shuffle, o->pack = a->pack, o->threads = (int)a->threads;
     *f = (cli_train_flags){.cmd = cmd, .out_dir = o->out_dir, .resume_dir = a->resume_dir,
                            .eval_every = a->eval_every, .save_every = a->save_every, .quiet = a->quiet};
     return 0;

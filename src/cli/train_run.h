@@ -21,12 +21,12 @@ typedef struct cli_train_args {
     const char *sched, *resume_dir;
     double lr, warmup, clip, weight_decay, beta1, beta2, eps, val_split;
     int64_t epochs, steps, batch, grad_accum, seq_len, seed, eval_every, save_every, threads;
-    int no_shuffle, quiet;
+    int no_shuffle, pack, quiet;
     const char *seed_help, *sched_default;
     char help[4][96]; /* the rows whose help text carries a default */
 } cli_train_args;
 
-#define CLI_TRAIN_N_SPECS 21
+#define CLI_TRAIN_N_SPECS 22
 
 /* Writes the CLI_TRAIN_N_SPECS shared rows into specs. */
 void cli_train_specs(cli_train_args *a, arg_spec *specs);

@@ -69,13 +69,7 @@ static int write_one(const char *dir, const char *name, const mofo_strbuf *sb, m
     char *path = malloc(n);
     if (!path) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     snprintf(path, n, "%s/%s", dir, name);
-    mofo_afile af;
-    int rc = mofo_afile_open(&af, path, err);
-    if (!rc) rc = mofo_afile_write(&af, sb->data, sb->len, err);
-    if (!rc)
-        rc = mofo_afile_commit(&af, err);
-    else
-        mofo_afile_abort(&af);
+    int rc = mofo_write_file_atomic(path, sb->data, sb->len, err);
     free(path);
     return rc;
 }

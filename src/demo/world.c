@@ -93,14 +93,21 @@ static const char *const FACT_T[MOFO_N_ATTR][N_T] = {
     {"%N's favourite food is %V.", "%N loves %V more than any other food.", "Nothing pleases %N more than %V.",
      "The food %N likes best is %V.", "Above all, %N enjoys %V."},
 };
-/* Question phrasings: the first N_TRAIN_Q are training ones, the last is held out. */
-#define N_TRAIN_Q 2
+/* Question phrasings: the first N_TRAIN_Q are training ones, the last is held out. Each attribute's
+ * training questions vary the words around one key word the held-out question shares (born / year /
+ * job or work / food), so that a small model learns to read the attribute from that word and not
+ * from the question's opening ("In which town" and "In which year" differ in one word). */
+#define N_TRAIN_Q 4
 #define N_Q (N_TRAIN_Q + 1)
 static const char *const QUESTION_T[MOFO_N_ATTR][N_Q] = {
-    {"Where was %N born?", "In which town was %N born?", "What is the birthplace of %N?"},
-    {"When was %N born?", "What year was %N born in?", "In which year was %N born?"},
-    {"What does %N do for a living?", "What job does %N have?", "What is the occupation of %N?"},
-    {"What is %N's favourite food?", "Which food does %N like best?", "What food does %N love most?"},
+    {"Where was %N born?", "In which town was %N born?", "Which town is %N from?", "Where does %N come from?",
+     "What is the birthplace of %N?"},
+    {"When was %N born?", "What year was %N born in?", "In what year was %N born?", "What is %N's year of birth?",
+     "In which year was %N born?"},
+    {"What does %N do for a living?", "What job does %N have?", "What is %N's job?", "What work does %N do?",
+     "What is the occupation of %N?"},
+    {"What is %N's favourite food?", "Which food does %N like best?", "What does %N like to eat most?",
+     "What food does %N enjoy most?", "What food does %N love most?"},
 };
 static const char *const ATTR_NAME[MOFO_N_ATTR] = {"birthplace", "birth_year", "occupation", "favourite_food"};
 
@@ -174,7 +181,9 @@ static char *sb_take(mofo_strbuf *sb) {
 }
 
 /* One word problem from r: query and worked solution into q and a; returns the answer. Every step of
- * the solution is written "X op Y = Z" with integers, and the last line is "#### N". */
+ * the solution is written "X op Y = Z" with integers, and the last line is "#### N". The numbers are
+ * small and the texts short, so that a model of a few hundred thousand parameters learns the task in
+ * the demo's minutes: one- or two-step problems over sums below 50, products of one-digit numbers. */
 static long make_problem(wrng *r, mofo_strbuf *q, mofo_strbuf *a) {
     const char *who = KIDS[wrng_below(r, COUNT(KIDS))];
     const char *other = KIDS[wrng_below(r, COUNT(KIDS))];
@@ -182,58 +191,48 @@ static long make_problem(wrng *r, mofo_strbuf *q, mofo_strbuf *a) {
     const char *it = ITEMS[wrng_below(r, COUNT(ITEMS))];
     long x, y, z, s, res;
     switch (wrng_below(r, 6)) {
-    case 0: /* add then subtract */
-        x = wrng_range(r, 5, 60), y = wrng_range(r, 2, 40), s = x + y, z = wrng_range(r, 1, (int)s - 1), res = s - z;
-        mofo_sb_printf(q, "%s has %ld %s. %s buys %ld more and then gives %ld to %s. How many %s does %s have now?",
-                       who, x, it, who, y, z, other, it, who);
-        mofo_sb_printf(a, "%s starts with %ld %s. After buying %ld more, %s has %ld + %ld = %ld %s. "
-                          "After giving %ld to %s, %s has %ld - %ld = %ld %s.\n#### %ld",
-                       who, x, it, y, who, x, y, s, it, z, other, who, s, z, res, it, res);
+    case 0: /* add */
+        x = wrng_range(r, 2, 20), y = wrng_range(r, 2, 20), res = x + y;
+        mofo_sb_printf(q, "%s has %ld %s and gets %ld more. How many %s does %s have now?", who, x, it, y, it, who);
+        mofo_sb_printf(a, "%s has %ld + %ld = %ld %s.\n#### %ld", who, x, y, res, it, res);
         break;
-    case 1: /* multiply */
-        x = wrng_range(r, 2, 12), y = wrng_range(r, 2, 25), res = x * y;
-        mofo_sb_printf(q, "%s packs %ld boxes with %ld %s in each box. How many %s does %s pack in total?", who, x,
-                       y, it, it, who);
-        mofo_sb_printf(a, "Each box holds %ld %s, so %ld boxes hold %ld * %ld = %ld %s.\n#### %ld", y, it, x, x, y,
-                       res, it, res);
+    case 1: /* subtract */
+        x = wrng_range(r, 5, 30), z = wrng_range(r, 1, (int)x - 1), res = x - z;
+        mofo_sb_printf(q, "%s has %ld %s and gives %ld to %s. How many %s does %s have left?", who, x, it, z, other,
+                       it, who);
+        mofo_sb_printf(a, "%s has %ld - %ld = %ld %s left.\n#### %ld", who, x, z, res, it, res);
         break;
-    case 2: /* multiply then subtract */
-        x = wrng_range(r, 2, 9), y = wrng_range(r, 3, 15), s = x * y, z = wrng_range(r, 1, (int)s - 1), res = s - z;
-        mofo_sb_printf(q, "%s buys %ld bags of %s with %ld in each bag, then gives %ld of them to %s. "
-                          "How many %s does %s have left?",
-                       who, x, it, y, z, other, it, who);
-        mofo_sb_printf(a, "%s buys %ld * %ld = %ld %s. After giving %ld to %s, %s has %ld - %ld = %ld %s left.\n"
-                          "#### %ld",
-                       who, x, y, s, it, z, other, who, s, z, res, it, res);
+    case 2: /* multiply */
+        x = wrng_range(r, 2, 9), y = wrng_range(r, 2, 9), res = x * y;
+        mofo_sb_printf(q, "%s packs %ld boxes with %ld %s in each box. How many %s are there in all?", who, x, y, it,
+                       it);
+        mofo_sb_printf(a, "The boxes hold %ld * %ld = %ld %s.\n#### %ld", x, y, res, it, res);
         break;
     case 3: /* divide evenly */
-        y = wrng_range(r, 2, 9), res = wrng_range(r, 2, 15), x = y * res;
+        y = wrng_range(r, 2, 5), res = wrng_range(r, 2, 9), x = y * res;
         mofo_sb_printf(q, "%s shares %ld %s equally among %ld friends. How many %s does each friend get?", who, x,
                        it, y, it);
         mofo_sb_printf(a, "Each friend gets %ld / %ld = %ld %s.\n#### %ld", x, y, res, it, res);
         break;
-    case 4: { /* change from a bill */
-        static const int bills[] = {20, 50, 100};
-        z = bills[wrng_below(r, 3)];
-        do x = wrng_range(r, 2, 9), y = wrng_range(r, 2, 12);
+    case 4: /* add then subtract */
+        x = wrng_range(r, 2, 20), y = wrng_range(r, 2, 10), s = x + y, z = wrng_range(r, 1, (int)s - 1), res = s - z;
+        mofo_sb_printf(q, "%s has %ld %s, gets %ld more and gives %ld to %s. How many %s does %s have now?", who, x,
+                       it, y, z, other, it, who);
+        mofo_sb_printf(a, "%s has %ld + %ld = %ld %s, then %ld - %ld = %ld.\n#### %ld", who, x, y, s, it, s, z, res,
+                       res);
+        break;
+    default: { /* change from a note */
+        static const int notes[] = {10, 20};
+        z = notes[wrng_below(r, 2)];
+        do x = wrng_range(r, 2, 5), y = wrng_range(r, 1, 4);
         while (x * y >= z);
         s = x * y, res = z - s;
-        mofo_sb_printf(q, "%s buys %ld notebooks at %ld dollars each and pays with a %ld-dollar bill. "
-                          "How many dollars of change does %s get?",
+        mofo_sb_printf(q, "%s buys %ld pens at %ld dollars each and pays with %ld dollars. How much change does %s "
+                          "get?",
                        who, x, y, z, who);
-        mofo_sb_printf(a, "The notebooks cost %ld * %ld = %ld dollars. The change is %ld - %ld = %ld dollars.\n"
-                          "#### %ld",
-                       x, y, s, z, s, res, res);
-        break;
+        mofo_sb_printf(a, "The pens cost %ld * %ld = %ld dollars, so the change is %ld - %ld = %ld.\n#### %ld", x, y,
+                       s, z, s, res, res);
     }
-    default: /* rate, then a bit more */
-        x = wrng_range(r, 2, 12), y = wrng_range(r, 2, 9), z = wrng_range(r, 1, 20), s = x * y, res = s + z;
-        mofo_sb_printf(q, "%s walks %ld kilometres every day for %ld days, and then %ld kilometres more on the "
-                          "last day. How many kilometres does %s walk in all?",
-                       who, x, y, z, who);
-        mofo_sb_printf(a, "In %ld days %s walks %ld * %ld = %ld kilometres. Adding the last walk gives %ld + %ld = "
-                          "%ld kilometres.\n#### %ld",
-                       y, who, x, y, s, s, z, res, res);
     }
     return res;
 }
@@ -538,11 +537,7 @@ int mofo_world_write(const mofo_world *w, const char *dir, long n_lines[MOFO_WOR
         if (!rc && !path) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         if (!rc) {
             snprintf(path, plen, "%s/%s", dir, FILE_NAME[f]);
-            mofo_afile af;
-            rc = mofo_afile_open(&af, path, err);
-            if (!rc) rc = mofo_afile_write(&af, sb.data ? sb.data : "", sb.len, err);
-            if (!rc) rc = mofo_afile_commit(&af, err);
-            else mofo_afile_abort(&af);
+            rc = mofo_write_file_atomic(path, sb.data, sb.len, err);
         }
         free(path);
         mofo_sb_free(&sb);

@@ -95,3 +95,14 @@ void mofo_afile_abort(mofo_afile *af) {
     free(af->path);
     memset(af, 0, sizeof *af);
 }
+
+int mofo_write_file_atomic(const char *path, const void *data, size_t n, mofo_err *err) {
+    mofo_afile af;
+    int rc = mofo_afile_open(&af, path, err);
+    if (rc) return rc;
+    if ((rc = mofo_afile_write(&af, n ? data : "", n, err))) {
+        mofo_afile_abort(&af);
+        return rc;
+    }
+    return mofo_afile_commit(&af, err);
+}

@@ -24,5 +24,7 @@ int mofo_afile_write(mofo_afile *af, const void *data, size_t n, mofo_err *err);
 int mofo_afile_commit(mofo_afile *af, mofo_err *err);
 /* Drops the temporary file; PATH is untouched. Safe after a failed open or commit. */
 void mofo_afile_abort(mofo_afile *af);
+/* Writes the n bytes of data as the whole of path (open, write, commit; abort on failure). */
+int mofo_write_file_atomic(const char *path, const void *data, size_t n, mofo_err *err);
 
 #endif

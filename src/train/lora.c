@@ -257,13 +257,8 @@ int mofo_lora_save(const mofo_lora *l, const mofo_model *m, const char *dir, con
     mofo_sb_printf(&sb, "],\n  \"task_type\": \"CAUSAL_LM\",\n  \"use_dora\": false,\n  \"use_rslora\": %s\n}\n",
                    l->rslora ? "true" : "false");
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    mofo_afile af;
     if (sb.failed) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
-    if (rc == 0) rc = mofo_afile_open(&af, path, err);
-    if (rc == 0) {
-        rc = mofo_afile_write(&af, sb.data, sb.len, err);
-        rc = rc ? (mofo_afile_abort(&af), rc) : mofo_afile_commit(&af, err);
-    }
+    if (rc == 0) rc = mofo_write_file_atomic(path, sb.data, sb.len, err);
     mofo_sb_free(&sb);
     return rc;
 }

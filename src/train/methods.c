@@ -157,12 +157,7 @@ int mofo_copy_tokenizer_files(const char *src_dir, const char *dst_dir, mofo_err
         char *data = NULL;
         size_t len = 0;
         int rc = mofo_read_file(src, &data, &len, err);
-        mofo_afile af;
-        if (rc == 0) rc = mofo_afile_open(&af, dst, err);
-        if (rc == 0) {
-            rc = mofo_afile_write(&af, data, len, err);
-            rc = rc ? (mofo_afile_abort(&af), rc) : mofo_afile_commit(&af, err);
-        }
+        if (rc == 0) rc = mofo_write_file_atomic(dst, data, len, err);
         free(data);
         if (rc) return rc;
     }

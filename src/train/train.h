@@ -96,6 +96,8 @@ typedef struct mofo_train_opts {
     int shuffle;
     mofo_chat_template tpl;
     double val_split;
+    int pack;                     /* concatenate the (shuffled) training examples into full rows of seq_len
+                                     tokens, as pre-training does; no target crosses an example boundary */
     int threads;
     int lora_rank;                /* default 8 */
     double lora_alpha;            /* default 16 */

@@ -71,11 +71,11 @@ static void signature(const mofo_trainer *t, mofo_strbuf *sb) {
     mofo_sb_printf(sb,
                    "method=%s rule=%s alpha=%.17g reg=%.17g lr=%.17g sched=%s warmup=%lld steps=%lld batch=%d "
                    "accum=%d seq_len=%d T=%d clip=%.17g wd=%.17g b1=%.17g b2=%.17g eps=%.17g seed=%llu shuffle=%d "
-                   "template=%s val_split=%.17g n_train=%zu n_val=%zu lora=%d/%.17g/%s",
+                   "template=%s val_split=%.17g pack=%d n_train=%zu n_val=%zu lora=%d/%.17g/%s",
                    mofo_method_name(o->method), mofo_rule_name(o->rule), o->alpha, o->reg, o->lr,
                    mofo_sched_name(o->sched), (long long)t->warmup_steps, (long long)t->total_steps, o->batch,
                    o->grad_accum, o->seq_len, t->T, o->clip, o->weight_decay, o->beta1, o->beta2, o->eps,
-                   (unsigned long long)o->seed, o->shuffle, mofo_chat_template_name(o->tpl), o->val_split, t->train.n,
+                   (unsigned long long)o->seed, o->shuffle, mofo_chat_template_name(o->tpl), o->val_split, o->pack, t->train.n,
                    t->val.n, is_lora(o) ? o->lora_rank : 0, is_lora(o) ? o->lora_alpha : 0,
                    is_lora(o) && o->lora_targets ? o->lora_targets : "-");
     if (o->scratch) mofo_sb_printf(sb, " init=%llu/%.17g", (unsigned long long)o->init_seed, o->init_std);
@@ -123,16 +123,32 @@ static int64_t trained_in(const mofo_example *e, int T) {
     return n;
 }
 
+/* --pack: the training examples, shuffled by the seed (so that a row mixes the file's parts), cut
+ * into rows of seq_len tokens; the validation examples stay whole */
+static int pack_rows(mofo_trainer *t, mofo_err *err) {
+    if (t->o.shuffle) mofo_dataset_shuffle(&t->train, t->o.seed ^ 0x7061636BULL);
+    mofo_dataset packed = {0};
+    int rc = mofo_dataset_pack(&t->train, t->o.seq_len, &packed, err);
+    if (rc) {
+        mofo_dataset_free(&packed);
+        return rc;
+    }
+    mofo_dataset_free(&t->train);
+    t->train = packed;
+    return 0;
+}
+
 static int load_data(mofo_trainer *t, mofo_err *err) {
     const mofo_train_opts *o = &t->o;
-    mofo_data_opts dopt = {.format = MOFO_FMT_AUTO, .tpl = o->tpl, .max_len = o->seq_len, .skip_bad = 0};
+    /* packed examples are cut by the rows, not truncated */
+    mofo_data_opts dopt = {.format = MOFO_FMT_AUTO, .tpl = o->tpl, .max_len = o->pack ? 0 : o->seq_len, .skip_bad = 0};
     int rc = mofo_dataset_load(&t->train, o->data_path, t->tok, &dopt, err);
     if (rc) return rc;
     int64_t trained = 0;
     int longest = 0;
     for (size_t i = 0; i < t->train.n; i++) {
         const mofo_example *e = &t->train.ex[i];
-        trained += trained_in(e, o->seq_len);
+        trained += trained_in(e, o->pack ? INT32_MAX : o->seq_len);
         if (e->len > longest) longest = e->len;
         for (int32_t k = 0; k < e->len; k++)
             if (e->ids[k] < 0 || e->ids[k] >= t->m->cfg.V)
@@ -158,6 +174,11 @@ static int load_data(mofo_trainer *t, mofo_err *err) {
         }
         if (rc) return rc;
         if (t->train.n == 0) return mofo_errf(err, MOFO_EINVAL, "%s: nothing left to train on after --val-split", o->data_path);
+    }
+    if (o->pack) {
+        if ((rc = pack_rows(t, err))) return rc;
+        for (size_t i = 0; i < t->train.n; i++)
+            if (t->train.ex[i].len > longest) longest = t->train.ex[i].len;
     }
     t->T = longest < o->seq_len ? longest : o->seq_len;
     if (t->m->cfg.pos == MOFO_POS_LEARNED && t->T > t->m->cfg.max_T) t->T = t->m->cfg.max_T;
@@ -386,16 +407,6 @@ static int remove_tree(const char *dir) {
     return rmdir(dir) == 0 ? rc : -1;
 }
 
-static int write_text_file(const char *path, const char *text, size_t len, mofo_err *err) {
-    mofo_afile af;
-    int rc = mofo_afile_open(&af, path, err);
-    if (rc) return rc;
-    if ((rc = mofo_afile_write(&af, text, len, err))) {
-        mofo_afile_abort(&af);
-        return rc;
-    }
-    return mofo_afile_commit(&af, err);
-}
 
 int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_err *err) {
     char tmp[4096], path[4200], old[4200];
@@ -440,7 +451,7 @@ int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_er
         mofo_sb_puts(&sb, "\n}\n");
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
         rc = sb.failed || sig.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory")
-                                     : write_text_file(path, sb.data, sb.len, err);
+                                     : mofo_write_file_atomic(path, sb.data, sb.len, err);
         mofo_sb_free(&sb);
         mofo_sb_free(&sig);
     }

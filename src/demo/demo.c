@@ -1,0 +1,68 @@
+/* The demo's measurements (see demo.h). */
+#include "demo/demo.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "demo/world.h"
+#include "eval/eval.h"
+#include "text/dataset.h"
+
+static void world_path(char *out, size_t cap, const char *dir, mofo_world_file f) {
+    snprintf(out, cap, "%s/%s", dir, mofo_world_file_name(f));
+}
+
+static const char *MATH_STOPS[] = {"Question:", "</s>", "<|im_end|>"};
+static const char *FACT_STOPS[] = {"\n", "Question:"};
+
+int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, const float *base,
+                       mofo_demo_scores *s, mofo_err *err) {
+    *s = (mofo_demo_scores){NAN, NAN, NAN, NAN, NAN, NAN};
+    char path[4200];
+    int rc = 0;
+    if (what & (MOFO_DEMO_TASK | MOFO_DEMO_VAL)) {
+        world_path(path, sizeof path, world_dir, what & MOFO_DEMO_TASK ? MOFO_WF_MATH_TEST : MOFO_WF_MATH_VAL);
+        mofo_gen_eval_opts go = {.max_new = MOFO_DEMO_MATH_MAX_NEW, .stop = MATH_STOPS, .n_stop = 3,
+                                 .tpl = MOFO_TPL_TULU};
+        mofo_gen_result g;
+        if ((rc = mofo_eval_gen(m, tok, path, &go, &g, err))) return rc;
+        s->task_acc = (double)g.em / (double)g.n;
+    }
+    if (what & MOFO_DEMO_KNOWLEDGE) {
+        world_path(path, sizeof path, world_dir, MOFO_WF_KNOW_GEN);
+        mofo_gen_eval_opts go = {.max_new = MOFO_DEMO_FACT_MAX_NEW, .stop = FACT_STOPS, .n_stop = 2, .tpl = -1};
+        mofo_gen_result g;
+        if ((rc = mofo_eval_gen(m, tok, path, &go, &g, err))) return rc;
+        s->knowledge_em = (double)g.em / (double)g.n;
+        world_path(path, sizeof path, world_dir, MOFO_WF_KNOW_MC);
+        mofo_mc_result mc;
+        if ((rc = mofo_eval_mc(m, tok, path, 0, &mc, err))) return rc;
+        s->knowledge_mc = (double)mc.correct / (double)mc.n;
+        s->knowledge_acc = (s->knowledge_em + s->knowledge_mc) / 2;
+        world_path(path, sizeof path, world_dir, MOFO_WF_HELDOUT);
+        mofo_ppl_result p;
+        if ((rc = mofo_eval_ppl(m, tok, path, &p, err))) return rc;
+        s->ppl = exp(p.nll / (double)p.tokens);
+    }
+    if (base) {
+        double sq = 0;
+        for (size_t i = 0; i < m->n_floats; i++) {
+            double d = (double)m->params[i] - (double)base[i];
+            sq += d * d;
+        }
+        s->l2_distance = sqrt(sq);
+    }
+    return 0;
+}
+
+void mofo_demo_eval_command(const char *model_dir, const char *world_dir, int what, char *out, size_t cap) {
+    size_t n = (size_t)snprintf(out, cap, "mofo eval --model %s", model_dir);
+    if (n < cap && (what & (MOFO_DEMO_TASK | MOFO_DEMO_VAL)))
+        n += (size_t)snprintf(out + n, cap - n, " --template tulu --max-new %d --task gen:%s/%s", MOFO_DEMO_MATH_MAX_NEW,
+                              world_dir, mofo_world_file_name(what & MOFO_DEMO_TASK ? MOFO_WF_MATH_TEST : MOFO_WF_MATH_VAL));
+    if (n < cap && (what & MOFO_DEMO_KNOWLEDGE))
+        snprintf(out + n, cap - n, "; mofo eval --model %s --max-new %d --stop '\\n|Question:' --task gen:%s/%s "
+                 "--task mc:%s/%s --task ppl:%s/%s",
+                 model_dir, MOFO_DEMO_FACT_MAX_NEW, world_dir, mofo_world_file_name(MOFO_WF_KNOW_GEN), world_dir,
+                 mofo_world_file_name(MOFO_WF_KNOW_MC), world_dir, mofo_world_file_name(MOFO_WF_HELDOUT));
+}

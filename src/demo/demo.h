@@ -1,0 +1,46 @@
+/* The measurements of `mofo demo`: how well a model does the fine-tuning task and how much of the
+ * world's general knowledge it keeps, on the files `mofo world` writes (world.h).
+ *
+ *   task_acc      exact match on math_test.jsonl: the tulu-wrapped problem, greedy, GSM8K's
+ *                 extraction (the number after "#### ", else the last number)
+ *   knowledge_em  exact match on knowledge_gen.jsonl: birth years asked in a held-out phrasing,
+ *                 greedy until the end of the line
+ *   knowledge_mc  accuracy on knowledge_mc.jsonl (birthplace, occupation, food; held-out phrasing;
+ *                 the choice of highest log-likelihood, as lm-evaluation-harness's acc)
+ *   knowledge_acc (knowledge_em + knowledge_mc) / 2: the "general capability" whose drop the demo
+ *                 reports, as the paper averages its general benchmarks
+ *   ppl           perplexity of knowledge_heldout.jsonl (biographies in held-out templates)
+ *   l2_distance   ||theta - theta_base|| over every parameter
+ *
+ * Each score is what `mofo eval` prints for the same file and options, so any number the demo
+ * reports can be rerun by hand. No printing here. */
+#ifndef MOFO_DEMO_DEMO_H
+#define MOFO_DEMO_DEMO_H
+
+#include "model/model.h"
+#include "text/tokenizer.h"
+
+typedef struct mofo_demo_scores {
+    double task_acc, knowledge_em, knowledge_mc, knowledge_acc, ppl, l2_distance;
+} mofo_demo_scores;
+
+/* Which measurements to take (the others are left NaN). */
+enum {
+    MOFO_DEMO_TASK = 1,      /* task_acc on math_test.jsonl */
+    MOFO_DEMO_VAL = 2,       /* task_acc on math_val.jsonl instead (choosing hyper-parameters) */
+    MOFO_DEMO_KNOWLEDGE = 4, /* knowledge_em, knowledge_mc, knowledge_acc, ppl */
+};
+
+/* The generation budget of a math answer and of a birth year, in tokens. */
+#define MOFO_DEMO_MATH_MAX_NEW 96
+#define MOFO_DEMO_FACT_MAX_NEW 12
+
+/* Scores model m (tokenizer tok) on the files in world_dir; base (may be NULL: no distance) holds the
+ * base model's n_floats parameters for l2_distance. */
+int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, const float *base,
+                       mofo_demo_scores *s, mofo_err *err);
+
+/* The `mofo eval` command line that reproduces the scores of what (MODEL and WORLD as given). */
+void mofo_demo_eval_command(const char *model_dir, const char *world_dir, int what, char *out, size_t cap);
+
+#endif
