@@ -105,7 +105,8 @@ static void check_loads(const files *fs, const mofo_tokenizer *tok) {
     } ds_files[] = {{MOFO_WF_BIOS, MOFO_FMT_TEXT},
                     {MOFO_WF_QA, MOFO_FMT_TEXT},
                     {MOFO_WF_HELDOUT, MOFO_FMT_TEXT},
-                    {MOFO_WF_MATH_TRAIN, MOFO_FMT_METAMATH}};
+                    {MOFO_WF_MATH_TRAIN, MOFO_FMT_METAMATH},
+                    {MOFO_WF_MATH_PRETRAIN, MOFO_FMT_TEXT}};
     for (size_t k = 0; k < sizeof ds_files / sizeof ds_files[0]; k++) {
         const char *name = mofo_world_file_name(ds_files[k].f);
         const mofo_strbuf *sb = &fs->f[ds_files[k].f];
@@ -183,8 +184,22 @@ static void check_math(const files *fs, const mofo_world *w) {
         }
         free_lines(&L);
     }
+    /* pretrain: "Question: Q\nAnswer: SOLUTION" of the problems after test, solutions checked */
+    lines P = parse_lines(&fs->f[MOFO_WF_MATH_PRETRAIN], "math_pretrain");
+    CHECK(P.n == w->n_pretrain && P.n > 0, "math_pretrain: %ld lines", P.n);
+    for (long i = 0; i < P.n && i < w->n_pretrain; i++) {
+        const mofo_problem *pr = &w->problems[w->n_train + w->n_val + w->n_test + i];
+        const char *t = str_field(&P, i, "text");
+        char want[1024];
+        snprintf(want, sizeof want, "Question: %s\nAnswer: %s", pr->query, pr->response);
+        long final = -1;
+        const char *why = check_solution(pr->response, &final);
+        CHECK(!why && final == pr->answer, "math_pretrain:%ld: %s", i + 1, why ? why : "answer");
+        CHECK(t && strcmp(t, want) == 0, "math_pretrain:%ld: %s", i + 1, t ? t : "no text");
+    }
+    free_lines(&P);
     /* no problem in two splits (nor twice in one) */
-    int total = w->n_train + w->n_val + w->n_test, dups = 0;
+    int total = w->n_train + w->n_val + w->n_test + w->n_pretrain, dups = 0;
     for (int i = 0; i < total; i++)
         for (int j = i + 1; j < total; j++) dups += strcmp(w->problems[i].query, w->problems[j].query) == 0;
     CHECK(dups == 0, "%d repeated problems", dups);
@@ -315,14 +330,15 @@ static char *run(const char *cmd, int *status) { return run_capture(tmpdir, cmd,
 static void check_command(void) {
     mofo_world_opts o;
     mofo_world_opts_default(&o);
-    o.seed = 3, o.n_people = 12, o.n_problems = 40;
+    o.seed = 3, o.n_people = 12, o.n_problems = 40, o.n_pretrain = 9;
     files mem;
     render_all(&o, &mem, NULL);
     char cmd[1024], path[600];
     int st;
     for (int k = 0; k < 2; k++) {
         /* the second run writes over the first run's files (and into a folder it creates) */
-        snprintf(cmd, sizeof cmd, "'%s' world --out '%s/a/b' --seed 3 --people 12 --problems=40", MOFO_BIN, tmpdir);
+        snprintf(cmd, sizeof cmd, "'%s' world --out '%s/a/b' --seed 3 --people 12 --problems=40 --pretrain 9", MOFO_BIN,
+                 tmpdir);
         char *out = run(cmd, &st);
         CHECK(st == 0 && out && strstr(out, "math_train.jsonl: 40 lines"), "run %d: status %d: %s", k, st, out ? out : "");
         free(out);
@@ -334,6 +350,15 @@ static void check_command(void) {
                   "%s differs from the library's rendering", path);
             free(data);
         }
+        /* world.json: the resolved options, read back equal */
+        snprintf(path, sizeof path, "%s/a/b/world.json", tmpdir);
+        mofo_world_opts back;
+        mofo_err err = {0};
+        CHECK(mofo_world_opts_read(path, &back, &err) == 0, "%s", err.msg);
+        CHECK(back.seed == 3 && back.n_people == 12 && back.n_problems == 40 && back.n_val == 4 && back.n_test == 8 &&
+                  back.n_pretrain == 9,
+              "world.json: seed %llu people %d problems %d val %d test %d pretrain %d", (unsigned long long)back.seed,
+              back.n_people, back.n_problems, back.n_val, back.n_test, back.n_pretrain);
     }
     free_files(&mem);
     /* errors: a message and a non-zero status */
@@ -347,6 +372,7 @@ static void check_command(void) {
         {"--out '%s/x' --people 5000", "--people", 2},
         {"--out '%s/x' --problems nine", "--problems", 2},
         {"--out '%s/x' --seed -4", "--seed", 2},
+        {"--out '%s/x' --pretrain -1", "--pretrain", 2},
         {"--out '%s/out.txt/sub'", "cannot create folder", 1}, /* a file where a folder must be */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -371,7 +397,7 @@ int main(void) {
     /* determinism */
     mofo_world_opts o;
     mofo_world_opts_default(&o);
-    o.seed = 7, o.n_people = 60, o.n_problems = 300;
+    o.seed = 7, o.n_people = 60, o.n_problems = 300, o.n_pretrain = 50;
     files a, b, c;
     mofo_world w;
     if (render_all(&o, &a, &w)) return CHECK_DONE();

@@ -96,35 +96,15 @@ static int fail(const char *what, const mofo_err *err) {
     return 1;
 }
 
-/* The world the base was pre-trained on: its world.json {"seed": S, "people": N}. */
-static int read_world_json(demo *d, mofo_err *err) {
-    char path[2200], *text = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s/world.json", d->base_dir);
-    int rc = mofo_read_file(path, &text, &len, err);
-    if (rc) return rc;
-    mofo_json_doc *doc = mofo_json_parse(text, len, err);
-    free(text);
-    if (!doc) return mofo_err_prefix(err, "%s", path);
-    int64_t seed = -1, people = -1;
-    const mofo_json *root = mofo_json_root(doc);
-    if (!mofo_json_int64(mofo_json_get(root, "seed"), &seed) || !mofo_json_int64(mofo_json_get(root, "people"), &people) ||
-        seed < 0 || people < 1 || people > mofo_world_max_people())
-        rc = mofo_errf(err, MOFO_EFORMAT, "%s: needs \"seed\" >= 0 and \"people\" in 1..%d", path,
-                       mofo_world_max_people());
-    mofo_json_free(doc);
-    mofo_world_opts_default(&d->wo);
-    d->wo.seed = (uint64_t)seed, d->wo.n_people = (int)people;
-    return rc;
-}
-
+/* The world the base was pre-trained on, from its world.json, written again into OUT/world. */
 static int make_world(demo *d, mofo_err *err) {
-    d->wo.n_problems = 2000;
-    d->wo.n_val = d->quick ? 10 : 50;
-    d->wo.n_test = d->quick ? 20 : 200;
+    char path[2200];
+    snprintf(path, sizeof path, "%s/world.json", d->base_dir);
+    int rc = mofo_world_opts_read(path, &d->wo, err);
+    if (rc) return rc;
     mofo_world w;
-    int rc = mofo_world_build(&w, &d->wo, err);
-    if (!rc) rc = mofo_world_write(&w, d->world, NULL, err);
+    if ((rc = mofo_world_build(&w, &d->wo, err))) return rc;
+    rc = mofo_world_write(&w, d->world, NULL, err);
     mofo_world_free(&w);
     return rc;
 }
@@ -341,7 +321,7 @@ int cmd_demo(int argc, char **argv) {
         return 1;
     }
     snprintf(d->world, sizeof d->world, "%s/world", d->out);
-    if ((rc = read_world_json(d, &err)) || (rc = make_world(d, &err)) ||
+    if ((rc = make_world(d, &err)) ||
         (rc = mofo_model_load(&d->base, d->base_dir, &err)) || (rc = mofo_tokenizer_load_dir(&d->tok, d->base_dir, &err))) {
         rc = fail("base", &err);
         goto done;

@@ -7,20 +7,24 @@
 #include "demo/world.h"
 
 static const char *out_dir;
-static int64_t seed, n_people, n_problems;
+static int64_t seed, n_people, n_problems, n_val, n_test, n_pretrain;
 
 static const arg_spec SPECS[] = {
     {"out", ARG_STR, &out_dir, "DIR", "the folder to write (created when missing); required"},
     {"seed", ARG_INT, &seed, "S", "the generator's seed, >= 0 (default 1): the same seed writes the same bytes"},
     {"people", ARG_INT, &n_people, "N", "people in the world (default 200)"},
-    {"problems", ARG_INT, &n_problems, "N", "training word problems (default 2000; val N/10, test N/5)"},
+    {"problems", ARG_INT, &n_problems, "N", "training word problems (default 2000)"},
+    {"val", ARG_INT, &n_val, "N", "validation word problems (default problems/10)"},
+    {"test", ARG_INT, &n_test, "N", "test word problems (default problems/5)"},
+    {"pretrain", ARG_INT, &n_pretrain, "N", "word problems as plain text for pre-training (default 0)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void cmd_world_help(FILE *out) {
-    args_help(out, "world", "--out DIR [--seed S] [--people N] [--problems N]", SPECS, N_SPECS);
+    args_help(out, "world", "--out DIR [--seed S] [--people N] [--problems N] [--val N] [--test N] [--pretrain N]", SPECS, N_SPECS);
     fprintf(out, "\nWrites, each atomically:\n");
     for (int f = 0; f < MOFO_WORLD_N_FILES; f++) fprintf(out, "  %s\n", mofo_world_file_name((mofo_world_file)f));
+    fprintf(out, "  world.json (the options: the same options write the same world)\n");
     fprintf(out, "knowledge_* and people.jsonl describe the people (the general knowledge: pretrain on\n"
                  "knowledge_bios + knowledge_qa, evaluate with ppl:knowledge_heldout, gen:knowledge_gen,\n"
                  "mc:knowledge_mc); math_* are the skill to fine-tune on (math_train, MetaMathQA format) and\n"
@@ -31,7 +35,7 @@ int cmd_world(int argc, char **argv) {
     mofo_world_opts o;
     mofo_world_opts_default(&o);
     out_dir = NULL;
-    seed = (int64_t)o.seed, n_people = o.n_people, n_problems = o.n_problems;
+    seed = (int64_t)o.seed, n_people = o.n_people, n_problems = o.n_problems, n_val = n_test = -1, n_pretrain = 0;
     if (args_parse("world", argc, argv, SPECS, N_SPECS)) return 2;
     if (!out_dir || !*out_dir) {
         fprintf(stderr, "mofo world: --out is required (see 'mofo help world')\n");
@@ -49,7 +53,12 @@ int cmd_world(int argc, char **argv) {
         fprintf(stderr, "mofo world: --problems must be in 1..1000000, not %" PRId64 "\n", n_problems);
         return 2;
     }
+    if (n_val < -1 || n_val > 1000000 || n_test < -1 || n_test > 1000000 || n_pretrain < 0 || n_pretrain > 1000000) {
+        fprintf(stderr, "mofo world: --val, --test and --pretrain must be in 0..1000000\n");
+        return 2;
+    }
     o.seed = (uint64_t)seed, o.n_people = (int)n_people, o.n_problems = (int)n_problems;
+    o.n_val = (int)n_val, o.n_test = (int)n_test, o.n_pretrain = (int)n_pretrain;
     mofo_err err = {0};
     mofo_world w;
     if (mofo_world_build(&w, &o, &err)) {

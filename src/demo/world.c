@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 
 #include "io/atomic_file.h"
+#include "io/json.h"
+#include "text/utf8.h"
 
 /* ---- the generator's own random stream: splitmix64 ---- */
 typedef struct wrng {
@@ -120,6 +122,7 @@ static const char *const ITEMS[] = {"apples", "marbles", "stickers", "pencils", 
 static const char *const FILE_NAME[MOFO_WORLD_N_FILES] = {
     "people.jsonl",   "knowledge_bios.jsonl", "knowledge_qa.jsonl", "knowledge_heldout.jsonl",
     "knowledge_gen.jsonl", "knowledge_mc.jsonl", "math_train.jsonl", "math_val.jsonl", "math_test.jsonl",
+    "math_pretrain.jsonl",
 };
 
 enum { STREAM_PEOPLE = 1, STREAM_PROBLEMS, STREAM_FILE };
@@ -136,6 +139,7 @@ void mofo_world_opts_default(mofo_world_opts *o) {
     o->n_problems = 2000;
     o->n_val = -1;
     o->n_test = -1;
+    o->n_pretrain = 0;
 }
 
 void mofo_world_attr_text(const mofo_person *p, int attr, char *out, size_t cap) {
@@ -247,14 +251,14 @@ static uint64_t fnv1a(const char *s) {
 void mofo_world_free(mofo_world *w) {
     if (!w) return;
     if (w->problems)
-        for (int i = 0; i < w->n_train + w->n_val + w->n_test; i++) free(w->problems[i].query), free(w->problems[i].response);
+        for (int i = 0; i < w->n_train + w->n_val + w->n_test + w->n_pretrain; i++) free(w->problems[i].query), free(w->problems[i].response);
     free(w->problems);
     free(w->people);
     memset(w, 0, sizeof *w);
 }
 
 static int build_problems(mofo_world *w, mofo_err *err) {
-    int n = w->n_train + w->n_val + w->n_test;
+    int n = w->n_train + w->n_val + w->n_test + w->n_pretrain;
     w->problems = calloc((size_t)n, sizeof *w->problems);
     size_t cap = 16;
     while (cap < (size_t)n * 2) cap *= 2;
@@ -310,12 +314,12 @@ int mofo_world_build(mofo_world *w, const mofo_world_opts *o, mofo_err *err) {
         return mofo_errf(err, MOFO_EINVAL, "people: %d is outside 1..%d", o->n_people, mofo_world_max_people());
     if (o->n_problems < 1 || o->n_problems > 1000000)
         return mofo_errf(err, MOFO_EINVAL, "problems: %d is outside 1..1000000", o->n_problems);
-    if (o->n_val > 1000000 || o->n_test > 1000000)
-        return mofo_errf(err, MOFO_EINVAL, "val/test problems: at most 1000000");
+    if (o->n_val > 1000000 || o->n_test > 1000000 || o->n_pretrain < 0 || o->n_pretrain > 1000000)
+        return mofo_errf(err, MOFO_EINVAL, "val/test/pretrain problems: at most 1000000");
     w->o = *o;
     w->o.n_val = o->n_val >= 0 ? o->n_val : (o->n_problems / 10 > 1 ? o->n_problems / 10 : 1);
     w->o.n_test = o->n_test >= 0 ? o->n_test : (o->n_problems / 5 > 1 ? o->n_problems / 5 : 1);
-    w->n_train = o->n_problems, w->n_val = w->o.n_val, w->n_test = w->o.n_test;
+    w->n_train = o->n_problems, w->n_val = w->o.n_val, w->n_test = w->o.n_test, w->n_pretrain = o->n_pretrain;
 
     /* people: distinct (first, last) pairs, a partial Fisher-Yates over all pairs */
     int total = mofo_world_max_people();
@@ -475,11 +479,17 @@ int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, l
         }
     }
     if (f >= MOFO_WF_MATH_TRAIN) {
-        int from = f == MOFO_WF_MATH_TRAIN ? 0 : f == MOFO_WF_MATH_VAL ? w->n_train : w->n_train + w->n_val;
-        int n = f == MOFO_WF_MATH_TRAIN ? w->n_train : f == MOFO_WF_MATH_VAL ? w->n_val : w->n_test;
+        int from = 0, n = w->n_train; /* the problems are train, val, test, pretrain in that order */
+        if (f >= MOFO_WF_MATH_VAL) from += n, n = w->n_val;
+        if (f >= MOFO_WF_MATH_TEST) from += n, n = w->n_test;
+        if (f >= MOFO_WF_MATH_PRETRAIN) from += n, n = w->n_pretrain;
         for (int i = from; i < from + n; i++, lines++) {
             const mofo_problem *pr = &w->problems[i];
-            if (f == MOFO_WF_MATH_TRAIN) {
+            if (f == MOFO_WF_MATH_PRETRAIN) { /* plain text, in the knowledge questions' format */
+                t.len = 0;
+                mofo_sb_printf(&t, "Question: %s\nAnswer: %s", pr->query, pr->response);
+                text_line(sb, &t);
+            } else if (f == MOFO_WF_MATH_TRAIN) {
                 json_field(sb, "query", pr->query, strlen(pr->query), 1);
                 json_field(sb, "response", pr->response, strlen(pr->response), 0);
                 mofo_sb_puts(sb, "}\n");
@@ -544,5 +554,42 @@ int mofo_world_write(const mofo_world *w, const char *dir, long n_lines[MOFO_WOR
         if (rc) return rc;
         if (n_lines) n_lines[f] = lines;
     }
+    mofo_strbuf sb = {0};
+    mofo_world_opts_json(&w->o, &sb);
+    char *path = malloc(strlen(dir) + 16);
+    rc = !path || sb.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : 0;
+    if (!rc) {
+        sprintf(path, "%s/world.json", dir);
+        rc = mofo_write_file_atomic(path, sb.data, sb.len, err);
+    }
+    free(path);
+    mofo_sb_free(&sb);
+    return rc;
+}
+
+void mofo_world_opts_json(const mofo_world_opts *o, mofo_strbuf *sb) {
+    mofo_sb_printf(sb, "{\"seed\": %llu, \"people\": %d, \"problems\": %d, \"val\": %d, \"test\": %d, \"pretrain\": %d}\n",
+                   (unsigned long long)o->seed, o->n_people, o->n_problems, o->n_val, o->n_test, o->n_pretrain);
+}
+
+int mofo_world_opts_read(const char *path, mofo_world_opts *o, mofo_err *err) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = mofo_read_file(path, &text, &len, err);
+    if (rc) return rc;
+    mofo_json_doc *doc = mofo_json_parse(text, len, err);
+    free(text);
+    if (!doc) return mofo_err_prefix(err, "%s", path);
+    static const char *const KEYS[] = {"seed", "people", "problems", "val", "test", "pretrain"};
+    int64_t v[6];
+    const mofo_json *root = mofo_json_root(doc);
+    for (int i = 0; i < 6 && !rc; i++)
+        if (!mofo_json_int64(mofo_json_get(root, KEYS[i]), &v[i]) || v[i] < 0 || v[i] > 1000000000)
+            rc = mofo_errf(err, MOFO_EFORMAT, "%s: \"%s\" is missing or not an integer >= 0", path, KEYS[i]);
+    mofo_json_free(doc);
+    if (rc) return rc;
+    mofo_world_opts_default(o);
+    o->seed = (uint64_t)v[0], o->n_people = (int)v[1], o->n_problems = (int)v[2];
+    o->n_val = (int)v[3], o->n_test = (int)v[4], o->n_pretrain = (int)v[5];
     return 0;
 }

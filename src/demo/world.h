@@ -20,7 +20,11 @@
  *   math_train.jsonl        {"query", "response"}: n_problems problems (MetaMathQA)
  *   math_val.jsonl          {"prompt", "answer"}: n_val problems for choosing hyper-parameters (gen:)
  *   math_test.jsonl         {"prompt", "answer"}: n_test problems (gen:)
- * No problem text occurs in two of the math files. */
+ *   math_pretrain.jsonl     {"text"}: n_pretrain more problems as "Question: Q\nAnswer: SOLUTION" text,
+ *                           for a base model that has seen some arithmetic before it is fine-tuned
+ *                           (as a pre-trained LLM has), in another format than the fine-tuning's
+ * No problem text occurs in two of the math files; the problems are drawn train, val, test, pretrain
+ * in that order, so the sizes of the later sets never change the earlier ones. */
 #ifndef MOFO_DEMO_WORLD_H
 #define MOFO_DEMO_WORLD_H
 
@@ -42,6 +46,7 @@ typedef enum {
     MOFO_WF_MATH_TRAIN,
     MOFO_WF_MATH_VAL,
     MOFO_WF_MATH_TEST,
+    MOFO_WF_MATH_PRETRAIN,
     MOFO_WORLD_N_FILES
 } mofo_world_file;
 
@@ -54,6 +59,7 @@ typedef struct mofo_world_opts {
     int n_problems; /* training problems, >= 1 */
     int n_val;      /* validation problems; < 0: max(1, n_problems / 10) */
     int n_test;     /* test problems; < 0: max(1, n_problems / 5) */
+    int n_pretrain; /* problems in math_pretrain.jsonl, >= 0 (default 0) */
 } mofo_world_opts;
 
 typedef struct mofo_person {
@@ -74,7 +80,7 @@ typedef struct mofo_world {
     mofo_person *people;
     int n_people;
     mofo_problem *problems; /* train, then val, then test */
-    int n_train, n_val, n_test;
+    int n_train, n_val, n_test, n_pretrain;
 } mofo_world;
 
 /* The defaults: seed 1, 200 people, 2000 problems, n_val and n_test derived. */
@@ -93,8 +99,14 @@ const char *mofo_world_attr_name(int attr);
 const char *mofo_world_file_name(mofo_world_file f);
 /* Appends file f's JSONL text to sb; *n_lines (may be NULL) gets its line count. */
 int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, long *n_lines, mofo_err *err);
-/* Creates dir (and missing parents) and writes every file into it atomically; n_lines[f] (may be
- * NULL) gets each file's line count. */
+/* Creates dir (and missing parents) and writes every file into it atomically, and world.json (the
+ * options, resolved: mofo_world_opts_json); n_lines[f] (may be NULL) gets each file's line count. */
 int mofo_world_write(const mofo_world *w, const char *dir, long n_lines[MOFO_WORLD_N_FILES], mofo_err *err);
+
+/* The options as one JSON line: {"seed", "people", "problems", "val", "test", "pretrain"}, and back
+ * (every key required; the message names the file and the key). The same options give the same
+ * world, so a model's world.json names the world it was trained on. */
+void mofo_world_opts_json(const mofo_world_opts *o, mofo_strbuf *sb);
+int mofo_world_opts_read(const char *path, mofo_world_opts *o, mofo_err *err);
 
 #endif
