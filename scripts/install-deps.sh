@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages mofo builds with (run as root, or through sudo).
+# Installs the Debian 12 packages mofo builds with, and gnuplot for the plots of mofo demo (run as
+# root, or through sudo).
 set -euo pipefail
-packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libpcre2-dev)
+packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libpcre2-dev gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -24,7 +24,7 @@ static cli_train_args T; /* the flags shared with mofo finetune */
 
 static const arg_spec OWN[] = {
     {"config", ARG_STR, &config_s, "C",
-     "a preset (llama-tiny, llama-1.1B, gpt2-tiny, gpt2-124M) or a config.json (file or folder); required"},
+     "a preset (llama-tiny, llama-demo, llama-1.1B, gpt2-tiny, gpt2-124M) or a config.json (file or folder); required"},
     {"tokenizer", ARG_STR, &tok_dir, "DIR",
      "folder with tokenizer.json, or 'byte': the demo's byte-level tokenizer, written into OUT; required"},
     {"data", ARG_STR, &data_path, "FILE", "JSONL corpus, {\"text\": ...} lines (any format of 'mofo data'); required"},
@@ -75,7 +75,7 @@ static int read_config(mofo_model_config *cfg, int *preset, mofo_err *err) {
     char arch[32];
     if (!dash || dash - config_s >= (long)sizeof arch)
         return mofo_errf(err, MOFO_EINVAL,
-                         "--config %s: no such file, and not a preset (llama-tiny, llama-1.1B, gpt2-tiny, gpt2-124M)",
+                         "--config %s: no such file, and not a preset (llama-tiny, llama-demo, llama-1.1B, gpt2-tiny, gpt2-124M)",
                          config_s);
     snprintf(arch, sizeof arch, "%.*s", (int)(dash - config_s), config_s);
     *preset = 1;

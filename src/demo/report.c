@@ -10,7 +10,7 @@
 /* a number for JSON: NaN (not measured) as null */
 static void json_num(mofo_strbuf *sb, const char *key, double v, int first) {
     mofo_sb_printf(sb, "%s\"%s\": ", first ? "" : ", ", key);
-    if (isfinite(v)) mofo_sb_printf(sb, "%.6g", v);
+    if (isfinite(v)) mofo_sb_printf(sb, "%.17g", v); /* round-trips: the tables recompute exactly */
     else mofo_sb_puts(sb, "null");
 }
 

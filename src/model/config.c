@@ -250,8 +250,10 @@ int mofo_config_preset(mofo_model_config *c, const char *arch, const char *size,
             c->V = 32000, c->C = 2048, c->L = 22, c->NH = 32, c->NKV = 4, c->FF = 5632, c->max_T = 2048;
         } else if (strcmp(size, "tiny") == 0) {
             c->V = 203, c->C = 64, c->L = 2, c->NH = 4, c->NKV = 2, c->FF = 176, c->max_T = 64;
+        } else if (strcmp(size, "demo") == 0) { /* mofo demo's base: 0.9M parameters with the byte tokenizer */
+            c->V = 261, c->C = 128, c->L = 4, c->NH = 4, c->NKV = 4, c->FF = 384, c->max_T = 256;
         } else {
-            return mofo_errf(err, MOFO_EINVAL, "--size '%s': llama comes in 1.1B or tiny", size);
+            return mofo_errf(err, MOFO_EINVAL, "--size '%s': llama comes in 1.1B, demo or tiny", size);
         }
         c->HD = c->C / c->NH;
     } else {

@@ -1,0 +1,204 @@
+/* mofo demo: the shipped base knows its world (knowledge exact match >= 90%, the issue's target),
+ * a --quick demo runs end to end and writes every file, the table recomputes from results.json, the
+ * alpha sweep's alpha = 1 equals the AdamW run (MoFO at alpha 1 is AdamW, bit for bit), and bad
+ * flags fail with a message. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "run_cmd.h"
+#include "demo/demo.h"
+#include "demo/world.h"
+#include "io/json.h"
+#include "text/tokenizer.h"
+
+static char tmp[256];
+
+static char *run(const char *fmt, const char *a, const char *b, int *status) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, fmt, MOFO_BIN, a, b);
+    return run_capture(tmp, cmd, 1, status);
+}
+
+static int exists(const char *dir, const char *name) {
+    char p[1024];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0 && st.st_size > 0;
+}
+
+/* ---- the shipped base ---- */
+static void test_base(void) {
+    char world[512], path[600];
+    snprintf(world, sizeof world, "%s/base-world", tmp);
+    snprintf(path, sizeof path, "%s/world.json", MOFO_DEMO_BASE);
+    mofo_world_opts o;
+    mofo_world w;
+    mofo_err err = {0};
+    CHECK(mofo_world_opts_read(path, &o, &err) == 0, "%s", err.msg);
+    CHECK(mofo_world_build(&w, &o, &err) == 0, "%s", err.msg);
+    CHECK(mofo_world_write(&w, world, NULL, &err) == 0, "%s", err.msg);
+    mofo_world_free(&w);
+    mofo_model *m = NULL;
+    mofo_tokenizer *tok = NULL;
+    CHECK(mofo_model_load(&m, MOFO_DEMO_BASE, &err) == 0, "%s", err.msg);
+    CHECK(mofo_tokenizer_load_dir(&tok, MOFO_DEMO_BASE, &err) == 0, "%s", err.msg);
+    if (!m || !tok) return;
+    mofo_demo_scores s;
+    CHECK(mofo_demo_evaluate(m, tok, world, MOFO_DEMO_KNOWLEDGE, NULL, &s, &err) == 0, "%s", err.msg);
+    printf("shipped base: knowledge EM %.4f, MC %.4f, ppl %.4f (%zu parameters)\n", s.knowledge_em, s.knowledge_mc,
+           s.ppl, m->n_floats);
+    CHECK(s.knowledge_em >= 0.90, "knowledge exact match %.4f < 0.90", s.knowledge_em);
+    CHECK(s.knowledge_mc > 0.5, "knowledge multiple choice %.4f (chance 0.25)", s.knowledge_mc);
+    mofo_model_free(m);
+    mofo_tokenizer_free(tok);
+}
+
+/* ---- results.json against results.md ---- */
+static double num(const mofo_json *obj, const char *key) {
+    const mofo_json *v = mofo_json_get(obj, key);
+    return v && v->type == MOFO_JSON_NUMBER ? v->number : NAN;
+}
+
+static void pct(char *out, size_t cap, double v) {
+    if (isfinite(v)) snprintf(out, cap, " %.1f |", 100 * v);
+    else snprintf(out, cap, " - |");
+}
+
+/* the table row results.md must hold for one run, made from the JSON alone */
+static void expected_row(const mofo_json *base, const mofo_json *run, const char *name, char *out, size_t cap) {
+    char a[32], b[32], c[32], d[32];
+    pct(a, sizeof a, num(run, "task_acc")), pct(b, sizeof b, num(run, "knowledge_em"));
+    pct(c, sizeof c, num(run, "knowledge_mc")), pct(d, sizeof d, num(run, "knowledge_acc"));
+    double drop = 100 * (num(base, "knowledge_acc") - num(run, "knowledge_acc"));
+    snprintf(out, cap, "| %s | %.3g |%s%s%s%s %.1f | %.3f | %.3f | %.1f |\n", name, num(run, "lr"), a, b, c, d, drop,
+             num(run, "ppl"), num(run, "l2_distance"), num(run, "ms_per_step"));
+}
+
+static mofo_json_doc *load_json(const char *dir, const char *name) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    size_t len = 0;
+    char *text = slurp(p, &len);
+    mofo_err err = {0};
+    mofo_json_doc *d = text ? mofo_json_parse(text, len, &err) : NULL;
+    CHECK(d != NULL, "%s: %s", p, text ? err.msg : "missing");
+    free(text);
+    return d;
+}
+
+static void check_results(const char *dir, const char *stem, const char *kind, int want_runs) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.json", stem);
+    mofo_json_doc *doc = load_json(dir, name);
+    if (!doc) return;
+    snprintf(name, sizeof name, "%s.md", stem);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    char *md = slurp(p, NULL);
+    CHECK(md != NULL, "%s missing", p);
+    const mofo_json *root = mofo_json_root(doc), *base = mofo_json_get(root, "base"), *runs = mofo_json_get(root, kind);
+    CHECK(base && runs && runs->type == MOFO_JSON_OBJECT && (int)runs->count == want_runs, "%s: %s has %zu runs",
+          stem, kind, runs ? runs->count : 0);
+    CHECK(num(base, "knowledge_acc") == (num(base, "knowledge_em") + num(base, "knowledge_mc")) / 2,
+          "base: knowledge_acc is not the mean of em and mc");
+    for (const mofo_json *r = runs ? runs->child : NULL; r && md; r = r->next) {
+        char run_name[64], row[512];
+        snprintf(run_name, sizeof run_name, "%.*s", (int)r->key_len, r->key);
+        for (const char *k = "task_acc\0knowledge_acc\0knowledge_em\0knowledge_mc\0ppl\0l2_distance\0ms_per_step\0"
+                             "lr\0val_acc\0drop\0";
+             *k; k += strlen(k) + 1)
+            CHECK(isfinite(num(r, k)), "%s: %s is not a number", run_name, k);
+        CHECK(fabs(num(r, "drop") - 100 * (num(base, "knowledge_acc") - num(r, "knowledge_acc"))) < 1e-9,
+              "%s: drop %.17g is not base - run", run_name, num(r, "drop"));
+        CHECK(num(r, "knowledge_acc") == (num(r, "knowledge_em") + num(r, "knowledge_mc")) / 2,
+              "%s: knowledge_acc is not the mean of em and mc", run_name);
+        const mofo_json *loss = mofo_json_get(r, "loss");
+        CHECK(loss && loss->type == MOFO_JSON_ARRAY && (double)loss->count == num(r, "steps") && loss->count > 0,
+              "%s: %zu losses for %g steps", run_name, loss ? loss->count : 0, num(r, "steps"));
+        const mofo_json *cmd = mofo_json_get(r, "command");
+        CHECK(cmd && cmd->type == MOFO_JSON_STRING && strstr(cmd->str, "mofo finetune --model"), "%s: command", run_name);
+        expected_row(base, r, run_name, row, sizeof row);
+        CHECK(strstr(md, row) != NULL, "%s: results.md lacks the row recomputed from the JSON:\n%s", run_name, row);
+    }
+    free(md);
+    mofo_json_free(doc);
+}
+
+static const mofo_json *run_named(const mofo_json_doc *d, const char *kind, const char *name) {
+    return d ? mofo_json_get(mofo_json_get(mofo_json_root(d), kind), name) : NULL;
+}
+
+static void test_quick(void) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/demo", tmp);
+    int st;
+    char *log = run("'%s' demo --quick --out '%s' --threads 2%s", out, "", &st);
+    CHECK(st == 0, "mofo demo --quick: status %d:\n%s", st, log ? log : "");
+    CHECK(log && strstr(log, "| base |") && strstr(log, "| mofo |"), "no table printed:\n%s", log ? log : "");
+    free(log);
+    const char *files[] = {"results.json", "results.md", "loss.png", "tradeoff.png", "loss.gp", "tradeoff.dat",
+                           "world/math_train.jsonl", "world/knowledge_gen.jsonl", "world/world.json",
+                           "models/mofo/model.safetensors", "models/adamw/config.json", "models/lora/model.safetensors",
+                           "models/lora/adapter/adapter_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) CHECK(exists(out, files[i]), "%s/%s missing", out, files[i]);
+    check_results(out, "results", "methods", 6);
+
+    /* the alpha study; MoFO at alpha 1 moves every entry: the AdamW run exactly */
+    log = run("'%s' demo --quick --out '%s' --threads 2 --sweep-alpha 0.05,1%s", out, "", &st);
+    CHECK(st == 0, "mofo demo --sweep-alpha: status %d:\n%s", st, log ? log : "");
+    free(log);
+    check_results(out, "results_alpha", "alpha", 2);
+    mofo_json_doc *m = load_json(out, "results.json"), *a = load_json(out, "results_alpha.json");
+    const mofo_json *adamw = run_named(m, "methods", "adamw"), *one = run_named(a, "alpha", "mofo a=1"),
+                    *small = run_named(a, "alpha", "mofo a=0.05");
+    CHECK(adamw && one && small, "runs missing");
+    if (adamw && one && small) {
+        for (const char *k = "task_acc\0knowledge_em\0knowledge_mc\0ppl\0l2_distance\0"; *k; k += strlen(k) + 1)
+            CHECK(num(adamw, k) == num(one, k), "%s: adamw %.17g, mofo a=1 %.17g", k, num(adamw, k), num(one, k));
+        CHECK(num(small, "l2_distance") < num(one, "l2_distance"), "alpha 0.05 moved %.6g, alpha 1 %.6g",
+              num(small, "l2_distance"), num(one, "l2_distance"));
+    }
+    mofo_json_free(m);
+    mofo_json_free(a);
+}
+
+static void test_bad_flags(void) {
+    struct {
+        const char *args, *msg;
+        int status;
+    } bad[] = {
+        {"--methods adamw,sgd", "'sgd'", 2},
+        {"--sweep-alpha 0,0.5", "--sweep-alpha", 2},
+        {"--sweep-alpha 0.1,2", "--sweep-alpha", 2},
+        {"--sweep-alpha x", "--sweep-alpha", 2},
+        {"--steps 0", "--steps", 2},
+        {"--bogus", "--bogus", 2},
+        {"--base /no/such/base", "/no/such/base/world.json", 1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/bad", tmp);
+        int st;
+        char *log = run("'%s' demo --quick --out '%s' %s", out, bad[i].args, &st);
+        CHECK(st == bad[i].status && log && strstr(log, bad[i].msg) && strstr(log, "mofo demo"),
+              "%s: status %d, output \"%s\"", bad[i].args, st, log ? log : "");
+        free(log);
+    }
+}
+
+int main(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/mofo_test_demo_XXXXXX");
+    if (!mkdtemp(tmp)) return 1;
+    test_base();
+    test_bad_flags();
+    test_quick();
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return CHECK_DONE();
+}
