@@ -153,6 +153,10 @@ int bench_optim(int argc, char **argv) {
         {"device", ARG_STR, &device_arg, "D", "cpu (default) or cuda"},
     };
     if (args_parse("bench optim", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]))) return 2;
+    if (strcmp(device_arg, "cpu") != 0) {
+        fprintf(stderr, "mofo bench optim: write the device as '--device %s'\n", device_arg);
+        return 2;
+    }
     int64_t target;
     if (parse_count(params_arg, &target) || target < 1000) {
         fprintf(stderr, "mofo bench optim: --params: '%s' is not a count like 124M (at least 1K)\n", params_arg);
