@@ -18,48 +18,18 @@
 #include "mofo/optim.h"
 #include "optim/internal.h"
 #include "cli/timing.h"
-
-typedef struct shape {
-    char name[64];
-    int ndim;
-    int64_t dims[2];
-} shape;
+#include "optim_shapes.h"
 
 /* GPT-2 small's tensors (124,439,808 entries); other sizes scale the vocabulary and the layer count. */
 static int gpt2_shapes(int64_t target, shape **out, int64_t *total) {
-    const int64_t C = 768;
-    int64_t V = 50257, P = 1024;
+    int64_t V = 50257;
     int layers = 12;
     if (target != 124439808) {
         double f = (double)target / 124439808.0;
         V = (int64_t)(V * f) > 256 ? (int64_t)(V * f) : 256;
         layers = (int)lround(12 * f) > 0 ? (int)lround(12 * f) : 1;
     }
-    int n = 0, cap = 4 + 12 * layers;
-    shape *s = calloc((size_t)cap, sizeof *s);
-    if (!s) return -1;
-#define ADD(NAME, ND, D0, D1) (snprintf(s[n].name, sizeof s[n].name, "%s", NAME), s[n].ndim = ND, s[n].dims[0] = D0, s[n].dims[1] = D1, n++)
-    ADD("wte", 2, V, C);
-    ADD("wpe", 2, P, C);
-    for (int l = 0; l < layers; l++) {
-        const char *names[12] = {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
-                                 "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
-                                 "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
-        int64_t d0[12] = {C, C, C, 3 * C, C, C, C, C, C, 4 * C, 4 * C, C};
-        int64_t d1[12] = {0, 0, 3 * C, 0, C, 0, 0, 0, 4 * C, 0, C, 0};
-        for (int j = 0; j < 12; j++) {
-            char name[64];
-            snprintf(name, sizeof name, "h.%d.%s", l, names[j]);
-            ADD(name, d1[j] ? 2 : 1, d0[j], d1[j]);
-        }
-    }
-    ADD("ln_f.weight", 1, C, 0);
-    ADD("ln_f.bias", 1, C, 0);
-#undef ADD
-    *total = 0;
-    for (int i = 0; i < n; i++) *total += s[i].dims[0] * (s[i].ndim == 2 ? s[i].dims[1] : 1);
-    *out = s;
-    return n;
+    return bench_gpt2_shapes(768, V, 1024, layers, out, total);
 }
 
 typedef struct arena {
@@ -140,6 +110,10 @@ void bench_optim_help(FILE *out) {
             "  --warmup N      untimed steps before them (default 20; the sort row takes 4): the moments\n"
             "                  reach their steady state, as in a fine-tuning run; the MoFO row's first\n"
             "                  steps (2-4), while the momentum still grows from zero, are reported apart\n"
+            "  --device cuda   time the CUDA step instead: AdamW, MoFO (alpha 0.15) and a device copy of 14 bytes\n"
+            "                  per parameter (28 bytes of traffic, the floor), medians of CUDA-event timings;\n"
+            "                  --params 124M (GPT-2), 1.1B (TinyLlama) or 1.5B (GPT-2 XL); --dtype fp32 or bf16\n"
+            "                  (bf16 parameters and gradients, fp32 master weights); --reps (20), --warmup (10)\n"
             "  --json          one JSON object (adamw_ms, mofo_ms, mofo_early_ms, sort_mofo_ms, copy_floor_ms (the floor) at the\n"
             "                  largest thread count, and a row per thread count under \"runs\")\n");
 }
@@ -157,7 +131,17 @@ static int parse_count(const char *s, int64_t *out) {
 }
 
 int bench_optim(int argc, char **argv) {
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--device") == 0 && strcmp(argv[i + 1], "cpu") != 0) {
+#ifdef MOFO_HAVE_CUDA
+            return bench_optim_cuda(argc, argv);
+#else
+            fprintf(stderr, "mofo bench optim: --device %s: this mofo was built without CUDA\n", argv[i + 1]);
+            return 2;
+#endif
+        }
     const char *params_arg = "124M";
+    const char *device_arg = "cpu";
     int64_t threads = 0, reps = 5, warmup = 20;
     int json = 0;
     arg_spec specs[] = {
@@ -166,8 +150,13 @@ int bench_optim(int argc, char **argv) {
         {"reps", ARG_INT, &reps, "N", "timed steps per row (default 5)"},
         {"warmup", ARG_INT, &warmup, "N", "untimed steps first (default 20)"},
         {"json", ARG_FLAG, &json, NULL, "print JSON"},
+        {"device", ARG_STR, &device_arg, "D", "cpu (default) or cuda"},
     };
     if (args_parse("bench optim", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]))) return 2;
+    if (strcmp(device_arg, "cpu") != 0) {
+        fprintf(stderr, "mofo bench optim: write the device as '--device %s'\n", device_arg);
+        return 2;
+    }
     int64_t target;
     if (parse_count(params_arg, &target) || target < 1000) {
         fprintf(stderr, "mofo bench optim: --params: '%s' is not a count like 124M (at least 1K)\n", params_arg);

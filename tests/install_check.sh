@@ -26,7 +26,9 @@ int main(void) {
 }
 C
 cc -std=c11 "$prefix/use.c" -o "$prefix/use-shared" $(pkg-config --cflags --libs mofo) -Wl,-rpath,"$(pkg-config --variable=libdir mofo)"
-cc -std=c11 "$prefix/use.c" -o "$prefix/use-static" $(pkg-config --cflags mofo) "$(pkg-config --variable=libdir mofo)/libmofo.a" -lm -fopenmp
+# static: libmofo.a and what Libs.private names (libm, OpenMP, and the CUDA runtime when built with it)
+static_libs=$(pkg-config --static --libs mofo)
+cc -std=c11 "$prefix/use.c" -o "$prefix/use-static" $(pkg-config --cflags mofo) "$(pkg-config --variable=libdir mofo)/libmofo.a" ${static_libs//-lmofo/}
 "$prefix/use-shared"
 "$prefix/use-static"
 "$prefix/bin/mofo" version

@@ -16,7 +16,9 @@ enum {
     MOFO_ENOMEM = -2,    /* an allocation failed */
     MOFO_EIO = -3,       /* a file could not be read or written */
     MOFO_EFORMAT = -4,   /* a file's contents are malformed */
-    MOFO_ENONFINITE = -5 /* a NaN or infinity where finite numbers are required */
+    MOFO_ENONFINITE = -5, /* a NaN or infinity where finite numbers are required */
+    MOFO_ENODEV = -6,     /* no usable device: libmofo built without CUDA, or no CUDA device here */
+    MOFO_EDEVICE = -7     /* a CUDA call failed (the message names the call, file and line) */
 };
 
 #define MOFO_ERR_MSG_MAX 512

@@ -17,6 +17,11 @@
  *     mofo_optim_add_param(opt, "wte", w, gw, 2, (int64_t[]){V, C}, MOFO_GROUP_AUTO, &err);
  *     ... each step: fill the gradients, then mofo_optim_step(opt, lr, &err);
  *
+ * On a GPU: set o.device = MOFO_DEVICE_CUDA (or mofo_options_set(&o, "device", "cuda", &err)); then
+ * data and grad are device pointers (cudaMalloc'd), the moments live in device memory, and
+ * mofo_optim_add_param_bf16 registers bf16 parameters with fp32 master weights. Without CUDA in the
+ * build or without a device, mofo_optim_create fails with MOFO_ENODEV.
+ *
  * No global state: everything lives in the mofo_optim. Functions return 0 or a negative MOFO_E*
  * status and describe the problem in err (which may be NULL). The library never prints or exits.
  * One optimizer must not be used from two threads at once; it runs OpenMP threads itself. */
@@ -54,6 +59,12 @@ typedef enum {
     MOFO_PARTITION_MODEL   /* all filtered entries of the model form one block (alpha from the options) */
 } mofo_partition;
 
+/* Where the parameters, gradients and state live; chosen when the optimizer is created. */
+typedef enum {
+    MOFO_DEVICE_CPU, /* host memory, OpenMP threads (the default) */
+    MOFO_DEVICE_CUDA /* the current CUDA device's memory; the step runs on the legacy default stream */
+} mofo_device;
+
 /* Which tensors MOFO_GROUP_AUTO filters and decays. */
 typedef enum {
     MOFO_POLICY_NDIM, /* 2+ dims: filtered and decayed; 1 dim: dense, no decay (the default) */
@@ -81,13 +92,17 @@ typedef struct mofo_options {
     uint64_t seed;            /* the random filter's seed; default 0 */
     int threads;              /* OpenMP threads; 0 = OpenMP's default */
     int track_coverage;       /* keep one bit per entry for mofo_stats.coverage; default 1 */
+    mofo_device device;       /* default CPU */
+    int stochastic_rounding;  /* bf16 parameters: round the fp32 master weights stochastically (seeded
+                                 by seed, step and entry) instead of to nearest; default 0 */
 } mofo_options;
 
 /* Defaults for a rule (see the fields). */
 void mofo_options_init(mofo_options *o, mofo_rule rule);
 /* Sets one option by name from text, as a command line or config file gives it: rule, filter,
  * partition, rows_per_block, policy, ties, alpha, beta1, beta2, eps, weight_decay, seed, threads,
- * track_coverage. An unknown name or a value that does not parse fails and names it. Setting
+ * track_coverage, device (cpu, cuda), stochastic_rounding (0, 1). An unknown name or a value that
+ * does not parse fails and names it. Setting
  * "rule" resets the betas to that rule's defaults. */
 int mofo_options_set(mofo_options *o, const char *name, const char *value, mofo_err *err);
 /* Checks every field; the message names the first bad option and its allowed range. */
@@ -96,6 +111,7 @@ int mofo_options_check(const mofo_options *o, mofo_err *err);
 const char *mofo_rule_name(mofo_rule r);
 const char *mofo_filter_name(mofo_filter f);
 const char *mofo_partition_name(mofo_partition p);
+const char *mofo_device_name(mofo_device d);
 
 /* A parameter group: options shared by the tensors registered into it. */
 typedef struct mofo_group {
@@ -123,6 +139,13 @@ int mofo_optim_add_group(mofo_optim *opt, const mofo_group *g, mofo_err *err);
  * reads grad and updates data in place. Returns the parameter's index or a negative status. */
 int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const float *grad,
                          int ndim, const int64_t *shape, int group, mofo_err *err);
+
+/* Registers bf16 parameters (MOFO_DEVICE_CUDA only): data and grad are device arrays of prod(shape)
+ * bf16 values (the bits of __nv_bfloat16). The optimizer keeps fp32 master weights, initialised from
+ * data now, and fp32 moments; each step updates the master weights and writes them rounded to bf16
+ * into data (to nearest even, or stochastically with the option stochastic_rounding). */
+int mofo_optim_add_param_bf16(mofo_optim *opt, const char *name, uint16_t *data, const uint16_t *grad, int ndim,
+                              const int64_t *shape, int group, mofo_err *err);
 
 /* One step with learning rate lr (>= 0). A NaN or infinite gradient refuses the step: parameters
  * and state stay untouched and the message names the tensor and the entry. */
@@ -163,7 +186,9 @@ int mofo_optim_param_filtered(const mofo_optim *opt, int i);
 int mofo_optim_save(const mofo_optim *opt, const char *path, mofo_err *err);
 int mofo_optim_load(mofo_optim *opt, const char *path, mofo_err *err);
 
-/* Direct access to the moment buffers of parameter i (v is NULL for Lion and SGDM). */
+/* Direct access to the moment buffers of parameter i (v is NULL for Lion and SGDM); device pointers
+ * under MOFO_DEVICE_CUDA. A state saved on one device loads on the other (bf16 parameters add their
+ * master weights, "master/NAME", which only a CUDA optimizer with the same bf16 parameter loads). */
 float *mofo_optim_m(mofo_optim *opt, int i);
 float *mofo_optim_v(mofo_optim *opt, int i);
 

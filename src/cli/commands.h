@@ -40,6 +40,7 @@ int bench_tokenize(int argc, char **argv);
 void bench_tokenize_help(FILE *out);
 int bench_optim(int argc, char **argv);
 void bench_optim_help(FILE *out);
+int bench_optim_cuda(int argc, char **argv); /* --device cuda; built with CUDA only */
 int bench_train(int argc, char **argv);
 void bench_train_help(FILE *out);
 

@@ -44,6 +44,8 @@ const char *mofo_strstatus(int code) {
     case MOFO_EIO: return "input/output error";
     case MOFO_EFORMAT: return "malformed file";
     case MOFO_ENONFINITE: return "non-finite value";
+    case MOFO_ENODEV: return "no device";
+    case MOFO_EDEVICE: return "device error";
     default: return "unknown error";
     }
 }

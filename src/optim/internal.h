@@ -8,6 +8,10 @@
 
 #include "mofo/optim.h"
 
+#ifdef __cplusplus
+extern "C" { /* the CUDA backend (C++) calls the functions below */
+#endif
+
 /* The first radix digit of a 32-bit key: its top 12 bits. For the float bits of |x| that is the
  * exponent and 4 mantissa bits, so one bucket spans 1/16 of an octave. */
 #define MOFO_HIST_BITS 12
@@ -27,13 +31,15 @@ typedef struct thread_scratch thread_scratch;
 
 typedef struct param_state {
     char *name;
-    float *data;       /* (numel) owned by the caller */
-    const float *grad; /* (numel) owned by the caller */
+    float *data;       /* (numel) owned by the caller; bf16 parameters: uint16_t bf16 bits */
+    const float *grad; /* (numel) owned by the caller; bf16 parameters: uint16_t bf16 bits */
+    int bf16;          /* data and grad are bf16 (CUDA only); master holds the fp32 weights */
+    float *master;     /* (numel) fp32 master weights of a bf16 parameter, else NULL */
     int ndim;
     int64_t shape[8];
     int64_t numel;
     int group;         /* index into optim.groups */
-    float *m, *v;      /* (numel) optimizer state; v only for AdamW */
+    float *m, *v;      /* (numel) optimizer state; v only for AdamW (device memory under CUDA) */
     uint64_t *touched; /* (ceil(numel/64)) bit i set once entry i has moved; NULL without coverage */
 } param_state;
 
@@ -106,6 +112,7 @@ struct mofo_optim {
     int select_by_sort; /* take thresholds by sorting each block (benchmark baseline), not radix select */
     struct thread_scratch *scratch; /* (scratch_threads) per-thread buffers of the step */
     int scratch_threads;
+    struct cuda_step *cuda; /* MOFO_DEVICE_CUDA: the device tables of the step (cuda/step.cu) */
 };
 
 /* The bracket: radius wide on each side of center. */
@@ -126,5 +133,19 @@ void mofo_optim_free_scratch(mofo_optim *o);
 
 /* Group resolution for MOFO_GROUP_AUTO under the options' policy (optim.c). */
 void mofo_policy_group(const mofo_options *o, const char *name, int ndim, mofo_group *out);
+
+/* Shared by the CPU step (step.c) and the CUDA step (cuda/step.cu). */
+typedef struct rule_consts rule_consts;
+/* Per-parameter constants of step t (out has n_params entries). */
+void mofo_step_consts(const mofo_optim *o, double lr, int64_t t, rule_consts *out);
+/* The statistics of the last step from the chunks' updated, sq_update and newly and the blocks'
+ * updated. */
+void mofo_gather_stats(mofo_optim *o);
+/* The refusal of step o->step + 1: gradient entry `index` of parameter `param` is `value`. */
+int mofo_refuse_nonfinite(const mofo_optim *o, int param, int64_t index, float value, mofo_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

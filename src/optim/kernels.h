@@ -2,7 +2,10 @@
  * keys, as inline functions of one entry. The passes of step.c fuse them into one loop per tile,
  * specialised for each (rule, filter) by always_inline with constant arguments. Every path (dense,
  * filtered pass 1, pass 2) evaluates the same expressions, so they round alike: a filter with
- * alpha = 1 gives the dense rule's bits. */
+ * alpha = 1 gives the dense rule's bits.
+ *
+ * The CUDA kernels (cuda/) include this file too, so both devices evaluate the same expressions; with
+ * nvcc's --fmad=false and IEEE sqrtf and division (no --use_fast_math) they give the same bits. */
 #ifndef MOFO_OPTIM_KERNELS_H
 #define MOFO_OPTIM_KERNELS_H
 
@@ -13,7 +16,11 @@
 #include "mofo/optim.h"
 
 #define TILE 512 /* entries per inner loop: the tile buffers stay in L1 */
+#ifdef __CUDACC__
+#define ALWAYS_INLINE static __host__ __device__ __forceinline__
+#else
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+#endif
 
 /* Per-parameter constants of a step, cast to float as PyTorch casts its Python scalars. */
 typedef struct rule_consts {
@@ -78,7 +85,7 @@ ALWAYS_INLINE uint64_t mix64(uint64_t z) { /* splitmix64's finaliser */
 
 /* The random filter's stream for (seed, step, parameter): counter-based, so a resumed run draws the
  * same masks and threads share nothing. */
-static inline uint64_t random_base(uint64_t seed, int64_t step, int param) {
+ALWAYS_INLINE uint64_t random_base(uint64_t seed, int64_t step, int param) {
     return mix64(seed ^ mix64(((uint64_t)step << 20) ^ (uint64_t)param));
 }
 

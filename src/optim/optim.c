@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "internal.h"
 
 static const char *RULES[] = {"adamw", "lion", "sgdm"};
@@ -11,6 +12,7 @@ static const char *FILTERS[] = {"momentum", "gradient", "update", "random", "non
 static const char *PARTITIONS[] = {"tensor", "rows", "model"};
 static const char *POLICIES[] = {"ndim", "names"};
 static const char *TIES[] = {"keep", "exact-k"};
+static const char *DEVICES[] = {"cpu", "cuda"};
 #define COUNT(a) (int)(sizeof a / sizeof a[0])
 
 const char *mofo_rule_name(mofo_rule r) { return (unsigned)r < (unsigned)COUNT(RULES) ? RULES[r] : "?"; }
@@ -18,6 +20,7 @@ const char *mofo_filter_name(mofo_filter f) { return (unsigned)f < (unsigned)COU
 const char *mofo_partition_name(mofo_partition p) {
     return (unsigned)p < (unsigned)COUNT(PARTITIONS) ? PARTITIONS[p] : "?";
 }
+const char *mofo_device_name(mofo_device d) { return (unsigned)d < (unsigned)COUNT(DEVICES) ? DEVICES[d] : "?"; }
 
 void mofo_options_init(mofo_options *o, mofo_rule rule) {
     memset(o, 0, sizeof *o);
@@ -101,6 +104,11 @@ int mofo_options_set(mofo_options *o, const char *name, const char *value, mofo_
         o->ties = (mofo_ties)e;
         return 0;
     }
+    if (strcmp(name, "device") == 0) {
+        if ((rc = parse_enum(name, value, DEVICES, COUNT(DEVICES), &e, err))) return rc;
+        o->device = (mofo_device)e;
+        return 0;
+    }
     struct { const char *name; double *dest; } reals[] = {
         {"alpha", &o->alpha}, {"beta1", &o->beta1}, {"beta2", &o->beta2},
         {"eps", &o->eps},     {"weight_decay", &o->weight_decay},
@@ -119,6 +127,7 @@ int mofo_options_set(mofo_options *o, const char *name, const char *value, mofo_
     }
     int *small_int = strcmp(name, "threads") == 0 ? &o->threads
                      : strcmp(name, "track_coverage") == 0 ? &o->track_coverage
+                     : strcmp(name, "stochastic_rounding") == 0 ? &o->stochastic_rounding
                                                             : NULL;
     if (small_int) {
         if ((rc = parse_int(name, value, &i, err))) return rc;
@@ -156,6 +165,8 @@ int mofo_options_check(const mofo_options *o, mofo_err *err) {
     if (o->partition == MOFO_PARTITION_ROWS && o->rows_per_block < 1)
         return mofo_errf(err, MOFO_EINVAL, "option rows_per_block: %lld must be >= 1", (long long)o->rows_per_block);
     if (o->threads < 0) return mofo_errf(err, MOFO_EINVAL, "option threads: %d must be >= 0", o->threads);
+    if ((unsigned)o->device >= (unsigned)COUNT(DEVICES))
+        return mofo_errf(err, MOFO_EINVAL, "option device: unknown device %d", o->device);
     return 0;
 }
 
@@ -179,6 +190,7 @@ void mofo_policy_group(const mofo_options *o, const char *name, int ndim, mofo_g
 
 mofo_optim *mofo_optim_create(const mofo_options *o, mofo_err *err) {
     if (mofo_options_check(o, err)) return NULL;
+    if (o->device == MOFO_DEVICE_CUDA && mofo_cuda_probe(err)) return NULL;
     mofo_optim *opt = calloc(1, sizeof *opt);
     if (!opt) {
         mofo_errf(err, MOFO_ENOMEM, "out of memory creating the optimizer");
@@ -206,8 +218,35 @@ int mofo_optim_add_group(mofo_optim *opt, const mofo_group *g, mofo_err *err) {
     return opt->n_groups++;
 }
 
-int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const float *grad, int ndim,
-                         const int64_t *shape, int group, mofo_err *err) {
+/* The state of a new parameter: host arrays on the CPU, device arrays under CUDA. */
+static int alloc_state(const mofo_optim *opt, param_state *p, mofo_err *err) {
+    int with_v = opt->opt.rule == MOFO_RULE_ADAMW, with_touched = opt->opt.track_coverage != 0;
+    if (opt->opt.device == MOFO_DEVICE_CUDA) return mofo_cuda_param_init(p, with_v, with_touched, err);
+    p->m = calloc((size_t)p->numel, sizeof(float));
+    if (with_v) p->v = calloc((size_t)p->numel, sizeof(float));
+    if (with_touched) p->touched = calloc((size_t)((p->numel + 63) / 64), sizeof(uint64_t));
+    if (!p->m || (with_v && !p->v) || (with_touched && !p->touched)) {
+        free(p->m);
+        free(p->v);
+        free(p->touched);
+        return mofo_errf(err, MOFO_ENOMEM, "parameter '%s': out of memory for %lld entries of state", p->name,
+                         (long long)p->numel);
+    }
+    return 0;
+}
+
+static void free_state(const mofo_optim *opt, param_state *p) {
+    if (opt->opt.device == MOFO_DEVICE_CUDA) {
+        mofo_cuda_param_free(p);
+        return;
+    }
+    free(p->m);
+    free(p->v);
+    free(p->touched);
+}
+
+static int add_param(mofo_optim *opt, const char *name, void *data, const void *grad, int bf16, int ndim,
+                     const int64_t *shape, int group, mofo_err *err) {
     if (!name || !*name) return mofo_errf(err, MOFO_EINVAL, "add_param: a parameter needs a name");
     if (opt->planned)
         return mofo_errf(err, MOFO_EINVAL, "parameter '%s': parameters must be added before the first step", name);
@@ -244,21 +283,17 @@ int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const f
     opt->params = ps;
     param_state *p = &ps[opt->n_params];
     memset(p, 0, sizeof *p);
-    p->name = malloc(strlen(name) + 1);
-    p->m = calloc((size_t)numel, sizeof(float));
-    if (opt->opt.rule == MOFO_RULE_ADAMW) p->v = calloc((size_t)numel, sizeof(float));
-    if (opt->opt.track_coverage) p->touched = calloc((size_t)((numel + 63) / 64), sizeof(uint64_t));
-    if (!p->name || !p->m || (opt->opt.rule == MOFO_RULE_ADAMW && !p->v) || (opt->opt.track_coverage && !p->touched)) {
-        free(p->name);
-        free(p->m);
-        free(p->v);
-        free(p->touched);
-        return mofo_errf(err, MOFO_ENOMEM, "parameter '%s': out of memory for %lld entries of state", name,
-                         (long long)numel);
-    }
+    if (!(p->name = malloc(strlen(name) + 1))) return mofo_errf(err, MOFO_ENOMEM, "parameter '%s': out of memory", name);
     strcpy(p->name, name);
     p->data = data;
     p->grad = grad;
+    p->bf16 = bf16;
+    p->numel = numel;
+    int rc = alloc_state(opt, p, err);
+    if (rc) {
+        free(p->name);
+        return rc;
+    }
     p->ndim = ndim;
     for (int d = 0; d < ndim; d++) p->shape[d] = shape[d];
     p->numel = numel;
@@ -267,14 +302,26 @@ int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const f
     return opt->n_params++;
 }
 
+int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const float *grad, int ndim,
+                         const int64_t *shape, int group, mofo_err *err) {
+    return add_param(opt, name, data, grad, 0, ndim, shape, group, err);
+}
+
+int mofo_optim_add_param_bf16(mofo_optim *opt, const char *name, uint16_t *data, const uint16_t *grad, int ndim,
+                              const int64_t *shape, int group, mofo_err *err) {
+    if (opt->opt.device != MOFO_DEVICE_CUDA)
+        return mofo_errf(err, MOFO_EINVAL, "parameter '%s': bf16 parameters need the option device = cuda",
+                         name ? name : "?");
+    return add_param(opt, name, data, grad, 1, ndim, shape, group, err);
+}
+
 void mofo_optim_destroy(mofo_optim *opt) {
     if (!opt) return;
     for (int i = 0; i < opt->n_params; i++) {
         free(opt->params[i].name);
-        free(opt->params[i].m);
-        free(opt->params[i].v);
-        free(opt->params[i].touched);
+        free_state(opt, &opt->params[i]);
     }
+    mofo_cuda_free_step(opt);
     for (int i = 0; i < opt->n_chunks; i++) free(opt->chunks[i].cand);
     for (int i = 0; i < opt->n_blocks; i++) {
         free(opt->blocks[i].hist);
@@ -292,6 +339,7 @@ void mofo_optim_destroy(mofo_optim *opt) {
 
 int mofo_optim_select_by_sort(mofo_optim *o, mofo_err *err) {
     if (o->planned) return mofo_errf(err, MOFO_EINVAL, "select_by_sort must be chosen before the first step");
+    if (o->opt.device != MOFO_DEVICE_CPU) return mofo_errf(err, MOFO_EINVAL, "select_by_sort is a CPU baseline only");
     o->select_by_sort = 1;
     return 0;
 }

@@ -4,12 +4,15 @@
  * radius; it steers only
  * how fast the selection runs, and is saved so that a resumed run repeats every step bit for bit,
  * statistics included), with the step count, the random filter's seed and the options that shape
- * the state in __metadata__. */
+ * the state in __metadata__. A bf16 parameter (CUDA) adds its fp32 master weights as "master/NAME".
+ * Under CUDA the arrays are copied between device memory and host buffers here, so a state saved on
+ * one device loads on the other. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "internal.h"
 #include "io/safetensors.h"
 
@@ -20,10 +23,50 @@ static void key_name(char *out, size_t n, const char *kind, const char *name) { 
 
 static int64_t touched_words(const param_state *p) { return (p->numel + 63) / 64; }
 
+/* The host copies of the state arrays being saved: the arrays themselves on the CPU, buffers filled
+ * from device memory under CUDA (freed after the save). */
+typedef struct host_views {
+    void **bufs;
+    int n, cap;
+} host_views;
+
+static const void *host_view(const mofo_optim *o, host_views *hv, const void *arr, size_t bytes, mofo_err *err) {
+    if (o->opt.device == MOFO_DEVICE_CPU) return arr;
+    if (hv->n == hv->cap) {
+        int cap = hv->cap ? 2 * hv->cap : 16;
+        void **b = realloc(hv->bufs, (size_t)cap * sizeof *b);
+        if (!b) return mofo_errf(err, MOFO_ENOMEM, "out of memory saving the state"), NULL;
+        hv->bufs = b;
+        hv->cap = cap;
+    }
+    void *buf = malloc(bytes ? bytes : 1);
+    if (!buf) return mofo_errf(err, MOFO_ENOMEM, "out of memory saving the state (%zu bytes)", bytes), NULL;
+    hv->bufs[hv->n++] = buf;
+    return mofo_cuda_copy(buf, arr, bytes, 0, err) ? NULL : buf;
+}
+
+/* Copies a loaded array into the state (device memory under CUDA). */
+static int to_state(const mofo_optim *o, void *dst, const void *src, size_t bytes, mofo_err *err) {
+    if (o->opt.device == MOFO_DEVICE_CPU) {
+        memcpy(dst, src, bytes);
+        return 0;
+    }
+    return mofo_cuda_copy(dst, src, bytes, 1, err);
+}
+
+/* Adds kind/NAME to the writer from arr (n entries of dtype dt in the state's memory). */
+static int add_array(const mofo_optim *o, mofo_st_writer *w, host_views *hv, const char *kind, const param_state *p,
+                     mofo_dtype dt, int ndim, const int64_t *shape, const void *arr, size_t bytes, mofo_err *err) {
+    char name[1024];
+    key_name(name, sizeof name, kind, p->name);
+    const void *h = host_view(o, hv, arr, bytes, err);
+    return h ? mofo_st_writer_add(w, name, dt, ndim, shape, h, err) : err ? err->code : MOFO_EDEVICE;
+}
+
 int mofo_optim_save(const mofo_optim *o, const char *path, mofo_err *err) {
     mofo_st_writer *w = mofo_st_writer_new();
     if (!w) return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", path);
-    char step[32], seed[32], name[1024];
+    char step[32], seed[32];
     snprintf(step, sizeof step, "%lld", (long long)o->step);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->opt.seed);
     int rc = mofo_st_writer_meta(w, "format", STATE_FORMAT, err);
@@ -32,18 +75,16 @@ int mofo_optim_save(const mofo_optim *o, const char *path, mofo_err *err) {
     if (!rc) rc = mofo_st_writer_meta(w, "filter", mofo_filter_name(o->opt.filter), err);
     if (!rc) rc = mofo_st_writer_meta(w, "step", step, err);
     if (!rc) rc = mofo_st_writer_meta(w, "seed", seed, err);
+    host_views hv = {0};
     for (int i = 0; i < o->n_params && !rc; i++) {
         const param_state *p = &o->params[i];
-        key_name(name, sizeof name, "m", p->name);
-        rc = mofo_st_writer_add(w, name, MOFO_DT_F32, p->ndim, p->shape, p->m, err);
-        if (!rc && p->v) {
-            key_name(name, sizeof name, "v", p->name);
-            rc = mofo_st_writer_add(w, name, MOFO_DT_F32, p->ndim, p->shape, p->v, err);
-        }
+        size_t fbytes = (size_t)p->numel * 4;
+        rc = add_array(o, w, &hv, "m", p, MOFO_DT_F32, p->ndim, p->shape, p->m, fbytes, err);
+        if (!rc && p->v) rc = add_array(o, w, &hv, "v", p, MOFO_DT_F32, p->ndim, p->shape, p->v, fbytes, err);
+        if (!rc && p->master) rc = add_array(o, w, &hv, "master", p, MOFO_DT_F32, p->ndim, p->shape, p->master, fbytes, err);
         if (!rc && p->touched) {
             int64_t bytes = touched_words(p) * 8;
-            key_name(name, sizeof name, "updated", p->name);
-            rc = mofo_st_writer_add(w, name, MOFO_DT_U8, 1, &bytes, p->touched, err);
+            rc = add_array(o, w, &hv, "updated", p, MOFO_DT_U8, 1, &bytes, p->touched, (size_t)bytes, err);
         }
     }
     uint32_t *bracket = NULL;
@@ -61,6 +102,8 @@ int mofo_optim_save(const mofo_optim *o, const char *path, mofo_err *err) {
     if (!rc) rc = mofo_st_writer_save(w, path, err);
     mofo_st_writer_free(w);
     free(bracket);
+    for (int i = 0; i < hv.n; i++) free(hv.bufs[i]);
+    free(hv.bufs);
     return rc;
 }
 
@@ -116,8 +159,9 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
         int64_t bytes = touched_words(p) * 8;
         rc = expect_tensor(f, "m", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
         if (!rc && p->v) rc = expect_tensor(f, "v", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
+        if (!rc && p->master) rc = expect_tensor(f, "master", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
         if (!rc && p->touched) rc = expect_tensor(f, "updated", p->name, MOFO_DT_U8, 1, &bytes, &t, err);
-        expected += 1 + (p->v != NULL) + (p->touched != NULL);
+        expected += 1 + (p->v != NULL) + (p->master != NULL) + (p->touched != NULL);
     }
     const mofo_st_tensor *bracket = mofo_st_find(f, "blocks/bracket");
     if (!rc && bracket) {
@@ -141,23 +185,34 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
             rc = mofo_errf(err, MOFO_EINVAL, "%s: %zu tensors where this optimizer expects %zu (coverage tracking differs?)",
                            path, f->n_tensors, expected);
     }
+    int64_t ever = 0;
     if (!rc) {
-        int64_t ever = 0;
-        for (int i = 0; i < o->n_params; i++) {
+        for (int i = 0; i < o->n_params && !rc; i++) {
             param_state *p = &o->params[i];
             char name[1024];
             key_name(name, sizeof name, "m", p->name);
-            memcpy(p->m, mofo_st_find(f, name)->data, (size_t)p->numel * 4);
-            if (p->v) {
+            rc = to_state(o, p->m, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
+            if (!rc && p->v) {
                 key_name(name, sizeof name, "v", p->name);
-                memcpy(p->v, mofo_st_find(f, name)->data, (size_t)p->numel * 4);
+                rc = to_state(o, p->v, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
             }
-            if (p->touched) {
+            if (!rc && p->master) {
+                key_name(name, sizeof name, "master", p->name);
+                rc = to_state(o, p->master, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
+            }
+            if (!rc && p->touched) {
                 key_name(name, sizeof name, "updated", p->name);
-                memcpy(p->touched, mofo_st_find(f, name)->data, (size_t)touched_words(p) * 8);
-                for (int64_t w = 0; w < touched_words(p); w++) ever += __builtin_popcountll(p->touched[w]);
+                const unsigned char *bits = mofo_st_find(f, name)->data;
+                rc = to_state(o, p->touched, bits, (size_t)touched_words(p) * 8, err);
+                for (int64_t w = 0; w < touched_words(p); w++) {
+                    uint64_t word;
+                    memcpy(&word, bits + 8 * w, 8); /* the file's data need not be 8-byte aligned */
+                    ever += __builtin_popcountll(word);
+                }
             }
         }
+    }
+    if (!rc) {
         if (bracket) {
             const unsigned char *src = bracket->data;
             for (int b = 0; b < o->n_blocks; b++) {

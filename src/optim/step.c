@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "internal.h"
 #include "kernels.h"
 #include "select.h"
@@ -468,6 +469,12 @@ static int all_finite(const float *x, int64_t n) {
     return !bad;
 }
 
+int mofo_refuse_nonfinite(const mofo_optim *o, int param, int64_t index, float value, mofo_err *err) {
+    return mofo_errf(err, MOFO_ENONFINITE,
+                     "parameter '%s': gradient entry %lld is %s; step %lld refused, parameters and state unchanged",
+                     o->params[param].name, (long long)index, isnan(value) ? "NaN" : "infinite", (long long)(o->step + 1));
+}
+
 /* The refusal of a step whose pass 1 found a NaN or an infinity: names the first one. */
 static int refuse_step(const mofo_optim *o, mofo_err *err) {
     int ci = 0;
@@ -476,12 +483,10 @@ static int refuse_step(const mofo_optim *o, mofo_err *err) {
     const param_state *p = &o->params[c->param];
     int64_t i = c->offset;
     while (i < c->offset + c->len - 1 && isfinite(p->grad[i])) i++;
-    return mofo_errf(err, MOFO_ENONFINITE,
-                     "parameter '%s': gradient entry %lld is %s; step %lld refused, parameters and state unchanged",
-                     p->name, (long long)i, isnan(p->grad[i]) ? "NaN" : "infinite", (long long)(o->step + 1));
+    return mofo_refuse_nonfinite(o, c->param, i, p->grad[i], err);
 }
 
-static void step_consts(const mofo_optim *o, double lr, int64_t t, rule_consts *out) {
+void mofo_step_consts(const mofo_optim *o, double lr, int64_t t, rule_consts *out) {
     const mofo_options *op = &o->opt;
     double bc1 = 1.0 - pow(op->beta1, (double)t), bc2 = 1.0 - pow(op->beta2, (double)t);
     for (int i = 0; i < o->n_params; i++) {
@@ -499,7 +504,7 @@ static void step_consts(const mofo_optim *o, double lr, int64_t t, rule_consts *
     }
 }
 
-static void gather_stats(mofo_optim *o) {
+void mofo_gather_stats(mofo_optim *o) {
     mofo_stats *st = &o->stats;
     double sq = 0;
     int64_t updated = 0;
@@ -529,6 +534,7 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
         int rc = mofo_optim_plan(o, err);
         if (rc) return rc;
     }
+    if (o->opt.device == MOFO_DEVICE_CUDA) return mofo_cuda_step(o, lr, err);
     int nt = o->opt.threads > 0 ? o->opt.threads : omp_get_max_threads();
 
     /* per-thread scratch and constants, allocated before anything moves */
@@ -543,7 +549,7 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
         return mofo_errf(err, MOFO_ENOMEM, "step: out of memory for the scratch of %d threads", nt);
     }
     int64_t t = o->step + 1;
-    step_consts(o, lr, t, consts);
+    mofo_step_consts(o, lr, t, consts);
     step_ctx s = {o, consts, t};
     int any_unsettled = 0;
     for (int b = 0; b < o->n_blocks; b++) o->blocks[b].settled = 0;
@@ -599,6 +605,6 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
     if (failed) /* a candidate list could not grow: the state has moved, so the step counts */
         return mofo_errf(err, MOFO_ENOMEM, "step %lld: out of memory for the selection candidates; the step is "
                                            "incomplete", (long long)t);
-    gather_stats(o);
+    mofo_gather_stats(o);
     return 0;
 }
