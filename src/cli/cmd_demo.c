@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "demo_cli.h"
 #include "commands.h"
 #include "demo/demo.h"
 #include "demo/report.h"
@@ -30,7 +31,7 @@
 typedef struct demo_args {
     const char *out, *base, *sweep, *methods;
     int64_t steps, threads;
-    int quick, json;
+    int quick, json, continual;
 } demo_args;
 
 static demo_args A;
@@ -42,12 +43,14 @@ static const arg_spec SPECS[] = {
     {"methods", ARG_STR, &A.methods, "LIST", "comma-separated subset of adamw,mofo,l1,l2,hft,lora (default all)"},
     {"steps", ARG_INT, &A.steps, "N", "fine-tuning steps per run (default 120; --quick 6)"},
     {"sweep-alpha", ARG_STR, &A.sweep, "LIST", "instead: MoFO at each alpha of LIST (e.g. 0.05,0.15,1), the paper's study"},
+    {"continual", ARG_FLAG, &A.continual, NULL,
+     "instead: three arithmetic tasks in sequence per method; R, OP and BWT as TRACE defines them"},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void cmd_demo_help(FILE *out) {
-    args_help(out, "demo", "[--out DIR] [--quick] [--json] [--sweep-alpha LIST] [flags]", SPECS, N_SPECS);
+    args_help(out, "demo", "[--out DIR] [--quick] [--json] [--sweep-alpha LIST | --continual] [flags]", SPECS, N_SPECS);
     fprintf(out,
             "\nStarts from the shipped base (a small Llama pre-trained by `mofo pretrain` on the world's\n"
             "biographies; its world.json names the world) and writes OUT/world (`mofo world`), then for each\n"
@@ -55,112 +58,17 @@ void cmd_demo_help(FILE *out) {
             "keeps the rate with the best math_val exact match, and scores that model on math_test and\n"
             "on the knowledge files. Writes OUT/results.json, OUT/results.md, OUT/loss.png and\n"
             "OUT/tradeoff.png (gnuplot; its scripts and data stay beside them) and the chosen models in\n"
-            "OUT/models/METHOD. Each run's mofo finetune command is in results.json.\n");
-}
-
-/* ---- the methods and their learning-rate grids ---- */
-
-typedef struct method_spec {
-    const char *name;
-    mofo_method method;
-    double alpha, reg;  /* NaN when the method has none */
-    double lrs[3];      /* the grid; the first is --quick's */
-} method_spec;
-
-static const method_spec METHODS[] = {
-    {"adamw", MOFO_METHOD_ADAMW, NAN, NAN, {1e-3, 3e-3, 0}},
-    {"mofo", MOFO_METHOD_MOFO, 0.15, NAN, {1e-3, 3e-3, 0}},
-    {"l1", MOFO_METHOD_L1, NAN, 1e-4, {1e-3, 3e-3, 0}},
-    {"l2", MOFO_METHOD_L2, NAN, 1e-2, {1e-3, 3e-3, 0}},
-    {"hft", MOFO_METHOD_HFT, NAN, NAN, {1e-3, 3e-3, 0}},
-    {"lora", MOFO_METHOD_LORA, NAN, NAN, {3e-3, 1e-2, 0}},
-};
-#define N_METHODS (int)(sizeof METHODS / sizeof METHODS[0])
-
-static int make_dir(const char *dir) { return mkdir(dir, 0777) == 0 || errno == EEXIST ? 0 : -1; }
-
-/* ---- one demo's shared state ---- */
-
-typedef struct demo {
-    char out[2048], world[2100], base_dir[2048];
-    int steps, batch, seq_len, threads, quick;
-    mofo_world_opts wo;
-    mofo_model *base;       /* the base model, for distances */
-    mofo_tokenizer *tok;
-    double t0;
-    int run_no, n_runs_total;
-} demo;
-
-static int fail(const char *what, const mofo_err *err) {
-    fprintf(stderr, "mofo demo: %s%s%s\n", what, err ? ": " : "", err ? err->msg : "");
-    return 1;
-}
-
-/* The world the base was pre-trained on, from its world.json, written again into OUT/world. */
-static int make_world(demo *d, mofo_err *err) {
-    char path[2200];
-    snprintf(path, sizeof path, "%s/world.json", d->base_dir);
-    int rc = mofo_world_opts_read(path, &d->wo, err);
-    if (rc) return rc;
-    mofo_world w;
-    if ((rc = mofo_world_build(&w, &d->wo, err))) return rc;
-    rc = mofo_world_write(&w, d->world, NULL, err);
-    mofo_world_free(&w);
-    return rc;
-}
-
-/* The finetune options of one run (out_dir set by the caller). */
-static void run_opts(const demo *d, const method_spec *ms, double lr, mofo_train_opts *o) {
-    mofo_train_opts_init(o);
-    o->model_dir = d->base_dir;
-    o->data_path = NULL; /* set by the caller */
-    o->method = ms->method;
-    if (!isnan(ms->alpha)) o->alpha = ms->alpha;
-    if (!isnan(ms->reg)) o->reg = ms->reg;
-    o->lr = lr;
-    o->sched = MOFO_SCHED_LINEAR;
-    o->warmup = 0.1;
-    o->steps = d->steps;
-    o->batch = d->batch;
-    o->seq_len = d->seq_len;
-    o->seed = 1;
-    o->tpl = MOFO_TPL_TULU;
-    o->threads = d->threads;
-    o->merge = 1;
-}
-
-static void finetune_command(const mofo_train_opts *o, char *out, size_t cap) {
-    size_t n = (size_t)snprintf(out, cap,
-                                "mofo finetune --model %s --data %s --out %s --method %s --lr %g --steps %lld "
-                                "--batch %d --seq-len %d --lr-schedule linear --warmup %g --seed %llu",
-                                o->model_dir, o->data_path, o->out_dir, mofo_method_name(o->method), o->lr,
-                                (long long)o->steps, o->batch, o->seq_len, o->warmup, (unsigned long long)o->seed);
-    if (n < cap && o->method == MOFO_METHOD_MOFO) n += (size_t)snprintf(out + n, cap - n, " --alpha %g", o->alpha);
-    if (n < cap && (o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2))
-        n += (size_t)snprintf(out + n, cap - n, " --reg %g", o->reg);
-    if (n < cap && o->method == MOFO_METHOD_LORA) snprintf(out + n, cap - n, " --merge");
-}
-
-/* Trains one run to the end; *ms_per_step and the loss of each step (steps floats) out. */
-static int train(demo *d, mofo_trainer *t, float *loss, double *ms_per_step, mofo_err *err) {
-    double t0 = cli_now();
-    mofo_step_metrics mt;
-    int tty = isatty(fileno(stderr));
-    while (t->step < t->total_steps) {
-        int rc = mofo_trainer_step(t, &mt, err);
-        if (rc) return rc;
-        loss[t->step - 1] = (float)mt.loss;
-        if (tty) fprintf(stderr, "\r    step %lld/%lld  loss %.4f   ", (long long)t->step, (long long)t->total_steps, mt.loss);
-    }
-    if (tty) fprintf(stderr, "\r%40s\r", "");
-    *ms_per_step = 1000 * (cli_now() - t0) / (double)t->step;
-    (void)d;
-    return 0;
+            "OUT/models/METHOD. Each run's mofo finetune command is in results.json.\n"
+            "--sweep-alpha: MoFO alone at each alpha (results_alpha.*). --continual: each method trains\n"
+            "on add/subtract, then multiply/divide, then two-step problems (the world's word problems split\n"
+            "by kind), at the first rate of its grid, each task's model starting from the last; R[i][j] is\n"
+            "the exact match on task j's test problems after task i, OP the mean of the last row, BWT the\n"
+            "mean of R[last][j] - R[j][j] over the earlier tasks (results_continual.*).\n");
 }
 
 /* Fine-tunes with ms at each learning rate of its grid on data_path, keeps the best on math_val,
  * scores it on the test files, saves it to OUT/models/NAME; fills u (u->loss allocated). */
-static int run_method(demo *d, const method_spec *ms, const char *name, const char *data_path, int what, mofo_demo_run *u,
+static int run_method(demo *d, const demo_method *ms, const char *name, const char *data_path, int what, mofo_demo_run *u,
                       mofo_err *err) {
     memset(u, 0, sizeof *u);
     snprintf(u->name, sizeof u->name, "%s", name);
@@ -177,8 +85,7 @@ static int run_method(demo *d, const method_spec *ms, const char *name, const ch
     for (int g = 0; g < 3 && ms->lrs[g] > 0 && !rc; g++) {
         if (d->quick && g > 0) break;
         mofo_train_opts o;
-        run_opts(d, ms, ms->lrs[g], &o);
-        o.data_path = data_path, o.out_dir = out_dir;
+        demo_run_opts(d, ms, ms->lrs[g], d->base_dir, data_path, out_dir, &o);
         d->run_no++;
         fprintf(stderr, "[%3.0f s] %d/%d %s lr %g: %d steps", cli_now() - d->t0, d->run_no, d->n_runs_total, name,
                 ms->lrs[g], d->steps);
@@ -186,7 +93,7 @@ static int run_method(demo *d, const method_spec *ms, const char *name, const ch
         mofo_trainer *t = NULL;
         double ms_step = 0;
         mofo_demo_scores val;
-        if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = train(d, t, loss, &ms_step, err)) ||
+        if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(t, loss, &ms_step, err)) ||
             (rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, NULL, &val, err))) {
             mofo_trainer_free(t);
             break;
@@ -199,7 +106,7 @@ static int run_method(demo *d, const method_spec *ms, const char *name, const ch
             u->val_acc = val.task_acc, u->lr = o.lr, u->ms_per_step = ms_step;
             float *keep = u->loss;
             u->loss = loss, loss = keep ? keep : malloc((size_t)d->steps * sizeof *loss);
-            finetune_command(&o, u->command, sizeof u->command);
+            demo_finetune_command(&o, u->command, sizeof u->command);
             if (!loss) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         } else {
             mofo_trainer_free(t);
@@ -207,7 +114,7 @@ static int run_method(demo *d, const method_spec *ms, const char *name, const ch
     }
     free(loss);
     if (!rc && best) {
-        if (make_dir(out_dir)) rc = mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", out_dir, strerror(errno));
+        if (demo_make_dir(out_dir)) rc = mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", out_dir, strerror(errno));
         if (!rc) rc = mofo_demo_evaluate(best->m, best->tok, d->world, what, d->base->params, &u->s, err);
         if (!rc) rc = mofo_trainer_save_final(best, out_dir, err);
     }
@@ -252,14 +159,14 @@ static int report(demo *d, mofo_demo_report *r, const char *stem, mofo_err *err)
 }
 
 static int parse_methods(const char *list, int *use) {
-    for (int i = 0; i < N_METHODS; i++) use[i] = list == NULL;
+    for (int i = 0; i < DEMO_N_METHODS; i++) use[i] = list == NULL;
     if (!list) return 0;
     const char *p = list;
     while (*p) {
         size_t n = strcspn(p, ",");
         int found = 0;
-        for (int i = 0; i < N_METHODS; i++)
-            if (strlen(METHODS[i].name) == n && strncmp(p, METHODS[i].name, n) == 0) use[i] = found = 1;
+        for (int i = 0; i < DEMO_N_METHODS; i++)
+            if (strlen(DEMO_METHODS[i].name) == n && strncmp(p, DEMO_METHODS[i].name, n) == 0) use[i] = found = 1;
         if (!found) {
             fprintf(stderr, "mofo demo: --methods: '%.*s' is not one of adamw, mofo, l1, l2, hft, lora\n", (int)n, p);
             return -1;
@@ -293,17 +200,21 @@ int cmd_demo(int argc, char **argv) {
     memset(&A, 0, sizeof A);
     A.steps = -1;
     if (args_parse("demo", argc, argv, SPECS, N_SPECS)) return 2;
-    int use[N_METHODS];
+    int use[DEMO_N_METHODS];
     double alphas[16];
     int n_alpha = 0;
     if (parse_methods(A.methods, use)) return 2;
+    if (A.sweep && A.continual) {
+        fprintf(stderr, "mofo demo: --sweep-alpha and --continual are two studies; give one\n");
+        return 2;
+    }
     if (A.sweep && (n_alpha = parse_alphas(A.sweep, alphas, 16)) < 0) return 2;
     if (A.threads < 0 || A.steps == 0 || A.steps < -1 || A.steps > 1000000) {
         fprintf(stderr, "mofo demo: --threads must be >= 0 and --steps in 1..1000000\n");
         return 2;
     }
     demo *d = calloc(1, sizeof *d);
-    if (!d) return fail("out of memory", NULL);
+    if (!d) return demo_fail("out of memory", NULL);
     d->t0 = cli_now();
     d->quick = A.quick;
     d->steps = A.steps > 0 ? (int)A.steps : A.quick ? 6 : 120;
@@ -315,47 +226,52 @@ int cmd_demo(int argc, char **argv) {
     mofo_err err = {0};
     int rc = 0;
     mofo_demo_report r = {.kind = A.sweep ? "alpha" : "methods"};
-    if (make_dir(d->out) || make_dir(d->world) || (snprintf(d->world + strlen(d->out), 16, "/models"), make_dir(d->world))) {
+    if (demo_make_dir(d->out) || demo_make_dir(d->world) ||
+        (snprintf(d->world + strlen(d->out), 16, "/models"), demo_make_dir(d->world))) {
         fprintf(stderr, "mofo demo: %s: cannot create: %s\n", d->world, strerror(errno));
         free(d);
         return 1;
     }
     snprintf(d->world, sizeof d->world, "%s/world", d->out);
-    if ((rc = make_world(d, &err)) ||
+    if ((rc = demo_make_world(d, &err)) ||
         (rc = mofo_model_load(&d->base, d->base_dir, &err)) || (rc = mofo_tokenizer_load_dir(&d->tok, d->base_dir, &err))) {
-        rc = fail("base", &err);
+        rc = demo_fail("base", &err);
         goto done;
     }
     fprintf(stderr, "mofo demo: base %s (%zu parameters), world of %d people in %s, %d steps of %d examples per run\n",
             d->base_dir, d->base->n_floats, d->wo.n_people, d->world, d->steps, d->batch);
     if (mofo_demo_evaluate(d->base, d->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, NULL, &r.base, &err)) {
-        rc = fail("scoring the base", &err);
+        rc = demo_fail("scoring the base", &err);
         goto done;
     }
     r.base.l2_distance = 0;
     fprintf(stderr, "[%3.0f s] base: task %.1f%%, knowledge EM %.1f%%, MC %.1f%%, ppl %.3f\n", cli_now() - d->t0,
             100 * r.base.task_acc, 100 * r.base.knowledge_em, 100 * r.base.knowledge_mc, r.base.ppl);
+    if (A.continual) {
+        if (demo_continual(d, use, &r.base, A.json, &err)) rc = demo_fail("continual", &err);
+        goto done;
+    }
     char data[2300];
     snprintf(data, sizeof data, "%s/%s", d->world, mofo_world_file_name(MOFO_WF_MATH_TRAIN));
     int n_runs = 0;
     if (A.sweep) {
         n_runs = n_alpha;
     } else {
-        for (int i = 0; i < N_METHODS; i++) n_runs += use[i];
+        for (int i = 0; i < DEMO_N_METHODS; i++) n_runs += use[i];
     }
     r.runs = calloc((size_t)n_runs, sizeof *r.runs);
     if (!r.runs) {
-        rc = fail("out of memory", NULL);
+        rc = demo_fail("out of memory", NULL);
         goto done;
     }
-    for (int i = 0; i < (A.sweep ? n_alpha : N_METHODS); i++) {
-        method_spec ms = A.sweep ? METHODS[1] : METHODS[i];
+    for (int i = 0; i < (A.sweep ? n_alpha : DEMO_N_METHODS); i++) {
+        demo_method ms = A.sweep ? DEMO_METHODS[1] : DEMO_METHODS[i];
         if (!A.sweep && !use[i]) continue;
         if (A.sweep) ms.alpha = alphas[i];
         for (int g = 0; g < 3 && ms.lrs[g] > 0; g++) d->n_runs_total += !d->quick || g == 0;
     }
-    for (int i = 0; i < (A.sweep ? n_alpha : N_METHODS) && !rc; i++) {
-        method_spec ms = A.sweep ? METHODS[1] : METHODS[i];
+    for (int i = 0; i < (A.sweep ? n_alpha : DEMO_N_METHODS) && !rc; i++) {
+        demo_method ms = A.sweep ? DEMO_METHODS[1] : DEMO_METHODS[i];
         char name[32];
         if (A.sweep) {
             ms.alpha = alphas[i];
@@ -366,7 +282,7 @@ int cmd_demo(int argc, char **argv) {
         }
         mofo_demo_run *u = &r.runs[r.n_runs];
         if ((rc = run_method(d, &ms, name, data, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, u, &err))) {
-            rc = fail(name, &err);
+            rc = demo_fail(name, &err);
             break;
         }
         r.n_runs++;
@@ -380,13 +296,14 @@ int cmd_demo(int argc, char **argv) {
                  "\"schedule\": \"linear, warm-up 0.1\", \"quick\": %s, \"val_problems\": %d, \"test_problems\": %d",
                  d->base_dir, (unsigned long long)d->wo.seed, d->wo.n_people, d->steps, d->batch, d->seq_len,
                  d->quick ? "true" : "false", d->wo.n_val, d->wo.n_test);
-        if (report(d, &r, A.sweep ? "results_alpha" : "results", &err)) rc = fail("writing the results", &err);
+        if (report(d, &r, A.sweep ? "results_alpha" : "results", &err)) rc = demo_fail("writing the results", &err);
     }
 done:
     for (int i = 0; i < r.n_runs; i++) free(r.runs[i].loss);
     free(r.runs);
     mofo_model_free(d->base);
     mofo_tokenizer_free(d->tok);
+    mofo_world_free(&d->w);
     free(d);
     return rc;
 }

@@ -15,6 +15,14 @@ static void world_path(char *out, size_t cap, const char *dir, mofo_world_file f
 static const char *MATH_STOPS[] = {"Question:", "</s>", "<|im_end|>"};
 static const char *FACT_STOPS[] = {"\n", "Question:"};
 
+int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char *path, double *acc, mofo_err *err) {
+    mofo_gen_eval_opts go = {.max_new = MOFO_DEMO_MATH_MAX_NEW, .stop = MATH_STOPS, .n_stop = 3, .tpl = MOFO_TPL_TULU};
+    mofo_gen_result g;
+    int rc = mofo_eval_gen(m, tok, path, &go, &g, err);
+    if (!rc) *acc = (double)g.em / (double)g.n;
+    return rc;
+}
+
 int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, const float *base,
                        mofo_demo_scores *s, mofo_err *err) {
     *s = (mofo_demo_scores){NAN, NAN, NAN, NAN, NAN, NAN};
@@ -22,11 +30,7 @@ int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *wor
     int rc = 0;
     if (what & (MOFO_DEMO_TASK | MOFO_DEMO_VAL)) {
         world_path(path, sizeof path, world_dir, what & MOFO_DEMO_TASK ? MOFO_WF_MATH_TEST : MOFO_WF_MATH_VAL);
-        mofo_gen_eval_opts go = {.max_new = MOFO_DEMO_MATH_MAX_NEW, .stop = MATH_STOPS, .n_stop = 3,
-                                 .tpl = MOFO_TPL_TULU};
-        mofo_gen_result g;
-        if ((rc = mofo_eval_gen(m, tok, path, &go, &g, err))) return rc;
-        s->task_acc = (double)g.em / (double)g.n;
+        if ((rc = mofo_demo_evaluate_gen(m, tok, path, &s->task_acc, err))) return rc;
     }
     if (what & MOFO_DEMO_KNOWLEDGE) {
         world_path(path, sizeof path, world_dir, MOFO_WF_KNOW_GEN);

@@ -40,6 +40,9 @@ enum {
 int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, const float *base,
                        mofo_demo_scores *s, mofo_err *err);
 
+/* Exact match on a gen: file of word problems, scored as task_acc (tulu prompt, greedy). */
+int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char *path, double *acc, mofo_err *err);
+
 /* The `mofo eval` command line that reproduces the scores of what (MODEL and WORLD as given). */
 void mofo_demo_eval_command(const char *model_dir, const char *world_dir, int what, char *out, size_t cap);
 

@@ -188,13 +188,13 @@ static char *sb_take(mofo_strbuf *sb) {
  * the solution is written "X op Y = Z" with integers, and the last line is "#### N". The numbers are
  * small and the texts short, so that a model of a few hundred thousand parameters learns the task in
  * the demo's minutes: one- or two-step problems over sums below 50, products of one-digit numbers. */
-static long make_problem(wrng *r, mofo_strbuf *q, mofo_strbuf *a) {
+static long make_problem(wrng *r, mofo_strbuf *q, mofo_strbuf *a, int *kind) {
     const char *who = KIDS[wrng_below(r, COUNT(KIDS))];
     const char *other = KIDS[wrng_below(r, COUNT(KIDS))];
     while (other == who) other = KIDS[wrng_below(r, COUNT(KIDS))];
     const char *it = ITEMS[wrng_below(r, COUNT(ITEMS))];
     long x, y, z, s, res;
-    switch (wrng_below(r, 6)) {
+    switch ((*kind = wrng_below(r, MOFO_PROBLEM_KINDS))) {
     case 0: /* add */
         x = wrng_range(r, 2, 20), y = wrng_range(r, 2, 20), res = x + y;
         mofo_sb_printf(q, "%s has %ld %s and gets %ld more. How many %s does %s have now?", who, x, it, y, it, who);
@@ -277,7 +277,8 @@ static int build_problems(mofo_world *w, mofo_err *err) {
                              got, max_tries, n);
         }
         mofo_strbuf q = {0}, a = {0};
-        long ans = make_problem(&r, &q, &a);
+        int kind;
+        long ans = make_problem(&r, &q, &a, &kind);
         if (q.failed || a.failed) {
             mofo_sb_free(&q), mofo_sb_free(&a), free(seen);
             return mofo_errf(err, MOFO_ENOMEM, "out of memory writing word problems");
@@ -302,6 +303,7 @@ static int build_problems(mofo_world *w, mofo_err *err) {
         w->problems[got].query = sb_take(&q);
         w->problems[got].response = sb_take(&a);
         w->problems[got].answer = ans;
+        w->problems[got].kind = kind;
         got++;
     }
     free(seen);
@@ -321,7 +323,9 @@ int mofo_world_build(mofo_world *w, const mofo_world_opts *o, mofo_err *err) {
     w->o.n_test = o->n_test >= 0 ? o->n_test : (o->n_problems / 5 > 1 ? o->n_problems / 5 : 1);
     w->n_train = o->n_problems, w->n_val = w->o.n_val, w->n_test = w->o.n_test, w->n_pretrain = o->n_pretrain;
 
-    /* people: distinct (first, last) pairs, a partial Fisher-Yates over all pairs */
+    /* people: distinct (first, last) pairs, a partial Fisher-Yates over all pairs; in a world of at
+     * most COUNT(FIRST) people no two share a first name or a surname (the pair index is rebuilt
+     * from two permutations), so that either name alone tells who is meant */
     int total = mofo_world_max_people();
     int *pairs = malloc((size_t)total * sizeof *pairs);
     w->people = calloc((size_t)o->n_people, sizeof *w->people);
@@ -331,12 +335,24 @@ int mofo_world_build(mofo_world *w, const mofo_world_opts *o, mofo_err *err) {
         return mofo_errf(err, MOFO_ENOMEM, "out of memory for %d people", o->n_people);
     }
     for (int i = 0; i < total; i++) pairs[i] = i;
+    int unique = o->n_people <= COUNT(FIRST) && o->n_people <= COUNT(LAST);
+    int firsts[COUNT(FIRST)], lasts[COUNT(LAST)]; /* unique: two partial permutations of the names */
+    for (int i = 0; i < COUNT(FIRST); i++) firsts[i] = i;
+    for (int i = 0; i < COUNT(LAST); i++) lasts[i] = i;
     wrng r = wrng_for(o->seed, STREAM_PEOPLE, 0);
     for (int i = 0; i < o->n_people; i++) {
-        int j = i + wrng_below(&r, total - i), t = pairs[i];
-        pairs[i] = pairs[j], pairs[j] = t;
         mofo_person *p = &w->people[i];
-        p->first = pairs[i] / COUNT(LAST), p->last = pairs[i] % COUNT(LAST);
+        if (unique) {
+            int j = i + wrng_below(&r, COUNT(FIRST) - i), t = firsts[i];
+            firsts[i] = firsts[j], firsts[j] = t;
+            j = i + wrng_below(&r, COUNT(LAST) - i), t = lasts[i];
+            lasts[i] = lasts[j], lasts[j] = t;
+            p->first = firsts[i], p->last = lasts[i];
+        } else {
+            int j = i + wrng_below(&r, total - i), t = pairs[i];
+            pairs[i] = pairs[j], pairs[j] = t;
+            p->first = pairs[i] / COUNT(LAST), p->last = pairs[i] % COUNT(LAST);
+        }
         snprintf(p->name, sizeof p->name, "%s %s", FIRST[p->first], LAST[p->last]);
         p->attr[MOFO_ATTR_PLACE] = wrng_below(&r, COUNT(PLACES));
         p->attr[MOFO_ATTR_YEAR] = wrng_range(&r, YEAR_LO, YEAR_HI);
@@ -384,6 +400,11 @@ static void prompt_line(mofo_strbuf *sb, const char *prompt, size_t n, const cha
 }
 
 int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, long *n_lines, mofo_err *err) {
+    return mofo_world_render_kinds(w, f, ~0u, sb, n_lines, err);
+}
+
+int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kinds, mofo_strbuf *sb, long *n_lines,
+                            mofo_err *err) {
     if ((int)f < 0 || f >= MOFO_WORLD_N_FILES) return mofo_errf(err, MOFO_EINVAL, "no world file %d", (int)f);
     wrng r = wrng_for(w->o.seed, STREAM_FILE, (uint64_t)f);
     long lines = 0;
@@ -483,8 +504,10 @@ int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, l
         if (f >= MOFO_WF_MATH_VAL) from += n, n = w->n_val;
         if (f >= MOFO_WF_MATH_TEST) from += n, n = w->n_test;
         if (f >= MOFO_WF_MATH_PRETRAIN) from += n, n = w->n_pretrain;
-        for (int i = from; i < from + n; i++, lines++) {
+        for (int i = from; i < from + n; i++) {
             const mofo_problem *pr = &w->problems[i];
+            if (!(kinds >> pr->kind & 1)) continue;
+            lines++;
             if (f == MOFO_WF_MATH_PRETRAIN) { /* plain text, in the knowledge questions' format */
                 t.len = 0;
                 mofo_sb_printf(&t, "Question: %s\nAnswer: %s", pr->query, pr->response);

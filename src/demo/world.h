@@ -69,10 +69,13 @@ typedef struct mofo_person {
     int attr[MOFO_N_ATTR]; /* place, birth year (the year itself), job, food */
 } mofo_person;
 
+#define MOFO_PROBLEM_KINDS 6
+
 typedef struct mofo_problem {
     char *query;    /* the problem as a question */
     char *response; /* the worked solution, ending in "\n#### N" */
     long answer;
+    int kind;       /* 0 add, 1 subtract, 2 multiply, 3 divide, 4 add then subtract, 5 change */
 } mofo_problem;
 
 typedef struct mofo_world {
@@ -99,6 +102,10 @@ const char *mofo_world_attr_name(int attr);
 const char *mofo_world_file_name(mofo_world_file f);
 /* Appends file f's JSONL text to sb; *n_lines (may be NULL) gets its line count. */
 int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, long *n_lines, mofo_err *err);
+/* Like mofo_world_render, but a math file keeps only the problems whose kind k has bit k set in
+ * kinds (the other files are rendered whole). */
+int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kinds, mofo_strbuf *sb, long *n_lines,
+                            mofo_err *err);
 /* Creates dir (and missing parents) and writes every file into it atomically, and world.json (the
  * options, resolved: mofo_world_opts_json); n_lines[f] (may be NULL) gets each file's line count. */
 int mofo_world_write(const mofo_world *w, const char *dir, long n_lines[MOFO_WORLD_N_FILES], mofo_err *err);

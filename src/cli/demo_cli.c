@@ -1,0 +1,84 @@
+/* The pieces the studies of `mofo demo` share (see demo_cli.h). */
+#include "demo_cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "timing.h"
+
+/* Each method's grid spans the rates at which its runs learn the task in the demo's steps; LoRA,
+ * which moves fewer parameters, gets larger ones. L1/L2 strengths make the pull of the order of the
+ * task loss for the distances these runs travel. */
+const demo_method DEMO_METHODS[DEMO_N_METHODS] = {
+    {"adamw", MOFO_METHOD_ADAMW, NAN, NAN, {1e-3, 3e-3, 0}},
+    {"mofo", MOFO_METHOD_MOFO, 0.15, NAN, {1e-3, 3e-3, 0}},
+    {"l1", MOFO_METHOD_L1, NAN, 1e-4, {1e-3, 3e-3, 0}},
+    {"l2", MOFO_METHOD_L2, NAN, 1e-2, {1e-3, 3e-3, 0}},
+    {"hft", MOFO_METHOD_HFT, NAN, NAN, {1e-3, 3e-3, 0}},
+    {"lora", MOFO_METHOD_LORA, NAN, NAN, {3e-3, 1e-2, 0}},
+};
+
+int demo_make_dir(const char *dir) { return mkdir(dir, 0777) == 0 || errno == EEXIST ? 0 : -1; }
+
+int demo_fail(const char *what, const mofo_err *err) {
+    fprintf(stderr, "mofo demo: %s%s%s\n", what, err ? ": " : "", err ? err->msg : "");
+    return 1;
+}
+
+int demo_make_world(demo *d, mofo_err *err) {
+    char path[2200];
+    snprintf(path, sizeof path, "%s/world.json", d->base_dir);
+    int rc = mofo_world_opts_read(path, &d->wo, err);
+    if (rc) return rc;
+    if ((rc = mofo_world_build(&d->w, &d->wo, err))) return rc;
+    return mofo_world_write(&d->w, d->world, NULL, err);
+}
+
+void demo_run_opts(const demo *d, const demo_method *m, double lr, const char *model_dir, const char *data_path,
+                   const char *out_dir, mofo_train_opts *o) {
+    mofo_train_opts_init(o);
+    o->model_dir = model_dir, o->data_path = data_path, o->out_dir = out_dir;
+    o->method = m->method;
+    if (!isnan(m->alpha)) o->alpha = m->alpha;
+    if (!isnan(m->reg)) o->reg = m->reg;
+    o->lr = lr;
+    o->sched = MOFO_SCHED_LINEAR;
+    o->warmup = 0.1;
+    o->steps = d->steps;
+    o->batch = d->batch;
+    o->seq_len = d->seq_len;
+    o->seed = 1;
+    o->tpl = MOFO_TPL_TULU;
+    o->threads = d->threads;
+    o->merge = 1; /* LoRA: the merged model, which mofo eval and the next task load */
+}
+
+void demo_finetune_command(const mofo_train_opts *o, char *out, size_t cap) {
+    size_t n = (size_t)snprintf(out, cap,
+                                "mofo finetune --model %s --data %s --out %s --method %s --lr %g --steps %lld "
+                                "--batch %d --seq-len %d --lr-schedule linear --warmup %g --seed %llu",
+                                o->model_dir, o->data_path, o->out_dir, mofo_method_name(o->method), o->lr,
+                                (long long)o->steps, o->batch, o->seq_len, o->warmup, (unsigned long long)o->seed);
+    if (n < cap && o->method == MOFO_METHOD_MOFO) n += (size_t)snprintf(out + n, cap - n, " --alpha %g", o->alpha);
+    if (n < cap && (o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2))
+        n += (size_t)snprintf(out + n, cap - n, " --reg %g", o->reg);
+    if (n < cap && o->method == MOFO_METHOD_LORA) snprintf(out + n, cap - n, " --merge");
+}
+
+int demo_train(mofo_trainer *t, float *loss, double *ms_per_step, mofo_err *err) {
+    double t0 = cli_now();
+    mofo_step_metrics mt;
+    int tty = isatty(fileno(stderr));
+    while (t->step < t->total_steps) {
+        int rc = mofo_trainer_step(t, &mt, err);
+        if (rc) return rc;
+        loss[t->step - 1] = (float)mt.loss;
+        if (tty) fprintf(stderr, "\r    step %lld/%lld  loss %.4f   ", (long long)t->step, (long long)t->total_steps, mt.loss);
+    }
+    if (tty) fprintf(stderr, "\r%40s\r", "");
+    *ms_per_step = 1000 * (cli_now() - t0) / (double)t->step;
+    return 0;
+}
