@@ -426,6 +426,44 @@ int main(void) {
     }
     check_math(&a, &w);
     check_knowledge(&a, o.n_people);
+    /* names: distinct people; in a world of at most 32 people (the number of first names and of
+     * surnames) no first name and no surname repeats */
+    for (int n = 1; n <= 64; n += 31) {
+        mofo_world u;
+        mofo_world_opts uo = o;
+        uo.seed = 5, uo.n_people = n, uo.n_problems = 10;
+        CHECK(mofo_world_build(&u, &uo, &err) == 0, "%s", err.msg);
+        int same_pair = 0, same_first = 0, same_last = 0;
+        for (int i = 0; i < u.n_people; i++)
+            for (int j = i + 1; j < u.n_people; j++) {
+                same_pair += strcmp(u.people[i].name, u.people[j].name) == 0;
+                same_first += u.people[i].first == u.people[j].first;
+                same_last += u.people[i].last == u.people[j].last;
+            }
+        CHECK(same_pair == 0, "%d people: %d repeated names", n, same_pair);
+        if (n <= 32) CHECK(same_first == 0 && same_last == 0, "%d people: %d first names and %d surnames shared", n,
+                           same_first, same_last);
+        mofo_world_free(&u);
+    }
+    /* problem kinds: each kind's worked solution has its own shape; every kind occurs */
+    int kinds[MOFO_PROBLEM_KINDS] = {0};
+    for (int i = 0; i < w.n_train; i++) kinds[w.problems[i].kind]++;
+    for (int k = 0; k < MOFO_PROBLEM_KINDS; k++) CHECK(kinds[k] > 0, "no problem of kind %d", k);
+    for (int i = 0; i < w.n_train; i++) {
+        const char *r = w.problems[i].response;
+        static const char *const MARK[MOFO_PROBLEM_KINDS] = {" + ", " - ", " * ", " / ", ", then ", "change"};
+        CHECK(strstr(r, MARK[w.problems[i].kind]) != NULL, "problem %d of kind %d: %s", i, w.problems[i].kind, r);
+    }
+    /* rendering by kinds: the kinds' files partition the full file */
+    long total = 0;
+    for (int k = 0; k < MOFO_PROBLEM_KINDS; k++) {
+        long nk = 0;
+        mofo_strbuf one = {0};
+        CHECK(mofo_world_render_kinds(&w, MOFO_WF_MATH_TEST, 1u << k, &one, &nk, &err) == 0, "%s", err.msg);
+        total += nk;
+        mofo_sb_free(&one);
+    }
+    CHECK(total == w.n_test, "the kinds' test files hold %ld of %d problems", total, w.n_test);
     /* bad options */
     mofo_world w2;
     o.n_people = 0;
