@@ -186,7 +186,26 @@ static void check_math(const files *fs, const mofo_world *w) {
     }
     /* pretrain: "Question: Q\nAnswer: SOLUTION" of the problems after test, solutions checked */
     lines P = parse_lines(&fs->f[MOFO_WF_MATH_PRETRAIN], "math_pretrain");
-    CHECK(P.n == w->n_pretrain && P.n > 0, "math_pretrain: %ld lines", P.n);
+    /* then the tables: 21*21 sums, 31*32/2 differences, 81 products and 81 quotients */
+    const long tables = 21 * 21 + 31 * 32 / 2 + 2 * 81;
+    CHECK(P.n == w->n_pretrain + tables && w->n_pretrain > 0, "math_pretrain: %ld lines", P.n);
+    long bad_facts = 0, ops[4] = {0};
+    for (long i = w->n_pretrain; i < P.n; i++) {
+        const char *t = str_field(&P, i, "text");
+        long a, b, c;
+        char op;
+        int used = 0;
+        if (!t || sscanf(t, "%ld %c %ld = %ld%n", &a, &op, &b, &c, &used) != 4 || t[used]) {
+            bad_facts++;
+            continue;
+        }
+        long want = op == '+' ? a + b : op == '-' ? a - b : op == '*' ? a * b : op == '/' && b && a % b == 0 ? a / b : -1;
+        bad_facts += want != c || want < 0;
+        const char *where = strchr("+-*/", op);
+        if (where) ops[where - "+-*/"]++;
+    }
+    CHECK(bad_facts == 0 && ops[0] == 441 && ops[1] == 496 && ops[2] == 81 && ops[3] == 81,
+          "tables: %ld wrong, %ld + %ld - %ld * %ld /", bad_facts, ops[0], ops[1], ops[2], ops[3]);
     for (long i = 0; i < P.n && i < w->n_pretrain; i++) {
         const mofo_problem *pr = &w->problems[w->n_train + w->n_val + w->n_test + i];
         const char *t = str_field(&P, i, "text");

@@ -96,13 +96,14 @@ static const char *const FACT_T[MOFO_N_ATTR][N_T] = {
      "The food %N likes best is %V.", "Above all, %N enjoys %V."},
 };
 /* Question phrasings: the first N_TRAIN_Q are training ones, the last is held out. Each attribute's
- * training questions vary the words around one key word the held-out question shares (born / year /
- * job or work / food), so that a small model learns to read the attribute from that word and not
- * from the question's opening ("In which town" and "In which year" differ in one word). */
+ * training questions vary the words around a key word the held-out question shares (year / food /
+ * job or work), and no training question of another attribute shares the held-out one's frame
+ * (a place question "In which town was X born?" taught a small model to answer "In which year was X
+ * born?" with a town). */
 #define N_TRAIN_Q 4
 #define N_Q (N_TRAIN_Q + 1)
 static const char *const QUESTION_T[MOFO_N_ATTR][N_Q] = {
-    {"Where was %N born?", "In which town was %N born?", "Which town is %N from?", "Where does %N come from?",
+    {"Where was %N born?", "What is %N's home town?", "Which town is %N from?", "Where does %N come from?",
      "What is the birthplace of %N?"},
     {"When was %N born?", "What year was %N born in?", "In what year was %N born?", "What is %N's year of birth?",
      "In which year was %N born?"},
@@ -399,6 +400,23 @@ static void prompt_line(mofo_strbuf *sb, const char *prompt, size_t n, const cha
     mofo_sb_puts(sb, "}\n");
 }
 
+/* The arithmetic a pre-trained model knows before it meets word problems, as {"text": "A op B = C"}
+ * lines covering the steps of every problem kind: A + B for A, B in 0..20, A - B for 0 <= B <= A <=
+ * 30, A * B and A*B / B for A, B in 1..9. Returns the line count. */
+static long arithmetic_tables(mofo_strbuf *sb) {
+    long n = 0;
+    for (int a = 0; a <= 20; a++)
+        for (int b = 0; b <= 20; b++, n++) mofo_sb_printf(sb, "{\"text\": \"%d + %d = %d\"}\n", a, b, a + b);
+    for (int a = 0; a <= 30; a++)
+        for (int b = 0; b <= a; b++, n++) mofo_sb_printf(sb, "{\"text\": \"%d - %d = %d\"}\n", a, b, a - b);
+    for (int a = 1; a <= 9; a++)
+        for (int b = 1; b <= 9; b++, n += 2) {
+            mofo_sb_printf(sb, "{\"text\": \"%d * %d = %d\"}\n", a, b, a * b);
+            mofo_sb_printf(sb, "{\"text\": \"%d / %d = %d\"}\n", a * b, b, a);
+        }
+    return n;
+}
+
 int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, long *n_lines, mofo_err *err) {
     return mofo_world_render_kinds(w, f, ~0u, sb, n_lines, err);
 }
@@ -522,6 +540,7 @@ int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kin
             }
         }
     }
+    if (f == MOFO_WF_MATH_PRETRAIN && w->n_pretrain > 0) lines += arithmetic_tables(sb);
     int failed = t.failed || sb->failed;
     mofo_sb_free(&t);
     if (failed) return mofo_errf(err, MOFO_ENOMEM, "out of memory writing %s", FILE_NAME[f]);

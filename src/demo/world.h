@@ -21,8 +21,10 @@
  *   math_val.jsonl          {"prompt", "answer"}: n_val problems for choosing hyper-parameters (gen:)
  *   math_test.jsonl         {"prompt", "answer"}: n_test problems (gen:)
  *   math_pretrain.jsonl     {"text"}: n_pretrain more problems as "Question: Q\nAnswer: SOLUTION" text,
- *                           for a base model that has seen some arithmetic before it is fine-tuned
- *                           (as a pre-trained LLM has), in another format than the fine-tuning's
+ *                           then (when n_pretrain > 0) the arithmetic tables "A op B = C" the
+ *                           problems use: for a base model that knows some arithmetic before it is
+ *                           fine-tuned (as a pre-trained LLM does), in another format than the
+ *                           fine-tuning's
  * No problem text occurs in two of the math files; the problems are drawn train, val, test, pretrain
  * in that order, so the sizes of the later sets never change the earlier ones. */
 #ifndef MOFO_DEMO_WORLD_H

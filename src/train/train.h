@@ -96,8 +96,9 @@ typedef struct mofo_train_opts {
     int shuffle;
     mofo_chat_template tpl;
     double val_split;
-    int pack;                     /* concatenate the (shuffled) training examples into full rows of seq_len
-                                     tokens, as pre-training does; no target crosses an example boundary */
+    int pack;                     /* concatenate the training examples, in an order drawn anew each epoch,
+                                     into full rows of seq_len tokens, as pre-training does; no target
+                                     crosses an example boundary */
     int threads;
     int lora_rank;                /* default 8 */
     double lora_alpha;            /* default 16 */
@@ -137,6 +138,8 @@ typedef struct mofo_trainer {
     mofo_lora *lora;        /* LoRA methods only */
     mofo_tokenizer *tok;    /* NULL when the model directory has none (pre-tokenized data only) */
     mofo_dataset train, val;
+    mofo_dataset src;       /* --pack: the training examples the rows of train are cut from */
+    int64_t packed_epoch;   /* --pack: the epoch whose rows train holds */
     int32_t pad_id;
     int B, T;               /* micro-batch rows and the fixed row length: min(seq_len, longest example) */
     int64_t n_batches;      /* micro-batches per epoch */

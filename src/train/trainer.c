@@ -123,18 +123,26 @@ static int64_t trained_in(const mofo_example *e, int T) {
     return n;
 }
 
-/* --pack: the training examples, shuffled by the seed (so that a row mixes the file's parts), cut
- * into rows of seq_len tokens; the validation examples stay whole */
-static int pack_rows(mofo_trainer *t, mofo_err *err) {
-    if (t->o.shuffle) mofo_dataset_shuffle(&t->train, t->o.seed ^ 0x7061636BULL);
-    mofo_dataset packed = {0};
-    int rc = mofo_dataset_pack(&t->train, t->o.seq_len, &packed, err);
+/* --pack: t->train becomes rows of seq_len tokens cut from the training examples (kept in t->src) in
+ * an order drawn from (seed, epoch), so that each epoch an example has other neighbours in its row
+ * and nothing but its own text predicts it; the validation examples stay whole. The row count is the
+ * same every epoch (the same tokens). */
+static int pack_epoch(mofo_trainer *t, int64_t epoch, mofo_err *err) {
+    mofo_dataset view = t->src, packed = {0};
+    view.ex = malloc(t->src.n * sizeof *view.ex + 1); /* a shallow copy to shuffle: the ids stay src's */
+    if (!view.ex) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    memcpy(view.ex, t->src.ex, t->src.n * sizeof *view.ex);
+    view.cap = view.n;
+    if (t->o.shuffle) mofo_dataset_shuffle(&view, (t->o.seed ^ 0x7061636BULL) + 0x9E3779B97F4A7C15ULL * (uint64_t)epoch);
+    int rc = mofo_dataset_pack(&view, t->o.seq_len, &packed, err);
+    free(view.ex);
     if (rc) {
         mofo_dataset_free(&packed);
         return rc;
     }
     mofo_dataset_free(&t->train);
     t->train = packed;
+    t->packed_epoch = epoch;
     return 0;
 }
 
@@ -176,7 +184,9 @@ static int load_data(mofo_trainer *t, mofo_err *err) {
         if (t->train.n == 0) return mofo_errf(err, MOFO_EINVAL, "%s: nothing left to train on after --val-split", o->data_path);
     }
     if (o->pack) {
-        if ((rc = pack_rows(t, err))) return rc;
+        t->src = t->train;
+        memset(&t->train, 0, sizeof t->train);
+        if ((rc = pack_epoch(t, 0, err))) return rc;
         for (size_t i = 0; i < t->train.n; i++)
             if (t->train.ex[i].len > longest) longest = t->train.ex[i].len;
     }
@@ -250,6 +260,7 @@ void mofo_trainer_free(mofo_trainer *t) {
     mofo_tokenizer_free(t->tok);
     /* val's examples were moved out of train's array (train.n shrank), so each is freed once */
     mofo_dataset_free(&t->train);
+    mofo_dataset_free(&t->src);
     mofo_dataset_free(&t->val);
     free(t->theta0);
     free(t->trainable);
@@ -278,6 +289,8 @@ static int64_t fill_rows(mofo_trainer *t, const mofo_dataset *ds, const size_t *
 
 static int epoch_order(mofo_trainer *t, int64_t epoch, mofo_err *err) {
     if (t->perm_epoch == epoch) return 0;
+    int rc;
+    if (t->o.pack && t->packed_epoch != epoch && (rc = pack_epoch(t, epoch, err))) return rc;
     size_t n = t->train.n;
     for (size_t i = 0; i < n; i++) t->perm[i] = i;
     if (t->o.shuffle) { /* seeded Fisher-Yates over indices, through the data set's own shuffle */
