@@ -21,6 +21,7 @@
 #include "check.h"
 #include "io/json.h"
 #include "model/model.h"
+#include "train/train.h"
 #include "text/utf8.h"
 
 static char tmp[256];
@@ -222,6 +223,57 @@ static void test_command(void) {
     snprintf(want, sizeof want, ": %ld train / 0 validation examples", rows);
     CHECK(pe && strstr(pe, want) && strstr(pe, "T=64,"), "pretrain --pack: want \"%s\" and T=64 in \"%s\"", want, pe);
     free(pe);
+    /* the rows themselves: epoch 1's differ from epoch 0's, with the same tokens in all */
+    {
+        mofo_model_config tc;
+        mofo_err err = {0};
+        CHECK(mofo_config_preset(&tc, "llama", "tiny", &err) == 0, "%s", err.msg);
+        tc.V = 261, tc.max_T = 64;
+        mofo_train_opts o;
+        mofo_train_opts_init(&o);
+        o.scratch = &tc, o.tokenizer_dir = out1, o.data_path = corpus, o.method = MOFO_METHOD_ADAMW;
+        o.steps = 1000, o.batch = 4, o.seq_len = 64, o.pack = 1, o.lr = 1e-3, o.init_std = 0.02;
+        mofo_trainer *tr = NULL;
+        CHECK(mofo_trainer_create(&tr, &o, &err) == 0, "%s", err.msg);
+        if (tr) {
+            size_t n0 = tr->train.n;
+            long sum0 = 0, sum1 = 0, same = 0;
+            int32_t *first = malloc(64 * n0 * sizeof *first);
+            for (size_t r = 0; r < n0 && first; r++) {
+                memcpy(first + 64 * r, tr->train.ex[r].ids, (size_t)tr->train.ex[r].len * sizeof *first);
+                for (int k = 0; k < tr->train.ex[r].len; k++) sum0 += tr->train.ex[r].ids[k];
+            }
+            mofo_step_metrics mt;
+            while (tr->micro <= tr->n_batches && mofo_trainer_step(tr, &mt, &err) == 0) {}
+            CHECK(tr->packed_epoch == 1 && tr->train.n == n0, "after epoch 0: rows of epoch %lld, %zu rows of %zu",
+                  (long long)tr->packed_epoch, tr->train.n, n0);
+            for (size_t r = 0; r < tr->train.n && r < n0 && first; r++) {
+                same += memcmp(first + 64 * r, tr->train.ex[r].ids, (size_t)tr->train.ex[r].len * sizeof *first) == 0;
+                for (int k = 0; k < tr->train.ex[r].len; k++) sum1 += tr->train.ex[r].ids[k];
+            }
+            CHECK(sum0 == sum1 && same < (long)n0 / 4, "epoch 1: %ld of %zu rows as in epoch 0; token sums %ld, %ld", same,
+                  n0, sum0, sum1);
+            free(first);
+            mofo_trainer_free(tr);
+        }
+    }
+    /* packed rows are drawn anew each epoch from (seed, epoch): a run stopped in its second epoch and
+     * resumed equals the uninterrupted one */
+    long per_epoch = (rows + 3) / 4, stop = per_epoch + 2;
+    char pk1[300], pk2[300], pflags[300];
+    snprintf(pk1, sizeof pk1, "%s/pk1", tmp), snprintf(pk2, sizeof pk2, "%s/pk2", tmp);
+    snprintf(pflags, sizeof pflags, "--config llama-tiny --tokenizer byte --steps %ld --batch 4 --seq-len 64 --pack --quiet",
+             2 * per_epoch + 1);
+    CHECK(mofo("pretrain %s --data %s --out %s", pflags, corpus, pk1) == 0, "packed run: %s", file_text(tmp, "err.txt", NULL));
+    char pcmd[4096];
+    snprintf(pcmd, sizeof pcmd, "MOFO_TEST_SIGINT_AT_STEP=%ld %s pretrain %s --data %s --out %s >%s/out.txt 2>%s/err.txt",
+             stop, MOFO_BIN, pflags, corpus, pk2, tmp, tmp);
+    int pst = system(pcmd);
+    CHECK(pst != -1 && WIFEXITED(pst) && WEXITSTATUS(pst) == 130, "interrupted packed run: status %d", pst);
+    CHECK(mofo("pretrain %s --data %s --out %s --resume %s/checkpoint-%ld", pflags, corpus, pk2, pk2, stop) == 0,
+          "packed resume: %s", file_text(tmp, "err.txt", NULL));
+    CHECK(same_file(pk1, pk2, "model.safetensors") && same_file(pk1, pk2, "metrics.jsonl"),
+          "packed: interrupted in epoch 2 + resumed differs from the uninterrupted run");
 
     /* errors */
     struct {
