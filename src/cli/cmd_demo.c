@@ -41,7 +41,7 @@ static const arg_spec SPECS[] = {
     {"json", ARG_FLAG, &A.json, NULL, "print results.json instead of the table"},
     {"base", ARG_STR, &A.base, "DIR", "the base model (default: the shipped " MOFO_DEMO_BASE_DIR ")"},
     {"methods", ARG_STR, &A.methods, "LIST", "comma-separated subset of adamw,mofo,l1,l2,hft,lora (default all)"},
-    {"steps", ARG_INT, &A.steps, "N", "fine-tuning steps per run (default 120; --quick 6)"},
+    {"steps", ARG_INT, &A.steps, "N", "fine-tuning steps per run (default 80; --quick 6)"},
     {"sweep-alpha", ARG_STR, &A.sweep, "LIST", "instead: MoFO at each alpha of LIST (e.g. 0.05,0.15,1), the paper's study"},
     {"continual", ARG_FLAG, &A.continual, NULL,
      "instead: three arithmetic tasks in sequence per method; R, OP and BWT as TRACE defines them"},
@@ -55,8 +55,8 @@ void cmd_demo_help(FILE *out) {
             "\nStarts from the shipped base (a small Llama pre-trained by `mofo pretrain` on the world's\n"
             "biographies; its world.json names the world) and writes OUT/world (`mofo world`), then for each\n"
             "method fine-tunes on OUT/world/math_train.jsonl at each learning rate of the method's grid,\n"
-            "keeps the rate with the best math_val exact match, and scores that model on math_test and\n"
-            "on the knowledge files. Writes OUT/results.json, OUT/results.md, OUT/loss.png and\n"
+            "keeps the rate with the lowest loss on the 5%% of math_train held out, and scores that model on\n"
+            "math_test and on the knowledge files. Writes OUT/results.json, OUT/results.md, OUT/loss.png and\n"
             "OUT/tradeoff.png (gnuplot; its scripts and data stay beside them) and the chosen models in\n"
             "OUT/models/METHOD. Each run's mofo finetune command is in results.json.\n"
             "--sweep-alpha: MoFO alone at each alpha (results_alpha.*). --continual: each method trains\n"
@@ -73,7 +73,7 @@ static int run_method(demo *d, const demo_method *ms, const char *name, const ch
     memset(u, 0, sizeof *u);
     snprintf(u->name, sizeof u->name, "%s", name);
     snprintf(u->method, sizeof u->method, "%s", mofo_method_name(ms->method));
-    u->alpha = ms->alpha, u->reg = ms->reg, u->steps = d->steps, u->val_acc = -1;
+    u->alpha = ms->alpha, u->reg = ms->reg, u->steps = d->steps, u->val_loss = INFINITY;
     char out_dir[2300];
     snprintf(out_dir, sizeof out_dir, "%s/models/%s", d->out, name);
     for (char *c = out_dir + strlen(d->out) + 8; *c; c++)
@@ -93,17 +93,19 @@ static int run_method(demo *d, const demo_method *ms, const char *name, const ch
         mofo_trainer *t = NULL;
         double ms_step = 0;
         mofo_demo_scores val;
+        double vloss = NAN;
         if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(t, loss, &ms_step, err)) ||
+            (rc = mofo_trainer_eval(t, &vloss, err)) ||
             (rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, NULL, &val, err))) {
             mofo_trainer_free(t);
             break;
         }
-        fprintf(stderr, ", %.0f ms/step, loss %.3f -> %.3f, math_val %.1f%%\n", ms_step, (double)loss[0],
-                (double)loss[d->steps - 1], 100 * val.task_acc);
-        if (val.task_acc > u->val_acc) { /* ties keep the smaller rate, tried first */
+        fprintf(stderr, ", %.0f ms/step, loss %.3f -> %.3f, validation loss %.4f, math_val %.1f%%\n", ms_step,
+                (double)loss[0], (double)loss[d->steps - 1], vloss, 100 * val.task_acc);
+        if (vloss < u->val_loss) { /* ties keep the smaller rate, tried first */
             mofo_trainer_free(best);
             best = t;
-            u->val_acc = val.task_acc, u->lr = o.lr, u->ms_per_step = ms_step;
+            u->val_loss = vloss, u->val_acc = val.task_acc, u->lr = o.lr, u->ms_per_step = ms_step;
             float *keep = u->loss;
             u->loss = loss, loss = keep ? keep : malloc((size_t)d->steps * sizeof *loss);
             demo_finetune_command(&o, u->command, sizeof u->command);
@@ -217,7 +219,7 @@ int cmd_demo(int argc, char **argv) {
     if (!d) return demo_fail("out of memory", NULL);
     d->t0 = cli_now();
     d->quick = A.quick;
-    d->steps = A.steps > 0 ? (int)A.steps : A.quick ? 6 : 120;
+    d->steps = A.steps > 0 ? (int)A.steps : A.quick ? 6 : 80;
     d->batch = 16, d->seq_len = 256, d->threads = (int)A.threads;
     snprintf(d->out, sizeof d->out, "%s", A.out ? A.out : "demo-out");
     snprintf(d->base_dir, sizeof d->base_dir, "%s", A.base ? A.base : MOFO_DEMO_BASE_DIR);

@@ -13,12 +13,12 @@
  * which moves fewer parameters, gets larger ones. L1/L2 strengths make the pull of the order of the
  * task loss for the distances these runs travel. */
 const demo_method DEMO_METHODS[DEMO_N_METHODS] = {
-    {"adamw", MOFO_METHOD_ADAMW, NAN, NAN, {1e-3, 3e-3, 0}},
-    {"mofo", MOFO_METHOD_MOFO, 0.15, NAN, {1e-3, 3e-3, 0}},
-    {"l1", MOFO_METHOD_L1, NAN, 1e-4, {1e-3, 3e-3, 0}},
-    {"l2", MOFO_METHOD_L2, NAN, 1e-2, {1e-3, 3e-3, 0}},
-    {"hft", MOFO_METHOD_HFT, NAN, NAN, {1e-3, 3e-3, 0}},
-    {"lora", MOFO_METHOD_LORA, NAN, NAN, {3e-3, 1e-2, 0}},
+    {"adamw", MOFO_METHOD_ADAMW, NAN, NAN, {3e-4, 1e-3, 0}},
+    {"mofo", MOFO_METHOD_MOFO, 0.15, NAN, {3e-4, 1e-3, 0}},
+    {"l1", MOFO_METHOD_L1, NAN, 1e-4, {3e-4, 1e-3, 0}},
+    {"l2", MOFO_METHOD_L2, NAN, 1e-2, {3e-4, 1e-3, 0}},
+    {"hft", MOFO_METHOD_HFT, NAN, NAN, {3e-4, 1e-3, 0}},
+    {"lora", MOFO_METHOD_LORA, NAN, NAN, {1e-3, 3e-3, 0}},
 };
 
 int demo_make_dir(const char *dir) { return mkdir(dir, 0777) == 0 || errno == EEXIST ? 0 : -1; }
@@ -51,6 +51,7 @@ void demo_run_opts(const demo *d, const demo_method *m, double lr, const char *m
     o->batch = d->batch;
     o->seq_len = d->seq_len;
     o->seed = 1;
+    o->val_split = 0.05; /* the held-out solutions whose loss chooses the learning rate */
     o->tpl = MOFO_TPL_TULU;
     o->threads = d->threads;
     o->merge = 1; /* LoRA: the merged model, which mofo eval and the next task load */
@@ -59,9 +60,10 @@ void demo_run_opts(const demo *d, const demo_method *m, double lr, const char *m
 void demo_finetune_command(const mofo_train_opts *o, char *out, size_t cap) {
     size_t n = (size_t)snprintf(out, cap,
                                 "mofo finetune --model %s --data %s --out %s --method %s --lr %g --steps %lld "
-                                "--batch %d --seq-len %d --lr-schedule linear --warmup %g --seed %llu",
+                                "--batch %d --seq-len %d --lr-schedule linear --warmup %g --seed %llu --val-split %g",
                                 o->model_dir, o->data_path, o->out_dir, mofo_method_name(o->method), o->lr,
-                                (long long)o->steps, o->batch, o->seq_len, o->warmup, (unsigned long long)o->seed);
+                                (long long)o->steps, o->batch, o->seq_len, o->warmup, (unsigned long long)o->seed,
+                                o->val_split);
     if (n < cap && o->method == MOFO_METHOD_MOFO) n += (size_t)snprintf(out + n, cap - n, " --alpha %g", o->alpha);
     if (n < cap && (o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2))
         n += (size_t)snprintf(out + n, cap - n, " --reg %g", o->reg);

@@ -43,6 +43,7 @@ void mofo_demo_json(const mofo_demo_report *r, mofo_strbuf *sb) {
         json_num(sb, "lr", u->lr, 0);
         json_num(sb, "alpha", u->alpha, 0);
         json_num(sb, "reg", u->reg, 0);
+        json_num(sb, "val_loss", u->val_loss, 0);
         json_num(sb, "val_acc", u->val_acc, 0);
         mofo_sb_printf(sb, ", \"method\": \"%s\", \"steps\": %d, \"command\": ", u->method, u->steps);
         mofo_sb_json_string(sb, u->command, strlen(u->command));
@@ -76,7 +77,7 @@ void mofo_demo_table(const mofo_demo_report *r, mofo_strbuf *sb) {
 void mofo_demo_markdown(const mofo_demo_report *r, mofo_strbuf *sb) {
     mofo_sb_puts(sb, "# mofo demo: fine-tuning on arithmetic, and what the model forgets\n\n");
     mofo_sb_puts(sb, "The base model knows the people of a synthetic world; each run fine-tunes it on arithmetic "
-                     "word problems (learning rate chosen on math_val), then measures the task (math_test "
+                     "word problems (learning rate: the lowest loss on the 5% of math_train held out), then measures the task (math_test "
                      "exact match) and the general knowledge it kept: exact match on birth years and "
                      "multiple-choice accuracy on birthplace, occupation and food, both asked in phrasings "
                      "never trained on. general = the mean of the two; drop = base general - run general, "
@@ -110,7 +111,7 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
     int rc = sb.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : mofo_write_file_atomic(path, sb.data, sb.len, err);
     sb.len = 0;
     if (!rc) {
-        mofo_sb_puts(&sb, "set terminal pngcairo size 900,560\nset output 'loss.png'\nset datafile missing 'NaN'\n"
+        mofo_sb_puts(&sb, "set terminal pngcairo size 900,560 noenhanced\nset output 'loss.png'\nset datafile missing 'NaN'\n"
                           "set title 'Training loss on the arithmetic task'\nset xlabel 'step'\nset ylabel 'loss'\n"
                           "set key outside right\nplot");
         for (int i = 0; i < r->n_runs; i++)
@@ -132,11 +133,11 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
     }
     sb.len = 0;
     if (!rc) {
-        mofo_sb_puts(&sb, "set terminal pngcairo size 760,560\nset output 'tradeoff.png'\n"
+        mofo_sb_puts(&sb, "set terminal pngcairo size 760,560 noenhanced\nset output 'tradeoff.png'\n"
                           "set title 'Fine-tuning accuracy against general knowledge kept'\n"
                           "set xlabel 'task accuracy (math_test exact match, %)'\n"
-                          "set ylabel 'general knowledge (%, the base at its own point)'\nset key off\nset grid\n"
-                          "set offsets 5, 5, 5, 5\n"
+                          "set ylabel 'general knowledge kept (mean of EM and MC, %)'\nset key off\nset grid\n"
+                          "set xrange [0:*]\nset yrange [0:100]\nset offsets 0, 2, 0, 0\n"
                           "plot 'tradeoff.dat' using 2:3 with points pt 7 ps 1.5, "
                           "'' using 2:3:1 with labels offset 0,1\n");
         snprintf(path, sizeof path, "%s/tradeoff.gp", dir);

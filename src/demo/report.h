@@ -12,7 +12,8 @@ typedef struct mofo_demo_run {
     char name[32];      /* the row's name: "adamw", "mofo", ..., "mofo a=0.05", "after math" */
     char method[16];    /* mofo_method_name */
     double lr, alpha, reg; /* alpha: mofo only, reg: l1/l2 only (else NaN) */
-    double val_acc;     /* math_val exact match of the chosen learning rate */
+    double val_loss;    /* loss on the 5% of math_train held out: the rate with the lowest is chosen */
+    double val_acc;     /* math_val exact match of the chosen rate (reported, not used to choose) */
     double ms_per_step;
     int steps;
     float *loss;        /* (steps) training loss of each step */
