@@ -37,7 +37,7 @@ typedef struct demo_args {
 static demo_args A;
 static const arg_spec SPECS[] = {
     {"out", ARG_STR, &A.out, "DIR", "where the world, the models and the results go (default demo-out)"},
-    {"quick", ARG_FLAG, &A.quick, NULL, "a smoke run: one learning rate per method, few steps, small test sets"},
+    {"quick", ARG_FLAG, &A.quick, NULL, "a smoke run: one learning rate per method, 6 steps"},
     {"json", ARG_FLAG, &A.json, NULL, "print results.json instead of the table"},
     {"base", ARG_STR, &A.base, "DIR", "the base model (default: the shipped " MOFO_DEMO_BASE_DIR ")"},
     {"methods", ARG_STR, &A.methods, "LIST", "comma-separated subset of adamw,mofo,l1,l2,hft,lora (default all)"},
