@@ -153,6 +153,7 @@ static void test_quick(void) {
     CHECK(st == 0, "mofo demo --sweep-alpha: status %d:\n%s", st, log ? log : "");
     free(log);
     check_results(out, "results_alpha", "alpha", 2);
+    CHECK(exists(out, "loss_alpha.png") && exists(out, "tradeoff_alpha.png"), "the sweep's plots are missing");
     mofo_json_doc *m = load_json(out, "results.json"), *a = load_json(out, "results_alpha.json");
     const mofo_json *adamw = run_named(m, "methods", "adamw"), *one = run_named(a, "alpha", "mofo a=1"),
                     *small = run_named(a, "alpha", "mofo a=0.05");

@@ -59,7 +59,7 @@ void cmd_demo_help(FILE *out) {
             "math_test and on the knowledge files. Writes OUT/results.json, OUT/results.md, OUT/loss.png and\n"
             "OUT/tradeoff.png (gnuplot; its scripts and data stay beside them) and the chosen models in\n"
             "OUT/models/METHOD. Each run's mofo finetune command is in results.json.\n"
-            "--sweep-alpha: MoFO alone at each alpha (results_alpha.*). --continual: each method trains\n"
+            "--sweep-alpha: MoFO alone at each alpha (results_alpha.*, loss_alpha.png, tradeoff_alpha.png). --continual: each method trains\n"
             "on add/subtract, then multiply/divide, then two-step problems (the world's word problems split\n"
             "by kind), at the first rate of its grid, each task's model starting from the last; R[i][j] is\n"
             "the exact match on task j's test problems after task i, OP the mean of the last row, BWT the\n"
@@ -139,11 +139,12 @@ static int report(demo *d, mofo_demo_report *r, const char *stem, mofo_err *err)
     if (!rc) rc = mofo_demo_plot_files(r, d->out, err);
     if (!rc) {
         char cmd[2400];
-        snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot loss.gp tradeoff.gp 2>&1", d->out);
+        const char *x = r->plot_suffix;
+        snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot loss%s.gp tradeoff%s.gp 2>&1", d->out, x, x);
         int st = system(cmd);
         if (st != 0)
-            fprintf(stderr, "mofo demo: gnuplot failed (status %d): loss.png and tradeoff.png not drawn; the data and "
-                            "scripts are in %s (install gnuplot-nox)\n", st, d->out);
+            fprintf(stderr, "mofo demo: gnuplot failed (status %d): loss%s.png and tradeoff%s.png not drawn; the data "
+                            "and scripts are in %s (install gnuplot-nox)\n", st, x, x, d->out);
         if (A.json) {
             fputs(js.data, stdout);
         } else {
@@ -151,8 +152,8 @@ static int report(demo *d, mofo_demo_report *r, const char *stem, mofo_err *err)
             mofo_demo_table(r, &tb);
             if (tb.data) fputs(tb.data, stdout);
             mofo_sb_free(&tb);
-            printf("results in %s/%s.json and %s.md; plots %s/loss.png, %s/tradeoff.png (%.0f s)\n", d->out, stem, stem,
-                   d->out, d->out, r->seconds);
+            printf("results in %s/%s.json and %s.md; plots %s/loss%s.png, %s/tradeoff%s.png (%.0f s)\n", d->out, stem,
+                   stem, d->out, x, d->out, x, r->seconds);
         }
     }
     mofo_sb_free(&js);
@@ -227,7 +228,7 @@ int cmd_demo(int argc, char **argv) {
     cli_set_threads(d->threads);
     mofo_err err = {0};
     int rc = 0;
-    mofo_demo_report r = {.kind = A.sweep ? "alpha" : "methods"};
+    mofo_demo_report r = {.kind = A.sweep ? "alpha" : "methods", .plot_suffix = A.sweep ? "_alpha" : ""};
     if (demo_make_dir(d->out) || demo_make_dir(d->world) ||
         (snprintf(d->world + strlen(d->out), 16, "/models"), demo_make_dir(d->world))) {
         fprintf(stderr, "mofo demo: %s: cannot create: %s\n", d->world, strerror(errno));

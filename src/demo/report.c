@@ -84,9 +84,10 @@ void mofo_demo_markdown(const mofo_demo_report *r, mofo_strbuf *sb) {
                      "in points; ppl on held-out biographies; L2 = ||theta - theta_base||.\n\n");
     mofo_demo_table(r, sb);
     mofo_sb_printf(sb, "\nSettings: {%s}. Wall time %.0f s.\n\n", r->settings, r->seconds);
-    mofo_sb_puts(sb, "Plots: loss.png (training loss per step), tradeoff.png (task accuracy against general "
-                     "knowledge kept). Every number comes from results.json; each run's `command` there "
-                     "repeats it with `mofo finetune`, and `mofo eval` rescores the saved models in models/.\n");
+    mofo_sb_printf(sb, "Plots: loss%s.png (training loss per step), tradeoff%s.png (task accuracy against general "
+                       "knowledge kept). Every number comes from results.json; each run's `command` there "
+                     "repeats it with `mofo finetune`, and `mofo eval` rescores the saved models in models/.\n",
+                   r->plot_suffix ? r->plot_suffix : "", r->plot_suffix ? r->plot_suffix : "");
 }
 
 int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *err) {
@@ -107,18 +108,19 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
         }
         mofo_sb_puts(&sb, "\n");
     }
-    snprintf(path, sizeof path, "%s/loss.dat", dir);
+    const char *x = r->plot_suffix ? r->plot_suffix : "";
+    snprintf(path, sizeof path, "%s/loss%s.dat", dir, x);
     int rc = sb.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : mofo_write_file_atomic(path, sb.data, sb.len, err);
     sb.len = 0;
     if (!rc) {
-        mofo_sb_puts(&sb, "set terminal pngcairo size 900,560 noenhanced\nset output 'loss.png'\nset datafile missing 'NaN'\n"
-                          "set title 'Training loss on the arithmetic task'\nset xlabel 'step'\nset ylabel 'loss'\n"
-                          "set key outside right\nplot");
+        mofo_sb_printf(&sb, "set terminal pngcairo size 900,560 noenhanced\nset output 'loss%s.png'\nset datafile missing 'NaN'\n"
+                            "set title 'Training loss on the arithmetic task'\nset xlabel 'step'\nset ylabel 'loss'\n"
+                            "set key outside right\nplot", x);
         for (int i = 0; i < r->n_runs; i++)
-            mofo_sb_printf(&sb, "%s 'loss.dat' using 1:%d with lines lw 2 title columnheader(%d)", i ? "," : "", i + 2,
+            mofo_sb_printf(&sb, "%s 'loss%s.dat' using 1:%d with lines lw 2 title columnheader(%d)", i ? "," : "", x, i + 2,
                            i + 2);
         mofo_sb_puts(&sb, "\n");
-        snprintf(path, sizeof path, "%s/loss.gp", dir);
+        snprintf(path, sizeof path, "%s/loss%s.gp", dir, x);
         rc = sb.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : mofo_write_file_atomic(path, sb.data, sb.len, err);
     }
     sb.len = 0;
@@ -128,19 +130,19 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
         for (int i = 0; i < r->n_runs; i++)
             mofo_sb_printf(&sb, "\"%s\"\t%.3f\t%.3f\n", r->runs[i].name, 100 * r->runs[i].s.task_acc,
                            100 * r->runs[i].s.knowledge_acc);
-        snprintf(path, sizeof path, "%s/tradeoff.dat", dir);
+        snprintf(path, sizeof path, "%s/tradeoff%s.dat", dir, x);
         rc = sb.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : mofo_write_file_atomic(path, sb.data, sb.len, err);
     }
     sb.len = 0;
     if (!rc) {
-        mofo_sb_puts(&sb, "set terminal pngcairo size 760,560 noenhanced\nset output 'tradeoff.png'\n"
-                          "set title 'Fine-tuning accuracy against general knowledge kept'\n"
+        mofo_sb_printf(&sb, "set terminal pngcairo size 760,560 noenhanced\nset output 'tradeoff%s.png'\n", x);
+        mofo_sb_puts(&sb, "set title 'Fine-tuning accuracy against general knowledge kept'\n"
                           "set xlabel 'task accuracy (math_test exact match, %)'\n"
                           "set ylabel 'general knowledge kept (mean of EM and MC, %)'\nset key off\nset grid\n"
-                          "set xrange [0:*]\nset yrange [0:100]\nset offsets 0, 2, 0, 0\n"
-                          "plot 'tradeoff.dat' using 2:3 with points pt 7 ps 1.5, "
-                          "'' using 2:3:1 with labels offset 0,1\n");
-        snprintf(path, sizeof path, "%s/tradeoff.gp", dir);
+                          "set xrange [0:*]\nset yrange [0:100]\nset offsets 0, 2, 0, 0\n");
+        mofo_sb_printf(&sb, "plot 'tradeoff%s.dat' using 2:3 with points pt 7 ps 1.5, '' using 2:3:1 with labels offset 0,1\n",
+                       x);
+        snprintf(path, sizeof path, "%s/tradeoff%s.gp", dir, x);
         rc = sb.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : mofo_write_file_atomic(path, sb.data, sb.len, err);
     }
     mofo_sb_free(&sb);

@@ -26,6 +26,7 @@ typedef struct mofo_demo_report {
     mofo_demo_run *runs;
     int n_runs;
     const char *kind;       /* "methods" or "alpha": the key of results.json the runs go under */
+    const char *plot_suffix; /* "" or "_alpha": loss<suffix>.png, tradeoff<suffix>.png (NULL: "") */
     char settings[2560];    /* a JSON object's members (no braces): the run's options */
     double seconds;         /* wall time of the whole demo */
 } mofo_demo_report;
@@ -37,8 +38,9 @@ void mofo_demo_json(const mofo_demo_report *r, mofo_strbuf *sb);
 /* results.md: what was run, the table, and how to read it. */
 void mofo_demo_markdown(const mofo_demo_report *r, mofo_strbuf *sb);
 /* The plots' data and gnuplot scripts into dir: loss.dat + loss.gp (training loss per step, one
- * column per run) and tradeoff.dat + tradeoff.gp (task accuracy against knowledge retained). Each
- * script writes the PNG of its name (loss.png, tradeoff.png) when run by gnuplot in dir. */
+ * column per run) and tradeoff.dat + tradeoff.gp (task accuracy against knowledge retained), each
+ * name with r->plot_suffix before the dot. Each script writes the PNG of its name (loss.png,
+ * tradeoff.png) when run by gnuplot in dir. */
 int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *err);
 
 #endif
