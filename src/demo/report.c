@@ -96,7 +96,7 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
     int most = 0;
     for (int i = 0; i < r->n_runs; i++)
         if (r->runs[i].steps > most) most = r->runs[i].steps;
-    mofo_sb_puts(&sb, "# step");
+    mofo_sb_puts(&sb, "step"); /* a header row, not a comment: the plot takes its titles from it */
     for (int i = 0; i < r->n_runs; i++) mofo_sb_printf(&sb, "\t\"%s\"", r->runs[i].name);
     mofo_sb_puts(&sb, "\n");
     for (int k = 0; k < most; k++) {
