@@ -147,6 +147,23 @@ static void test_quick(void) {
                            "models/lora/adapter/adapter_config.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) CHECK(exists(out, files[i]), "%s/%s missing", out, files[i]);
     check_results(out, "results", "methods", 6);
+    /* the run's eval_command, run by hand, prints the scores results.json holds */
+    mofo_json_doc *res = load_json(out, "results.json");
+    const mofo_json *mo = run_named(res, "methods", "mofo"), *ec = mo ? mofo_json_get(mo, "eval_command") : NULL;
+    CHECK(ec && ec->type == MOFO_JSON_STRING && strstr(ec->str, "mofo eval --model"), "mofo: no eval_command");
+    if (ec && ec->type == MOFO_JSON_STRING) {
+        char cmd[4096], want[3][64];
+        snprintf(cmd, sizeof cmd, "PATH='%s':\"$PATH\" && (%s)", MOFO_BIN_DIR, ec->str);
+        char *got = run_capture(tmp, cmd, 1, &st);
+        snprintf(want[0], sizeof want[0], "exact_match %.4f", num(mo, "task_acc"));
+        snprintf(want[1], sizeof want[1], "exact_match %.4f", num(mo, "knowledge_em"));
+        snprintf(want[2], sizeof want[2], "acc %.4f", num(mo, "knowledge_mc"));
+        CHECK(st == 0 && got && strstr(got, want[0]) && strstr(got, want[1]) && strstr(got, want[2]),
+              "eval_command: status %d, want \"%s\", \"%s\", \"%s\" in:\n%s", st, want[0], want[1], want[2],
+              got ? got : "");
+        free(got);
+    }
+    mofo_json_free(res);
 
     /* the alpha study; MoFO at alpha 1 moves every entry: the AdamW run exactly */
     log = run("'%s' demo --quick --out '%s' --threads 1 --sweep-alpha 0.05,1%s", out, "", &st);
@@ -166,6 +183,40 @@ static void test_quick(void) {
     }
     mofo_json_free(m);
     mofo_json_free(a);
+}
+
+/* --continual: R is 3x3 per method, OP and BWT recompute from it as TRACE defines them */
+static void test_continual(void) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/cont", tmp);
+    int st;
+    char *log = run("'%s' demo --quick --out '%s' --threads 1 --continual --methods adamw,mofo%s", out, "", &st);
+    CHECK(st == 0 && log && strstr(log, "| mofo |"), "mofo demo --continual: status %d:\n%s", st, log ? log : "");
+    free(log);
+    mofo_json_doc *d = load_json(out, "results_continual.json");
+    const mofo_json *methods = d ? mofo_json_get(mofo_json_root(d), "methods") : NULL;
+    CHECK(methods && methods->count == 2, "results_continual.json: %zu methods", methods ? methods->count : 0);
+    for (const mofo_json *m = methods ? methods->child : NULL; m; m = m->next) {
+        const mofo_json *R = mofo_json_get(m, "R"), *gen = mofo_json_get(m, "general");
+        double r[3][3] = {{NAN}}, op = 0, bwt = 0;
+        int i = 0;
+        for (const mofo_json *row = R ? R->child : NULL; row && i < 3; row = row->next, i++) {
+            int j = 0;
+            for (const mofo_json *v = row->child; v && j < 3; v = v->next, j++) r[i][j] = v->number;
+            CHECK(row->count == 3, "%.*s: R row %d has %zu entries", (int)m->key_len, m->key, i, row->count);
+        }
+        CHECK(i == 3 && gen && gen->count == 3, "%.*s: R has %d rows, general %zu values", (int)m->key_len, m->key, i,
+              gen ? gen->count : 0);
+        for (int j = 0; j < 3; j++) op += r[2][j];
+        for (int j = 0; j < 2; j++) bwt += r[2][j] - r[j][j];
+        CHECK(fabs(num(m, "OP") - op / 3) < 1e-12 && fabs(num(m, "BWT") - bwt / 2) < 1e-12,
+              "%.*s: OP %.17g BWT %.17g, recomputed %.17g %.17g", (int)m->key_len, m->key, num(m, "OP"), num(m, "BWT"),
+              op / 3, bwt / 2);
+    }
+    mofo_json_free(d);
+    CHECK(exists(out, "results_continual.md") && exists(out, "world/continual_mul-div_test.jsonl") &&
+              exists(out, "continual/mofo-3-two-step/model.safetensors"),
+          "continual files missing");
 }
 
 static void test_bad_flags(void) {
@@ -198,6 +249,7 @@ int main(void) {
     test_base();
     test_bad_flags();
     test_quick();
+    test_continual();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);

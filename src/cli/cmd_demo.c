@@ -3,26 +3,18 @@
  * (src/demo/demo.h for the measurements, src/demo/report.h for the files). */
 #include <errno.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "args.h"
 #include "demo_cli.h"
 #include "commands.h"
-#include "demo/demo.h"
 #include "demo/report.h"
-#include "demo/world.h"
 #include "io/atomic_file.h"
-#include "io/json.h"
 #include "io/strbuf.h"
-#include "text/utf8.h"
 #include "threads.h"
 #include "timing.h"
-#include "train/train.h"
 
 #ifndef MOFO_DEMO_BASE_DIR
 #define MOFO_DEMO_BASE_DIR "models/demo-base"
@@ -109,6 +101,7 @@ static int run_method(demo *d, const demo_method *ms, const char *name, const ch
             float *keep = u->loss;
             u->loss = loss, loss = keep ? keep : malloc((size_t)d->steps * sizeof *loss);
             demo_finetune_command(&o, u->command, sizeof u->command);
+            mofo_demo_eval_command(out_dir, d->world, what, u->eval_command, sizeof u->eval_command);
             if (!loss) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         } else {
             mofo_trainer_free(t);
@@ -229,13 +222,14 @@ int cmd_demo(int argc, char **argv) {
     mofo_err err = {0};
     int rc = 0;
     mofo_demo_report r = {.kind = A.sweep ? "alpha" : "methods", .plot_suffix = A.sweep ? "_alpha" : ""};
-    if (demo_make_dir(d->out) || demo_make_dir(d->world) ||
-        (snprintf(d->world + strlen(d->out), 16, "/models"), demo_make_dir(d->world))) {
-        fprintf(stderr, "mofo demo: %s: cannot create: %s\n", d->world, strerror(errno));
+    char models[2200]; /* OUT/world is made by mofo_world_write */
+    snprintf(models, sizeof models, "%s/models", d->out);
+    const char *bad_dir = demo_make_dir(d->out) ? d->out : demo_make_dir(models) ? models : NULL;
+    if (bad_dir) {
+        fprintf(stderr, "mofo demo: %s: cannot create: %s\n", bad_dir, strerror(errno));
         free(d);
         return 1;
     }
-    snprintf(d->world, sizeof d->world, "%s/world", d->out);
     if ((rc = demo_make_world(d, &err)) ||
         (rc = mofo_model_load(&d->base, d->base_dir, &err)) || (rc = mofo_tokenizer_load_dir(&d->tok, d->base_dir, &err))) {
         rc = demo_fail("base", &err);

@@ -80,11 +80,7 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
             break;
         }
         res->general[i] = k.knowledge_acc;
-        for (int j = 0; j < N_TASKS && !rc; j++) {
-            mofo_demo_scores s;
-            rc = mofo_demo_evaluate_gen(t->m, t->tok, test[j], &s.task_acc, err);
-            res->R[i][j] = s.task_acc;
-        }
+        for (int j = 0; j < N_TASKS && !rc; j++) rc = mofo_demo_evaluate_gen(t->m, t->tok, test[j], &res->R[i][j], err);
         mofo_trainer_free(t);
         fprintf(stderr, ", R[%d] = %.1f %.1f %.1f, general %.1f%%\n", i + 1, 100 * res->R[i][0], 100 * res->R[i][1],
                 100 * res->R[i][2], 100 * res->general[i]);

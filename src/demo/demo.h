@@ -43,7 +43,8 @@ int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *wor
 /* Exact match on a gen: file of word problems, scored as task_acc (tulu prompt, greedy). */
 int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char *path, double *acc, mofo_err *err);
 
-/* The `mofo eval` command line that reproduces the scores of what (MODEL and WORLD as given). */
+/* The `mofo eval` command lines (joined by "; ") that reproduce the scores of what for the model
+ * saved in model_dir; results.json gives them with each run. */
 void mofo_demo_eval_command(const char *model_dir, const char *world_dir, int what, char *out, size_t cap);
 
 #endif

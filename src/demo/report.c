@@ -47,6 +47,8 @@ void mofo_demo_json(const mofo_demo_report *r, mofo_strbuf *sb) {
         json_num(sb, "val_acc", u->val_acc, 0);
         mofo_sb_printf(sb, ", \"method\": \"%s\", \"steps\": %d, \"command\": ", u->method, u->steps);
         mofo_sb_json_string(sb, u->command, strlen(u->command));
+        mofo_sb_puts(sb, ", \"eval_command\": ");
+        mofo_sb_json_string(sb, u->eval_command, strlen(u->eval_command));
         mofo_sb_puts(sb, ", \"loss\": [");
         for (int k = 0; k < u->steps; k++) mofo_sb_printf(sb, "%s%.5g", k ? ", " : "", (double)u->loss[k]);
         mofo_sb_puts(sb, "]}");

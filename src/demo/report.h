@@ -19,6 +19,7 @@ typedef struct mofo_demo_run {
     float *loss;        /* (steps) training loss of each step */
     mofo_demo_scores s; /* on the test files */
     char command[1536]; /* the mofo finetune command line of the chosen run */
+    char eval_command[3072]; /* the mofo eval command lines that rescore its saved model */
 } mofo_demo_run;
 
 typedef struct mofo_demo_report {
