@@ -121,6 +121,8 @@ typedef struct case_spec {
     int threads, steps;
 } case_spec;
 
+static unsigned settled_seen; /* bit s set once a block was settled by way s (SETTLED_*) */
+
 static void run_case(const case_spec *cs) {
     rng_state = 777;
     mofo_options o;
@@ -158,6 +160,7 @@ static void run_case(const case_spec *cs) {
         int64_t want[4];
         ref_step(ref, cs->np, (const float *const *)g, t, 1e-2, cs->alpha, cs->partition, o.rows_per_block, want);
         CHECK(mofo_optim_step(opt, 1e-2, &err) == 0, "%s", err.msg);
+        for (int b = 0; b < opt->n_blocks; b++) settled_seen |= 1u << opt->blocks[b].settled;
         const mofo_stats *st = mofo_optim_stats(opt);
         for (int i = 0; i < cs->np; i++) {
             int64_t n = ref[i].numel;
@@ -203,6 +206,9 @@ static void test_against_reference(void) {
         {"whole model", 3, {{100, 700}, {64, 48}, {50, 0}}, GRAD_SMOOTH, 0.15, 2, 0, 2, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+    CHECK(settled_seen & (1u << SETTLED_EXACT), "no block was settled from all its keys (small blocks)");
+    CHECK(settled_seen & (1u << SETTLED_BRACKET), "no block was settled by selecting among its bracket's keys");
+    CHECK(settled_seen & (1u << SETTLED_HISTOGRAM), "no block was settled by the histogram");
 }
 
 /* ---- a generic runner: n steps of an optimizer over fixed tensors ---- */

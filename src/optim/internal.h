@@ -63,6 +63,9 @@ typedef struct chunk {
     double sq_update;  /* sum of delta^2 over moved entries */
     int64_t newly;     /* entries moved for the first time */
     int64_t n_above, n_inside; /* pass 1: keys above the block's bracket, and inside it */
+    uint32_t *inside_keys;     /* (n_inside when !inside_lost) pass 1: the keys inside the bracket */
+    int64_t cap_inside;
+    int inside_lost;           /* pass 1 could not keep them all (too many, or out of memory) */
     int covered;       /* dense chunk whose coverage bits are all set */
     int bad;           /* pass 1 found a NaN or infinite gradient here */
 } chunk;
@@ -74,7 +77,9 @@ enum { SETTLED_EXACT = 1, SETTLED_BRACKET, SETTLED_HISTOGRAM };
  * as candidates for the exact selection. The bracket comes, in order of preference, from:
  *   - the keys themselves (small blocks: lo = hi = the exact threshold);
  *   - a prediction from the last two thresholds +- radius, checked by two counts in pass 1 (|m|
- *     moves slowly: after the first steps this hits, and the counts cost little in pass 1);
+ *     moves slowly: after the first steps this hits, and the counts cost little in pass 1); pass 1
+ *     also keeps the few keys inside it, so the exact threshold is selected among them before pass
+ *     2 (lo = hi = the threshold: pass 2 sets aside only the entries tied with it);
  *   - otherwise a histogram of the top 12 bits in an extra read-only pass (the bucket holding the
  *     k-th largest key). */
 typedef struct block {

@@ -322,7 +322,10 @@ void mofo_optim_destroy(mofo_optim *opt) {
         free_state(opt, &opt->params[i]);
     }
     mofo_cuda_free_step(opt);
-    for (int i = 0; i < opt->n_chunks; i++) free(opt->chunks[i].cand);
+    for (int i = 0; i < opt->n_chunks; i++) {
+        free(opt->chunks[i].cand);
+        free(opt->chunks[i].inside_keys);
+    }
     for (int i = 0; i < opt->n_blocks; i++) {
         free(opt->blocks[i].hist);
         free(opt->blocks[i].sort_keys);
