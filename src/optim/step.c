@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "flags.h"
 #include "internal.h"
 #include "kernels.h"
 #include "select.h"
@@ -54,24 +55,6 @@ void mofo_optim_free_scratch(mofo_optim *o) {
     free(o->scratch);
     o->scratch = NULL;
     o->scratch_threads = 0;
-}
-
-/* Packs n flags (bytes of 0 or 1) into bits, 8 at a time; words[(n+63)/64], unused bits zero. */
-static void pack_flags(const uint8_t *flags, int64_t n, uint64_t *words) {
-    for (int64_t w = 0; w * 64 < n; w++) {
-        uint64_t mask = 0;
-        int64_t base = w * 64, take = n - base < 64 ? n - base : 64;
-        if (take == 64) {
-            for (int q = 0; q < 8; q++) {
-                uint64_t bytes;
-                memcpy(&bytes, flags + base + 8 * q, 8);
-                mask |= ((bytes * 0x0102040810204080ull) >> 56) << (8 * q);
-            }
-        } else {
-            for (int64_t t = 0; t < take; t++) mask |= (uint64_t)flags[base + t] << t;
-        }
-        words[w] = mask;
-    }
 }
 
 /* ORs one word of coverage bits into touched (atomically: two chunks may share a word); returns
