@@ -230,13 +230,14 @@ static int64_t bracket_capacity(const block *b) { return 4096 + b->numel / 64; }
  * holds most keys; a block whose bracket keys crowd into few of its chunks takes the histogram). */
 static void keep_inside(chunk *c, const block *b, const uint32_t *keys, const uint8_t *in, int64_t n, int n_in) {
     if (c->inside_lost) return;
-    int64_t need = c->n_inside + n_in;
-    if (need > 256 + 4 * bracket_capacity(b) * c->len / b->numel) {
+    int64_t need = c->n_inside + n_in, limit = 256 + 4 * bracket_capacity(b) * c->len / b->numel;
+    if (need > limit) {
         c->inside_lost = 1;
         return;
     }
     if (need > c->cap_inside) {
         int64_t ncap = need > 2 * c->cap_inside ? need + 256 : 2 * c->cap_inside;
+        if (ncap > limit) ncap = limit;
         uint32_t *k = realloc(c->inside_keys, (size_t)ncap * sizeof *k);
         if (!k) {
             c->inside_lost = 1;
