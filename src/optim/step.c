@@ -333,6 +333,7 @@ static void check_bracket(mofo_optim *o, block *b, thread_scratch *ts) {
     if (!keys) return;
     int64_t j = 0;
     for (int i = 0; i < b->n_chunks; i++) {
+        if (!cs[i].n_inside) continue; /* inside_keys may be NULL */
         memcpy(keys + j, cs[i].inside_keys, (size_t)cs[i].n_inside * sizeof *keys);
         j += cs[i].n_inside;
     }
