@@ -13,8 +13,8 @@
  *            inside it (after the select: the ties) are set aside as candidates with their update;
  *   resolve  the exact k-th largest key among the candidates by radix select; move those at or
  *            above it (or exactly k in all, lowest indices first among ties, in MOFO_TIES_EXACT_K).
- * O(n) per block, no sort. Work is split into chunks run by OpenMP threads. Pass 1 and the peek
- * only read; they prefetch ahead in software. */
+ * O(n) per block, no sort. Work is split into chunks run by OpenMP threads. Pass 1 prefetches
+ * ahead in software. */
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
@@ -81,9 +81,10 @@ static int64_t mark_touched(uint64_t *touched, int64_t offset, const uint64_t *b
     return newly;
 }
 
-/* Prefetches x[at + AHEAD .. at + AHEAD + n) (clipped to len) into the cache. In the read-only
- * passes this brings a core from ~10 to ~13 GB/s: the hardware prefetcher alone keeps too few
- * lines in flight. (In the passes that also write, it measured slower; they go without.) */
+/* Prefetches x[at + AHEAD .. at + AHEAD + n) (clipped to len) into the cache. Pass 1 reads g and m
+ * faster with it (the hardware prefetcher alone keeps too few lines in flight). Measured without
+ * gain in the dense parameters' finiteness check, and slower in the passes that also write; they go
+ * without. */
 #define PREFETCH_AHEAD (2 * TILE)
 static inline void prefetch_ahead(const float *x, int64_t at, int64_t n, int64_t len) {
     int64_t end = at + PREFETCH_AHEAD + n < len ? at + PREFETCH_AHEAD + n : len;
@@ -277,6 +278,7 @@ static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
             c->bad = 1;
             return; /* the step is refused */
         }
+        /* tb->cand holds the tile's inside-the-bracket flags here (pass 2 reuses it for its own) */
         if (ni && !small && !b->sort_keys && b->have_last) keep_inside(c, b, tb->keys, tb->cand, n, ni);
         c->n_inside += ni;
         if (b->sort_keys)
