@@ -15,10 +15,9 @@ __device__ __forceinline__ long long mark_warp(unsigned long long *touched, int6
     unsigned long long *word = touched + (first >> 6);
     const unsigned long long lo = (unsigned long long)mask << shift;
     if (lo & ~*word) newly += __popcll(lo & ~atomicOr(word, lo));
-    if (shift > 32) {
-        const unsigned long long hi = (unsigned long long)mask >> (64 - shift);
-        if (hi & ~word[1]) newly += __popcll(hi & ~atomicOr(word + 1, hi));
-    }
+    const unsigned long long hi = shift > 32 ? (unsigned long long)mask >> (64 - shift) : 0;
+    /* the next word exists only where an entry of this warp lies in it */
+    if (hi && (hi & ~word[1])) newly += __popcll(hi & ~atomicOr(word + 1, hi));
     return newly;
 }
 
@@ -110,7 +109,7 @@ __global__ void __launch_bounds__(BLOCK) k_apply(step_args a) {
 
 template <mofo_rule R, mofo_filter F>
 static void apply_instance(const step_args &a, int n_chunks) {
-    k_apply<R, F><<<n_chunks, BLOCK>>>(a);
+    KERNEL_LAUNCH(n_chunks, BLOCK, (k_apply<R, F>))(a);
 }
 
 void launch_apply(mofo_rule r, mofo_filter f, const step_args &a, int n_chunks) {

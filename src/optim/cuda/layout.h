@@ -18,6 +18,12 @@
 #include "../internal.h"
 #include "../kernels.h"
 
+/* kernel<<<grid, block>>>, written so that the CPU simulation of the kernels (tests/cudasim) can
+ * compile them as C++ with its own launch */
+#ifndef KERNEL_LAUNCH
+#define KERNEL_LAUNCH(grid, block, kernel) kernel<<<grid, block>>>
+#endif
+
 #define BLOCK 256          /* threads per block of every kernel */
 #define HIST_BINS 4096     /* bins of the widest digit (level 0: 12 bits) */
 #define STASH_TILE 4096    /* stash entries per thread block */

@@ -41,7 +41,7 @@ static int param_init(param_state *p, int with_v, int with_touched, mofo_err *er
         rc = alloc_zero((void **)&p->master, n * 4, "the master weights", p, err);
         if (!rc) {
             int blocks = (int)((n + BLOCK - 1) / BLOCK < 65536 ? (n + BLOCK - 1) / BLOCK : 65536);
-            k_bf16_to_f32<<<blocks, BLOCK>>>((const __nv_bfloat16 *)p->data, p->master, p->numel);
+            KERNEL_LAUNCH(blocks, BLOCK, k_bf16_to_f32)((const __nv_bfloat16 *)p->data, p->master, p->numel);
             CUDA_TRY(cudaGetLastError(), err);
             CUDA_TRY(cudaDeviceSynchronize(), err);
         }

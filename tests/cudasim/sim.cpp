@@ -1,0 +1,443 @@
+/* cudasim: the CPU simulation of the CUDA runtime and of thread blocks that libmofo's kernels need
+ * (see include/cuda_runtime.h for what it models and what it cannot). Test code: it prints what went
+ * wrong on stderr and reports it through the CUDA error codes, as the runtime would. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "cuda_runtime.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define ASAN 1
+#endif
+#endif
+
+#if !defined(__x86_64__)
+#error "cudasim switches fibers with x86-64 code"
+#endif
+
+dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+/* ---- errors ---- */
+
+static cudaError_t last_error = cudaSuccess; /* returned and cleared by cudaGetLastError */
+static cudaError_t sticky = cudaSuccess;     /* a failed launch: every later call fails */
+
+static cudaError_t fail(cudaError_t e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cudasim: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    last_error = e;
+    return e;
+}
+
+/* ---- memory: device allocations are tracked, so that copies and frees can be checked ---- */
+
+static std::map<uintptr_t, size_t> device_allocs, host_allocs; /* start -> bytes */
+
+/* Whether [p, p + bytes) lies in one allocation of `allocs` (any byte of it when `any`). */
+static bool inside(const std::map<uintptr_t, size_t> &allocs, const void *p, size_t bytes, bool any = false) {
+    uintptr_t a = (uintptr_t)p;
+    auto it = allocs.upper_bound(a);
+    if (it == allocs.begin()) return false;
+    --it;
+    if (any) return a < it->first + it->second;
+    return a + bytes <= it->first + it->second;
+}
+
+static void leak_check(void) {
+    if (device_allocs.empty()) return;
+    size_t bytes = 0;
+    for (auto &a : device_allocs) bytes += a.second;
+    fflush(stdout);
+    fprintf(stderr, "cudasim: %zu device allocations (%zu bytes) were never freed\n", device_allocs.size(), bytes);
+    _exit(1);
+}
+
+static cudaError_t alloc(std::map<uintptr_t, size_t> &allocs, void **ptr, size_t bytes) {
+    if (sticky) return sticky;
+    static bool registered;
+    if (!registered) registered = atexit(leak_check) == 0;
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes", bytes);
+    memset(p, 0xA5, bytes); /* cudaMalloc does not clear */
+    allocs[(uintptr_t)p] = bytes;
+    *ptr = p;
+    return cudaSuccess;
+}
+
+static cudaError_t release(std::map<uintptr_t, size_t> &allocs, void *p, const char *call) {
+    if (!p) return cudaSuccess;
+    auto it = allocs.find((uintptr_t)p);
+    if (it == allocs.end()) return fail(cudaErrorInvalidValue, "%s(%p): not a pointer it allocated", call, p);
+    allocs.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+
+extern "C" {
+
+cudaError_t cudaGetDeviceCount(int *count) {
+    *count = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = sticky ? sticky : last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorLaunchFailure: return "unspecified launch failure (cudasim)";
+    }
+    return "unknown error";
+}
+
+cudaError_t cudaDeviceSynchronize(void) { return sticky; }
+cudaError_t cudaMalloc(void **ptr, size_t bytes) { return alloc(device_allocs, ptr, bytes); }
+cudaError_t cudaFree(void *ptr) { return release(device_allocs, ptr, "cudaFree"); }
+cudaError_t cudaMallocHost(void **ptr, size_t bytes) { return alloc(host_allocs, ptr, bytes); }
+cudaError_t cudaFreeHost(void *ptr) { return release(host_allocs, ptr, "cudaFreeHost"); }
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (sticky) return sticky;
+    bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (bytes == 0) return cudaSuccess;
+    if (dst_dev ? !inside(device_allocs, dst, bytes) : inside(device_allocs, dst, bytes, true))
+        return fail(cudaErrorInvalidValue, "cudaMemcpy kind %d: destination %p (%zu bytes) is %s", (int)kind, dst, bytes,
+                    dst_dev ? "not inside one device allocation" : "device memory");
+    if (src_dev ? !inside(device_allocs, src, bytes) : inside(device_allocs, src, bytes, true))
+        return fail(cudaErrorInvalidValue, "cudaMemcpy kind %d: source %p (%zu bytes) is %s", (int)kind, src, bytes,
+                    src_dev ? "not inside one device allocation" : "device memory");
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemset(void *ptr, int value, size_t bytes) {
+    if (sticky) return sticky;
+    if (bytes && !inside(device_allocs, ptr, bytes))
+        return fail(cudaErrorInvalidValue, "cudaMemset: %p (%zu bytes) is not inside one device allocation", ptr, bytes);
+    memset(ptr, value, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t) { return cudaMemset(ptr, value, bytes); }
+
+} /* extern "C" */
+
+/* ---- thread blocks: one fiber per thread ---- */
+
+/* Saves the callee-saved registers on the current stack and its pointer at *save, then continues
+ * on stack `next` as the cudasim_switch call that saved it there returns (x86-64 System V). */
+extern "C" void cudasim_switch(void **save, void *next);
+asm(".text\n"
+    ".globl cudasim_switch\n"
+    ".type cudasim_switch, @function\n"
+    "cudasim_switch:\n"
+    "    pushq %rbp\n    pushq %rbx\n    pushq %r12\n    pushq %r13\n    pushq %r14\n    pushq %r15\n"
+    "    movq %rsp, (%rdi)\n"
+    "    movq %rsi, %rsp\n"
+    "    popq %r15\n    popq %r14\n    popq %r13\n    popq %r12\n    popq %rbx\n    popq %rbp\n"
+    "    ret\n"
+    ".size cudasim_switch, .-cudasim_switch\n");
+
+enum { RUNNING, WAIT_BLOCK, WAIT_WARP, DONE };
+enum { MAX_THREADS = 1024, STACK_BYTES = 256 << 10 };
+
+struct fiber {
+    void *sp;    /* the saved stack pointer while it does not run */
+    char *stack; /* STACK_BYTES, a guard page below */
+    int state;
+    unsigned long long gen; /* the barrier generation it waits to see pass */
+    const char *file;       /* where it waits */
+    int line;
+};
+
+struct barrier {
+    int arrived;
+    unsigned long long gen;
+    const char *file; /* where the first arrival waits: every other must wait there too */
+    int line;
+};
+
+struct warp {
+    barrier bar;
+    unsigned mask;
+    uint64_t slot[2][32]; /* the posted values, by the parity of bar.gen (the op after next reuses them) */
+    unsigned nonzero[2];  /* the lanes that posted a value other than 0 */
+    int live;
+};
+
+static fiber fibers[MAX_THREADS];
+static int n_threads, live, cur;
+static barrier block_bar;
+static warp warps[MAX_THREADS / 32];
+static void *scheduler_sp;
+static bool aborting;
+static void (*kernel_fn)(void *);
+static void *kernel_ctx;
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng(void) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* AddressSanitizer is told of every switch, so that it checks the fibers' stacks as stacks. */
+#ifdef ASAN
+static const void *main_stack_bottom;
+static size_t main_stack_size;
+static void *fake_stack[MAX_THREADS], *scheduler_fake_stack;
+#endif
+
+/* From the running fiber back to the scheduler; an exiting fiber is never resumed. */
+static void to_scheduler(bool exiting) {
+#ifdef ASAN
+    __sanitizer_start_switch_fiber(exiting ? NULL : &fake_stack[cur], main_stack_bottom, main_stack_size);
+#endif
+    cudasim_switch(&fibers[cur].sp, scheduler_sp);
+#ifdef ASAN
+    __sanitizer_finish_switch_fiber(fake_stack[cur], NULL, NULL);
+#else
+    (void)exiting;
+#endif
+}
+
+/* From the scheduler to fiber t, until it waits or exits. */
+static void resume(int t) {
+#ifdef ASAN
+    __sanitizer_start_switch_fiber(&scheduler_fake_stack, fibers[t].stack, STACK_BYTES);
+#endif
+    cudasim_switch(&scheduler_sp, fibers[t].sp);
+#ifdef ASAN
+    __sanitizer_finish_switch_fiber(scheduler_fake_stack, NULL, NULL);
+#endif
+}
+
+extern "C" char __start_cudasim_shared[], __stop_cudasim_shared[];
+static __attribute__((section("cudasim_shared"), used)) char shared_anchor; /* the section exists */
+
+/* The poison: shared memory holds garbage at the start of a thread block. */
+__attribute__((no_sanitize("address"))) static void poison_shared(void) {
+    for (volatile char *p = __start_cudasim_shared; p < __stop_cudasim_shared; p++) *p = (char)0xA5;
+}
+
+/* An error inside a kernel: reported, the launch abandoned (control goes back to the scheduler). */
+static void kernel_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cudasim: block (%u) thread (%u): ", blockIdx.x, threadIdx.x);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    last_error = sticky = cudaErrorLaunchFailure;
+    aborting = true;
+    to_scheduler(true);
+}
+
+/* Waits at barrier b (the block's, or a warp's) until its generation passes; the last arrival of
+ * `expected` releases it. */
+static void wait_at(barrier &b, int expected, int state, const char *file, int line) {
+    if (b.arrived == 0) {
+        b.file = file, b.line = line;
+    } else if (b.line != line || (b.file != file && strcmp(b.file, file) != 0)) {
+        kernel_fail("waits at %s:%d while other threads of its %s wait at %s:%d", file, line,
+                    state == WAIT_BLOCK ? "block" : "warp", b.file, b.line);
+    }
+    if (++b.arrived == expected) {
+        b.arrived = 0;
+        b.gen++;
+        return;
+    }
+    fiber &f = fibers[cur];
+    f.state = state, f.gen = b.gen, f.file = file, f.line = line;
+    to_scheduler(false);
+}
+
+void cudasim_syncthreads(const char *file, int line) { wait_at(block_bar, live, WAIT_BLOCK, file, line); }
+
+const uint64_t *cudasim_warp_post(unsigned mask, uint64_t value, unsigned *nonzero, const char *file, int line) {
+    warp &w = warps[cur / 32];
+    const int lane = cur & 31, first = cur & ~31;
+    const int buf = (int)(w.bar.gen & 1);
+    if (!(mask >> lane & 1u)) kernel_fail("%s:%d: a warp operation whose mask %#x leaves out the calling lane %d", file, line, mask, lane);
+    if (w.bar.arrived == 0) { /* the first lane here: the mask is checked and the slots cleared */
+        for (int l = 0; l < 32; l++)
+            if ((mask >> l & 1u) && (first + l >= n_threads || fibers[first + l].state == DONE))
+                kernel_fail("%s:%d: a warp operation whose mask %#x names lane %d, which has exited or does not exist",
+                            file, line, mask, l);
+        w.mask = mask;
+        memset(w.slot[buf], 0, sizeof w.slot[buf]);
+        w.nonzero[buf] = 0;
+    } else if (w.mask != mask) {
+        kernel_fail("%s:%d: lanes of a warp operation give masks %#x and %#x", file, line, w.mask, mask);
+    }
+    w.slot[buf][lane] = value;
+    if (value) w.nonzero[buf] |= 1u << lane;
+    wait_at(w.bar, __builtin_popcount(mask), WAIT_WARP, file, line);
+    *nonzero = w.nonzero[buf];
+    return w.slot[buf];
+}
+
+/* A fiber starts here (cudasim_switch "returns" into it) and never returns. */
+static void fiber_main(void) {
+#ifdef ASAN
+    __sanitizer_finish_switch_fiber(NULL, &main_stack_bottom, &main_stack_size);
+#endif
+    kernel_fn(kernel_ctx);
+    fiber &f = fibers[cur];
+    f.state = DONE;
+    live--;
+    warp &w = warps[cur / 32];
+    w.live--;
+    if (w.bar.arrived > 0 && (w.mask >> (cur & 31) & 1u))
+        kernel_fail("exits while lanes of its warp wait for it at %s:%d", w.bar.file, w.bar.line);
+    /* the threads that still run may all be waiting at __syncthreads: this exit releases them */
+    if (block_bar.arrived > 0 && block_bar.arrived == live) {
+        block_bar.arrived = 0;
+        block_bar.gen++;
+    }
+    to_scheduler(true);
+    __builtin_unreachable();
+}
+
+static bool runnable(const fiber &f, int t) {
+    switch (f.state) {
+    case RUNNING: return true;
+    case WAIT_BLOCK: return block_bar.gen != f.gen;
+    case WAIT_WARP: return warps[t / 32].bar.gen != f.gen;
+    default: return false;
+    }
+}
+
+static void report_deadlock(void) {
+    fprintf(stderr, "cudasim: block (%u): every thread that has not exited waits and none can go on:\n", blockIdx.x);
+    for (int t = 0; t < n_threads; t++) {
+        const fiber &f = fibers[t];
+        if (f.state == DONE) continue;
+        if (t > 0 && fibers[t - 1].state == f.state && fibers[t - 1].line == f.line) continue; /* one line per run */
+        fprintf(stderr, "  thread %d (and the next with the same wait): %s at %s:%d\n", t,
+                f.state == WAIT_BLOCK ? "__syncthreads" : "warp operation", f.file, f.line);
+    }
+    last_error = sticky = cudaErrorLaunchFailure;
+    aborting = true;
+}
+
+static void run_block(void) {
+    static int order[MAX_THREADS];
+    poison_shared();
+    for (int t = 0; t < n_threads; t++) {
+        fiber &f = fibers[t];
+        if (!f.stack) {
+            long page = sysconf(_SC_PAGESIZE);
+            char *s = (char *)mmap(NULL, STACK_BYTES + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (s == MAP_FAILED || mprotect(s, page, PROT_NONE)) {
+                fail(cudaErrorMemoryAllocation, "cannot map a fiber stack");
+                last_error = sticky = cudaErrorLaunchFailure;
+                aborting = true;
+                return;
+            }
+            f.stack = s + page;
+        }
+        /* what cudasim_switch pops: six registers, then fiber_main as the return address; above
+         * it, fiber_main's own return address (none), so that it starts with the stack aligned as
+         * after a call */
+        void **sp = (void **)(f.stack + STACK_BYTES);
+        *--sp = NULL;
+        *--sp = (void *)fiber_main;
+        for (int r = 0; r < 6; r++) *--sp = NULL;
+        f.sp = sp;
+        f.state = RUNNING;
+        order[t] = t;
+    }
+    live = n_threads;
+    block_bar = barrier{0, 0, NULL, 0};
+    for (int w = 0; w < (n_threads + 31) / 32; w++) {
+        warps[w].bar = barrier{0, 0, NULL, 0};
+        warps[w].live = n_threads - w * 32 < 32 ? n_threads - w * 32 : 32;
+    }
+    while (live > 0 && !aborting) {
+        for (int t = n_threads - 1; t > 0; t--) { /* a new order every round */
+            int j = (int)((rng() >> 32) * (uint64_t)(t + 1) >> 32);
+            int x = order[t];
+            order[t] = order[j];
+            order[j] = x;
+        }
+        bool progressed = false;
+        for (int i = 0; i < n_threads && !aborting; i++) {
+            const int t = order[i];
+            fiber &f = fibers[t];
+            if (!runnable(f, t)) continue;
+            f.state = RUNNING;
+            cur = t;
+            threadIdx = dim3((unsigned)t);
+            resume(t);
+            progressed = true;
+        }
+        if (!progressed && live > 0 && !aborting) report_deadlock();
+    }
+}
+
+void cudasim_run(dim3 grid, dim3 block, void (*kernel)(void *ctx), void *ctx) {
+    if (sticky) return;
+    if (block.x < 1 || block.x > MAX_THREADS || block.y != 1 || block.z != 1 || grid.y != 1 || grid.z != 1) {
+        fail(cudaErrorInvalidValue, "launch of (%u, %u, %u) blocks of (%u, %u, %u) threads: cudasim runs 1-D grids of 1..%d threads per block",
+             grid.x, grid.y, grid.z, block.x, block.y, block.z, MAX_THREADS);
+        return;
+    }
+    static bool seeded;
+    if (!seeded) {
+        seeded = true;
+        if (const char *seed = getenv("CUDASIM_SEED")) rng_state = strtoull(seed, NULL, 0) | 1;
+    }
+    kernel_fn = kernel, kernel_ctx = ctx;
+    gridDim = grid, blockDim = block;
+    n_threads = (int)block.x;
+    /* the blocks in a shuffled order: a kernel must not depend on it */
+    unsigned *blocks = (unsigned *)malloc((size_t)grid.x * sizeof *blocks);
+    if (!blocks) {
+        fail(cudaErrorMemoryAllocation, "launch of %u blocks: out of memory", grid.x);
+        return;
+    }
+    for (unsigned b = 0; b < grid.x; b++) blocks[b] = b;
+    for (unsigned b = grid.x; b > 1; b--) {
+        unsigned j = (unsigned)((rng() >> 32) * b >> 32), x = blocks[b - 1];
+        blocks[b - 1] = blocks[j];
+        blocks[j] = x;
+    }
+    aborting = false;
+    for (unsigned b = 0; b < grid.x && !aborting; b++) {
+        blockIdx = dim3(blocks[b]);
+        run_block();
+    }
+    free(blocks);
+#ifdef ASAN
+    if (aborting) /* the abandoned fibers' frames stay poisoned on their stacks */
+        for (int t = 0; t < MAX_THREADS; t++)
+            if (fibers[t].stack) __asan_unpoison_memory_region(fibers[t].stack, STACK_BYTES);
+#endif
+}
