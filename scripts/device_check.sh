@@ -46,8 +46,9 @@ else
 fi
 step build 240 "$OUT/build.log" cmake --build $build -j16
 
-# the CUDA test must run here: a skip is a failure on this machine
-step ctest 180 "$OUT/ctest.log" ctest --test-dir $build --output-on-failure -j4
+# the CUDA test must run here: a skip is a failure on this machine (test_optim_cudasim, the same test
+# on the CPU simulation of the kernels, is left to CI)
+step ctest 180 "$OUT/ctest.log" ctest --test-dir $build --output-on-failure -j4 -E test_optim_cudasim
 if grep -q "test_optim_cuda.*Skipped" "$OUT/ctest.log"; then note "FAIL: test_optim_cuda skipped on the GPU machine"; fi
 grep -E "tests passed|tests failed|Skipped|\*\*\*Failed" "$OUT/ctest.log" | tee -a "$summary"
 

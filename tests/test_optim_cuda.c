@@ -12,7 +12,9 @@
  * nearest even: the bf16 bits must equal the CPU's rounded bits); stochastic rounding (each bf16
  * value one of the two neighbours of the master weight); a non-finite gradient refused with nothing
  * written; a state saved on the GPU, resumed on the CPU, saved again and resumed on the GPU.
- * MOFO_CUDA_TEST_QUICK=1 keeps the sizes under 70000 (for compute-sanitizer). */
+ * MOFO_CUDA_TEST_QUICK=1 keeps every tensor under 70000 entries (for compute-sanitizer);
+ * MOFO_CUDA_TEST_MAX_SIZE=N leaves out the random-tensor sizes above N (for the CPU simulation of
+ * the kernels, test_optim_cudasim, which runs ~1000x slower than a GPU). */
 #define _POSIX_C_SOURCE 200809L
 #include <cuda_runtime_api.h>
 #include <stdint.h>
@@ -29,6 +31,7 @@
 #define MAX_STEPS 6
 
 static int quick;
+static int64_t max_size = INT64_MAX; /* of the random-tensor sizes */
 
 #define CU(call)                                                                                    \
     do {                                                                                            \
@@ -334,7 +337,7 @@ static void size_cases(void) {
     static const char *kinds[] = {"random", "ties", "equal"};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int64_t n = sizes[s];
-        if (quick && n > 70000) break;
+        if ((quick && n > 70000) || n > max_size) break;
         for (int kind = 0; kind < 3; kind++) {
             double alphas[5] = {1.0 / (double)n, 0.15, 1.0, 0.01, 0.5};
             int n_alpha = n >= 10000000 ? 2 : quick ? 3 : 5; /* the largest sizes: 1/numel and 0.15 */
@@ -499,6 +502,7 @@ int main(void) {
         return 77;
     }
     quick = getenv("MOFO_CUDA_TEST_QUICK") && atoi(getenv("MOFO_CUDA_TEST_QUICK"));
+    if (getenv("MOFO_CUDA_TEST_MAX_SIZE")) max_size = atoll(getenv("MOFO_CUDA_TEST_MAX_SIZE"));
     fixture_cases();
     nonfinite_case();
     state_case();
