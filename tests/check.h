@@ -55,7 +55,7 @@ static inline char *slurp(const char *path, size_t *len) {
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    char *buf = n >= 0 ? (char *)malloc((size_t)n + 1) : NULL;
     size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
     if (buf) buf[got] = 0;
     if (len) *len = got;

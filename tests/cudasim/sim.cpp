@@ -113,6 +113,15 @@ const char *cudaGetErrorString(cudaError_t e) {
 }
 
 cudaError_t cudaDeviceSynchronize(void) { return sticky; }
+
+cudaError_t cudaDeviceReset(void) {
+    for (auto *allocs : {&device_allocs, &host_allocs}) {
+        for (auto &a : *allocs) free((void *)a.first);
+        allocs->clear();
+    }
+    last_error = sticky = cudaSuccess;
+    return cudaSuccess;
+}
 cudaError_t cudaMalloc(void **ptr, size_t bytes) { return alloc(device_allocs, ptr, bytes); }
 cudaError_t cudaFree(void *ptr) { return release(device_allocs, ptr, "cudaFree"); }
 cudaError_t cudaMallocHost(void **ptr, size_t bytes) { return alloc(host_allocs, ptr, bytes); }

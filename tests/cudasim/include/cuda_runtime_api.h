@@ -33,6 +33,9 @@ cudaError_t cudaGetDeviceCount(int *count);
 cudaError_t cudaGetLastError(void);
 const char *cudaGetErrorString(cudaError_t e);
 cudaError_t cudaDeviceSynchronize(void);
+/* Clears the errors (a failed launch's too) and frees every allocation: each test of the simulator
+ * itself starts afresh. */
+cudaError_t cudaDeviceReset(void);
 cudaError_t cudaMalloc(void **ptr, size_t bytes);
 cudaError_t cudaFree(void *ptr);
 cudaError_t cudaMallocHost(void **ptr, size_t bytes);
