@@ -198,7 +198,6 @@ struct warp {
     unsigned mask;
     uint64_t slot[2][32]; /* the posted values, by the parity of bar.gen (the op after next reuses them) */
     unsigned nonzero[2];  /* the lanes that posted a value other than 0 */
-    int live;
 };
 
 static fiber fibers[MAX_THREADS];
@@ -321,8 +320,7 @@ static void fiber_main(void) {
     fiber &f = fibers[cur];
     f.state = DONE;
     live--;
-    warp &w = warps[cur / 32];
-    w.live--;
+    const warp &w = warps[cur / 32];
     if (w.bar.arrived > 0 && (w.mask >> (cur & 31) & 1u))
         kernel_fail("exits while lanes of its warp wait for it at %s:%d", w.bar.file, w.bar.line);
     /* the threads that still run may all be waiting at __syncthreads: this exit releases them */
@@ -385,10 +383,7 @@ static void run_block(void) {
     }
     live = n_threads;
     block_bar = barrier{0, 0, NULL, 0};
-    for (int w = 0; w < (n_threads + 31) / 32; w++) {
-        warps[w].bar = barrier{0, 0, NULL, 0};
-        warps[w].live = n_threads - w * 32 < 32 ? n_threads - w * 32 : 32;
-    }
+    for (int w = 0; w < (n_threads + 31) / 32; w++) warps[w].bar = barrier{0, 0, NULL, 0};
     while (live > 0 && !aborting) {
         for (int t = n_threads - 1; t > 0; t--) { /* a new order every round */
             int j = (int)((rng() >> 32) * (uint64_t)(t + 1) >> 32);
