@@ -14,7 +14,9 @@
  * written; a state saved on the GPU, resumed on the CPU, saved again and resumed on the GPU.
  * MOFO_CUDA_TEST_QUICK=1 keeps every tensor under 70000 entries (for compute-sanitizer);
  * MOFO_CUDA_TEST_MAX_SIZE=N leaves out the random-tensor sizes above N (for the CPU simulation of
- * the kernels, test_optim_cudasim, which runs ~1000x slower than a GPU). */
+ * the kernels, test_optim_cudasim, which runs ~1000x slower than a GPU);
+ * MOFO_CUDA_TEST_OPTION_RULES=N runs the option grid for the first N rules only (for the simulation
+ * under ThreadSanitizer: the rules differ in per-thread code only). */
 #define _POSIX_C_SOURCE 200809L
 #include <cuda_runtime_api.h>
 #include <stdint.h>
@@ -32,6 +34,7 @@
 
 static int quick;
 static int64_t max_size = INT64_MAX; /* of the random-tensor sizes */
+static int option_rules = 3;        /* the option grid for the first N rules (AdamW, Lion, SGD-momentum) */
 
 #define CU(call)                                                                                    \
     do {                                                                                            \
@@ -367,7 +370,7 @@ static void size_cases(void) {
 
 /* A small model of mixed shapes under every rule, filter, partition and tie mode. */
 static void option_cases(void) {
-    for (int rule = 0; rule < 3; rule++)
+    for (int rule = 0; rule < option_rules; rule++)
         for (int filter = 0; filter < 5; filter++)
             for (int part = 0; part < 3; part++)
                 for (int ties = 0; ties < 2; ties++) {
@@ -503,11 +506,16 @@ int main(void) {
     }
     quick = getenv("MOFO_CUDA_TEST_QUICK") && atoi(getenv("MOFO_CUDA_TEST_QUICK"));
     if (getenv("MOFO_CUDA_TEST_MAX_SIZE")) max_size = atoll(getenv("MOFO_CUDA_TEST_MAX_SIZE"));
-    fixture_cases();
-    nonfinite_case();
-    state_case();
-    bf16_cases();
-    option_cases();
-    size_cases();
+    if (getenv("MOFO_CUDA_TEST_OPTION_RULES")) option_rules = atoi(getenv("MOFO_CUDA_TEST_OPTION_RULES"));
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } groups[] = {{"fixtures", fixture_cases}, {"non-finite", nonfinite_case}, {"state", state_case},
+                  {"bf16", bf16_cases},         {"options", option_cases},     {"sizes", size_cases}};
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        groups[i].run();
+        printf("%s done\n", groups[i].name);
+        fflush(stdout);
+    }
     return CHECK_DONE();
 }

@@ -22,6 +22,21 @@
 #endif
 #endif
 
+/* CUDASIM_TSAN: the kernels are built with ThreadSanitizer (this file is not: its bookkeeping is
+ * invisible to it). Each thread is a ThreadSanitizer fiber, switched without synchronizing; what
+ * orders their memory accesses is what orders them on a GPU: __syncthreads (a release on arrival,
+ * an acquire on leaving) and atomics; not the warp operations, which pass values. Thread blocks and launches are
+ * ordered one after another (the host's writes before a block, the block's before the next): as
+ * compute-sanitizer's racecheck, it finds the hazards between threads of one block. */
+#ifdef CUDASIM_TSAN
+#include <sanitizer/tsan_interface.h>
+static void hb_release(void *a) { __tsan_release(a); }
+static void hb_acquire(void *a) { __tsan_acquire(a); }
+#else
+static void hb_release(void *) {}
+static void hb_acquire(void *) {}
+#endif
+
 #if !defined(__x86_64__)
 #error "cudasim switches fibers with x86-64 code"
 #endif
@@ -179,6 +194,7 @@ enum { MAX_THREADS = 1024, STACK_BYTES = 256 << 10 };
 
 struct fiber {
     void *sp;    /* the saved stack pointer while it does not run */
+    void *tsan;  /* its ThreadSanitizer fiber (CUDASIM_TSAN) */
     char *stack; /* STACK_BYTES, a guard page below */
     int state;
     unsigned long long gen; /* the barrier generation it waits to see pass */
@@ -189,6 +205,7 @@ struct fiber {
 struct barrier {
     int arrived;
     unsigned long long gen;
+    char order[2]; /* the addresses ThreadSanitizer orders through, by the parity of gen */
     const char *file; /* where the first arrival waits: every other must wait there too */
     int line;
 };
@@ -205,6 +222,10 @@ static int n_threads, live, cur;
 static barrier block_bar;
 static warp warps[MAX_THREADS / 32];
 static void *scheduler_sp;
+#ifdef CUDASIM_TSAN
+static void *scheduler_tsan;
+#endif
+static char block_start, block_end; /* the addresses ordering a block after the host and the next after it */
 static bool aborting;
 static void (*kernel_fn)(void *);
 static void *kernel_ctx;
@@ -224,6 +245,9 @@ static void *fake_stack[MAX_THREADS], *scheduler_fake_stack;
 
 /* From the running fiber back to the scheduler; an exiting fiber is never resumed. */
 static void to_scheduler(bool exiting) {
+#ifdef CUDASIM_TSAN
+    __tsan_switch_to_fiber(scheduler_tsan, __tsan_switch_to_fiber_no_sync);
+#endif
 #ifdef ASAN
     __sanitizer_start_switch_fiber(exiting ? NULL : &fake_stack[cur], main_stack_bottom, main_stack_size);
 #endif
@@ -237,6 +261,9 @@ static void to_scheduler(bool exiting) {
 
 /* From the scheduler to fiber t, until it waits or exits. */
 static void resume(int t) {
+#ifdef CUDASIM_TSAN
+    __tsan_switch_to_fiber(fibers[t].tsan, __tsan_switch_to_fiber_no_sync);
+#endif
 #ifdef ASAN
     __sanitizer_start_switch_fiber(&scheduler_fake_stack, fibers[t].stack, STACK_BYTES);
 #endif
@@ -268,25 +295,31 @@ static void kernel_fail(const char *fmt, ...) {
 }
 
 /* Waits at barrier b (the block's, or a warp's) until its generation passes; the last arrival of
- * `expected` releases it. */
-static void wait_at(barrier &b, int expected, int state, const char *file, int line) {
+ * `expected` releases it. `orders`: the barrier orders memory accesses (__syncthreads does; a
+ * shuffle or a ballot passes values, not memory order). */
+static void wait_at(barrier &b, int expected, int state, bool orders, const char *file, int line) {
     if (b.arrived == 0) {
         b.file = file, b.line = line;
     } else if (b.line != line || (b.file != file && strcmp(b.file, file) != 0)) {
         kernel_fail("waits at %s:%d while other threads of its %s wait at %s:%d", file, line,
                     state == WAIT_BLOCK ? "block" : "warp", b.file, b.line);
     }
+    const unsigned long long gen = b.gen;
+    if (orders) hb_release(&b.order[gen & 1]);
     if (++b.arrived == expected) {
         b.arrived = 0;
         b.gen++;
-        return;
+    } else {
+        fiber &f = fibers[cur];
+        f.state = state, f.gen = gen, f.file = file, f.line = line;
+        to_scheduler(false);
     }
-    fiber &f = fibers[cur];
-    f.state = state, f.gen = b.gen, f.file = file, f.line = line;
-    to_scheduler(false);
+    /* every arrival's accesses before the barrier happen before this thread's after it; the next
+     * barrier's arrivals release to the other address, so they order nothing here */
+    if (orders) hb_acquire(&b.order[gen & 1]);
 }
 
-void cudasim_syncthreads(const char *file, int line) { wait_at(block_bar, live, WAIT_BLOCK, file, line); }
+void cudasim_syncthreads(const char *file, int line) { wait_at(block_bar, live, WAIT_BLOCK, true, file, line); }
 
 const uint64_t *cudasim_warp_post(unsigned mask, uint64_t value, unsigned *nonzero, const char *file, int line) {
     warp &w = warps[cur / 32];
@@ -306,7 +339,7 @@ const uint64_t *cudasim_warp_post(unsigned mask, uint64_t value, unsigned *nonze
     }
     w.slot[buf][lane] = value;
     if (value) w.nonzero[buf] |= 1u << lane;
-    wait_at(w.bar, __builtin_popcount(mask), WAIT_WARP, file, line);
+    wait_at(w.bar, __builtin_popcount(mask), WAIT_WARP, false, file, line);
     *nonzero = w.nonzero[buf];
     return w.slot[buf];
 }
@@ -316,7 +349,9 @@ static void fiber_main(void) {
 #ifdef ASAN
     __sanitizer_finish_switch_fiber(NULL, &main_stack_bottom, &main_stack_size);
 #endif
+    hb_acquire(&block_start);
     kernel_fn(kernel_ctx);
+    hb_release(&block_end);
     fiber &f = fibers[cur];
     f.state = DONE;
     live--;
@@ -382,8 +417,14 @@ static void run_block(void) {
         order[t] = t;
     }
     live = n_threads;
-    block_bar = barrier{0, 0, NULL, 0};
-    for (int w = 0; w < (n_threads + 31) / 32; w++) warps[w].bar = barrier{0, 0, NULL, 0};
+    block_bar = barrier{};
+    for (int w = 0; w < (n_threads + 31) / 32; w++) warps[w].bar = barrier{};
+#ifdef CUDASIM_TSAN /* one ThreadSanitizer fiber per thread index, for every block */
+    scheduler_tsan = __tsan_get_current_fiber();
+    for (int t = 0; t < n_threads; t++)
+        if (!fibers[t].tsan) fibers[t].tsan = __tsan_create_fiber(0);
+#endif
+    hb_release(&block_start); /* the host's writes, and the blocks' before */
     while (live > 0 && !aborting) {
         for (int t = n_threads - 1; t > 0; t--) { /* a new order every round */
             int j = (int)((rng() >> 32) * (uint64_t)(t + 1) >> 32);
@@ -404,6 +445,7 @@ static void run_block(void) {
         }
         if (!progressed && live > 0 && !aborting) report_deadlock();
     }
+    hb_acquire(&block_end);
 }
 
 void cudasim_run(dim3 grid, dim3 block, void (*kernel)(void *ctx), void *ctx) {

@@ -14,10 +14,10 @@ __device__ __forceinline__ long long mark_warp(unsigned long long *touched, int6
     const int shift = (int)(first & 63);
     unsigned long long *word = touched + (first >> 6);
     const unsigned long long lo = (unsigned long long)mask << shift;
-    if (lo & ~*word) newly += __popcll(lo & ~atomicOr(word, lo));
+    if (lo & ~load_relaxed(word)) newly += __popcll(lo & ~atomicOr(word, lo));
     const unsigned long long hi = shift > 32 ? (unsigned long long)mask >> (64 - shift) : 0;
     /* the next word exists only where an entry of this warp lies in it */
-    if (hi && (hi & ~word[1])) newly += __popcll(hi & ~atomicOr(word + 1, hi));
+    if (hi && (hi & ~load_relaxed(word + 1))) newly += __popcll(hi & ~atomicOr(word + 1, hi));
     return newly;
 }
 

@@ -166,6 +166,18 @@ __device__ __forceinline__ uint32_t entry_key(const dev_param &p, const dev_cons
     return key_entry(F, g, r.mom, r.delta, c.rbase, i);
 }
 
+/* *p while other threads may set bits in it with atomicOr: a relaxed atomic load (a plain load
+ * would race with them in CUDA's memory model) */
+__device__ __forceinline__ unsigned long long load_relaxed(const unsigned long long *p) {
+#ifdef __CUDA_ARCH__
+    unsigned long long v;
+    asm volatile("ld.relaxed.gpu.u64 %0, [%1];" : "=l"(v) : "l"(p));
+    return v;
+#else
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+#endif
+}
+
 __device__ __forceinline__ int is_nonfinite(float g) { return (abs_bits(g) & 0x7F800000u) == 0x7F800000u; }
 
 #endif

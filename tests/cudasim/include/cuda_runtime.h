@@ -110,24 +110,29 @@ static inline unsigned cudasim_ballot(unsigned mask, int pred, const char *file,
 }
 #define __ballot_sync(mask, pred) cudasim_ballot(mask, pred, __FILE__, __LINE__)
 
-/* ---- atomics: nothing else runs during one ---- */
+/* ---- atomics: relaxed, as CUDA's; real atomics, so that ThreadSanitizer sees them as such ---- */
 
+static inline double atomicAdd(double *p, double v) {
+    static_assert(sizeof(double) == sizeof(unsigned long long), "double is 64 bits");
+    unsigned long long *u = (unsigned long long *)p, old = __atomic_load_n(u, __ATOMIC_RELAXED), sum;
+    do {
+        sum = cudasim_bits(cudasim_value<double>(old) + v);
+    } while (!__atomic_compare_exchange_n(u, &old, sum, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return cudasim_value<double>(old);
+}
 template <class T>
 static inline T atomicAdd(T *p, T v) {
-    T old = *p;
-    *p = old + v;
-    return old;
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 template <class T>
 static inline T atomicOr(T *p, T v) {
-    T old = *p;
-    *p = old | v;
-    return old;
+    return __atomic_fetch_or(p, v, __ATOMIC_RELAXED);
 }
 template <class T>
 static inline T atomicMin(T *p, T v) {
-    T old = *p;
-    if (v < old) *p = v;
+    T old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
     return old;
 }
 
