@@ -25,9 +25,9 @@
 /* CUDASIM_TSAN: the kernels are built with ThreadSanitizer (this file is not: its bookkeeping is
  * invisible to it). Each thread is a ThreadSanitizer fiber, switched without synchronizing; what
  * orders their memory accesses is what orders them on a GPU: __syncthreads (a release on arrival,
- * an acquire on leaving) and atomics; not the warp operations, which pass values. Thread blocks and launches are
- * ordered one after another (the host's writes before a block, the block's before the next): as
- * compute-sanitizer's racecheck, it finds the hazards between threads of one block. */
+ * an acquire on leaving) and atomics; not the warp operations, which pass values. Thread blocks
+ * and launches are ordered one after another (the host's writes before a block, the block's before
+ * the next): as compute-sanitizer's racecheck, it finds the hazards between threads of one block. */
 #ifdef CUDASIM_TSAN
 #include <sanitizer/tsan_interface.h>
 static void hb_release(void *a) { __tsan_release(a); }

@@ -12,8 +12,10 @@
  *     lane that has exited or waits elsewhere, and a block whose threads all wait are errors: the
  *     simulator prints where, abandons the launch, and the next runtime call returns
  *     cudaErrorLaunchFailure (sticky, as on a GPU).
- * What it cannot show: races between threads that the fixed switch points hide, the memory model,
- * and speed. The project's kernels, compiled by nvcc, run on a GPU in scripts/device_check.sh. */
+ * Races between threads of a block that its switch points hide are what the ThreadSanitizer build
+ * (CUDASIM_TSAN, sim.cpp) reports. What it cannot show: races between thread blocks, the GPU memory
+ * model beyond barriers and relaxed atomics, and speed. The project's kernels, compiled by nvcc,
+ * run on a GPU in scripts/device_check.sh. */
 #ifndef CUDASIM_RUNTIME_H
 #define CUDASIM_RUNTIME_H
 
