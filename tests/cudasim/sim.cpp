@@ -48,12 +48,18 @@ dim3 threadIdx, blockIdx, blockDim, gridDim;
 static cudaError_t last_error = cudaSuccess; /* returned and cleared by cudaGetLastError */
 static cudaError_t sticky = cudaSuccess;     /* a failed launch: every later call fails */
 
-static cudaError_t fail(cudaError_t e, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+/* "cudasim: " then the message, on stderr. */
+static void vsay(const char *fmt, va_list ap) {
     fprintf(stderr, "cudasim: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
+}
+
+/* A runtime call fails with e (not sticky). */
+static cudaError_t fail(cudaError_t e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(fmt, ap);
     va_end(ap);
     last_error = e;
     return e;
@@ -281,16 +287,21 @@ __attribute__((no_sanitize("address"))) static void poison_shared(void) {
     for (volatile char *p = __start_cudasim_shared; p < __stop_cudasim_shared; p++) *p = (char)0xA5;
 }
 
-/* An error inside a kernel: reported, the launch abandoned (control goes back to the scheduler). */
-static void kernel_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "cudasim: block (%u) thread (%u): ", blockIdx.x, threadIdx.x);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
+/* The launch fails: every later call does too (a sticky error, as on a GPU). */
+static void abandon_launch(void) {
     last_error = sticky = cudaErrorLaunchFailure;
     aborting = true;
+}
+
+/* An error inside a kernel: reported, the launch abandoned (control goes back to the scheduler). */
+static void kernel_fail(const char *fmt, ...) {
+    char where[512];
+    snprintf(where, sizeof where, "block (%u) thread (%u): %s", blockIdx.x, threadIdx.x, fmt);
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(where, ap);
+    va_end(ap);
+    abandon_launch();
     to_scheduler(true);
 }
 
@@ -385,8 +396,7 @@ static void report_deadlock(void) {
         fprintf(stderr, "  thread %d (and the next with the same wait): %s at %s:%d\n", t,
                 f.state == WAIT_BLOCK ? "__syncthreads" : "warp operation", f.file, f.line);
     }
-    last_error = sticky = cudaErrorLaunchFailure;
-    aborting = true;
+    abandon_launch();
 }
 
 static void run_block(void) {
@@ -399,8 +409,7 @@ static void run_block(void) {
             char *s = (char *)mmap(NULL, STACK_BYTES + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (s == MAP_FAILED || mprotect(s, page, PROT_NONE)) {
                 fail(cudaErrorMemoryAllocation, "cannot map a fiber stack");
-                last_error = sticky = cudaErrorLaunchFailure;
-                aborting = true;
+                abandon_launch();
                 return;
             }
             f.stack = s + page;
