@@ -1,6 +1,7 @@
 /* cudasim: the CPU simulation of the CUDA runtime and of thread blocks that libmofo's kernels need
  * (see include/cuda_runtime.h for what it models and what it cannot). Test code: it prints what went
  * wrong on stderr and reports it through the CUDA error codes, as the runtime would. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +26,18 @@
 /* CUDASIM_TSAN: the kernels are built with ThreadSanitizer (this file is not: its bookkeeping is
  * invisible to it). Each thread is a ThreadSanitizer fiber, switched without synchronizing; what
  * orders their memory accesses is what orders them on a GPU: __syncthreads (a release on arrival,
- * an acquire on leaving) and atomics; not the warp operations, which pass values. Thread blocks
- * and launches are ordered one after another (the host's writes before a block, the block's before
- * the next): as compute-sanitizer's racecheck, it finds the hazards between threads of one block. */
+ * an acquire on leaving) and atomics; not the warp operations, which pass values. Launches are
+ * ordered one after another (the host's writes before a launch, its blocks' writes before what the
+ * host does next). The blocks of one launch are not ordered with each other: two sets of fibers take
+ * turns (a fiber's accesses are ordered among themselves, so a block is ordered only after the
+ * block two before it in the shuffled order), and each block's shared memory starts with fresh
+ * ThreadSanitizer state (the section mapped anew). So it reports the hazards between threads of one
+ * block, as compute-sanitizer's racecheck does, and those between blocks that run next to each
+ * other, which racecheck does not. */
 #ifdef CUDASIM_TSAN
 #include <sanitizer/tsan_interface.h>
+extern "C" void __tsan_ignore_thread_begin(void); /* in the runtime, not its header */
+extern "C" void __tsan_ignore_thread_end(void);
 static void hb_release(void *a) { __tsan_release(a); }
 static void hb_acquire(void *a) { __tsan_acquire(a); }
 #else
@@ -211,7 +219,7 @@ struct fiber {
 struct barrier {
     int arrived;
     unsigned long long gen;
-    char order[2]; /* the addresses ThreadSanitizer orders through, by the parity of gen */
+    char order[2][2]; /* the addresses ThreadSanitizer orders through, by fiber set and the parity of gen */
     const char *file; /* where the first arrival waits: every other must wait there too */
     int line;
 };
@@ -223,7 +231,12 @@ struct warp {
     unsigned nonzero[2];  /* the lanes that posted a value other than 0 */
 };
 
-static fiber fibers[MAX_THREADS];
+/* Two sets of fibers, each with its own stacks (CUDASIM_TSAN: its own ThreadSanitizer fibers):
+ * there, the blocks of a launch take turns, so that a block is not ordered after the one before it;
+ * otherwise every block runs on the first set. */
+static fiber fiber_sets[2][MAX_THREADS];
+static int fiber_set;                 /* the set of the running block */
+static fiber *fibers = fiber_sets[0]; /* fiber_sets[fiber_set] */
 static int n_threads, live, cur;
 static barrier block_bar;
 static warp warps[MAX_THREADS / 32];
@@ -231,7 +244,7 @@ static void *scheduler_sp;
 #ifdef CUDASIM_TSAN
 static void *scheduler_tsan;
 #endif
-static char block_start, block_end; /* the addresses ordering a block after the host and the next after it */
+static char launch_start, launch_end; /* the addresses ordering a launch's blocks after the host, and it after them */
 static bool aborting;
 static void (*kernel_fn)(void *);
 static void *kernel_ctx;
@@ -279,12 +292,11 @@ static void resume(int t) {
 #endif
 }
 
-extern "C" char __start_cudasim_shared[], __stop_cudasim_shared[];
-static __attribute__((section("cudasim_shared"), used)) char shared_anchor; /* the section exists */
+extern "C" char cudasim_shared_begin[], cudasim_shared_end[]; /* whole pages: shared.ld */
 
 /* The poison: shared memory holds garbage at the start of a thread block. */
 __attribute__((no_sanitize("address"))) static void poison_shared(void) {
-    for (volatile char *p = __start_cudasim_shared; p < __stop_cudasim_shared; p++) *p = (char)0xA5;
+    for (volatile char *p = cudasim_shared_begin; p < cudasim_shared_end; p++) *p = (char)0xA5;
 }
 
 /* The launch fails: every later call does too (a sticky error, as on a GPU). */
@@ -316,7 +328,7 @@ static void wait_at(barrier &b, int expected, int state, bool orders, const char
                     state == WAIT_BLOCK ? "block" : "warp", b.file, b.line);
     }
     const unsigned long long gen = b.gen;
-    if (orders) hb_release(&b.order[gen & 1]);
+    if (orders) hb_release(&b.order[fiber_set][gen & 1]);
     if (++b.arrived == expected) {
         b.arrived = 0;
         b.gen++;
@@ -327,7 +339,7 @@ static void wait_at(barrier &b, int expected, int state, bool orders, const char
     }
     /* every arrival's accesses before the barrier happen before this thread's after it; the next
      * barrier's arrivals release to the other address, so they order nothing here */
-    if (orders) hb_acquire(&b.order[gen & 1]);
+    if (orders) hb_acquire(&b.order[fiber_set][gen & 1]);
 }
 
 void cudasim_syncthreads(const char *file, int line) { wait_at(block_bar, live, WAIT_BLOCK, true, file, line); }
@@ -360,9 +372,9 @@ static void fiber_main(void) {
 #ifdef ASAN
     __sanitizer_finish_switch_fiber(NULL, &main_stack_bottom, &main_stack_size);
 #endif
-    hb_acquire(&block_start);
+    hb_acquire(&launch_start);
     kernel_fn(kernel_ctx);
-    hb_release(&block_end);
+    hb_release(&launch_end);
     fiber &f = fibers[cur];
     f.state = DONE;
     live--;
@@ -399,8 +411,32 @@ static void report_deadlock(void) {
     abandon_launch();
 }
 
+#ifdef CUDASIM_TSAN
+/* Maps the shared-memory section anew: ThreadSanitizer's mmap interceptor, called while the
+ * thread's accesses are ignored, clears the section's shadow, forgetting the accesses of the blocks
+ * before, whose use of the same shared variables is no race with this block's (on a GPU each block
+ * has its own). (Not ignoring, it would record a write by the host of the first 1 KiB only.) */
+static bool fresh_shared(void) {
+    __tsan_ignore_thread_begin();
+    void *mapped = mmap(cudasim_shared_begin, (size_t)(cudasim_shared_end - cudasim_shared_begin), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    __tsan_ignore_thread_end();
+    if (mapped == MAP_FAILED) {
+        fail(cudaErrorLaunchFailure, "cannot map the shared-memory section anew: %s", strerror(errno));
+        return false;
+    }
+    return true;
+}
+#else
+static bool fresh_shared(void) { return true; }
+#endif
+
 static void run_block(void) {
     static int order[MAX_THREADS];
+    if (!fresh_shared()) {
+        abandon_launch();
+        return;
+    }
     poison_shared();
     for (int t = 0; t < n_threads; t++) {
         fiber &f = fibers[t];
@@ -428,12 +464,12 @@ static void run_block(void) {
     live = n_threads;
     block_bar = barrier{};
     for (int w = 0; w < (n_threads + 31) / 32; w++) warps[w].bar = barrier{};
-#ifdef CUDASIM_TSAN /* one ThreadSanitizer fiber per thread index, for every block */
+#ifdef CUDASIM_TSAN /* one ThreadSanitizer fiber per thread index and set */
     scheduler_tsan = __tsan_get_current_fiber();
     for (int t = 0; t < n_threads; t++)
         if (!fibers[t].tsan) fibers[t].tsan = __tsan_create_fiber(0);
 #endif
-    hb_release(&block_start); /* the host's writes, and the blocks' before */
+    hb_release(&launch_start); /* the host's writes, and the fresh shared memory (not the blocks' before) */
     while (live > 0 && !aborting) {
         for (int t = n_threads - 1; t > 0; t--) { /* a new order every round */
             int j = (int)((rng() >> 32) * (uint64_t)(t + 1) >> 32);
@@ -454,7 +490,15 @@ static void run_block(void) {
         }
         if (!progressed && live > 0 && !aborting) report_deadlock();
     }
-    hb_acquire(&block_end);
+#ifdef CUDASIM_TSAN
+    if (aborting) /* the threads stopped in an abandoned launch release what they did, as an exit does */
+        for (int t = 0; t < n_threads; t++)
+            if (fibers[t].state != DONE) {
+                __tsan_switch_to_fiber(fibers[t].tsan, __tsan_switch_to_fiber_no_sync);
+                hb_release(&launch_end);
+                __tsan_switch_to_fiber(scheduler_tsan, __tsan_switch_to_fiber_no_sync);
+            }
+#endif
 }
 
 void cudasim_run(dim3 grid, dim3 block, void (*kernel)(void *ctx), void *ctx) {
@@ -487,12 +531,18 @@ void cudasim_run(dim3 grid, dim3 block, void (*kernel)(void *ctx), void *ctx) {
     aborting = false;
     for (unsigned b = 0; b < grid.x && !aborting; b++) {
         blockIdx = dim3(blocks[b]);
+#ifdef CUDASIM_TSAN
+        fiber_set = (int)(b & 1);
+        fibers = fiber_sets[fiber_set];
+#endif
         run_block();
     }
+    hb_acquire(&launch_end);
     free(blocks);
 #ifdef ASAN
     if (aborting) /* the abandoned fibers' frames stay poisoned on their stacks */
-        for (int t = 0; t < MAX_THREADS; t++)
-            if (fibers[t].stack) __asan_unpoison_memory_region(fibers[t].stack, STACK_BYTES);
+        for (auto &set : fiber_sets)
+            for (fiber &f : set)
+                if (f.stack) __asan_unpoison_memory_region(f.stack, STACK_BYTES);
 #endif
 }

@@ -2,8 +2,12 @@
  * values computed here by hand from their definitions), a block reduction through shared memory is
  * exact, and each error it exists to catch is caught: threads of a block at different barriers, a
  * deadlock, a warp operation naming an exited lane, shared memory read before it is written (the
- * poison), device memory copied in the wrong direction or freed twice, a leak at exit. */
+ * poison), device memory copied in the wrong direction or freed twice, a leak at exit. Built with
+ * ThreadSanitizer as well (test_cudasim_tsan): then the same checks give no report (blocks that
+ * reuse shared memory or meet through atomics do not race), and the race-... arguments run a race
+ * that its tests expect reported: between two blocks, and between two threads of one block. */
 #include <cuda_runtime.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,14 +15,14 @@
 
 /* ---- kernels ---- */
 
-/* out[blockIdx.x * 32 * 4 + lane * 4 + j]: shfl_up(x, 1), shfl_xor(x, 5), shfl(x, 7), ballot(x odd)
- * of x = lane * lane + blockIdx.x, for every warp of the block (the last warp's entries win). */
+/* out[(blockIdx.x * blockDim.x + threadIdx.x) * 4 + j]: shfl_up(x, 1), shfl_xor(x, 5), shfl(x, 7),
+ * ballot(x odd) of x = lane * lane + blockIdx.x, for every warp of the block. */
 __global__ void k_warp_ops(unsigned *out) {
     const int lane = threadIdx.x & 31;
     const unsigned x = (unsigned)(lane * lane) + blockIdx.x;
     const unsigned up = __shfl_up_sync(0xFFFFFFFFu, x, 1), xr = __shfl_xor_sync(0xFFFFFFFFu, x, 5),
                    from7 = __shfl_sync(0xFFFFFFFFu, x, 7), odd = __ballot_sync(0xFFFFFFFFu, x & 1u);
-    unsigned *o = out + (blockIdx.x * 32 + lane) * 4;
+    unsigned *o = out + (blockIdx.x * blockDim.x + threadIdx.x) * 4;
     o[0] = up, o[1] = xr, o[2] = from7, o[3] = odd;
 }
 
@@ -66,11 +70,32 @@ __global__ void k_unwritten_shared(unsigned *out) {
     out[threadIdx.x] = never_written[threadIdx.x];
 }
 
+/* the same in a template, whose static variables GCC places otherwise (cudasim/shared.ld) */
+template <typename T>
+__global__ void k_unwritten_shared_template(T *out) {
+    __shared__ T never_written[64];
+    out[threadIdx.x] = never_written[threadIdx.x];
+}
+
+/* ---- races: what the ThreadSanitizer build must report (test_cudasim_tsan race-...) ---- */
+
+/* thread 0 of every block writes out[0] */
+__global__ void k_race_between_blocks(int *out) {
+    if (threadIdx.x == 0) out[0] = (int)blockIdx.x;
+}
+
+/* thread 1 reads the shared word that thread 0 writes, with no barrier between */
+__global__ void k_race_in_block(int *out) {
+    __shared__ int word;
+    if (threadIdx.x == 0) word = 1;
+    if (threadIdx.x == 1) out[0] = word;
+}
+
 /* ---- the checks ---- */
 
 static void warp_ops(void) {
     const int blocks = 3, threads = 64;
-    unsigned *d = NULL, h[3 * 32 * 4];
+    unsigned *d = NULL, h[3 * 64 * 4];
     CHECK(cudaMalloc((void **)&d, sizeof h) == cudaSuccess, "cudaMalloc");
     KERNEL_LAUNCH(blocks, threads, k_warp_ops)(d);
     CHECK(cudaGetLastError() == cudaSuccess, "launch");
@@ -79,8 +104,9 @@ static void warp_ops(void) {
     for (int b = 0; b < blocks; b++) {
         unsigned odd = 0;
         for (int l = 0; l < 32; l++) odd |= (((unsigned)(l * l) + (unsigned)b) & 1u) << l;
-        for (int l = 0; l < 32; l++) {
-            const unsigned *o = h + (b * 32 + l) * 4;
+        for (int t = 0; t < threads; t++) {
+            const int l = t & 31;
+            const unsigned *o = h + (b * threads + t) * 4;
             const int src_up = l >= 1 ? l - 1 : l; /* lanes below the offset keep their own value */
             bad += o[0] != (unsigned)(src_up * src_up) + (unsigned)b;
             bad += o[1] != (unsigned)((l ^ 5) * (l ^ 5)) + (unsigned)b;
@@ -149,11 +175,16 @@ static void errors(void) {
 
     unsigned *d = NULL, h[64];
     cudaMalloc((void **)&d, sizeof h);
-    KERNEL_LAUNCH(1, 64, k_unwritten_shared)(d);
-    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
-    int poisoned = 0;
-    for (int i = 0; i < 64; i++) poisoned += h[i] == 0xA5A5A5A5u;
-    CHECK(poisoned == 64, "unwritten shared memory reads as the poison 0xA5A5A5A5 (%d of 64)", poisoned);
+    for (int in_template = 0; in_template < 2; in_template++) {
+        cudaMemset(d, 0, sizeof h);
+        if (in_template) KERNEL_LAUNCH(1, 64, k_unwritten_shared_template<unsigned>)(d);
+        else KERNEL_LAUNCH(1, 64, k_unwritten_shared)(d);
+        cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+        int poisoned = 0;
+        for (int i = 0; i < 64; i++) poisoned += h[i] == 0xA5A5A5A5u;
+        CHECK(poisoned == 64, "unwritten shared memory%s reads as the poison 0xA5A5A5A5 (%d of 64)",
+              in_template ? " of a template kernel" : "", poisoned);
+    }
 
     int host[4] = {0};
     fprintf(stderr, "(wrong copies and frees: the simulator's messages are expected)\n");
@@ -179,7 +210,19 @@ static void leak(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "a leak at exit makes the process fail (status %d)", status);
 }
 
-int main(void) {
+/* Runs one racy kernel (the ThreadSanitizer build must report it; its test looks for the report). */
+static int race(const char *which) {
+    int *d = NULL;
+    cudaMalloc((void **)&d, sizeof(int));
+    if (strcmp(which, "race-between-blocks") == 0) KERNEL_LAUNCH(2, 32, k_race_between_blocks)(d);
+    else if (strcmp(which, "race-in-block") == 0) KERNEL_LAUNCH(1, 32, k_race_in_block)(d);
+    else return fprintf(stderr, "usage: test_cudasim [race-between-blocks | race-in-block]\n"), 2;
+    cudaFree(d);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) return race(argv[1]);
     warp_ops();
     block_sum();
     block_order();

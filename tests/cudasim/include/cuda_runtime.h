@@ -4,18 +4,18 @@
  * another in a shuffled order; the threads of a block are fibers on the calling thread, switched at
  * __syncthreads and at warp operations (shuffles, ballots), each thread running from one to the next
  * in a shuffled order. So:
- *   - __shared__ variables are static variables, in their own section, filled with a poison pattern
- *     (0xA5 bytes) before every thread block: a kernel that reads shared memory it did not write
- *     sees garbage, as on a GPU;
+ *   - __shared__ variables are static variables, in their own section (../shared.ld), filled with
+ *     a poison pattern (0xA5 bytes) before every thread block: a kernel that reads shared memory it
+ *     did not write sees garbage, as on a GPU;
  *   - atomics are plain read-modify-writes (nothing runs in between);
  *   - threads of a block that meet at different __syncthreads, a warp operation whose mask names a
  *     lane that has exited or waits elsewhere, and a block whose threads all wait are errors: the
  *     simulator prints where, abandons the launch, and the next runtime call returns
  *     cudaErrorLaunchFailure (sticky, as on a GPU).
- * Races between threads of a block that its switch points hide are what the ThreadSanitizer build
- * (CUDASIM_TSAN, sim.cpp) reports. What it cannot show: races between thread blocks, the GPU memory
- * model beyond barriers and relaxed atomics, and speed. The project's kernels, compiled by nvcc,
- * run on a GPU in scripts/device_check.sh. */
+ * Races that its switch points hide are what the ThreadSanitizer build (CUDASIM_TSAN, sim.cpp)
+ * reports: between threads of a block, and between blocks that run one after the other. What it
+ * cannot show: the GPU memory model beyond barriers and relaxed atomics, and speed. The project's
+ * kernels, compiled by nvcc, run on a GPU in scripts/device_check.sh. */
 #ifndef CUDASIM_RUNTIME_H
 #define CUDASIM_RUNTIME_H
 
