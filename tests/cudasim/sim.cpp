@@ -472,7 +472,6 @@ static void run_block(void) {
     for (int t = 0; t < n_threads; t++)
         if (!fibers[t].tsan) fibers[t].tsan = __tsan_create_fiber(0);
 #endif
-    hb_release(&launch_start); /* the host's writes, and the fresh shared memory (not the blocks' before) */
     while (live > 0 && !aborting) {
         for (int t = n_threads - 1; t > 0; t--) { /* a new order every round */
             int j = (int)((rng() >> 32) * (uint64_t)(t + 1) >> 32);
@@ -532,6 +531,7 @@ void cudasim_run(dim3 grid, dim3 block, void (*kernel)(void *ctx), void *ctx) {
         blocks[j] = x;
     }
     aborting = false;
+    hb_release(&launch_start); /* the host's writes before the launch; not ordered: its blocks */
     for (unsigned b = 0; b < grid.x && !aborting; b++) {
         blockIdx = dim3(blocks[b]);
 #ifdef CUDASIM_TSAN

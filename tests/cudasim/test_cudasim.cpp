@@ -212,11 +212,15 @@ static void leak(void) {
 
 /* Runs one racy kernel (the ThreadSanitizer build must report it; its test looks for the report). */
 static int race(const char *which) {
+    const bool between_blocks = strcmp(which, "race-between-blocks") == 0;
+    if (!between_blocks && strcmp(which, "race-in-block") != 0) {
+        fprintf(stderr, "usage: test_cudasim [race-between-blocks | race-in-block]\n");
+        return 2;
+    }
     int *d = NULL;
     cudaMalloc((void **)&d, sizeof(int));
-    if (strcmp(which, "race-between-blocks") == 0) KERNEL_LAUNCH(2, 32, k_race_between_blocks)(d);
-    else if (strcmp(which, "race-in-block") == 0) KERNEL_LAUNCH(1, 32, k_race_in_block)(d);
-    else return fprintf(stderr, "usage: test_cudasim [race-between-blocks | race-in-block]\n"), 2;
+    if (between_blocks) KERNEL_LAUNCH(2, 32, k_race_between_blocks)(d);
+    else KERNEL_LAUNCH(1, 32, k_race_in_block)(d);
     cudaFree(d);
     return 0;
 }
