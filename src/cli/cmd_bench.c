@@ -12,6 +12,7 @@ static const struct {
 } BENCHES[] = {
     {"optim", bench_optim, bench_optim_help, "optimizer step: AdamW, MoFO, sort-based MoFO, the 28-byte floor"},
     {"tokenize", bench_tokenize, bench_tokenize_help, "tokenizer encoding speed, MB/s on one thread"},
+    {"gemm", bench_gemm, bench_gemm_help, "the engine's matrix products beside the measured FMA peak, and the kernel"},
     {"train", bench_train, bench_train_help, "training steps (forward, backward, MoFO) of GPT-2 / TinyLlama shapes"},
 };
 #define N_BENCHES (int)(sizeof BENCHES / sizeof BENCHES[0])

@@ -43,5 +43,7 @@ void bench_optim_help(FILE *out);
 int bench_optim_cuda(int argc, char **argv); /* --device cuda; built with CUDA only */
 int bench_train(int argc, char **argv);
 void bench_train_help(FILE *out);
+int bench_gemm(int argc, char **argv);
+void bench_gemm_help(FILE *out);
 
 #endif

@@ -3,15 +3,16 @@
 #include <string.h>
 
 #include "commands.h"
+#include "model/blas.h"
 #include "mofo_version.h"
 
 static int cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    printf("mofo %s\n", MOFO_VERSION);
+    printf("mofo %s\nmatrix products: %s\n", MOFO_VERSION, mofo_blas_kernel());
     return 0;
 }
-static void cmd_version_help(FILE *out) { fprintf(out, "usage: mofo version\n\nPrints the version.\n"); }
+static void cmd_version_help(FILE *out) { fprintf(out, "usage: mofo version\n\nPrints the version and the matrix-product kernel in use.\n"); }
 
 static int cmd_help(int argc, char **argv);
 static void cmd_help_help(FILE *out) { fprintf(out, "usage: mofo help [COMMAND]\n"); }
@@ -19,7 +20,7 @@ static void cmd_help_help(FILE *out) { fprintf(out, "usage: mofo help [COMMAND]\
 static const mofo_command COMMANDS[] = {
     {"help", cmd_help, cmd_help_help, "show the commands, or one command's flags"},
     {"version", cmd_version, cmd_version_help, "print the version"},
-    {"bench", cmd_bench, cmd_bench_help, "run a benchmark and print its table (mofo bench optim, train, tokenize)"},
+    {"bench", cmd_bench, cmd_bench_help, "run a benchmark and print its table (mofo bench optim, gemm, train, tokenize)"},
     {"ppl", cmd_ppl, cmd_ppl_help, "perplexity of token ids or text under a model"},
     {"tokenize", cmd_tokenize, cmd_tokenize_help, "encode text or decode ids with a model's tokenizer.json"},
     {"data", cmd_data, cmd_data_help, "load a JSONL data set: formats, template, labels, errors"},

@@ -1,7 +1,7 @@
 /* CPU layers: BLAS for matrix products, OpenMP loops elsewhere. */
 #include "layers.h"
+#include "blas.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -114,7 +114,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 }
 
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    mofo_sgemm(false, true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
     if (bias) {
 #pragma omp parallel for
         for (int n = 0; n < N; n++) {
@@ -126,8 +126,8 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int N, int C, int OC) {
-    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dinp) mofo_sgemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+    mofo_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (dbias) {
 #pragma omp parallel for
         for (int j = 0; j < OC; j++) {
@@ -176,7 +176,7 @@ void rope_backward(float *dqkv, const float *cos_t, const float *sin_t, int B, i
 /* Scaled scores of query head h against its key/value head, S (T,T) = scale * Q K^T, then the
  * causal (and window) mask: row t keeps u in [t0(t), t]. */
 static void attn_scores(float *S, const float *q, const float *k, int T, int QKV, int HD, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, QKV, k, QKV, 0.0f, S, T);
+    mofo_sgemm(false, true, T, T, HD, scale, q, QKV, k, QKV, 0.0f, S, T);
 }
 
 static int row_start(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
@@ -206,8 +206,8 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
                 for (int u = 0; u < T; u++) p[u] = u >= t0 && u <= t ? p[u] * inv : 0.0f;
                 l[t] = mx + logf(sum);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, P, T, v, QKV, 0.0f,
-                        out + (size_t)b * T * A + (size_t)h * HD, A);
+            mofo_sgemm(false, false, T, HD, T, 1.0f, P, T, v, QKV, 0.0f, out + (size_t)b * T * A + (size_t)h * HD,
+                       A);
         }
 }
 
@@ -226,7 +226,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                         *y = out + (size_t)b * T * A + (size_t)h * HD, *l = lse + ((size_t)b * NH + h) * T;
             /* recompute the probabilities from the scores and the saved log-sum-exp */
             attn_scores(P, q, k, T, QKV, HD, scale);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dy, A, v, QKV, 0.0f, dP, T);
+            mofo_sgemm(false, true, T, T, HD, 1.0f, dy, A, v, QKV, 0.0f, dP, T);
 #pragma omp parallel for schedule(static) if (T >= 128)
             for (int t = 0; t < T; t++) {
                 float *p = P + (size_t)t * T, *dp = dP + (size_t)t * T;
@@ -243,10 +243,9 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 }
             }
             /* dQ = scale dS K, dK += scale dS^T Q, dV += P^T dO */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dP, T, k, QKV, 0.0f,
-                        dbase + (size_t)h * HD, QKV);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dP, T, q, QKV, 1.0f, dk, QKV);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, P, T, dy, A, 1.0f, dv, QKV);
+            mofo_sgemm(false, false, T, HD, T, scale, dP, T, k, QKV, 0.0f, dbase + (size_t)h * HD, QKV);
+            mofo_sgemm(true, false, T, HD, T, scale, dP, T, q, QKV, 1.0f, dk, QKV);
+            mofo_sgemm(true, false, T, HD, T, 1.0f, P, T, dy, A, 1.0f, dv, QKV);
         }
 }
 

@@ -2,7 +2,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "lora.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "io/atomic_file.h"
+#include "model/blas.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "io/strbuf.h"
@@ -268,8 +268,8 @@ void mofo_lora_merge(const mofo_lora *l, mofo_model *m, const float *base) {
         const mofo_lora_target *t = &l->t[i];
         float *W = m->params + m->p[t->param].offset; /* (OC, C) */
         if (base != m->params) memcpy(W, base + m->p[t->param].offset, sizeof(float) * (size_t)(t->OC * t->C));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r,
-                    t->A, (int)t->C, 1.0f, W, (int)t->C);
+        mofo_sgemm(false, false, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r, t->A, (int)t->C, 1.0f, W,
+                   (int)t->C);
     }
 }
 
@@ -280,7 +280,7 @@ void mofo_lora_backward(mofo_lora *l, const mofo_model *m) {
         int OC = (int)t->OC, C = (int)t->C, r = l->r;
         float s = (float)l->scale;
         /* dB (OC, r) = s dW A^T;  dA (r, C) = s B^T dW */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, r, C, s, dW, C, t->A, C, 0.0f, t->gB, r);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, C, OC, s, t->B, r, dW, C, 0.0f, t->gA, C);
+        mofo_sgemm(false, true, OC, r, C, s, dW, C, t->A, C, 0.0f, t->gB, r);
+        mofo_sgemm(true, false, r, C, OC, s, t->B, r, dW, C, 0.0f, t->gA, C);
     }
 }
