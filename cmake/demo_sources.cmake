@@ -4,4 +4,5 @@ set(MOFO_DEMO_SOURCES
   src/demo/byte_tokenizer.c
   src/demo/demo.c
   src/demo/report.c
+  src/demo/matched.c
 )

@@ -12,6 +12,7 @@
 #include "check.h"
 #include "run_cmd.h"
 #include "demo/demo.h"
+#include "demo/matched.h"
 #include "demo/world.h"
 #include "io/json.h"
 #include "text/tokenizer.h"
@@ -52,8 +53,10 @@ static void test_base(void) {
     CHECK(mofo_demo_evaluate(m, tok, world, MOFO_DEMO_KNOWLEDGE, NULL, &s, &err) == 0, "%s", err.msg);
     printf("shipped base: knowledge EM %.4f, MC %.4f, ppl %.4f (%zu parameters)\n", s.knowledge_em, s.knowledge_mc,
            s.ppl, m->n_floats);
+    /* the targets: >= 500 items of each kind, >= 90% on both */
+    CHECK(s.n_em >= 500 && s.n_mc >= 500, "%d exact-match and %d multiple-choice items", s.n_em, s.n_mc);
     CHECK(s.knowledge_em >= 0.90, "knowledge exact match %.4f < 0.90", s.knowledge_em);
-    CHECK(s.knowledge_mc > 0.5, "knowledge multiple choice %.4f (chance 0.25)", s.knowledge_mc);
+    CHECK(s.knowledge_mc >= 0.90, "knowledge multiple choice %.4f < 0.90", s.knowledge_mc);
     mofo_model_free(m);
     mofo_tokenizer_free(tok);
 }
@@ -69,14 +72,26 @@ static void pct(char *out, size_t cap, double v) {
     else snprintf(out, cap, " - |");
 }
 
-/* the table row results.md must hold for one run, made from the JSON alone */
+/* the table row results.md must hold for one chosen run, made from the JSON alone */
 static void expected_row(const mofo_json *base, const mofo_json *run, const char *name, char *out, size_t cap) {
-    char a[32], b[32], c[32], d[32];
+    char a[32], b[32], c[32], d[32], e[32], f[32];
     pct(a, sizeof a, num(run, "task_acc")), pct(b, sizeof b, num(run, "knowledge_em"));
     pct(c, sizeof c, num(run, "knowledge_mc")), pct(d, sizeof d, num(run, "knowledge_acc"));
+    pct(e, sizeof e, num(run, "changed_fraction")), pct(f, sizeof f, num(run, "coverage"));
     double drop = 100 * (num(base, "knowledge_acc") - num(run, "knowledge_acc"));
-    snprintf(out, cap, "| %s | %.3g |%s%s%s%s %.1f | %.3f | %.3f | %.1f |\n", name, num(run, "lr"), a, b, c, d, drop,
-             num(run, "ppl"), num(run, "l2_distance"), num(run, "ms_per_step"));
+    snprintf(out, cap, "| %s | %.3g |%s%s%s%s %.1f | %.3f | %.3f |%s%s %.1f |\n", name, num(run, "lr"), a, b, c, d, drop,
+             num(run, "ppl"), num(run, "l2_distance"), e, f, num(run, "ms_per_step"));
+}
+
+/* the matched table's row, from the JSON alone */
+static void expected_matched_row(const mofo_json *base, const mofo_json *m, const char *name, char *out, size_t cap) {
+    char a[32], b[32], d[32];
+    pct(a, sizeof a, num(m, "knowledge_acc")), pct(b, sizeof b, num(m, "knowledge_acc_sd"));
+    if (isfinite(num(m, "knowledge_acc")))
+        snprintf(d, sizeof d, " %.1f |", 100 * (num(base, "knowledge_acc") - num(m, "knowledge_acc")));
+    else
+        snprintf(d, sizeof d, " - |");
+    snprintf(out, cap, "| %s |%s%s %d |%s\n", name, a, b, (int)num(m, "n_seeds"), d);
 }
 
 static mofo_json_doc *load_json(const char *dir, const char *name) {
@@ -91,6 +106,24 @@ static mofo_json_doc *load_json(const char *dir, const char *name) {
     return d;
 }
 
+/* The matched read-out recomputed from the curves of the JSON: each seed's curve read at the level
+ * by mofo_demo_knowledge_at (checked on hand-made curves in test_matched), the mean over seeds. */
+static double recompute_matched(const mofo_json *base, const mofo_json *curve, double level, int *n_seeds) {
+    mofo_demo_point pts[64];
+    double sum = 0;
+    int seeds = 0;
+    for (int seed = 1; seed <= 8; seed++) {
+        int n = 0;
+        for (const mofo_json *e = curve ? curve->child : NULL; e && n < 64; e = e->next)
+            if ((int)num(e, "seed") == seed) pts[n++] = (mofo_demo_point){num(e, "task_acc"), num(e, "knowledge_acc")};
+        if (!n) continue;
+        sum += mofo_demo_knowledge_at(pts, n, (mofo_demo_point){num(base, "task_acc"), num(base, "knowledge_acc")}, level);
+        seeds++;
+    }
+    *n_seeds = seeds;
+    return seeds ? sum / seeds : NAN;
+}
+
 static void check_results(const char *dir, const char *stem, const char *kind, int want_runs) {
     char name[64];
     snprintf(name, sizeof name, "%s.json", stem);
@@ -102,15 +135,21 @@ static void check_results(const char *dir, const char *stem, const char *kind, i
     char *md = slurp(p, NULL);
     CHECK(md != NULL, "%s missing", p);
     const mofo_json *root = mofo_json_root(doc), *base = mofo_json_get(root, "base"), *runs = mofo_json_get(root, kind);
+    const mofo_json *curves = mofo_json_get(root, "curves"), *matched = mofo_json_get(root, "matched");
     CHECK(base && runs && runs->type == MOFO_JSON_OBJECT && (int)runs->count == want_runs, "%s: %s has %zu runs",
           stem, kind, runs ? runs->count : 0);
+    CHECK(curves && curves->type == MOFO_JSON_OBJECT && (int)curves->count == want_runs, "%s: %zu curves", stem,
+          curves ? curves->count : 0);
     CHECK(num(base, "knowledge_acc") == (num(base, "knowledge_em") + num(base, "knowledge_mc")) / 2,
           "base: knowledge_acc is not the mean of em and mc");
+    CHECK(num(root, "n_knowledge_items") == num(root, "n_knowledge_em") + num(root, "n_knowledge_mc") &&
+              num(root, "n_knowledge_items") > 0 && isfinite(num(root, "seconds")),
+          "%s: n_knowledge_items %g, seconds %g", stem, num(root, "n_knowledge_items"), num(root, "seconds"));
     for (const mofo_json *r = runs ? runs->child : NULL; r && md; r = r->next) {
         char run_name[64], row[512];
         snprintf(run_name, sizeof run_name, "%.*s", (int)r->key_len, r->key);
         for (const char *k = "task_acc\0knowledge_acc\0knowledge_em\0knowledge_mc\0ppl\0l2_distance\0ms_per_step\0"
-                             "lr\0val_loss\0val_acc\0drop\0";
+                             "lr\0val_loss\0val_acc\0drop\0changed_fraction\0seed\0";
              *k; k += strlen(k) + 1)
             CHECK(isfinite(num(r, k)), "%s: %s is not a number", run_name, k);
         CHECK(fabs(num(r, "drop") - 100 * (num(base, "knowledge_acc") - num(r, "knowledge_acc"))) < 1e-9,
@@ -124,6 +163,33 @@ static void check_results(const char *dir, const char *stem, const char *kind, i
         CHECK(cmd && cmd->type == MOFO_JSON_STRING && strstr(cmd->str, "mofo finetune --model"), "%s: command", run_name);
         expected_row(base, r, run_name, row, sizeof row);
         CHECK(strstr(md, row) != NULL, "%s: results.md lacks the row recomputed from the JSON:\n%s", run_name, row);
+        /* the chosen run is one of its curve's runs */
+        const mofo_json *curve = mofo_json_get(curves, run_name);
+        int found = 0;
+        for (const mofo_json *e = curve ? curve->child : NULL; e; e = e->next)
+            found |= num(e, "lr") == num(r, "lr") && num(e, "seed") == num(r, "seed") &&
+                     num(e, "task_acc") == num(r, "task_acc") && num(e, "knowledge_acc") == num(r, "knowledge_acc");
+        CHECK(found, "%s: the chosen run is not on its curve", run_name);
+    }
+    double level = num(matched, "task_acc");
+    const mofo_json *mm = mofo_json_get(matched, "methods");
+    CHECK(mm && (int)mm->count == want_runs && level >= 0 && level <= 1, "%s: matched level %g, %zu methods", stem,
+          level, mm ? mm->count : 0);
+    for (const mofo_json *m = mm ? mm->child : NULL; m && md; m = m->next) {
+        char mname[64], row[256];
+        snprintf(mname, sizeof mname, "%.*s", (int)m->key_len, m->key);
+        const mofo_json *curve = mofo_json_get(curves, mname);
+        double best = -1;
+        for (const mofo_json *e = curve ? curve->child : NULL; e; e = e->next)
+            best = num(e, "task_acc") > best ? num(e, "task_acc") : best;
+        CHECK(best >= level, "%s: its best task accuracy %g is below the matched level %g", mname, best, level);
+        int n_seeds = 0;
+        double want = recompute_matched(base, curve, level, &n_seeds);
+        CHECK(fabs(num(m, "knowledge_acc") - want) < 1e-12 && n_seeds == (int)num(m, "n_seeds"),
+              "%s: matched knowledge %.17g over %g seeds, recomputed %.17g over %d", mname, num(m, "knowledge_acc"),
+              num(m, "n_seeds"), want, n_seeds);
+        expected_matched_row(base, m, mname, row, sizeof row);
+        CHECK(strstr(md, row) != NULL, "%s: results.md lacks the matched row:\n%s", mname, row);
     }
     free(md);
     mofo_json_free(doc);
@@ -215,7 +281,7 @@ static void test_continual(void) {
     }
     mofo_json_free(d);
     CHECK(exists(out, "results_continual.md") && exists(out, "world/continual_mul-div_test.jsonl") &&
-              exists(out, "continual/mofo-3-two-step/model.safetensors"),
+              exists(out, "continual/mofo-3-mul-div/model.safetensors"),
           "continual files missing");
 }
 

@@ -1,8 +1,10 @@
 /* The synthetic world (src/demo/world.c) and `mofo world`: the same seed gives the same bytes and
  * another seed other bytes; every line loads with the project's readers in its intended format;
- * answers agree with the facts (people.jsonl, read back from the file, is the truth here) and every
- * step of every worked solution is recomputed; held-out phrasings stay out of the training text;
- * the command writes what the library renders and fails with a message on bad flags or folders. */
+ * answers agree with the facts (people.jsonl, read back from the file, is the truth here, and it
+ * is the world's own people); every arithmetic question's answer is recomputed from its operands,
+ * every step of every worked solution is recomputed, and no validation or test fact (kind, a, b)
+ * is trained on; held-out phrasings stay out of the training text; the command writes what the
+ * library renders and fails with a message on bad flags, sizes or folders. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdlib.h>
@@ -97,6 +99,17 @@ static int mentions(const char *s, const char *name) {
     return 0;
 }
 
+static int is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
+/* how often v occurs in s as a whole word or number ("42" not inside "1942", "harp" not in "harpist") */
+static int occurrences(const char *s, const char *v) {
+    size_t n = strlen(v);
+    int k = 0;
+    for (const char *p = n ? strstr(s, v) : NULL; p; p = strstr(p + 1, v))
+        k += (p == s || !is_alnum(p[-1])) && !is_alnum(p[n]);
+    return k;
+}
+
 /* ---- the formats the project reads ---- */
 static void check_loads(const files *fs, const mofo_tokenizer *tok) {
     static const struct {
@@ -124,7 +137,7 @@ static void check_loads(const files *fs, const mofo_tokenizer *tok) {
     }
 }
 
-/* ---- word problems: every "X op Y = Z" recomputed, "#### N" is the last result ---- */
+/* ---- word problems (math_pretrain): every "X op Y = Z" recomputed, "#### N" is the last result ---- */
 static const char *check_solution(const char *resp, long *final) {
     long last = 0;
     int steps = 0;
@@ -153,44 +166,264 @@ static const char *check_solution(const char *resp, long *final) {
     return NULL;
 }
 
+/* ---- the task: arithmetic facts (kind, a, b) ---- */
+static const char OPS[MOFO_TASK_KINDS + 1] = "+-*/";
+
+/* a key for a fact: a <= 81, b <= 30 */
+#define FACT_KEYS (MOFO_TASK_KINDS * 10000)
+static int fact_key(int kind, long a, long b) { return kind * 10000 + (int)a * 100 + (int)b; }
+
+/* 1 if (kind, a, b) is a fact of the task: a + b for a, b in 1..20; a - b for 1 <= b < a <= 30;
+ * a * b for a, b in 2..9; a / b for a = q * b with q, b in 2..9 */
+static int task_fact(int kind, long a, long b) {
+    switch (kind) {
+    case MOFO_TASK_ADD: return a >= 1 && a <= 20 && b >= 1 && b <= 20;
+    case MOFO_TASK_SUB: return b >= 1 && b < a && a <= 30;
+    case MOFO_TASK_MUL: return a >= 2 && a <= 9 && b >= 2 && b <= 9;
+    case MOFO_TASK_DIV: return b >= 2 && b <= 9 && a % b == 0 && a / b >= 2 && a / b <= 9;
+    default: return 0;
+    }
+}
+
+static long apply(int kind, long a, long b) {
+    return kind == MOFO_TASK_ADD   ? a + b
+           : kind == MOFO_TASK_SUB ? a - b
+           : kind == MOFO_TASK_MUL ? a * b
+           : b                     ? a / b
+                                   : 0;
+}
+
+/* every task fact's key into keys (may be NULL); returns the count */
+static int task_facts(int *keys) {
+    int n = 0;
+    for (int k = 0; k < MOFO_TASK_KINDS; k++)
+        for (long a = 1; a <= 81; a++)
+            for (long b = 1; b <= 30; b++)
+                if (task_fact(k, a, b)) {
+                    if (keys) keys[n] = fact_key(k, a, b);
+                    n++;
+                }
+    return n;
+}
+
+typedef struct afact {
+    int kind;
+    long a, b, c;
+} afact;
+
+/* A task response: exactly "A op B = C\n#### C", correct, over a task fact. */
+static const char *check_task_response(const char *r, afact *f) {
+    long a, b, c, d;
+    char op = 0, again[128];
+    int used = -1;
+    if (sscanf(r, "%ld %c %ld = %ld\n#### %ld%n", &a, &op, &b, &c, &d, &used) != 5 || used < 0 || r[used])
+        return "not \"A op B = C\\n#### C\"";
+    snprintf(again, sizeof again, "%ld %c %ld = %ld\n#### %ld", a, op, b, c, d);
+    if (strcmp(again, r) != 0) return "not exactly \"A op B = C\\n#### C\"";
+    const char *k = op ? strchr(OPS, op) : NULL;
+    if (!k) return "an unknown operation";
+    f->kind = (int)(k - OPS), f->a = a, f->b = b, f->c = c;
+    if (c != d) return "#### is not the equation's result";
+    if (!task_fact(f->kind, a, b)) return "not a fact of the task (operands out of range)";
+    if (apply(f->kind, a, b) != c) return "the arithmetic is wrong";
+    return NULL;
+}
+
+/* The integers of a question (at most 4) into v; returns how many there are. */
+static int integers(const char *s, long v[4]) {
+    int n = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9' || (p > s && p[-1] >= '0' && p[-1] <= '9')) continue;
+        if (n < 4) v[n] = strtol(p, NULL, 10);
+        n++;
+    }
+    return n;
+}
+
+/* A task question of kind: its two operands are those of fact f, and answer (the text the file
+ * gives, or NULL) is the operation of its kind on them, computed here: a sum or product of the
+ * two numbers; a difference or quotient of the number after " from " or " into " ("Subtract 3 from
+ * 9", "How many times does 3 go into 9?") or else of the first ("9 minus 3", "Divide 9 by 3") by
+ * the other, which must come out whole and positive. */
+static const char *check_question(const char *q, int kind, const afact *f, const char *answer) {
+    long v[4];
+    if (integers(q, v) != 2) return "not two numbers in the question";
+    if (!((v[0] == f->a && v[1] == f->b) || (v[0] == f->b && v[1] == f->a)))
+        return "the question's numbers are not the fact's operands";
+    const char *from = strstr(q, " from "), *into = strstr(q, " into "), *mark = from ? from : into;
+    int first = 0; /* which number is the minuend or the dividend */
+    if (mark) {
+        long after[4];
+        if (integers(mark, after) != 1) return "not one number after \"from\"/\"into\"";
+        first = 1;
+    }
+    long x = v[first], y = v[1 - first], want;
+    switch (kind) {
+    case MOFO_TASK_ADD: want = x + y; break;
+    case MOFO_TASK_SUB:
+        want = x - y;
+        if (want <= 0) return "the difference is not positive";
+        break;
+    case MOFO_TASK_MUL: want = x * y; break;
+    case MOFO_TASK_DIV:
+        if (!y || x % y) return "the numbers do not divide";
+        want = x / y;
+        break;
+    default: return "not a task kind";
+    }
+    if (f->c != want) return "the response's result is not the question's";
+    char num[32];
+    snprintf(num, sizeof num, "%ld", want);
+    if (answer && strcmp(answer, num) != 0) return "the answer is not the question's result";
+    return NULL;
+}
+
+/* The question with its numbers as "#": its phrasing. */
+static void skeleton(const char *q, char *out, size_t cap) {
+    size_t n = 0;
+    for (const char *p = q; *p && n + 1 < cap; p++) {
+        if (*p >= '0' && *p <= '9') {
+            if (p == q || p[-1] < '0' || p[-1] > '9') out[n++] = '#';
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = 0;
+}
+
+/* the phrasings seen per kind */
+#define MAX_PHRASINGS 8
+typedef struct phrasings {
+    char s[MOFO_TASK_KINDS][MAX_PHRASINGS][160];
+    int n[MOFO_TASK_KINDS];
+} phrasings;
+
+/* Adds q's phrasing to kind's (add) or finds it there; returns its index, -1 when absent or too many. */
+static int phrasing(phrasings *ph, int kind, const char *q, int add) {
+    char sk[160];
+    skeleton(q, sk, sizeof sk);
+    for (int i = 0; i < ph->n[kind]; i++)
+        if (strcmp(ph->s[kind][i], sk) == 0) return i;
+    if (!add || ph->n[kind] == MAX_PHRASINGS) return -1;
+    snprintf(ph->s[kind][ph->n[kind]], sizeof ph->s[kind][0], "%s", sk);
+    return ph->n[kind]++;
+}
+
+static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+
+/* how many strings of v[0..n) repeat one before them (v is sorted) */
+static int repeats(const char **v, long n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    int d = 0;
+    for (long i = 1; i < n; i++) d += strcmp(v[i - 1], v[i]) == 0;
+    return d;
+}
+
+/* the lines of the arithmetic tables: A + B for A, B in 0..20, A - B for 0 <= B <= A <= 30, A * B
+ * and A*B / B for A, B in 1..9 */
+#define TABLE_ADD (21 * 21)
+#define TABLE_SUB (31 * 32 / 2)
+#define TABLE_MUL 81
+#define TABLE_LINES (TABLE_ADD + TABLE_SUB + 2 * TABLE_MUL)
+
 static void check_math(const files *fs, const mofo_world *w) {
+    int n_facts = task_facts(NULL);
+    CHECK(n_facts == 400 + 29 * 30 / 2 + 64 + 64, "%d task facts", n_facts);
+    unsigned char *trained = calloc(FACT_KEYS, 1), *held = calloc(FACT_KEYS, 1);
+    phrasings *ph = calloc(1, sizeof *ph);
+    long n_all = 0, cap_all = (long)w->n_train + w->n_val + w->n_test + w->n_pretrain + 1;
+    const char **all = malloc((size_t)cap_all * sizeof *all); /* every query of the math files */
+    /* math_train: "A op B = C\n#### C" over a training fact, the question's numbers its operands */
     lines tr = parse_lines(&fs->f[MOFO_WF_MATH_TRAIN], "math_train");
     CHECK(tr.n == w->n_train, "%ld training problems", tr.n);
-    for (long i = 0; i < tr.n; i++) {
+    int kinds[MOFO_TASK_KINDS] = {0};
+    for (long i = 0; i < tr.n && i < w->n_train; i++) {
         const char *q = str_field(&tr, i, "query"), *r = str_field(&tr, i, "response");
         if (!q || !r) continue;
-        long final = -1;
-        const char *why = check_solution(r, &final);
+        all[n_all++] = q;
+        afact f = {-1, 0, 0, 0};
+        const char *why = check_task_response(r, &f);
         CHECK(!why, "math_train:%ld: %s: %s", i + 1, why, r);
-        CHECK(final == w->problems[i].answer && strcmp(q, w->problems[i].query) == 0, "math_train:%ld", i + 1);
+        if (why) continue;
+        why = check_question(q, f.kind, &f, NULL);
+        CHECK(!why, "math_train:%ld: %s: %s / %s", i + 1, why, q, r);
+        const mofo_problem *pr = &w->problems[i];
+        CHECK(pr->kind == f.kind && pr->answer == f.c && strcmp(q, pr->query) == 0 && strcmp(r, pr->response) == 0,
+              "math_train:%ld: not the world's problem %ld (kind %d)", i + 1, i, pr->kind);
+        kinds[f.kind]++;
+        trained[fact_key(f.kind, f.a, f.b)] = 1;
+        CHECK(phrasing(ph, f.kind, q, 1) >= 0, "math_train:%ld: a phrasing too many for kind %d: %s", i + 1, f.kind, q);
     }
-    free_lines(&tr);
-    /* val and test: the answer is the one the worked solution of the same problem reaches */
+    for (int k = 0; k < MOFO_TASK_KINDS; k++) CHECK(kinds[k] > 0, "no training problem of kind %c", OPS[k]);
+    /* val and test: the answer is the result of the question's operands under its kind; the fact
+     * (from the world's worked solution) once in all of val and test and never trained on */
+    lines L[2];
     const mofo_world_file ev[2] = {MOFO_WF_MATH_VAL, MOFO_WF_MATH_TEST};
     int from[2] = {w->n_train, w->n_train + w->n_val}, n[2] = {w->n_val, w->n_test};
+    long leaked = 0, twice = 0;
     for (int k = 0; k < 2; k++) {
-        lines L = parse_lines(&fs->f[ev[k]], mofo_world_file_name(ev[k]));
-        CHECK(L.n == n[k] && n[k] > 0, "%s: %ld lines", mofo_world_file_name(ev[k]), L.n);
-        for (long i = 0; i < L.n && i < n[k]; i++) {
-            const char *p = str_field(&L, i, "prompt"), *a = str_field(&L, i, "answer");
+        const char *name = mofo_world_file_name(ev[k]);
+        L[k] = parse_lines(&fs->f[ev[k]], name);
+        CHECK(L[k].n == n[k] && n[k] > 0, "%s: %ld lines", name, L[k].n);
+        for (long i = 0; i < L[k].n && i < n[k]; i++) {
+            const char *p = str_field(&L[k], i, "prompt"), *a = str_field(&L[k], i, "answer");
             const mofo_problem *pr = &w->problems[from[k] + i];
-            long final = -1;
-            const char *why = check_solution(pr->response, &final);
-            CHECK(!why, "%s:%ld: %s", mofo_world_file_name(ev[k]), i + 1, why);
-            char num[32];
-            snprintf(num, sizeof num, "%ld", final);
-            CHECK(p && a && strcmp(p, pr->query) == 0 && strcmp(a, num) == 0, "%s:%ld: answer %s, solution %s",
-                  mofo_world_file_name(ev[k]), i + 1, a ? a : "?", num);
+            if (!p || !a) continue;
+            all[n_all++] = p;
+            afact f = {-1, 0, 0, 0};
+            const char *why = check_task_response(pr->response, &f);
+            CHECK(!why && f.kind == pr->kind, "%s:%ld: %s: %s (kind %d)", name, i + 1, why ? why : "kind", pr->response,
+                  pr->kind);
+            if (why) continue;
+            why = check_question(p, pr->kind, &f, a);
+            CHECK(!why, "%s:%ld: %s: %s -> %s", name, i + 1, why, p, a);
+            CHECK(strcmp(p, pr->query) == 0 && pr->answer == f.c, "%s:%ld: not the world's problem", name, i + 1);
+            CHECK(phrasing(ph, f.kind, p, 1) >= 0, "%s:%ld: a phrasing too many for kind %c: %s", name, i + 1,
+                  OPS[f.kind], p);
+            int key = fact_key(f.kind, f.a, f.b);
+            leaked += trained[key], twice += held[key];
+            held[key] = 1;
         }
-        free_lines(&L);
     }
-    /* pretrain: "Question: Q\nAnswer: SOLUTION" of the problems after test, solutions checked */
+    /* every kind in four phrasings of its own (no phrasing serves two kinds) */
+    for (int k = 0; k < MOFO_TASK_KINDS; k++) {
+        CHECK(ph->n[k] == 4, "kind %c: %d phrasings", OPS[k], ph->n[k]);
+        for (int j = 0; j < k; j++)
+            for (int a = 0; a < ph->n[k]; a++)
+                for (int b = 0; b < ph->n[j]; b++)
+                    CHECK(strcmp(ph->s[k][a], ph->s[j][b]) != 0, "\"%s\" asks for %c and %c", ph->s[k][a], OPS[k],
+                          OPS[j]);
+    }
+    CHECK(leaked == 0 && twice == 0, "%ld validation/test facts trained on, %ld asked twice", leaked, twice);
+    /* pretrain: "Question: Q\nAnswer: SOLUTION" of the word problems, solutions checked */
     lines P = parse_lines(&fs->f[MOFO_WF_MATH_PRETRAIN], "math_pretrain");
-    /* then the tables: 21*21 sums, 31*32/2 differences, 81 products and 81 quotients */
-    const long tables = 21 * 21 + 31 * 32 / 2 + 2 * 81;
-    CHECK(P.n == w->n_pretrain + tables && w->n_pretrain > 0, "math_pretrain: %ld lines", P.n);
-    long bad_facts = 0, ops[4] = {0};
-    for (long i = w->n_pretrain; i < P.n; i++) {
+    /* then the tables, then every task fact in two sentences */
+    CHECK(P.n == w->n_pretrain + TABLE_LINES + 2L * n_facts && w->n_pretrain > 0, "math_pretrain: %ld lines", P.n);
+    int word_kinds[MOFO_PROBLEM_KINDS] = {0};
+    for (long i = 0; i < P.n && i < w->n_pretrain; i++) {
+        const mofo_problem *pr = &w->problems[w->n_train + w->n_val + w->n_test + i];
+        const char *t = str_field(&P, i, "text");
+        char want[1024];
+        snprintf(want, sizeof want, "Question: %s\nAnswer: %s", pr->query, pr->response);
+        long final = -1;
+        const char *why = check_solution(pr->response, &final);
+        CHECK(!why && final == pr->answer, "math_pretrain:%ld: %s", i + 1, why ? why : "answer");
+        CHECK(t && strcmp(t, want) == 0, "math_pretrain:%ld: %s", i + 1, t ? t : "no text");
+        all[n_all++] = pr->query;
+        CHECK(pr->kind >= 0 && pr->kind < MOFO_PROBLEM_KINDS, "word problem %ld: kind %d", i, pr->kind);
+        if (pr->kind < 0 || pr->kind >= MOFO_PROBLEM_KINDS) continue;
+        word_kinds[pr->kind]++;
+        /* each kind's worked solution has its own shape */
+        static const char *const MARK[MOFO_PROBLEM_KINDS] = {" + ", " - ", " * ", " / ", ", then ", "change"};
+        CHECK(strstr(pr->response, MARK[pr->kind]) != NULL, "word problem %ld of kind %d: %s", i, pr->kind,
+              pr->response);
+    }
+    for (int k = 0; k < MOFO_PROBLEM_KINDS; k++) CHECK(word_kinds[k] > 0, "no word problem of kind %d", k);
+    /* the tables: exactly "A op B = C", every one correct, every task fact among them */
+    long bad_facts = 0, ops[4] = {0}, untabled = 0;
+    unsigned char *tabled = calloc(FACT_KEYS, 1);
+    long t_end = w->n_pretrain + TABLE_LINES < P.n ? w->n_pretrain + TABLE_LINES : P.n;
+    for (long i = w->n_pretrain; i < t_end; i++) {
         const char *t = str_field(&P, i, "text");
         long a, b, c;
         char op;
@@ -201,114 +434,266 @@ static void check_math(const files *fs, const mofo_world *w) {
         }
         long want = op == '+' ? a + b : op == '-' ? a - b : op == '*' ? a * b : op == '/' && b && a % b == 0 ? a / b : -1;
         bad_facts += want != c || want < 0;
-        const char *where = strchr("+-*/", op);
-        if (where) ops[where - "+-*/"]++;
+        const char *where = strchr(OPS, op);
+        if (!where || !op) continue;
+        ops[where - OPS]++;
+        if (task_fact((int)(where - OPS), a, b)) tabled[fact_key((int)(where - OPS), a, b)] = 1;
     }
-    CHECK(bad_facts == 0 && ops[0] == 441 && ops[1] == 496 && ops[2] == 81 && ops[3] == 81,
+    int *keys = malloc((size_t)n_facts * sizeof *keys);
+    task_facts(keys);
+    for (int i = 0; i < n_facts; i++) untabled += !tabled[keys[i]];
+    CHECK(bad_facts == 0 && ops[0] == TABLE_ADD && ops[1] == TABLE_SUB && ops[2] == TABLE_MUL && ops[3] == TABLE_MUL,
           "tables: %ld wrong, %ld + %ld - %ld * %ld /", bad_facts, ops[0], ops[1], ops[2], ops[3]);
-    for (long i = 0; i < P.n && i < w->n_pretrain; i++) {
-        const mofo_problem *pr = &w->problems[w->n_train + w->n_val + w->n_test + i];
+    CHECK(untabled == 0, "%ld task facts missing from the tables", untabled);
+    /* the sentences: each states one correct "A op B = C" of a task fact, every fact in exactly two
+     * different sentences */
+    unsigned char *said = calloc(FACT_KEYS, 1);
+    const char **first_said = calloc(FACT_KEYS, sizeof *first_said);
+    long bad_sentences = 0, same_twice = 0, not_twice = 0;
+    for (long i = t_end; i < P.n; i++) {
         const char *t = str_field(&P, i, "text");
-        char want[1024];
-        snprintf(want, sizeof want, "Question: %s\nAnswer: %s", pr->query, pr->response);
-        long final = -1;
-        const char *why = check_solution(pr->response, &final);
-        CHECK(!why && final == pr->answer, "math_pretrain:%ld: %s", i + 1, why ? why : "answer");
-        CHECK(t && strcmp(t, want) == 0, "math_pretrain:%ld: %s", i + 1, t ? t : "no text");
+        int eqs = 0, key = -1;
+        for (const char *p = t; p && *p; p++) {
+            if (*p < '0' || *p > '9' || (p > t && p[-1] >= '0' && p[-1] <= '9')) continue;
+            char *e;
+            long a = strtol(p, &e, 10), b, c;
+            char op;
+            int used = 0;
+            if (sscanf(e, " %c %ld = %ld%n", &op, &b, &c, &used) != 3 || used <= 0 || !op || !strchr(OPS, op)) continue;
+            int kind = (int)(strchr(OPS, op) - OPS);
+            eqs++;
+            if (task_fact(kind, a, b) && apply(kind, a, b) == c) key = fact_key(kind, a, b);
+            p = e + used - 1;
+        }
+        if (eqs != 1 || key < 0) {
+            if (bad_sentences++ == 0) /* the first one told */
+                CHECK(0, "math_pretrain:%ld: not one correct equation of a task fact: %s", i + 1, t ? t : "?");
+            continue;
+        }
+        if (said[key] == 1 && first_said[key]) same_twice += strcmp(first_said[key], t) == 0;
+        if (!said[key]) first_said[key] = t;
+        said[key]++;
     }
-    free_lines(&P);
-    /* no problem in two splits (nor twice in one) */
-    int total = w->n_train + w->n_val + w->n_test + w->n_pretrain, dups = 0;
-    for (int i = 0; i < total; i++)
-        for (int j = i + 1; j < total; j++) dups += strcmp(w->problems[i].query, w->problems[j].query) == 0;
-    CHECK(dups == 0, "%d repeated problems", dups);
+    for (int i = 0; i < n_facts; i++) not_twice += said[keys[i]] != 2;
+    CHECK(bad_sentences == 0 && not_twice == 0 && same_twice == 0,
+          "sentences: %ld wrong, %ld facts not said twice, %ld said twice the same way", bad_sentences, not_twice,
+          same_twice);
+    free(said), free(first_said), free(tabled), free(keys);
+    /* no query in two files, nor twice in one */
+    int dups = repeats(all, n_all);
+    CHECK(dups == 0 && n_all == (long)w->n_train + w->n_val + w->n_test + w->n_pretrain, "%d repeated of %ld queries",
+          dups, n_all);
+    free_lines(&P), free_lines(&L[0]), free_lines(&L[1]), free_lines(&tr);
+    free(all), free(ph), free(trained), free(held);
+}
+
+/* The largest training set the facts allow: every (fact, phrasing) pair of the training facts once,
+ * which with the held-out facts is every fact; one problem more is refused with a message. */
+static void check_full_task(void) {
+    int n_facts = task_facts(NULL), max_train = 4 * (n_facts - MOFO_WORLD_DEFAULT_VAL - MOFO_WORLD_DEFAULT_TEST);
+    mofo_world_opts o;
+    mofo_world_opts_default(&o);
+    o.seed = 11, o.n_people = 1, o.n_problems = max_train, o.n_pretrain = 0;
+    mofo_world w;
+    mofo_err err = {0};
+    CHECK(mofo_world_build(&w, &o, &err) == 0, "%d training problems: %s", max_train, err.msg);
+    if (!w.problems) return;
+    unsigned char *count = calloc(FACT_KEYS, 1), *held = calloc(FACT_KEYS, 1);
+    int n = w.n_train + w.n_val + w.n_test, bad = 0;
+    const char **q = malloc((size_t)n * sizeof *q);
+    for (int i = 0; i < n; i++) {
+        afact f = {-1, 0, 0, 0};
+        const char *why = check_task_response(w.problems[i].response, &f);
+        if (!why) why = check_question(w.problems[i].query, w.problems[i].kind, &f, NULL);
+        if (why || f.kind != w.problems[i].kind) {
+            if (bad++ == 0) CHECK(0, "problem %d: %s: %s", i, why ? why : "kind", w.problems[i].query);
+            continue;
+        }
+        if (i < w.n_train) count[fact_key(f.kind, f.a, f.b)]++;
+        else held[fact_key(f.kind, f.a, f.b)]++;
+        q[i] = w.problems[i].query;
+    }
+    int *keys = malloc((size_t)n_facts * sizeof *keys), wrong = 0;
+    task_facts(keys);
+    for (int i = 0; i < n_facts; i++) {
+        int h = held[keys[i]], t = count[keys[i]];
+        wrong += !((h == 1 && t == 0) || (h == 0 && t == 4));
+    }
+    CHECK(bad == 0 && wrong == 0, "%d bad problems; %d facts neither held out once nor trained in 4 phrasings", bad,
+          wrong);
+    int dups = bad ? 0 : repeats(q, n);
+    CHECK(dups == 0, "%d repeated questions", dups);
+    free(keys), free(q), free(count), free(held);
+    mofo_world_free(&w);
+    o.n_problems = max_train + 1;
+    CHECK(mofo_world_build(&w, &o, &err) == MOFO_EINVAL && strstr(err.msg, "training problems") &&
+              strstr(err.msg, "facts"),
+          "%d training problems: %s", max_train + 1, err.msg);
+    o.n_problems = 1, o.n_val = n_facts / 2, o.n_test = n_facts - n_facts / 2;
+    CHECK(mofo_world_build(&w, &o, &err) == MOFO_EINVAL && strstr(err.msg, "facts"),
+          "val + test of every fact: %s", err.msg);
 }
 
 /* ---- knowledge: answers against people.jsonl and the biographies ---- */
-static const char *const ATTR_KEY[MOFO_N_ATTR] = {"birthplace", "birth_year", "occupation", "favourite_food"};
-
 typedef struct fact {
     const char *name;
     char val[MOFO_N_ATTR][64];
 } fact;
 
-static void check_knowledge(const files *fs, int n_people) {
+/* the range of each numeric attribute */
+static const struct {
+    int attr, lo, hi;
+} RANGES[] = {{MOFO_ATTR_YEAR, 1901, 1999}, {MOFO_ATTR_HOUSE, 10, 99}, {MOFO_ATTR_HEIGHT, 150, 199},
+              {MOFO_ATTR_LUCKY, 10, 99}};
+#define N_NUMERIC (int)(sizeof RANGES / sizeof RANGES[0])
+
+/* the attribute asked by a person's r-th question of knowledge_gen (numeric 1) or knowledge_mc
+ * (numeric 0): the attributes of that sort in their order */
+static int nth_attr(int numeric, int r) {
+    for (int a = 0; a < MOFO_N_ATTR; a++)
+        if (mofo_world_attr_numeric(a) == numeric && r-- == 0) return a;
+    return -1;
+}
+
+/* the one person s names (-1 if none or several) */
+static long named(const fact *F, long n, const char *s) {
+    long who = -1, k = 0;
+    for (long j = 0; s && j < n; j++)
+        if (F[j].name && mentions(s, F[j].name)) who = j, k++;
+    return k == 1 ? who : -1;
+}
+
+/* "Question: Q\nAnswer:..." of a held-out question: Q never occurs in the training questions */
+static void check_heldout_question(const char *text, const files *fs, const char *where, long i) {
+    const char *q0 = text ? strstr(text, "Question: ") : NULL, *q1 = text ? strstr(text, "\nAnswer:") : NULL;
+    CHECK(q0 == text && q1, "%s:%ld: \"%s\"", where, i + 1, text ? text : "?");
+    if (!q0 || !q1) return;
+    char *sentence = strndup(q0 + 10, (size_t)(q1 - q0 - 10));
+    CHECK(sentence && *sentence && !strstr(fs->f[MOFO_WF_QA].data, sentence), "%s:%ld: \"%s\" is a training phrasing",
+          where, i + 1, sentence ? sentence : "?");
+    free(sentence);
+}
+
+static void check_knowledge(const files *fs, const mofo_world *w) {
+    /* the attributes: 8 distinct keys, the numeric ones those with a range */
+    for (int a = 0; a < MOFO_N_ATTR; a++) {
+        const char *key = mofo_world_attr_name(a);
+        int numeric = 0;
+        for (int r = 0; r < N_NUMERIC; r++) numeric |= RANGES[r].attr == a;
+        CHECK(key && *key && strcmp(key, "?") != 0 && strcmp(key, "name") != 0, "attribute %d: key \"%s\"", a, key);
+        CHECK(mofo_world_attr_numeric(a) == numeric, "attribute %s: numeric %d", key, mofo_world_attr_numeric(a));
+        for (int b = 0; b < a; b++) CHECK(strcmp(key, mofo_world_attr_name(b)) != 0, "attribute key %s twice", key);
+    }
+    CHECK(MOFO_N_ATTR == 8 && nth_attr(1, 3) >= 0 && nth_attr(1, 4) < 0 && nth_attr(0, 3) >= 0 && nth_attr(0, 4) < 0,
+          "%d attributes, not 4 numeric and 4 to choose from", MOFO_N_ATTR);
+    CHECK(strcmp(mofo_world_attr_name(MOFO_N_ATTR), "?") == 0 && !mofo_world_attr_numeric(-1),
+          "attribute out of range");
     lines P = parse_lines(&fs->f[MOFO_WF_PEOPLE], "people");
-    CHECK(P.n == n_people, "people: %ld lines", P.n);
+    CHECK(P.n == w->n_people, "people: %ld lines", P.n);
     fact *F = calloc((size_t)P.n + 1, sizeof *F);
     for (long i = 0; i < P.n; i++) {
+        const mofo_json *root = P.doc[i] ? mofo_json_root(P.doc[i]) : NULL;
         F[i].name = str_field(&P, i, "name");
+        CHECK(root && root->count == 1 + MOFO_N_ATTR, "people:%ld: %zu keys", i + 1, root ? root->count : 0);
         for (int a = 0; a < MOFO_N_ATTR; a++) {
-            const mofo_json *v = P.doc[i] ? mofo_json_get(mofo_json_root(P.doc[i]), ATTR_KEY[a]) : NULL;
-            int64_t y;
-            if (a == MOFO_ATTR_YEAR) {
-                CHECK(v && mofo_json_int64(v, &y) && y >= 1900 && y < 2000, "people:%ld: birth_year", i + 1);
-                snprintf(F[i].val[a], sizeof F[i].val[a], "%lld", v && mofo_json_int64(v, &y) ? (long long)y : -1LL);
+            const char *key = mofo_world_attr_name(a);
+            const mofo_json *v = root ? mofo_json_get(root, key) : NULL;
+            int64_t y = -1;
+            if (mofo_world_attr_numeric(a)) { /* a JSON number in the attribute's range */
+                int lo = 0, hi = -1;
+                for (int r = 0; r < N_NUMERIC; r++)
+                    if (RANGES[r].attr == a) lo = RANGES[r].lo, hi = RANGES[r].hi;
+                int ok = v && mofo_json_int64(v, &y);
+                CHECK(ok && y >= lo && y <= hi, "people:%ld: %s %lld outside %d..%d", i + 1, key, (long long)y, lo, hi);
+                snprintf(F[i].val[a], sizeof F[i].val[a], "%lld", ok ? (long long)y : -1LL);
             } else {
-                CHECK(v && v->type == MOFO_JSON_STRING && v->len > 0, "people:%ld: %s", i + 1, ATTR_KEY[a]);
+                CHECK(v && v->type == MOFO_JSON_STRING && v->len > 0, "people:%ld: %s", i + 1, key);
                 snprintf(F[i].val[a], sizeof F[i].val[a], "%s", v && v->type == MOFO_JSON_STRING ? v->str : "?");
             }
+            /* the file is the world's people */
+            char want[64];
+            mofo_world_attr_text(&w->people[i], a, want, sizeof want);
+            CHECK(strcmp(F[i].val[a], want) == 0, "people:%ld: %s %s, the world's %s", i + 1, key, F[i].val[a], want);
         }
+        CHECK(F[i].name && strcmp(F[i].name, w->people[i].name) == 0, "people:%ld: name", i + 1);
         for (long j = 0; j < i; j++)
             CHECK(!F[i].name || !F[j].name || strcmp(F[i].name, F[j].name) != 0, "people: %s twice", F[i].name);
     }
-    /* biographies: each names one person and states all of that person's facts */
+    /* biographies: each names one person and states all of that person's facts (each value as
+     * often as it must occur: once for itself, once more for each other fact or the name that
+     * contains it, as "violin" in "violin maker" or a house number equal to the lucky one) */
     const mofo_world_file bio_files[2] = {MOFO_WF_BIOS, MOFO_WF_HELDOUT};
     const int per_person[2] = {MOFO_WORLD_BIOS_PER_PERSON, 1};
     for (int k = 0; k < 2; k++) {
-        lines B = parse_lines(&fs->f[bio_files[k]], mofo_world_file_name(bio_files[k]));
+        const char *name = mofo_world_file_name(bio_files[k]);
+        lines B = parse_lines(&fs->f[bio_files[k]], name);
         int *count = calloc((size_t)P.n + 1, sizeof *count);
         for (long i = 0; i < B.n; i++) {
             const char *t = str_field(&B, i, "text");
-            long who = -1, n_named = 0;
-            for (long j = 0; t && j < P.n; j++)
-                if (F[j].name && mentions(t, F[j].name)) who = j, n_named++;
-            CHECK(n_named == 1, "%s:%ld: names %ld people", mofo_world_file_name(bio_files[k]), i + 1, n_named);
+            long who = named(F, P.n, t);
+            CHECK(who >= 0, "%s:%ld: does not name exactly one person: %s", name, i + 1, t ? t : "?");
             if (who < 0) continue;
             count[who]++;
-            for (int a = 0; a < MOFO_N_ATTR; a++)
-                CHECK(strstr(t, F[who].val[a]) != NULL, "%s:%ld: %s missing from \"%s\"",
-                      mofo_world_file_name(bio_files[k]), i + 1, F[who].val[a], t);
+            for (int a = 0; a < MOFO_N_ATTR; a++) {
+                const char *v = F[who].val[a];
+                int need = occurrences(F[who].name, v);
+                for (int b = 0; b < MOFO_N_ATTR; b++) need += occurrences(F[who].val[b], v);
+                CHECK(occurrences(t, v) >= need, "%s:%ld: %s %s missing from \"%s\"", name, i + 1,
+                      mofo_world_attr_name(a), v, t);
+            }
         }
         for (long j = 0; j < P.n; j++)
-            CHECK(count[j] == per_person[k], "%s: %s has %d biographies", mofo_world_file_name(bio_files[k]),
-                  F[j].name, count[j]);
+            CHECK(count[j] == per_person[k], "%s: %s has %d biographies", name, F[j].name, count[j]);
         free(count);
         free_lines(&B);
     }
-    /* training questions: "Question: Q\nAnswer: A" with A one of the named person's facts */
+    /* training questions: "Question: Q\nAnswer: A" with A one of the named person's facts, every
+     * fact in 4 different questions */
     lines Q = parse_lines(&fs->f[MOFO_WF_QA], "knowledge_qa");
+    CHECK(Q.n == 4L * MOFO_N_ATTR * P.n, "knowledge_qa: %ld lines", Q.n);
+    int(*answered)[MOFO_N_ATTR] = calloc((size_t)P.n + 1, sizeof *answered);
+    const char **texts = malloc(((size_t)Q.n + 1) * sizeof *texts);
+    long n_texts = 0;
     for (long i = 0; i < Q.n; i++) {
         const char *t = str_field(&Q, i, "text"), *ans = t ? strstr(t, "\nAnswer: ") : NULL;
-        long who = -1;
-        for (long j = 0; t && j < P.n; j++)
-            if (F[j].name && mentions(t, F[j].name)) who = j;
+        long who = named(F, P.n, t);
         int ok = ans && who >= 0 && strncmp(t, "Question: ", 10) == 0;
-        for (int a = 0; ok && a < MOFO_N_ATTR; a++) ok = strcmp(ans + 9, F[who].val[a]) == 0 ? 2 : ok;
+        for (int a = 0; ok && a < MOFO_N_ATTR; a++)
+            if (strcmp(ans + 9, F[who].val[a]) == 0) ok = 2, answered[who][a]++;
         CHECK(ok == 2, "knowledge_qa:%ld: %s", i + 1, t ? t : "?");
+        if (t) texts[n_texts++] = t;
     }
-    /* gen: birth years in a held-out phrasing */
+    for (long j = 0; j < P.n; j++)
+        for (int a = 0; a < MOFO_N_ATTR; a++) {
+            int same = 0; /* facts of this person with the same value (a house number equal to the lucky one) */
+            for (int b = 0; b < MOFO_N_ATTR; b++) same += strcmp(F[j].val[a], F[j].val[b]) == 0;
+            CHECK(answered[j][a] == 4 * same, "knowledge_qa: %s's %s in %d questions", F[j].name,
+                  mofo_world_attr_name(a), answered[j][a]);
+        }
+    int dups = repeats(texts, n_texts);
+    CHECK(dups == 0, "knowledge_qa: %d repeated lines", dups);
+    free(texts), free(answered);
+    /* gen: each person's numeric facts in attribute order, in a held-out phrasing */
     lines G = parse_lines(&fs->f[MOFO_WF_KNOW_GEN], "knowledge_gen");
-    CHECK(G.n == P.n, "knowledge_gen: %ld lines", G.n);
+    CHECK(G.n == (long)N_NUMERIC * P.n, "knowledge_gen: %ld lines", G.n);
+    int *asked = calloc((size_t)P.n + 1, sizeof *asked);
     for (long i = 0; i < G.n; i++) {
         const char *p = str_field(&G, i, "prompt"), *a = str_field(&G, i, "answer");
-        long who = -1;
-        for (long j = 0; p && j < P.n; j++)
-            if (F[j].name && mentions(p, F[j].name)) who = j;
-        CHECK(p && a && who >= 0 && strcmp(a, F[who].val[MOFO_ATTR_YEAR]) == 0, "knowledge_gen:%ld", i + 1);
-        /* the question's sentence never occurs in the training questions */
-        const char *q0 = p ? strstr(p, "Question: ") : NULL, *q1 = p ? strstr(p, "\nAnswer:") : NULL;
-        if (q0 && q1) {
-            char *sentence = strndup(q0 + 10, (size_t)(q1 - q0 - 10));
-            CHECK(sentence && !strstr(fs->f[MOFO_WF_QA].data, sentence), "knowledge_gen:%ld: \"%s\" is a training phrasing",
-                  i + 1, sentence ? sentence : "?");
-            free(sentence);
-        }
+        long who = named(F, P.n, p);
+        int attr = who >= 0 ? nth_attr(1, asked[who]++) : -1;
+        CHECK(p && a && attr >= 0 && strcmp(a, F[who].val[attr]) == 0, "knowledge_gen:%ld: %s -> %s (%s)", i + 1,
+              p ? p : "?", a ? a : "?", attr >= 0 ? F[who].val[attr] : "no such question");
+        CHECK(p && strlen(p) > 8 && strcmp(p + strlen(p) - 8, "\nAnswer:") == 0, "knowledge_gen:%ld: prompt", i + 1);
+        check_heldout_question(p, fs, "knowledge_gen", i);
     }
-    /* mc: four distinct choices, gold the named person's fact, the others not facts of that person */
+    for (long j = 0; j < P.n; j++)
+        CHECK(asked[j] == N_NUMERIC, "knowledge_gen: %s asked %d times", F[j].name, asked[j]);
+    /* mc: each person's other facts in attribute order; four distinct choices, gold the named
+     * person's fact, the others no fact of that person; held-out phrasing */
     lines M = parse_lines(&fs->f[MOFO_WF_KNOW_MC], "knowledge_mc");
-    CHECK(M.n == 3 * P.n, "knowledge_mc: %ld lines", M.n);
+    CHECK(M.n == (long)(MOFO_N_ATTR - N_NUMERIC) * P.n, "knowledge_mc: %ld lines", M.n);
     long gold_at[4] = {0};
+    memset(asked, 0, ((size_t)P.n + 1) * sizeof *asked);
     for (long i = 0; i < M.n; i++) {
         const char *ctx = str_field(&M, i, "context");
         const mofo_json *root = M.doc[i] ? mofo_json_root(M.doc[i]) : NULL;
@@ -319,23 +704,29 @@ static void check_knowledge(const files *fs, int n_people) {
               "knowledge_mc:%ld: choices/gold", i + 1);
         if (!ctx || !ch || ch->type != MOFO_JSON_ARRAY || ch->count != 4 || gold < 0 || gold > 3) continue;
         gold_at[gold]++;
-        long who = -1;
-        for (long j = 0; j < P.n; j++)
-            if (F[j].name && mentions(ctx, F[j].name)) who = j;
-        CHECK(who >= 0 && strncmp(ctx, "Question: ", 10) == 0 && strlen(ctx) > 9 &&
-                  strcmp(ctx + strlen(ctx) - 9, "\nAnswer: ") == 0,
+        long who = named(F, P.n, ctx);
+        CHECK(who >= 0 && strlen(ctx) > 9 && strcmp(ctx + strlen(ctx) - 9, "\nAnswer: ") == 0,
               "knowledge_mc:%ld: context \"%s\"", i + 1, ctx);
+        check_heldout_question(ctx, fs, "knowledge_mc", i);
         if (who < 0) continue;
+        int attr = nth_attr(0, asked[who]++);
+        CHECK(attr >= 0, "knowledge_mc:%ld: %s asked too often", i + 1, F[who].name);
         int c = 0;
         for (const mofo_json *e = ch->child; e; e = e->next, c++) {
             int is_fact = 0;
             for (int a = 0; a < MOFO_N_ATTR; a++) is_fact |= e->type == MOFO_JSON_STRING && strcmp(e->str, F[who].val[a]) == 0;
             CHECK(is_fact == (c == gold), "knowledge_mc:%ld: choice %d \"%s\"", i + 1, c, e->str ? e->str : "?");
+            if (c == gold && attr >= 0)
+                CHECK(e->str && strcmp(e->str, F[who].val[attr]) == 0, "knowledge_mc:%ld: gold \"%s\", %s's %s is %s",
+                      i + 1, e->str ? e->str : "?", F[who].name, mofo_world_attr_name(attr), F[who].val[attr]);
             for (const mofo_json *d = ch->child; d != e; d = d->next)
                 CHECK(d->str && e->str && strcmp(d->str, e->str) != 0, "knowledge_mc:%ld: choice twice", i + 1);
         }
     }
+    for (long j = 0; j < P.n; j++)
+        CHECK(asked[j] == MOFO_N_ATTR - N_NUMERIC, "knowledge_mc: %s asked %d times", F[j].name, asked[j]);
     for (int k = 0; k < 4; k++) CHECK(gold_at[k] > 0, "gold is never %d", k);
+    free(asked);
     free_lines(&M);
     free_lines(&G);
     free_lines(&Q);
@@ -359,7 +750,9 @@ static void check_command(void) {
         snprintf(cmd, sizeof cmd, "'%s' world --out '%s/a/b' --seed 3 --people 12 --problems=40 --pretrain 9", MOFO_BIN,
                  tmpdir);
         char *out = run(cmd, &st);
-        CHECK(st == 0 && out && strstr(out, "math_train.jsonl: 40 lines"), "run %d: status %d: %s", k, st, out ? out : "");
+        CHECK(st == 0 && out && strstr(out, "math_train.jsonl: 40 lines") && strstr(out, "math_val.jsonl: 100 lines") &&
+                  strstr(out, "math_test.jsonl: 200 lines"),
+              "run %d: status %d: %s", k, st, out ? out : "");
         free(out);
         for (int f = 0; f < MOFO_WORLD_N_FILES; f++) {
             snprintf(path, sizeof path, "%s/a/b/%s", tmpdir, mofo_world_file_name((mofo_world_file)f));
@@ -374,8 +767,8 @@ static void check_command(void) {
         mofo_world_opts back;
         mofo_err err = {0};
         CHECK(mofo_world_opts_read(path, &back, &err) == 0, "%s", err.msg);
-        CHECK(back.seed == 3 && back.n_people == 12 && back.n_problems == 40 && back.n_val == 4 && back.n_test == 8 &&
-                  back.n_pretrain == 9,
+        CHECK(back.seed == 3 && back.n_people == 12 && back.n_problems == 40 && back.n_val == 100 &&
+                  back.n_test == 200 && back.n_pretrain == 9,
               "world.json: seed %llu people %d problems %d val %d test %d pretrain %d", (unsigned long long)back.seed,
               back.n_people, back.n_problems, back.n_val, back.n_test, back.n_pretrain);
     }
@@ -388,11 +781,13 @@ static void check_command(void) {
         {"--out '%s/x' --bogus 1", "--bogus", 2},
         {"--seed 1", "--out is required", 2},
         {"--out '%s/x' --people 0", "--people", 2},
-        {"--out '%s/x' --people 5000", "--people", 2},
+        {"--out '%s/x' --people 20000", "--people", 2},
         {"--out '%s/x' --problems nine", "--problems", 2},
         {"--out '%s/x' --seed -4", "--seed", 2},
         {"--out '%s/x' --pretrain -1", "--pretrain", 2},
-        {"--out '%s/out.txt/sub'", "cannot create folder", 1}, /* a file where a folder must be */
+        {"--out '%s/x' --problems 5000", "training problems", 1}, /* more than the facts left allow */
+        {"--out '%s/x' --val 900", "arithmetic facts", 1},         /* nothing left to train on */
+        {"--out '%s/out.txt/sub'", "cannot create folder", 1},    /* a file where a folder must be */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char args[512];
@@ -430,7 +825,8 @@ int main(void) {
         CHECK(a.f[f].len != c.f[f].len || memcmp(a.f[f].data, c.f[f].data, a.f[f].len) != 0,
               "%s: seeds 7 and 8 give the same bytes", name);
     }
-    CHECK(w.n_val == 30 && w.n_test == 60, "val %d, test %d", w.n_val, w.n_test);
+    CHECK(w.n_val == 100 && w.n_test == 200 && MOFO_WORLD_DEFAULT_VAL == 100 && MOFO_WORLD_DEFAULT_TEST == 200,
+          "val %d, test %d", w.n_val, w.n_test);
     /* the project's readers */
     char tpath[512];
     snprintf(tpath, sizeof tpath, "%s/tokenizers/gpt2-style.json", MOFO_FIXTURES);
@@ -443,11 +839,30 @@ int main(void) {
         check_loads(&a, tok);
         mofo_tokenizer_free(tok);
     }
+    o.seed = 7;
     check_math(&a, &w);
-    check_knowledge(&a, o.n_people);
-    /* names: distinct people; in a world of at most 32 people (the number of first names and of
-     * surnames) no first name and no surname repeats */
-    for (int n = 1; n <= 64; n += 31) {
+    check_knowledge(&a, &w);
+    check_full_task();
+    /* the test set follows from the seed alone (n_test takes its first problems), the validation
+     * set from the seed and n_test: fewer training, validation or test problems change neither */
+    for (int k = 0; k < 2; k++) {
+        mofo_world s;
+        mofo_world_opts so = o;
+        so.n_problems = 20, so.n_val = k ? 0 : 10, so.n_test = k ? 50 : -1, so.n_pretrain = 0;
+        CHECK(mofo_world_build(&s, &so, &err) == 0, "%s", err.msg);
+        int diff = 0;
+        for (int i = 0; s.problems && i < s.n_test; i++)
+            diff += strcmp(s.problems[s.n_train + s.n_val + i].query, w.problems[w.n_train + w.n_val + i].query) != 0;
+        for (int i = 0; s.problems && i < s.n_val; i++)
+            diff += strcmp(s.problems[s.n_train + i].query, w.problems[w.n_train + i].query) != 0;
+        CHECK(s.problems && diff == 0, "val %d, test %d: %d validation/test problems moved", s.n_val, s.n_test, diff);
+        mofo_world_free(&s);
+    }
+    /* names: distinct people; in a world of at most 128 people (the number of surnames) no first
+     * name and no surname repeats */
+    static const int sizes[] = {1, 128, 129, 400};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int n = sizes[k];
         mofo_world u;
         mofo_world_opts uo = o;
         uo.seed = 5, uo.n_people = n, uo.n_problems = 10;
@@ -460,29 +875,41 @@ int main(void) {
                 same_last += u.people[i].last == u.people[j].last;
             }
         CHECK(same_pair == 0, "%d people: %d repeated names", n, same_pair);
-        if (n <= 32) CHECK(same_first == 0 && same_last == 0, "%d people: %d first names and %d surnames shared", n,
-                           same_first, same_last);
+        if (n <= 128) CHECK(same_first == 0 && same_last == 0, "%d people: %d first names and %d surnames shared", n,
+                            same_first, same_last);
         mofo_world_free(&u);
     }
-    /* problem kinds: each kind's worked solution has its own shape; every kind occurs */
-    int kinds[MOFO_PROBLEM_KINDS] = {0};
-    for (int i = 0; i < w.n_train; i++) kinds[w.problems[i].kind]++;
-    for (int k = 0; k < MOFO_PROBLEM_KINDS; k++) CHECK(kinds[k] > 0, "no problem of kind %d", k);
-    for (int i = 0; i < w.n_train; i++) {
-        const char *r = w.problems[i].response;
-        static const char *const MARK[MOFO_PROBLEM_KINDS] = {" + ", " - ", " * ", " / ", ", then ", "change"};
-        CHECK(strstr(r, MARK[w.problems[i].kind]) != NULL, "problem %d of kind %d: %s", i, w.problems[i].kind, r);
+    /* task kinds: each kind's response has its operation; every kind occurs */
+    int kinds[MOFO_TASK_KINDS] = {0};
+    for (int i = 0; i < w.n_train + w.n_val + w.n_test; i++) {
+        int k = w.problems[i].kind;
+        CHECK(k >= 0 && k < MOFO_TASK_KINDS, "problem %d: kind %d", i, k);
+        if (k < 0 || k >= MOFO_TASK_KINDS) continue;
+        kinds[k] += i < w.n_train;
+        char mark[4] = {' ', OPS[k], ' ', 0};
+        CHECK(strstr(w.problems[i].response, mark) != NULL, "problem %d of kind %d: %s", i, k, w.problems[i].response);
     }
-    /* rendering by kinds: the kinds' files partition the full file */
-    long total = 0;
-    for (int k = 0; k < MOFO_PROBLEM_KINDS; k++) {
-        long nk = 0;
-        mofo_strbuf one = {0};
-        CHECK(mofo_world_render_kinds(&w, MOFO_WF_MATH_TEST, 1u << k, &one, &nk, &err) == 0, "%s", err.msg);
-        total += nk;
-        mofo_sb_free(&one);
+    for (int k = 0; k < MOFO_TASK_KINDS; k++) CHECK(kinds[k] > 0, "no training problem of kind %d", k);
+    /* rendering by kinds: the kinds' files partition the full file (math_pretrain: its word
+     * problems, the tables and sentences coming with every kind) */
+    const mofo_world_file by_kind[3] = {MOFO_WF_MATH_VAL, MOFO_WF_MATH_TEST, MOFO_WF_MATH_PRETRAIN};
+    for (int f = 0; f < 3; f++) {
+        long total = 0, none = -1;
+        mofo_strbuf zero = {0};
+        CHECK(mofo_world_render_kinds(&w, by_kind[f], 0, &zero, &none, &err) == 0, "%s", err.msg);
+        mofo_sb_free(&zero);
+        for (int k = 0; k < MOFO_PROBLEM_KINDS; k++) {
+            long nk = 0;
+            mofo_strbuf one = {0};
+            CHECK(mofo_world_render_kinds(&w, by_kind[f], 1u << k, &one, &nk, &err) == 0, "%s", err.msg);
+            CHECK(k < MOFO_TASK_KINDS || by_kind[f] == MOFO_WF_MATH_PRETRAIN || nk == 0, "%s: %ld problems of kind %d",
+                  mofo_world_file_name(by_kind[f]), nk, k);
+            total += nk - none;
+            mofo_sb_free(&one);
+        }
+        CHECK(total == a.lines[by_kind[f]] - none, "the kinds' %s files hold %ld of %ld problems",
+              mofo_world_file_name(by_kind[f]), total, a.lines[by_kind[f]] - none);
     }
-    CHECK(total == w.n_test, "the kinds' test files hold %ld of %d problems", total, w.n_test);
     /* bad options */
     mofo_world w2;
     o.n_people = 0;

@@ -1,6 +1,7 @@
-/* mofo demo: fine-tunes the shipped base model on the world's arithmetic with each method, choosing
- * each method's learning rate on math_val, and reports task accuracy against the knowledge kept
- * (src/demo/demo.h for the measurements, src/demo/report.h for the files). */
+/* mofo demo: fine-tunes the shipped base model on the world's arithmetic task with each method at
+ * each learning rate of its grid (and several seeds), and compares the knowledge each one kept at a
+ * task accuracy they all reach (src/demo/demo.h for the measurements, src/demo/matched.h for the
+ * comparison, src/demo/report.h for the files). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "demo/report.h"
 #include "io/atomic_file.h"
 #include "io/strbuf.h"
+#include "model/blas.h"
 #include "threads.h"
 #include "timing.h"
 
@@ -20,20 +22,25 @@
 #define MOFO_DEMO_BASE_DIR "models/demo-base"
 #endif
 
+#define DEMO_STEPS 150
+#define DEMO_QUICK_STEPS 8
+
 typedef struct demo_args {
     const char *out, *base, *sweep, *methods;
-    int64_t steps, threads;
-    int quick, json, continual;
+    int64_t steps, threads, seeds;
+    int quick, json, continual, full;
 } demo_args;
 
 static demo_args A;
 static const arg_spec SPECS[] = {
     {"out", ARG_STR, &A.out, "DIR", "where the world, the models and the results go (default demo-out)"},
-    {"quick", ARG_FLAG, &A.quick, NULL, "a smoke run: one learning rate per method, 6 steps"},
+    {"quick", ARG_FLAG, &A.quick, NULL, "a smoke run: one learning rate and one seed per method, 8 steps"},
+    {"full", ARG_FLAG, &A.full, NULL, "every method at every rate with --seeds seeds, then the alpha study and the continual study"},
     {"json", ARG_FLAG, &A.json, NULL, "print results.json instead of the table"},
     {"base", ARG_STR, &A.base, "DIR", "the base model (default: the shipped " MOFO_DEMO_BASE_DIR ")"},
     {"methods", ARG_STR, &A.methods, "LIST", "comma-separated subset of adamw,mofo,l1,l2,hft,lora (default all)"},
-    {"steps", ARG_INT, &A.steps, "N", "fine-tuning steps per run (default 80; --quick 6)"},
+    {"steps", ARG_INT, &A.steps, "N", "fine-tuning steps per run (default 150; --quick 8)"},
+    {"seeds", ARG_INT, &A.seeds, "N", "seeds of AdamW and MoFO (and of every method with --full; default 3, at most 8)"},
     {"sweep-alpha", ARG_STR, &A.sweep, "LIST", "instead: MoFO at each alpha of LIST (e.g. 0.05,0.15,1), the paper's study"},
     {"continual", ARG_FLAG, &A.continual, NULL,
      "instead: three arithmetic tasks in sequence per method; R, OP and BWT as TRACE defines them"},
@@ -42,76 +49,106 @@ static const arg_spec SPECS[] = {
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void cmd_demo_help(FILE *out) {
-    args_help(out, "demo", "[--out DIR] [--quick] [--json] [--sweep-alpha LIST | --continual] [flags]", SPECS, N_SPECS);
+    args_help(out, "demo", "[--out DIR] [--quick | --full] [--json] [--sweep-alpha LIST | --continual] [flags]", SPECS,
+              N_SPECS);
     fprintf(out,
             "\nStarts from the shipped base (a small Llama pre-trained by `mofo pretrain` on the world's\n"
-            "biographies; its world.json names the world) and writes OUT/world (`mofo world`), then for each\n"
-            "method fine-tunes on OUT/world/math_train.jsonl at each learning rate of the method's grid,\n"
-            "keeps the rate with the lowest loss on the 5%% of math_train held out, and scores that model on\n"
-            "math_test and on the knowledge files. Writes OUT/results.json, OUT/results.md, OUT/loss.png and\n"
-            "OUT/tradeoff.png (gnuplot; its scripts and data stay beside them) and the chosen models in\n"
-            "OUT/models/METHOD. Each run's mofo finetune command is in results.json.\n"
-            "--sweep-alpha: MoFO alone at each alpha (results_alpha.*, loss_alpha.png, tradeoff_alpha.png). --continual: each method trains\n"
-            "on add/subtract, then multiply/divide, then two-step problems (the world's word problems split\n"
-            "by kind), at the first rate of its grid, each task's model starting from the last; R[i][j] is\n"
-            "the exact match on task j's test problems after task i, OP the mean of the last row, BWT the\n"
-            "mean of R[last][j] - R[j][j] over the earlier tasks (results_continual.*).\n");
+            "biographies and arithmetic; its world.json names the world) and writes OUT/world (`mofo world`),\n"
+            "then fine-tunes each method on OUT/world/math_train.jsonl at each learning rate of its grid\n"
+            "(AdamW and MoFO with three seeds) and scores every run on math_test and on the knowledge files.\n"
+            "Each method's runs are a curve of task accuracy against knowledge kept; the table reads every\n"
+            "curve at the task accuracy that all of them reach (mean and sd over seeds), so that no method\n"
+            "wins by learning less. The run of each method with the best math_val exact match is its chosen\n"
+            "one (saved in OUT/models/METHOD). Writes OUT/results.json, OUT/results.md, OUT/loss.png and\n"
+            "OUT/tradeoff.png (gnuplot; its scripts and data stay beside them). Each run's mofo finetune\n"
+            "command is in results.json.\n"
+            "--sweep-alpha: MoFO alone at each alpha (results_alpha.*, loss_alpha.png, tradeoff_alpha.png).\n"
+            "--continual: each method trains on addition, then subtraction, then multiplication and division\n"
+            "(the task split by kind), at the middle rate of its grid, each task's model starting from the\n"
+            "last; R[i][j] is the exact match on task j's test questions after task i, OP the mean of the last\n"
+            "row, BWT the mean of R[last][j] - R[j][j] over the earlier tasks (results_continual.*).\n");
 }
 
-/* Fine-tunes with ms at each learning rate of its grid on data_path, keeps the best on math_val,
- * scores it on the test files, saves it to OUT/models/NAME; fills u (u->loss allocated). */
-static int run_method(demo *d, const demo_method *ms, const char *name, const char *data_path, int what, mofo_demo_run *u,
-                      mofo_err *err) {
+/* The models of a curve go to OUT/models/NAME (spaces and '=' made '_'). */
+static void model_dir(const demo *d, const char *name, char *out, size_t cap) {
+    snprintf(out, cap, "%s/models/%s", d->out, name);
+    for (char *c = out + strlen(d->out) + 8; *c; c++)
+        if (*c == ' ' || *c == '=') *c = '_';
+}
+
+/* One run: fine-tunes ms at lr with seed on data_path and scores it on math_val (val_acc), the
+ * held-out training examples (val_loss), math_test and the knowledge files; appends it to r. The
+ * trainer is kept in *keep (the caller frees it). */
+static int run_one(demo *d, const demo_method *ms, const char *name, double lr, int seed, const char *data_path,
+                   mofo_demo_report *r, mofo_trainer **keep, mofo_err *err) {
+    mofo_demo_run *u = &r->runs[r->n_runs];
     memset(u, 0, sizeof *u);
     snprintf(u->name, sizeof u->name, "%s", name);
     snprintf(u->method, sizeof u->method, "%s", mofo_method_name(ms->method));
-    u->alpha = ms->alpha, u->reg = ms->reg, u->steps = d->steps, u->val_loss = INFINITY;
+    u->alpha = ms->alpha, u->reg = ms->reg, u->steps = d->steps, u->lr = lr, u->seed = seed;
+    u->loss = malloc((size_t)d->steps * sizeof *u->loss);
+    if (!u->loss) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     char out_dir[2300];
-    snprintf(out_dir, sizeof out_dir, "%s/models/%s", d->out, name);
-    for (char *c = out_dir + strlen(d->out) + 8; *c; c++)
-        if (*c == ' ' || *c == '=') *c = '_';
-    mofo_trainer *best = NULL;
-    float *loss = malloc((size_t)d->steps * sizeof *loss);
-    if (!loss) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
-    int rc = 0;
-    for (int g = 0; g < 3 && ms->lrs[g] > 0 && !rc; g++) {
-        if (d->quick && g > 0) break;
-        mofo_train_opts o;
-        demo_run_opts(d, ms, ms->lrs[g], d->base_dir, data_path, out_dir, &o);
-        d->run_no++;
-        fprintf(stderr, "[%3.0f s] %d/%d %s lr %g: %d steps", cli_now() - d->t0, d->run_no, d->n_runs_total, name,
-                ms->lrs[g], d->steps);
-        fflush(stderr);
-        mofo_trainer *t = NULL;
-        double ms_step = 0;
-        mofo_demo_scores val;
-        double vloss = NAN;
-        if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(t, loss, &ms_step, err)) ||
-            (rc = mofo_trainer_eval(t, &vloss, err)) ||
-            (rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, NULL, &val, err))) {
-            mofo_trainer_free(t);
-            break;
-        }
-        fprintf(stderr, ", %.0f ms/step, loss %.3f -> %.3f, validation loss %.4f, math_val %.1f%%\n", ms_step,
-                (double)loss[0], (double)loss[d->steps - 1], vloss, 100 * val.task_acc);
-        if (vloss < u->val_loss) { /* ties keep the smaller rate, tried first */
-            mofo_trainer_free(best);
-            best = t;
-            u->val_loss = vloss, u->val_acc = val.task_acc, u->lr = o.lr, u->ms_per_step = ms_step;
-            float *keep = u->loss;
-            u->loss = loss, loss = keep ? keep : malloc((size_t)d->steps * sizeof *loss);
-            demo_finetune_command(&o, u->command, sizeof u->command);
-            mofo_demo_eval_command(out_dir, d->world, what, u->eval_command, sizeof u->eval_command);
-            if (!loss) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
-        } else {
-            mofo_trainer_free(t);
-        }
+    model_dir(d, name, out_dir, sizeof out_dir);
+    mofo_train_opts o;
+    demo_run_opts(d, ms, lr, (uint64_t)seed, d->base_dir, data_path, out_dir, &o);
+    demo_finetune_command(&o, u->command, sizeof u->command);
+    d->run_no++;
+    fprintf(stderr, "[%3.0f s] %d/%d %s lr %g seed %d: %d steps", cli_now() - d->t0, d->run_no, d->n_runs_total, name, lr,
+            seed, d->steps);
+    fflush(stderr);
+    mofo_trainer *t = NULL;
+    mofo_demo_scores val;
+    int rc = mofo_trainer_create(&t, &o, err);
+    if (!rc) rc = demo_train(t, u->loss, &u->ms_per_step, &u->coverage, err);
+    if (!rc) rc = mofo_trainer_eval(t, &u->val_loss, err);
+    if (!rc) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, NULL, &val, err);
+    if (!rc) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, d->base->params, &u->s,
+                                     err);
+    if (rc) {
+        fprintf(stderr, "\n");
+        free(u->loss);
+        mofo_trainer_free(t);
+        return rc;
     }
-    free(loss);
+    if (!(o.method == MOFO_METHOD_MOFO || o.method == MOFO_METHOD_LORA_MOFO)) u->coverage = NAN; /* dense: all move */
+    u->val_acc = val.task_acc;
+    r->n_runs++;
+    fprintf(stderr, ", %.0f ms/step, loss %.3f -> %.3f; val %.1f%%, task %.1f%%, knowledge EM %.1f%% MC %.1f%%\n",
+            u->ms_per_step, (double)u->loss[0], (double)u->loss[d->steps - 1], 100 * u->val_acc, 100 * u->s.task_acc,
+            100 * u->s.knowledge_em, 100 * u->s.knowledge_mc);
+    *keep = t;
+    return 0;
+}
+
+/* Every run of one curve: each rate of the grid (--quick: one) for each seed. The seed-1 run with the
+ * best math_val exact match (ties: the smaller rate) is the chosen one; its model is saved. */
+static int run_curve(demo *d, const demo_method *ms, const char *name, int n_seeds, const char *data_path,
+                     mofo_demo_report *r, mofo_err *err) {
+    mofo_trainer *best = NULL;
+    int chosen = -1, rc = 0;
+    for (int seed = 1; seed <= n_seeds && !rc; seed++)
+        for (int g = 0; g < DEMO_GRID && !rc; g++) {
+            if (d->quick && g != DEMO_QUICK_LR) continue;
+            mofo_trainer *t = NULL;
+            if ((rc = run_one(d, ms, name, ms->lrs[g], seed, data_path, r, &t, err))) break;
+            int i = r->n_runs - 1;
+            if (seed == 1 && (chosen < 0 || r->runs[i].val_acc > r->runs[chosen].val_acc)) {
+                mofo_trainer_free(best);
+                best = t, chosen = i;
+            } else {
+                mofo_trainer_free(t);
+            }
+        }
     if (!rc && best) {
+        char out_dir[2300];
+        model_dir(d, name, out_dir, sizeof out_dir);
+        mofo_demo_run *u = &r->runs[chosen];
+        u->chosen = 1;
         if (demo_make_dir(out_dir)) rc = mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", out_dir, strerror(errno));
-        if (!rc) rc = mofo_demo_evaluate(best->m, best->tok, d->world, what, d->base->params, &u->s, err);
         if (!rc) rc = mofo_trainer_save_final(best, out_dir, err);
+        mofo_demo_eval_command(out_dir, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, u->eval_command,
+                               sizeof u->eval_command);
     }
     mofo_trainer_free(best);
     return rc;
@@ -121,10 +158,12 @@ static int run_method(demo *d, const demo_method *ms, const char *name, const ch
 static int report(demo *d, mofo_demo_report *r, const char *stem, mofo_err *err) {
     mofo_strbuf js = {0}, md = {0};
     r->seconds = cli_now() - d->t0;
+    int rc = mofo_demo_match(r, err);
+    if (rc) return rc;
     mofo_demo_json(r, &js);
     mofo_demo_markdown(r, &md);
     char path[2300];
-    int rc = js.failed || md.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : 0;
+    rc = js.failed || md.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : 0;
     snprintf(path, sizeof path, "%s/%s.json", d->out, stem);
     if (!rc) rc = mofo_write_file_atomic(path, js.data, js.len, err);
     snprintf(path, sizeof path, "%s/%s.md", d->out, stem);
@@ -192,6 +231,56 @@ static int parse_alphas(const char *s, double *out, int cap) {
     return n ? n : -1;
 }
 
+/* The seeds of a curve: one for --quick, --seeds for every method with --full, else the method's own
+ * count with --seeds replacing the counts above one. */
+static int curve_seeds(const demo_method *ms) {
+    if (A.quick) return 1;
+    int seeds = A.seeds > 0 ? (int)A.seeds : 3;
+    return A.full || ms->seeds > 1 ? seeds : 1;
+}
+
+/* The methods study (n_alpha == 0) or the alpha study: every curve, then the report. */
+static int study(demo *d, const int *use, const double *alphas, int n_alpha, const mofo_demo_scores *base,
+                 mofo_err *err) {
+    mofo_demo_report r = {.base = *base, .kind = n_alpha ? "alpha" : "methods", .plot_suffix = n_alpha ? "_alpha" : ""};
+    int n_curves = n_alpha ? n_alpha : DEMO_N_METHODS, n_runs = 0, rc = 0;
+    d->run_no = d->n_runs_total = 0;
+    for (int i = 0; i < n_curves; i++) {
+        const demo_method *ms = &DEMO_METHODS[n_alpha ? 1 : i];
+        if (!n_alpha && !use[i]) continue;
+        n_runs += curve_seeds(ms) * (d->quick ? 1 : DEMO_GRID);
+    }
+    d->n_runs_total = n_runs;
+    r.runs = calloc((size_t)n_runs + 1, sizeof *r.runs);
+    if (!r.runs) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    char data[2300];
+    snprintf(data, sizeof data, "%s/%s", d->world, mofo_world_file_name(MOFO_WF_MATH_TRAIN));
+    for (int i = 0; i < n_curves && !rc; i++) {
+        demo_method ms = DEMO_METHODS[n_alpha ? 1 : i];
+        char name[32];
+        if (n_alpha) {
+            ms.alpha = alphas[i];
+            snprintf(name, sizeof name, "mofo a=%g", alphas[i]);
+        } else {
+            if (!use[i]) continue;
+            snprintf(name, sizeof name, "%s", ms.name);
+        }
+        rc = run_curve(d, &ms, name, curve_seeds(&ms), data, &r, err);
+        if (rc) mofo_err_prefix(err, "%s", name);
+    }
+    if (!rc) {
+        snprintf(r.settings, sizeof r.settings,
+                 "\"base\": \"%.1500s\", \"world_seed\": %llu, \"people\": %d, \"steps\": %d, \"batch\": %d, "
+                 "\"seq_len\": %d, \"schedule\": \"linear, warm-up 0.1\", \"quick\": %s, \"val_problems\": %d, "
+                 "\"test_problems\": %d, \"matrix_products\": \"%s\"",
+                 d->base_dir, (unsigned long long)d->wo.seed, d->wo.n_people, d->steps, d->batch, d->seq_len,
+                 d->quick ? "true" : "false", d->wo.n_val, d->wo.n_test, mofo_blas_kernel());
+        rc = report(d, &r, n_alpha ? "results_alpha" : "results", err);
+    }
+    mofo_demo_report_free(&r);
+    return rc;
+}
+
 int cmd_demo(int argc, char **argv) {
     memset(&A, 0, sizeof A);
     A.steps = -1;
@@ -200,20 +289,26 @@ int cmd_demo(int argc, char **argv) {
     double alphas[16];
     int n_alpha = 0;
     if (parse_methods(A.methods, use)) return 2;
-    if (A.sweep && A.continual) {
-        fprintf(stderr, "mofo demo: --sweep-alpha and --continual are two studies; give one\n");
+    if ((A.sweep != NULL) + A.continual + A.full > 1) {
+        fprintf(stderr, "mofo demo: --sweep-alpha, --continual and --full are separate studies; give one\n");
+        return 2;
+    }
+    if (A.quick && A.full) {
+        fprintf(stderr, "mofo demo: --quick and --full: give one\n");
         return 2;
     }
     if (A.sweep && (n_alpha = parse_alphas(A.sweep, alphas, 16)) < 0) return 2;
-    if (A.threads < 0 || A.steps == 0 || A.steps < -1 || A.steps > 1000000) {
-        fprintf(stderr, "mofo demo: --threads must be >= 0 and --steps in 1..1000000\n");
+    if (A.threads < 0 || A.steps == 0 || A.steps < -1 || A.steps > 1000000 || A.seeds < 0 ||
+        A.seeds > MOFO_DEMO_MAX_SEEDS) {
+        fprintf(stderr, "mofo demo: --threads must be >= 0, --steps in 1..1000000 and --seeds in 1..%d\n",
+                MOFO_DEMO_MAX_SEEDS);
         return 2;
     }
     demo *d = calloc(1, sizeof *d);
     if (!d) return demo_fail("out of memory", NULL);
     d->t0 = cli_now();
     d->quick = A.quick;
-    d->steps = A.steps > 0 ? (int)A.steps : A.quick ? 6 : 80;
+    d->steps = A.steps > 0 ? (int)A.steps : A.quick ? DEMO_QUICK_STEPS : DEMO_STEPS;
     d->batch = 16, d->seq_len = 256, d->threads = (int)A.threads;
     snprintf(d->out, sizeof d->out, "%s", A.out ? A.out : "demo-out");
     snprintf(d->base_dir, sizeof d->base_dir, "%s", A.base ? A.base : MOFO_DEMO_BASE_DIR);
@@ -221,7 +316,6 @@ int cmd_demo(int argc, char **argv) {
     cli_set_threads(d->threads);
     mofo_err err = {0};
     int rc = 0;
-    mofo_demo_report r = {.kind = A.sweep ? "alpha" : "methods", .plot_suffix = A.sweep ? "_alpha" : ""};
     char models[2200]; /* OUT/world is made by mofo_world_write */
     snprintf(models, sizeof models, "%s/models", d->out);
     const char *bad_dir = demo_make_dir(d->out) ? d->out : demo_make_dir(models) ? models : NULL;
@@ -230,74 +324,38 @@ int cmd_demo(int argc, char **argv) {
         free(d);
         return 1;
     }
+    mofo_demo_scores base;
     if ((rc = demo_make_world(d, &err)) ||
         (rc = mofo_model_load(&d->base, d->base_dir, &err)) || (rc = mofo_tokenizer_load_dir(&d->tok, d->base_dir, &err))) {
         rc = demo_fail("base", &err);
         goto done;
     }
-    fprintf(stderr, "mofo demo: base %s (%zu parameters), world of %d people in %s, %d steps of %d examples per run\n",
-            d->base_dir, d->base->n_floats, d->wo.n_people, d->world, d->steps, d->batch);
-    if (mofo_demo_evaluate(d->base, d->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, NULL, &r.base, &err)) {
+    fprintf(stderr, "mofo demo: base %s (%zu parameters), world of %d people in %s, %d steps of %d examples per run\n"
+                    "matrix products: %s\n",
+            d->base_dir, d->base->n_floats, d->wo.n_people, d->world, d->steps, d->batch, mofo_blas_kernel());
+    if (mofo_demo_evaluate(d->base, d->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, NULL, &base, &err)) {
         rc = demo_fail("scoring the base", &err);
         goto done;
     }
-    r.base.l2_distance = 0;
-    fprintf(stderr, "[%3.0f s] base: task %.1f%%, knowledge EM %.1f%%, MC %.1f%%, ppl %.3f\n", cli_now() - d->t0,
-            100 * r.base.task_acc, 100 * r.base.knowledge_em, 100 * r.base.knowledge_mc, r.base.ppl);
+    base.l2_distance = base.changed_fraction = 0;
+    for (int k = 0; k < MOFO_N_KINDS; k++) base.l2_kind[k] = 0;
+    fprintf(stderr, "[%3.0f s] base: task %.1f%% of %d, knowledge EM %.1f%% of %d, MC %.1f%% of %d, ppl %.3f\n",
+            cli_now() - d->t0, 100 * base.task_acc, base.n_task, 100 * base.knowledge_em, base.n_em,
+            100 * base.knowledge_mc, base.n_mc, base.ppl);
     if (A.continual) {
-        if (demo_continual(d, use, &r.base, A.json, &err)) rc = demo_fail("continual", &err);
+        if (demo_continual(d, use, &base, A.json, &err)) rc = demo_fail("continual", &err);
         goto done;
     }
-    char data[2300];
-    snprintf(data, sizeof data, "%s/%s", d->world, mofo_world_file_name(MOFO_WF_MATH_TRAIN));
-    int n_runs = 0;
-    if (A.sweep) {
-        n_runs = n_alpha;
-    } else {
-        for (int i = 0; i < DEMO_N_METHODS; i++) n_runs += use[i];
-    }
-    r.runs = calloc((size_t)n_runs, sizeof *r.runs);
-    if (!r.runs) {
-        rc = demo_fail("out of memory", NULL);
+    if (study(d, use, alphas, n_alpha, &base, &err)) {
+        rc = demo_fail(n_alpha ? "alpha study" : "methods", &err);
         goto done;
     }
-    for (int i = 0; i < (A.sweep ? n_alpha : DEMO_N_METHODS); i++) {
-        demo_method ms = A.sweep ? DEMO_METHODS[1] : DEMO_METHODS[i];
-        if (!A.sweep && !use[i]) continue;
-        if (A.sweep) ms.alpha = alphas[i];
-        for (int g = 0; g < 3 && ms.lrs[g] > 0; g++) d->n_runs_total += !d->quick || g == 0;
-    }
-    for (int i = 0; i < (A.sweep ? n_alpha : DEMO_N_METHODS) && !rc; i++) {
-        demo_method ms = A.sweep ? DEMO_METHODS[1] : DEMO_METHODS[i];
-        char name[32];
-        if (A.sweep) {
-            ms.alpha = alphas[i];
-            snprintf(name, sizeof name, "mofo a=%g", alphas[i]);
-        } else {
-            if (!use[i]) continue;
-            snprintf(name, sizeof name, "%s", ms.name);
-        }
-        mofo_demo_run *u = &r.runs[r.n_runs];
-        if ((rc = run_method(d, &ms, name, data, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, u, &err))) {
-            rc = demo_fail(name, &err);
-            break;
-        }
-        r.n_runs++;
-        fprintf(stderr, "[%3.0f s] %s: lr %g, task %.1f%%, knowledge EM %.1f%%, MC %.1f%%, ppl %.3f, L2 %.3f\n",
-                cli_now() - d->t0, name, u->lr, 100 * u->s.task_acc, 100 * u->s.knowledge_em, 100 * u->s.knowledge_mc,
-                u->s.ppl, u->s.l2_distance);
-    }
-    if (!rc) {
-        snprintf(r.settings, sizeof r.settings,
-                 "\"base\": \"%.1500s\", \"world_seed\": %llu, \"people\": %d, \"steps\": %d, \"batch\": %d, \"seq_len\": %d, "
-                 "\"schedule\": \"linear, warm-up 0.1\", \"quick\": %s, \"val_problems\": %d, \"test_problems\": %d",
-                 d->base_dir, (unsigned long long)d->wo.seed, d->wo.n_people, d->steps, d->batch, d->seq_len,
-                 d->quick ? "true" : "false", d->wo.n_val, d->wo.n_test);
-        if (report(d, &r, A.sweep ? "results_alpha" : "results", &err)) rc = demo_fail("writing the results", &err);
+    if (A.full) { /* the paper's alpha study and the continual study after the methods */
+        static const double full_alphas[] = {0.05, 0.1, 0.15, 0.2, 0.5, 1};
+        if (study(d, use, full_alphas, 6, &base, &err)) rc = demo_fail("alpha study", &err);
+        else if (demo_continual(d, use, &base, A.json, &err)) rc = demo_fail("continual", &err);
     }
 done:
-    for (int i = 0; i < r.n_runs; i++) free(r.runs[i].loss);
-    free(r.runs);
     mofo_model_free(d->base);
     mofo_tokenizer_free(d->tok);
     mofo_world_free(&d->w);

@@ -9,14 +9,21 @@
 static const char *out_dir;
 static int64_t seed, n_people, n_problems, n_val, n_test, n_pretrain;
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static const arg_spec SPECS[] = {
     {"out", ARG_STR, &out_dir, "DIR", "the folder to write (created when missing); required"},
     {"seed", ARG_INT, &seed, "S", "the generator's seed, >= 0 (default 1): the same seed writes the same bytes"},
-    {"people", ARG_INT, &n_people, "N", "people in the world (default 200)"},
-    {"problems", ARG_INT, &n_problems, "N", "training word problems (default 2000)"},
-    {"val", ARG_INT, &n_val, "N", "validation word problems (default problems/10)"},
-    {"test", ARG_INT, &n_test, "N", "test word problems (default problems/5)"},
-    {"pretrain", ARG_INT, &n_pretrain, "N", "word problems as plain text for pre-training (default 0)"},
+    {"people", ARG_INT, &n_people, "N", "people in the world (default 128; up to 128 share no first name or surname)"},
+    {"problems", ARG_INT, &n_problems, "N",
+     "training arithmetic questions (default 2000; at most 4 per fact left after --val and --test)"},
+    {"val", ARG_INT, &n_val, "N",
+     "validation arithmetic questions, on facts never trained on (default " STR(MOFO_WORLD_DEFAULT_VAL) ")"},
+    {"test", ARG_INT, &n_test, "N",
+     "test arithmetic questions, on facts never trained on (default " STR(MOFO_WORLD_DEFAULT_TEST) ")"},
+    {"pretrain", ARG_INT, &n_pretrain, "N",
+     "word problems as text for pre-training, then the tables and facts (default 0: math_pretrain empty)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
@@ -25,10 +32,14 @@ void cmd_world_help(FILE *out) {
     fprintf(out, "\nWrites, each atomically:\n");
     for (int f = 0; f < MOFO_WORLD_N_FILES; f++) fprintf(out, "  %s\n", mofo_world_file_name((mofo_world_file)f));
     fprintf(out, "  world.json (the options: the same options write the same world)\n");
-    fprintf(out, "knowledge_* and people.jsonl describe the people (the general knowledge: pretrain on\n"
-                 "knowledge_bios + knowledge_qa, evaluate with ppl:knowledge_heldout, gen:knowledge_gen,\n"
-                 "mc:knowledge_mc); math_* are the skill to fine-tune on (math_train, MetaMathQA format) and\n"
-                 "evaluate (gen:math_val, gen:math_test, with the fine-tuning template).\n");
+    fprintf(out, "knowledge_* and people.jsonl describe the people, 8 facts each (the general knowledge: pretrain\n"
+                 "on knowledge_bios + knowledge_qa, evaluate with ppl:knowledge_heldout, gen:knowledge_gen for\n"
+                 "the 4 numbers, mc:knowledge_mc for the 4 others). math_train, math_val and math_test are the\n"
+                 "skill to fine-tune on: arithmetic questions (add, subtract, multiply, divide)\n"
+                 "answered \"A op B = C\\n#### C\" (fine-tune on math_train, MetaMathQA format; evaluate with\n"
+                 "gen:math_val, gen:math_test and the fine-tuning template); no validation or test fact is\n"
+                 "trained on. math_pretrain is plain text for the base model (with --pretrain N > 0): N word\n"
+                 "problems, the arithmetic tables, and every fact of the task in two sentences.\n");
 }
 
 int cmd_world(int argc, char **argv) {

@@ -8,11 +8,16 @@
 #include "demo/world.h"
 #include "train/train.h"
 
+#define DEMO_GRID 3
+#define DEMO_QUICK_LR 2
+#define DEMO_CONTINUAL_LR 1
+
 typedef struct demo_method {
     const char *name;
     mofo_method method;
     double alpha, reg; /* NaN when the method has none */
-    double lrs[3];     /* the grid (0 ends it); the first is --quick's and --continual's */
+    double lrs[DEMO_GRID]; /* the grid, ascending; --quick takes lrs[DEMO_QUICK_LR], --continual lrs[DEMO_CONTINUAL_LR] */
+    int seeds;             /* seeds in the default demo (--seeds sets those with more than one; --full all) */
 } demo_method;
 
 #define DEMO_N_METHODS 6
@@ -35,14 +40,16 @@ int demo_make_dir(const char *dir);
 int demo_fail(const char *what, const mofo_err *err);
 /* Builds d->w from the base's world.json and writes it into d->world. */
 int demo_make_world(demo *d, mofo_err *err);
-/* The finetune options of a run of method m at lr from model_dir on data_path into out_dir. */
-void demo_run_opts(const demo *d, const demo_method *m, double lr, const char *model_dir, const char *data_path,
-                   const char *out_dir, mofo_train_opts *o);
+/* The finetune options of a run of method m at lr with data order (and LoRA initialisation) seed,
+ * from model_dir on data_path into out_dir. */
+void demo_run_opts(const demo *d, const demo_method *m, double lr, uint64_t seed, const char *model_dir,
+                   const char *data_path, const char *out_dir, mofo_train_opts *o);
 /* The mofo finetune command line with the same options. */
 void demo_finetune_command(const mofo_train_opts *o, char *out, size_t cap);
 /* Trains t to its last step, showing the step on a terminal; loss[s] = step s's loss (t->total_steps
- * floats), *ms_per_step the mean wall time of a step. */
-int demo_train(mofo_trainer *t, float *loss, double *ms_per_step, mofo_err *err);
+ * floats), *ms_per_step the mean wall time of a step, *coverage (may be NULL) the last step's
+ * fraction of trainable entries ever updated. */
+int demo_train(mofo_trainer *t, float *loss, double *ms_per_step, double *coverage, mofo_err *err);
 
 /* The continual study (demo_continual.c): use[i] selects DEMO_METHODS[i]. */
 int demo_continual(demo *d, const int *use, const mofo_demo_scores *base, int json, mofo_err *err);

@@ -1,5 +1,5 @@
-/* mofo demo --continual: each method learns three arithmetic tasks in sequence (the world's word
- * problems split by kind), and the matrix R[i][j] of exact matches on task j's test problems after
+/* mofo demo --continual: each method learns three arithmetic tasks in sequence (the world's task
+ * split by kind: addition, subtraction, multiplication and division), and the matrix R[i][j] of exact matches on task j's test problems after
  * training task i gives OP and BWT as TRACE (Wang et al. 2023) defines them:
  *   OP  = (1/N) sum_j R[N-1][j]                 (performance after the last task)
  *   BWT = (1/(N-1)) sum_{j<N-1} (R[N-1][j] - R[j][j])  (what later tasks cost the earlier ones)
@@ -22,9 +22,9 @@ typedef struct task {
 } task;
 
 static const task TASKS[N_TASKS] = {
-    {"add-sub", 1u << 0 | 1u << 1}, /* add; subtract */
-    {"mul-div", 1u << 2 | 1u << 3}, /* multiply; divide evenly */
-    {"two-step", 1u << 4 | 1u << 5}, /* add then subtract; change */
+    {"add", 1u << MOFO_TASK_ADD},
+    {"sub", 1u << MOFO_TASK_SUB},
+    {"mul-div", 1u << MOFO_TASK_MUL | 1u << MOFO_TASK_DIV},
 };
 
 typedef struct method_result {
@@ -55,7 +55,7 @@ static int write_task_files(demo *d, const task *t, char *train, char *test, siz
 static int run_sequence(demo *d, const demo_method *m, char train[][2300], char test[][2300], method_result *res,
                         mofo_err *err) {
     memset(res, 0, sizeof *res);
-    res->name = m->name, res->lr = m->lrs[0];
+    res->name = m->name, res->lr = m->lrs[DEMO_CONTINUAL_LR];
     char prev[2400], dir[2400];
     snprintf(prev, sizeof prev, "%s", d->base_dir);
     float *loss = malloc((size_t)d->steps * sizeof *loss);
@@ -64,7 +64,7 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
     for (int i = 0; i < N_TASKS && !rc; i++) {
         snprintf(dir, sizeof dir, "%s/continual/%s-%d-%s", d->out, m->name, i + 1, TASKS[i].name);
         mofo_train_opts o;
-        demo_run_opts(d, m, res->lr, prev, train[i], dir, &o);
+        demo_run_opts(d, m, res->lr, 1, prev, train[i], dir, &o);
         d->run_no++;
         fprintf(stderr, "[%3.0f s] %d/%d %s, task %d (%s): %d steps", cli_now() - d->t0, d->run_no, d->n_runs_total,
                 m->name, i + 1, TASKS[i].name, d->steps);
@@ -72,7 +72,7 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
         mofo_trainer *t = NULL;
         double ms_step;
         mofo_demo_scores k;
-        if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(t, loss, &ms_step, err)) ||
+        if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(t, loss, &ms_step, NULL, err)) ||
             (rc = demo_make_dir(dir) ? mofo_errf(err, MOFO_EIO, "%s: cannot create", dir) : 0) ||
             (rc = mofo_trainer_save_final(t, dir, err)) ||
             (rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_KNOWLEDGE, NULL, &k, err))) {
@@ -80,7 +80,7 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
             break;
         }
         res->general[i] = k.knowledge_acc;
-        for (int j = 0; j < N_TASKS && !rc; j++) rc = mofo_demo_evaluate_gen(t->m, t->tok, test[j], &res->R[i][j], err);
+        for (int j = 0; j < N_TASKS && !rc; j++) rc = mofo_demo_evaluate_gen(t->m, t->tok, test[j], &res->R[i][j], NULL, err);
         mofo_trainer_free(t);
         fprintf(stderr, ", R[%d] = %.1f %.1f %.1f, general %.1f%%\n", i + 1, 100 * res->R[i][0], 100 * res->R[i][1],
                 100 * res->R[i][2], 100 * res->general[i]);
@@ -145,11 +145,12 @@ int demo_continual(demo *d, const int *use, const mofo_demo_scores *base, int js
     }
     mofo_sb_printf(&js, "\n  },\n  \"steps_per_task\": %d,\n  \"seconds\": %.1f\n}\n", d->steps, cli_now() - d->t0);
     mofo_sb_puts(&md, "# mofo demo --continual: three arithmetic tasks in sequence\n\n"
-                      "Each method trains on add/subtract, then multiply/divide, then two-step word problems, "
+                      "Each method trains on addition, then subtraction, then multiplication and division, "
                       "each task starting from the model the last one left. \"just after\" is R[j][j], \"at the "
                       "end\" R[last][j]; OP is the mean of the last row, BWT the mean change of the earlier "
                       "tasks from just after to the end (TRACE); general is the knowledge score (mean of "
-                      "birth-year exact match and multiple-choice accuracy), drop = base - end, in points.\n\n");
+                      "the numeric facts' exact match and the multiple-choice accuracy), drop = base - end, in "
+                      "points.\n\n");
     table(res, n, base, &md);
     mofo_sb_printf(&md, "\nBase general knowledge: %.1f%%. %d steps per task; R in full in results_continual.json.\n",
                    100 * base->knowledge_acc, d->steps);

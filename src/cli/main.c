@@ -30,7 +30,7 @@ static const mofo_command COMMANDS[] = {
     {"generate", cmd_generate, cmd_generate_help, "continue a prompt: greedy or sampled, with a KV cache"},
     {"eval", cmd_eval, cmd_eval_help, "evaluate a model: perplexity, multiple choice, generation exact match"},
     {"demo", cmd_demo, cmd_demo_help, "fine-tune the shipped base with each method; task accuracy against knowledge kept"},
-    {"world", cmd_world, cmd_world_help, "write the synthetic world of mofo demo: biographies, questions, word problems"},
+    {"world", cmd_world, cmd_world_help, "write the synthetic world of mofo demo: biographies, questions, the arithmetic task"},
 };
 #define N_COMMANDS (int)(sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -10,7 +10,9 @@
  *   knowledge_acc (knowledge_em + knowledge_mc) / 2: the "general capability" whose drop the demo
  *                 reports, as the paper averages its general benchmarks
  *   ppl           perplexity of knowledge_heldout.jsonl (biographies in held-out templates)
- *   l2_distance   ||theta - theta_base|| over every parameter
+ *   l2_distance   ||theta - theta_base|| over every parameter, and per kind of tensor (l2_kind:
+ *                 embeddings, attention, MLP, norms, lm_head; mofo_param_kind)
+ *   changed_fraction  entries not bitwise equal to the base's / all entries (as `mofo diff`)
  *
  * Each score is what `mofo eval` prints for the same file and options, so any number the demo
  * reports can be rerun by hand. No printing here. */
@@ -22,6 +24,8 @@
 
 typedef struct mofo_demo_scores {
     double task_acc, knowledge_em, knowledge_mc, knowledge_acc, ppl, l2_distance;
+    double changed_fraction, l2_kind[MOFO_N_KINDS];
+    int n_task, n_em, n_mc; /* the items behind task_acc, knowledge_em, knowledge_mc */
 } mofo_demo_scores;
 
 /* Which measurements to take (the others are left NaN). */
@@ -32,7 +36,7 @@ enum {
 };
 
 /* The generation budget of a math answer and of a birth year, in tokens. */
-#define MOFO_DEMO_MATH_MAX_NEW 96
+#define MOFO_DEMO_MATH_MAX_NEW 24
 #define MOFO_DEMO_FACT_MAX_NEW 12
 
 /* Scores model m (tokenizer tok) on the files in world_dir; base (may be NULL: no distance) holds the
@@ -41,7 +45,8 @@ int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *wor
                        mofo_demo_scores *s, mofo_err *err);
 
 /* Exact match on a gen: file of word problems, scored as task_acc (tulu prompt, greedy). */
-int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char *path, double *acc, mofo_err *err);
+int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char *path, double *acc, int *n,
+                           mofo_err *err);
 
 /* The `mofo eval` command lines (joined by "; ") that reproduce the scores of what for the model
  * saved in model_dir; results.json gives them with each run. */

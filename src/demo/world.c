@@ -1,5 +1,5 @@
-/* The synthetic world of `mofo demo`: people, biographies, questions and arithmetic word problems
- * from a seed (see world.h). */
+/* The synthetic world of `mofo demo`: people, biographies, questions, the arithmetic task and the
+ * arithmetic text a base model is pre-trained on, from a seed (see world.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "demo/world.h"
 
@@ -51,68 +51,118 @@ static wrng wrng_for(uint64_t seed, uint64_t stream, uint64_t i) {
 
 /* ---- the world's vocabulary ---- */
 static const char *const FIRST[] = {
-    "Alma",  "Bertil", "Corin",  "Dagny",  "Elio",  "Fenna",  "Gaspar", "Hedda", "Ivo",     "Jorun",  "Kasimir",
-    "Liss",  "Marek",  "Nadia",  "Oswin",  "Petra", "Quill",  "Rasmus", "Sanna", "Teodor",  "Ulla",   "Viggo",
-    "Wenna", "Xaver",  "Ylva",   "Zeno",   "Agnes", "Bruno",  "Cilla",  "Dorian", "Edda",   "Folke",
+    "Alma", "Bertil", "Corin", "Dagny", "Elio", "Fenna", "Gaspar", "Hedda", "Ivo", "Jorun", "Kasimir",
+    "Liss", "Marek", "Nadia", "Oswin", "Petra", "Quill", "Rasmus", "Sanna", "Teodor", "Ulla", "Viggo",
+    "Wenna", "Xaver", "Ylva", "Zeno", "Agnes", "Bruno", "Cilla", "Dorian", "Edda", "Folke", "Anselm",
+    "Britta", "Cosmo", "Delphine", "Emrys", "Freya", "Gideon", "Halina", "Ingrid", "Jasper", "Katrin", "Lorcan",
+    "Maren", "Niklas", "Odile", "Pascal", "Quentin", "Runa", "Silas", "Tamsin", "Ulrich", "Vesna", "Wilhelm",
+    "Xenia", "Yorick", "Zelda", "Ambrose", "Beatrix", "Cyprian", "Dagmar", "Eamon", "Fleur", "Gunnar", "Hester",
+    "Isolde", "Joachim", "Kerstin", "Lucian", "Mathilde", "Nils", "Orla", "Pernille", "Rowena", "Severin", "Thora",
+    "Urban", "Valka", "Wystan", "Yvette", "Zoltan", "Aurelio", "Bodil", "Clement", "Dunja", "Elspeth", "Fridolin",
+    "Greta", "Henrik", "Ilse", "Jonas", "Klara", "Linus", "Magda", "Natan", "Ottilie", "Philippa", "Reinhold",
+    "Solveig", "Tobias", "Una", "Vilhelm", "Winifred", "Yannick", "Zofia", "Arvid", "Brigid", "Constantin", "Dorte",
+    "Egon", "Franka", "Godfrey", "Hanne", "Imre", "Jolanda", "Konrad", "Leopold", "Minna", "Nestor", "Oda",
+    "Piet", "Ragna", "Sigrid", "Torvald", "Uwe", "Verena", "Waldo", "Yara", "Zacharias", "Aldo", "Benedikta",
 };
 static const char *const LAST[] = {
-    "Ashby",  "Brenner",  "Calloway", "Dunmore", "Eskola", "Farrow",   "Galt",     "Holloway",
-    "Ingram", "Jarvik",   "Kessler",  "Lindqvist", "Marlow", "Norcross", "Okafor", "Pell",
-    "Quimby", "Rendell",  "Sorensen", "Thorne",  "Umber",  "Vance",    "Whitlock", "Yarrow",
-    "Zell",   "Abbot",    "Blackwood", "Crane",  "Drummond", "Ellery", "Fairbanks", "Greer",
+    "Ashby", "Brenner", "Calloway", "Dunmore", "Eskola", "Farrow", "Galt", "Holloway",
+    "Ingram", "Jarvik", "Kessler", "Lindqvist", "Marlow", "Norcross", "Okafor", "Pell",
+    "Quimby", "Rendell", "Sorensen", "Thorne", "Umber", "Vance", "Whitlock", "Yarrow",
+    "Zell", "Abbot", "Blackwood", "Crane", "Drummond", "Ellery", "Fairbanks", "Greer",
+    "Ackroyd", "Bellamy", "Cartwright", "Devereux", "Eastwood", "Fenwick", "Gallagher", "Hartley",
+    "Iverson", "Jessop", "Kilbride", "Lockhart", "Merriman", "Northcott", "Oakley", "Penrose",
+    "Quayle", "Radcliffe", "Sheridan", "Treadwell", "Underhill", "Verity", "Wainwright", "Yardley",
+    "Zimmer", "Ambler", "Bancroft", "Cheswick", "Dalgleish", "Eldridge", "Fotheringham", "Goodwin",
+    "Hargreaves", "Ibbotson", "Jolliffe", "Kettering", "Langley", "Moorcroft", "Nettleton", "Ormsby",
+    "Pickering", "Ravenscroft", "Stanhope", "Tolliver", "Upton", "Vickery", "Wetherby", "Yelland",
+    "Zanetti", "Aldridge", "Brockway", "Crowther", "Dankworth", "Egerton", "Fairweather", "Gilchrist",
+    "Hathaway", "Inchbald", "Jardine", "Kingsley", "Lambourne", "Mortimer", "Newcombe", "Ogilvy",
+    "Prendergast", "Rowntree", "Satterthwaite", "Tennyson", "Urquhart", "Villiers", "Westbrook", "Yeoman",
+    "Zouche", "Ashworth", "Birkett", "Colquhoun", "Dewhurst", "Enfield", "Foxley", "Gresham",
+    "Huxtable", "Illingworth", "Jennison", "Kirkwood", "Lovell", "Mountjoy", "Nightingale", "Overton",
+    "Pemberton", "Rushworth", "Sackville", "Thistlethwaite", "Uxbridge", "Vavasour", "Wolstenholme", "Quartermaine",
 };
 static const char *const PLACES[] = {
     "Varnhold",  "Elmsbury",    "Korrin Bay", "Ostmark",  "Pellridge", "Thistlewick", "Dunhallow",
     "Marrowgate", "Silverbrook", "Ashcombe",  "Quarry Hill", "Lowenfeld", "Redmere",   "Stonecross",
     "Wyndham",   "Brackenford", "Halvard",    "Corran",   "Millbeck",  "Tarnwood",
 };
-/* occupations with their article */
-static const char *const JOBS[][2] = {
-    {"a", "baker"},        {"a", "carpenter"},    {"an", "astronomer"},  {"a", "librarian"},
-    {"a", "ferry pilot"},  {"a", "beekeeper"},    {"a", "glassblower"},  {"a", "cartographer"},
-    {"a", "violin maker"}, {"a", "nurse"},        {"a", "lighthouse keeper"}, {"a", "potter"},
-    {"a", "watchmaker"},   {"a", "botanist"},     {"a", "stonemason"},   {"a", "translator"},
+static const char *const JOBS[] = {
+    "baker",       "carpenter",    "astronomer",   "librarian", "ferry pilot",       "beekeeper",
+    "glassblower", "cartographer", "violin maker", "nurse",     "lighthouse keeper", "potter",
+    "watchmaker",  "botanist",     "stonemason",   "translator",
 };
 static const char *const FOODS[] = {
-    "plum jam",      "rye bread",     "pear cake",      "goat cheese",  "lentil soup",     "smoked fish",
-    "honey biscuits", "apple pie",    "mushroom stew",  "fig tarts",    "barley porridge", "roast chestnuts",
-    "cherry pudding", "onion pie",    "walnut bread",   "carrot cake",
+    "plum jam",       "rye bread",  "pear cake",     "goat cheese", "lentil soup",     "smoked fish",
+    "honey biscuits", "apple pie",  "mushroom stew", "fig tarts",   "barley porridge", "roast chestnuts",
+    "cherry pudding", "onion pie",  "walnut bread",  "carrot cake",
 };
-#define YEAR_LO 1901
-#define YEAR_HI 1999
+static const char *const INSTRUMENTS[] = {
+    "violin", "cello", "flute", "harp", "oboe", "trumpet", "accordion", "banjo", "clarinet", "lute", "piano", "bagpipes",
+};
 
-/* Sentence templates: %N the full name, %V the value, %A the value's article (occupations).
- * The first N_TRAIN_T of each attribute are training phrasings, the last one is held out. */
+/* Each attribute: a value from a list (scored by multiple choice) or an integer in [lo, hi] (scored
+ * by exact match), with its sentence and question templates. In a template %N is the full name, %V
+ * the value, %A its article ("a"/"an"). The first N_TRAIN_T fact templates and N_TRAIN_Q questions
+ * are training phrasings, the last of each is held out. Each attribute's training questions vary the
+ * words around a key word the held-out question shares (year, house, tall/height, lucky, food, job,
+ * instrument), and no training question of another attribute shares the held-out one's frame (an
+ * earlier "In which town was X born?" taught a small model to answer "In which year was X born?"
+ * with a town). */
 #define N_TRAIN_T 4
 #define N_T (N_TRAIN_T + 1)
-static const char *const FACT_T[MOFO_N_ATTR][N_T] = {
-    {"%N was born in %V.", "%N came into the world in the town of %V.", "The birthplace of %N is %V.",
-     "%N is a native of %V.", "%V is the town where %N was born."},
-    {"%N was born in the year %V.", "%N's year of birth is %V.", "The year %N was born was %V.",
-     "%N has a birth certificate dated %V.", "In %V, %N was born."},
-    {"%N works as %A %V.", "By trade, %N is %A %V.", "%N earns a living as %A %V.", "%N's trade is that of %A %V.",
-     "%N has a job as %A %V."},
-    {"%N's favourite food is %V.", "%N loves %V more than any other food.", "Nothing pleases %N more than %V.",
-     "The food %N likes best is %V.", "Above all, %N enjoys %V."},
-};
-/* Question phrasings: the first N_TRAIN_Q are training ones, the last is held out. Each attribute's
- * training questions vary the words around a key word the held-out question shares (year / food /
- * job or work), and no training question of another attribute shares the held-out one's frame
- * (a place question "In which town was X born?" taught a small model to answer "In which year was X
- * born?" with a town). */
 #define N_TRAIN_Q 4
 #define N_Q (N_TRAIN_Q + 1)
-static const char *const QUESTION_T[MOFO_N_ATTR][N_Q] = {
-    {"Where was %N born?", "What is %N's home town?", "Which town is %N from?", "Where does %N come from?",
-     "What is the birthplace of %N?"},
-    {"When was %N born?", "What year was %N born in?", "In what year was %N born?", "What is %N's year of birth?",
-     "In which year was %N born?"},
-    {"What does %N do for a living?", "What job does %N have?", "What is %N's job?", "What work does %N do?",
-     "What is the occupation of %N?"},
-    {"What is %N's favourite food?", "Which food does %N like best?", "What does %N like to eat most?",
-     "What food does %N enjoy most?", "What food does %N love most?"},
+typedef struct attr_def {
+    const char *name;          /* the key in people.jsonl */
+    const char *const *values; /* NULL: an integer in [lo, hi] */
+    int n_values, lo, hi;
+    const char *fact[N_T], *question[N_Q];
+} attr_def;
+#define LIST(a) a, COUNT(a), 0, 0
+#define RANGE(lo, hi) NULL, 0, lo, hi
+static const attr_def ATTRS[MOFO_N_ATTR] = {
+    {"birthplace", LIST(PLACES),
+     {"%N was born in %V.", "%N came into the world in the town of %V.", "The birthplace of %N is %V.",
+      "%N is a native of %V.", "%V is the town where %N was born."},
+     {"Where was %N born?", "What is %N's home town?", "Which town is %N from?", "Where does %N come from?",
+      "What is the birthplace of %N?"}},
+    {"birth_year", RANGE(1901, 1999),
+     {"%N was born in the year %V.", "%N's year of birth is %V.", "The year %N was born was %V.",
+      "%N has a birth certificate dated %V.", "In %V, %N was born."},
+     {"When was %N born?", "What year was %N born in?", "In what year was %N born?", "What is %N's year of birth?",
+      "In which year was %N born?"}},
+    {"occupation", LIST(JOBS),
+     {"%N works as %A %V.", "By trade, %N is %A %V.", "%N earns a living as %A %V.", "%N's trade is that of %A %V.",
+      "%N has a job as %A %V."},
+     {"What does %N do for a living?", "What job does %N have?", "What is %N's job?", "What work does %N do?",
+      "What is the occupation of %N?"}},
+    {"favourite_food", LIST(FOODS),
+     {"%N's favourite food is %V.", "%N loves %V more than any other food.", "Nothing pleases %N more than %V.",
+      "The food %N likes best is %V.", "Above all, %N enjoys %V."},
+     {"What is %N's favourite food?", "Which food does %N like best?", "What does %N like to eat most?",
+      "What food does %N enjoy most?", "What food does %N love most?"}},
+    {"instrument", LIST(INSTRUMENTS),
+     {"%N plays the %V.", "%N has played the %V since childhood.", "The instrument %N plays is the %V.",
+      "%N practises the %V every day.", "In the evenings %N can be heard playing the %V."},
+     {"What instrument does %N play?", "Which instrument does %N practise?", "What is %N's instrument?",
+      "What instrument is %N good at?", "Which musical instrument does %N play?"}},
+    {"house_number", RANGE(10, 99),
+     {"%N lives at house number %V.", "%N's house is number %V.", "The house of %N is number %V.",
+      "The front door of %N's house shows the number %V.", "You can find %N at house number %V."},
+     {"What is %N's house number?", "Which house number does %N live at?", "What number is %N's house?",
+      "What number is on the house of %N?", "What is the number of the house where %N lives?"}},
+    {"height_cm", RANGE(150, 199),
+     {"%N is %V centimetres tall.", "%N stands %V centimetres tall.", "The height of %N is %V centimetres.",
+      "%N measures %V centimetres in height.", "At %V centimetres, %N is easy to spot in a crowd."},
+     {"How tall is %N?", "What is %N's height?", "How many centimetres tall is %N?", "What height is %N?",
+      "What is the height of %N in centimetres?"}},
+    {"lucky_number", RANGE(10, 99),
+     {"%N's lucky number is %V.", "%N believes %V is a lucky number.", "The number %V brings %N luck.",
+      "%N always picks the number %V for luck.", "For %N, the lucky number has always been %V."},
+     {"What is %N's lucky number?", "Which number does %N think is lucky?", "Which lucky number does %N have?",
+      "What number brings %N luck?", "What number does %N consider lucky?"}},
 };
-static const char *const ATTR_NAME[MOFO_N_ATTR] = {"birthplace", "birth_year", "occupation", "favourite_food"};
 
 /* names in the word problems: none of them is a person of the world */
 static const char *const KIDS[] = {"Mia", "Tom", "Lena", "Omar", "Rosa", "Jack", "Aiko", "Ben",
@@ -126,17 +176,18 @@ static const char *const FILE_NAME[MOFO_WORLD_N_FILES] = {
     "math_pretrain.jsonl",
 };
 
-enum { STREAM_PEOPLE = 1, STREAM_PROBLEMS, STREAM_FILE };
+enum { STREAM_PEOPLE = 1, STREAM_PROBLEMS, STREAM_FILE, STREAM_TASK };
 
 const char *mofo_world_file_name(mofo_world_file f) {
     return (int)f >= 0 && f < MOFO_WORLD_N_FILES ? FILE_NAME[f] : "?";
 }
-const char *mofo_world_attr_name(int attr) { return attr >= 0 && attr < MOFO_N_ATTR ? ATTR_NAME[attr] : "?"; }
+const char *mofo_world_attr_name(int attr) { return attr >= 0 && attr < MOFO_N_ATTR ? ATTRS[attr].name : "?"; }
+int mofo_world_attr_numeric(int attr) { return attr >= 0 && attr < MOFO_N_ATTR && !ATTRS[attr].values; }
 int mofo_world_max_people(void) { return COUNT(FIRST) * COUNT(LAST); }
 
 void mofo_world_opts_default(mofo_world_opts *o) {
     o->seed = 1;
-    o->n_people = 200;
+    o->n_people = 128;
     o->n_problems = 2000;
     o->n_val = -1;
     o->n_test = -1;
@@ -144,21 +195,9 @@ void mofo_world_opts_default(mofo_world_opts *o) {
 }
 
 void mofo_world_attr_text(const mofo_person *p, int attr, char *out, size_t cap) {
-    switch (attr) {
-    case MOFO_ATTR_PLACE: snprintf(out, cap, "%s", PLACES[p->attr[attr]]); break;
-    case MOFO_ATTR_YEAR: snprintf(out, cap, "%d", p->attr[attr]); break;
-    case MOFO_ATTR_JOB: snprintf(out, cap, "%s", JOBS[p->attr[attr]][1]); break;
-    case MOFO_ATTR_FOOD: snprintf(out, cap, "%s", FOODS[p->attr[attr]]); break;
-    default: snprintf(out, cap, "?");
-    }
-}
-
-/* The value of attribute attr with index v as text (for distractors). */
-static const char *attr_value(int attr, int v) {
-    return attr == MOFO_ATTR_PLACE ? PLACES[v] : attr == MOFO_ATTR_JOB ? JOBS[v][1] : FOODS[v];
-}
-static int attr_count(int attr) {
-    return attr == MOFO_ATTR_PLACE ? COUNT(PLACES) : attr == MOFO_ATTR_JOB ? COUNT(JOBS) : COUNT(FOODS);
+    if (attr < 0 || attr >= MOFO_N_ATTR) snprintf(out, cap, "?");
+    else if (ATTRS[attr].values) snprintf(out, cap, "%s", ATTRS[attr].values[p->attr[attr]]);
+    else snprintf(out, cap, "%d", p->attr[attr]);
 }
 
 /* Appends template t with %N, %V, %A filled. */
@@ -170,7 +209,7 @@ static void fill(mofo_strbuf *sb, const char *t, const mofo_person *p, int attr)
             c++;
             if (*c == 'N') mofo_sb_puts(sb, p->name);
             else if (*c == 'V') mofo_sb_puts(sb, val);
-            else if (*c == 'A') mofo_sb_puts(sb, attr == MOFO_ATTR_JOB ? JOBS[p->attr[attr]][0] : "");
+            else if (*c == 'A') mofo_sb_puts(sb, strchr("aeiou", val[0]) ? "an" : "a");
             continue;
         }
         mofo_sb_append(sb, c, 1);
@@ -185,10 +224,11 @@ static char *sb_take(mofo_strbuf *sb) {
     return s;
 }
 
-/* One word problem from r: query and worked solution into q and a; returns the answer. Every step of
- * the solution is written "X op Y = Z" with integers, and the last line is "#### N". The numbers are
- * small and the texts short, so that a model of a few hundred thousand parameters learns the task in
- * the demo's minutes: one- or two-step problems over sums below 50, products of one-digit numbers. */
+/* One word problem of the pre-training text from r: query and worked solution into q and a; returns
+ * the answer. Every step of the solution is written "X op Y = Z" with integers, and the last line is
+ * "#### N": one- or two-step problems over sums below 50, products of one-digit numbers. (As a
+ * fine-tuning task they were out of reach of the demo's 0.9M-parameter model in its minutes: 3.5-7.5%
+ * test exact match after 80 steps, because it could not copy the numbers out of a long question.) */
 static long make_problem(wrng *r, mofo_strbuf *q, mofo_strbuf *a, int *kind) {
     const char *who = KIDS[wrng_below(r, COUNT(KIDS))];
     const char *other = KIDS[wrng_below(r, COUNT(KIDS))];
@@ -242,6 +282,80 @@ static long make_problem(wrng *r, mofo_strbuf *q, mofo_strbuf *a, int *kind) {
     return res;
 }
 
+/* ---- the fine-tuning task: arithmetic questions ----
+ * One fact is (kind, a, b): a + b for a, b in 1..20; a - b for 1 <= b < a <= 30; a * b for a, b in
+ * 2..9; a / b for a = q * b with q, b in 2..9 (a is the dividend). The base knows every fact from
+ * its pre-training text (the tables and the sentences of arithmetic_text), so the task is a skill
+ * on top of what it knows: read the operands out of a question it has never seen in this form,
+ * and answer in the chat template with the step written out, "A op B = C\n#### C". */
+typedef struct arith_fact {
+    int kind, a, b; /* kind: MOFO_TASK_ADD .. MOFO_TASK_DIV */
+} arith_fact;
+
+static const char OPS[MOFO_TASK_KINDS] = {'+', '-', '*', '/'};
+
+static long arith_result(const arith_fact *f) {
+    return f->kind == 0 ? f->a + f->b : f->kind == 1 ? f->a - f->b : f->kind == 2 ? f->a * f->b : f->a / f->b;
+}
+
+/* Every fact, in a fixed order; returns the count (out may be NULL to count). */
+static int arith_facts(arith_fact *out) {
+    int n = 0;
+#define PUT(k, x, y) (out ? (void)(out[n] = (arith_fact){k, x, y}) : (void)0), n++
+    for (int a = 1; a <= 20; a++)
+        for (int b = 1; b <= 20; b++) PUT(0, a, b);
+    for (int a = 2; a <= 30; a++)
+        for (int b = 1; b < a; b++) PUT(1, a, b);
+    for (int a = 2; a <= 9; a++)
+        for (int b = 2; b <= 9; b++) PUT(2, a, b);
+    for (int q = 2; q <= 9; q++)
+        for (int b = 2; b <= 9; b++) PUT(3, q * b, b);
+#undef PUT
+    return n;
+}
+
+/* Question phrasings per kind; %1 is the first operand (a), %2 the second (b). */
+#define N_ASK 4
+static const char *const ASK[MOFO_TASK_KINDS][N_ASK] = {
+    {"What is %1 plus %2?", "Add %1 and %2.", "What do you get when you add %2 to %1?", "How much is %1 and %2 together?"},
+    {"What is %1 minus %2?", "Subtract %2 from %1.", "What is %1 take away %2?", "How much is left when %2 is taken from %1?"},
+    {"What is %1 times %2?", "Multiply %1 by %2.", "What is the product of %1 and %2?", "How much is %1 lots of %2?"},
+    {"What is %1 divided by %2?", "Divide %1 by %2.", "How many times does %2 go into %1?", "What is %1 shared equally among %2?"},
+};
+
+/* Sentences of the pre-training text that state a fact with its operands repeated, "A op B = C" (the
+ * skill the task asks for, in another form than the task's questions). */
+#define N_SAY 3
+static const char *const SAY[MOFO_TASK_KINDS][N_SAY] = {
+    {"Adding %1 and %2 gives %1 + %2 = %3.", "%1 and %2 more make %1 + %2 = %3.", "The sum of %1 and %2 is %1 + %2 = %3."},
+    {"Taking %2 away from %1 leaves %1 - %2 = %3.", "%1 less %2 is %1 - %2 = %3.",
+     "The difference of %1 and %2 is %1 - %2 = %3."},
+    {"%1 groups of %2 make %1 * %2 = %3.", "Multiplying %1 by %2 gives %1 * %2 = %3.",
+     "The product of %1 and %2 is %1 * %2 = %3."},
+    {"Sharing %1 among %2 gives %1 / %2 = %3 each.", "%1 split into %2 equal parts is %1 / %2 = %3.",
+     "Dividing %1 by %2 gives %1 / %2 = %3."},
+};
+
+/* Appends template t with %1, %2, %3 as a, b and the result. */
+static void fill_fact(mofo_strbuf *sb, const char *t, const arith_fact *f) {
+    for (const char *c = t; *c; c++) {
+        if (c[0] == '%' && c[1] >= '1' && c[1] <= '3') {
+            c++;
+            mofo_sb_printf(sb, "%ld", *c == '1' ? (long)f->a : *c == '2' ? (long)f->b : arith_result(f));
+            continue;
+        }
+        mofo_sb_append(sb, c, 1);
+    }
+}
+
+/* The problem asking fact f in phrasing k. */
+static void make_question(const arith_fact *f, int k, mofo_problem *pr, mofo_strbuf *q, mofo_strbuf *a) {
+    fill_fact(q, ASK[f->kind][k], f);
+    long c = arith_result(f);
+    mofo_sb_printf(a, "%d %c %d = %ld\n#### %ld", f->a, OPS[f->kind], f->b, c, c);
+    pr->answer = c, pr->kind = f->kind;
+}
+
 static uint64_t fnv1a(const char *s) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
@@ -258,13 +372,12 @@ void mofo_world_free(mofo_world *w) {
     memset(w, 0, sizeof *w);
 }
 
-static int build_problems(mofo_world *w, mofo_err *err) {
-    int n = w->n_train + w->n_val + w->n_test + w->n_pretrain;
-    w->problems = calloc((size_t)n, sizeof *w->problems);
+/* The pre-training word problems: n distinct ones from make_problem, into out[0..n). */
+static int build_word_problems(const mofo_world *w, mofo_problem *out, int n, mofo_err *err) {
     size_t cap = 16;
     while (cap < (size_t)n * 2) cap *= 2;
     uint64_t *seen = calloc(cap, sizeof *seen); /* open addressing on the query's hash; 0 = empty */
-    if (!w->problems || !seen) {
+    if (!seen) {
         free(seen);
         return mofo_errf(err, MOFO_ENOMEM, "out of memory for %d problems", n);
     }
@@ -291,7 +404,7 @@ static int build_problems(mofo_world *w, mofo_err *err) {
         while (seen[slot]) {
             /* equal hashes are compared by text so a collision never drops a distinct problem */
             if (seen[slot] == h) {
-                for (int j = 0; j < got && !dup; j++) dup = strcmp(w->problems[j].query, q.data) == 0;
+                for (int j = 0; j < got && !dup; j++) dup = strcmp(out[j].query, q.data) == 0;
                 if (dup) break;
             }
             slot = (slot + 1) & (cap - 1);
@@ -301,14 +414,67 @@ static int build_problems(mofo_world *w, mofo_err *err) {
             continue;
         }
         seen[slot] = h;
-        w->problems[got].query = sb_take(&q);
-        w->problems[got].response = sb_take(&a);
-        w->problems[got].answer = ans;
-        w->problems[got].kind = kind;
+        out[got].query = sb_take(&q);
+        out[got].response = sb_take(&a);
+        out[got].answer = ans;
+        out[got].kind = kind;
         got++;
     }
     free(seen);
     return 0;
+}
+
+/* The task's problems: the facts shuffled by the seed, the first n_test for testing, the next n_val
+ * for validation, the rest for training, so no fact of the test or validation set is ever trained
+ * on; each val/test fact in one random phrasing, and n_train distinct (fact, phrasing) pairs of the
+ * training facts. Then the pre-training word problems. */
+static int build_problems(mofo_world *w, mofo_err *err) {
+    int n_facts = arith_facts(NULL), n_held = w->n_test + w->n_val;
+    int n_train_facts = n_facts - n_held;
+    if (n_train_facts < 1 || w->n_train > N_ASK * n_train_facts)
+        return mofo_errf(err, MOFO_EINVAL,
+                         "the task has %d arithmetic facts: %d test + %d val leave %d to train on, room for at most %d "
+                         "training problems (%d asked)",
+                         n_facts, w->n_test, w->n_val, n_train_facts > 0 ? n_train_facts : 0,
+                         n_train_facts > 0 ? N_ASK * n_train_facts : 0, w->n_train);
+    int n = w->n_train + w->n_val + w->n_test + w->n_pretrain;
+    arith_fact *facts = malloc(sizeof *facts * (size_t)n_facts);
+    int *pairs = malloc(sizeof *pairs * (size_t)N_ASK * (size_t)n_train_facts);
+    w->problems = calloc((size_t)n, sizeof *w->problems);
+    if (!facts || !pairs || !w->problems) {
+        free(facts), free(pairs);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for %d problems", n);
+    }
+    arith_facts(facts);
+    wrng r = wrng_for(w->o.seed, STREAM_TASK, 0);
+    for (int i = n_facts - 1; i > 0; i--) {
+        int j = wrng_below(&r, i + 1);
+        arith_fact t = facts[i];
+        facts[i] = facts[j], facts[j] = t;
+    }
+    /* problems are stored train, val, test, pretrain */
+    mofo_problem *train = w->problems, *val = train + w->n_train, *test = val + w->n_val;
+    int rc = 0;
+    for (int i = 0; i < n_held && !rc; i++) {
+        mofo_problem *pr = i < w->n_test ? &test[i] : &val[i - w->n_test];
+        mofo_strbuf q = {0}, a = {0};
+        make_question(&facts[i], wrng_below(&r, N_ASK), pr, &q, &a);
+        if (q.failed || a.failed) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory writing the task");
+        pr->query = sb_take(&q), pr->response = sb_take(&a);
+    }
+    int n_pairs = N_ASK * n_train_facts;
+    for (int i = 0; i < n_pairs; i++) pairs[i] = i;
+    for (int i = 0; i < w->n_train && !rc; i++) { /* a partial Fisher-Yates over (fact, phrasing) */
+        int j = i + wrng_below(&r, n_pairs - i), t = pairs[i];
+        pairs[i] = pairs[j], pairs[j] = t;
+        mofo_strbuf q = {0}, a = {0};
+        make_question(&facts[n_held + pairs[i] / N_ASK], pairs[i] % N_ASK, &train[i], &q, &a);
+        if (q.failed || a.failed) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory writing the task");
+        train[i].query = sb_take(&q), train[i].response = sb_take(&a);
+    }
+    free(facts), free(pairs);
+    if (!rc) rc = build_word_problems(w, test + w->n_test, w->n_pretrain, err);
+    return rc;
 }
 
 int mofo_world_build(mofo_world *w, const mofo_world_opts *o, mofo_err *err) {
@@ -320,8 +486,8 @@ int mofo_world_build(mofo_world *w, const mofo_world_opts *o, mofo_err *err) {
     if (o->n_val > 1000000 || o->n_test > 1000000 || o->n_pretrain < 0 || o->n_pretrain > 1000000)
         return mofo_errf(err, MOFO_EINVAL, "val/test/pretrain problems: at most 1000000");
     w->o = *o;
-    w->o.n_val = o->n_val >= 0 ? o->n_val : (o->n_problems / 10 > 1 ? o->n_problems / 10 : 1);
-    w->o.n_test = o->n_test >= 0 ? o->n_test : (o->n_problems / 5 > 1 ? o->n_problems / 5 : 1);
+    w->o.n_val = o->n_val >= 0 ? o->n_val : MOFO_WORLD_DEFAULT_VAL;
+    w->o.n_test = o->n_test >= 0 ? o->n_test : MOFO_WORLD_DEFAULT_TEST;
     w->n_train = o->n_problems, w->n_val = w->o.n_val, w->n_test = w->o.n_test, w->n_pretrain = o->n_pretrain;
 
     /* people: distinct (first, last) pairs, a partial Fisher-Yates over all pairs; in a world of at
@@ -355,10 +521,8 @@ int mofo_world_build(mofo_world *w, const mofo_world_opts *o, mofo_err *err) {
             p->first = pairs[i] / COUNT(LAST), p->last = pairs[i] % COUNT(LAST);
         }
         snprintf(p->name, sizeof p->name, "%s %s", FIRST[p->first], LAST[p->last]);
-        p->attr[MOFO_ATTR_PLACE] = wrng_below(&r, COUNT(PLACES));
-        p->attr[MOFO_ATTR_YEAR] = wrng_range(&r, YEAR_LO, YEAR_HI);
-        p->attr[MOFO_ATTR_JOB] = wrng_below(&r, COUNT(JOBS));
-        p->attr[MOFO_ATTR_FOOD] = wrng_below(&r, COUNT(FOODS));
+        for (int a = 0; a < MOFO_N_ATTR; a++)
+            p->attr[a] = ATTRS[a].values ? wrng_below(&r, ATTRS[a].n_values) : wrng_range(&r, ATTRS[a].lo, ATTRS[a].hi);
     }
     free(pairs);
     w->n_people = o->n_people;
@@ -375,7 +539,7 @@ static void json_field(mofo_strbuf *sb, const char *key, const char *val, size_t
     mofo_sb_json_string(sb, val, n);
 }
 
-/* One biography of p: the four facts in a random order, each in a random template of [lo, hi). */
+/* One biography of p: all MOFO_N_ATTR facts in a random order, each in a random template of [lo, hi). */
 static void biography(mofo_strbuf *sb, const mofo_person *p, wrng *r, int lo, int hi) {
     int order[MOFO_N_ATTR];
     for (int i = 0; i < MOFO_N_ATTR; i++) order[i] = i;
@@ -385,7 +549,7 @@ static void biography(mofo_strbuf *sb, const mofo_person *p, wrng *r, int lo, in
     }
     for (int i = 0; i < MOFO_N_ATTR; i++) {
         if (i) mofo_sb_puts(sb, " ");
-        fill(sb, FACT_T[order[i]][lo + wrng_below(r, hi - lo)], p, order[i]);
+        fill(sb, ATTRS[order[i]].fact[lo + wrng_below(r, hi - lo)], p, order[i]);
     }
 }
 
@@ -400,8 +564,8 @@ static void prompt_line(mofo_strbuf *sb, const char *prompt, size_t n, const cha
     mofo_sb_puts(sb, "}\n");
 }
 
-/* The arithmetic a pre-trained model knows before it meets word problems, as {"text": "A op B = C"}
- * lines covering the steps of every problem kind: A + B for A, B in 0..20, A - B for 0 <= B <= A <=
+/* The arithmetic a pre-trained model knows before it is fine-tuned, as {"text": "A op B = C"} lines
+ * covering every fact of the task and every step of the word problems: A + B for A, B in 0..20, A - B for 0 <= B <= A <=
  * 30, A * B and A*B / B for A, B in 1..9. Returns the line count. */
 static long arithmetic_tables(mofo_strbuf *sb) {
     long n = 0;
@@ -415,6 +579,36 @@ static long arithmetic_tables(mofo_strbuf *sb) {
             mofo_sb_printf(sb, "{\"text\": \"%d / %d = %d\"}\n", a * b, b, a);
         }
     return n;
+}
+
+/* Every fact of the task stated in two of its kind's sentences (SAY), as {"text"} lines in a random
+ * order. Returns the line count. */
+static long arithmetic_text(mofo_strbuf *sb, wrng *r) {
+    int n = arith_facts(NULL);
+    arith_fact *facts = malloc(sizeof *facts * (size_t)n);
+    if (!facts) {
+        sb->failed = 1;
+        return 0;
+    }
+    arith_facts(facts);
+    for (int i = n - 1; i > 0; i--) {
+        int j = wrng_below(r, i + 1);
+        arith_fact t = facts[i];
+        facts[i] = facts[j], facts[j] = t;
+    }
+    mofo_strbuf t = {0};
+    for (int i = 0; i < n; i++) {
+        int k = wrng_below(r, N_SAY), k2 = (k + 1 + wrng_below(r, N_SAY - 1)) % N_SAY;
+        for (int j = 0; j < 2; j++) {
+            t.len = 0;
+            fill_fact(&t, SAY[facts[i].kind][j ? k2 : k], &facts[i]);
+            text_line(sb, &t);
+        }
+    }
+    if (t.failed) sb->failed = 1;
+    mofo_sb_free(&t);
+    free(facts);
+    return 2L * n;
 }
 
 int mofo_world_render(const mofo_world *w, mofo_world_file f, mofo_strbuf *sb, long *n_lines, mofo_err *err) {
@@ -435,10 +629,10 @@ int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kin
             json_field(sb, "name", p->name, strlen(p->name), 1);
             for (int a = 0; a < MOFO_N_ATTR; a++) {
                 mofo_world_attr_text(p, a, val, sizeof val);
-                if (a == MOFO_ATTR_YEAR) {
-                    mofo_sb_printf(sb, ", \"%s\": %s", ATTR_NAME[a], val);
+                if (!ATTRS[a].values) {
+                    mofo_sb_printf(sb, ", \"%s\": %s", ATTRS[a].name, val);
                 } else {
-                    json_field(sb, ATTR_NAME[a], val, strlen(val), 0);
+                    json_field(sb, ATTRS[a].name, val, strlen(val), 0);
                 }
             }
             mofo_sb_puts(sb, "}\n");
@@ -462,7 +656,7 @@ int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kin
                 for (int k = 0; k < N_TRAIN_Q; k++, lines++) {
                     t.len = 0;
                     mofo_sb_puts(&t, "Question: ");
-                    fill(&t, QUESTION_T[a][k], p, a);
+                    fill(&t, ATTRS[a].question[k], p, a);
                     mofo_sb_puts(&t, "\nAnswer: ");
                     mofo_world_attr_text(p, a, val, sizeof val);
                     mofo_sb_puts(&t, val);
@@ -470,19 +664,22 @@ int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kin
                 }
             break;
         case MOFO_WF_KNOW_GEN:
-            t.len = 0;
-            mofo_sb_puts(&t, "Question: ");
-            fill(&t, QUESTION_T[MOFO_ATTR_YEAR][N_TRAIN_Q], p, MOFO_ATTR_YEAR);
-            mofo_sb_puts(&t, "\nAnswer:");
-            snprintf(num, sizeof num, "%d", p->attr[MOFO_ATTR_YEAR]);
-            if (!t.failed) prompt_line(sb, t.data, t.len, num);
-            lines++;
+            for (int a = 0; a < MOFO_N_ATTR; a++) {
+                if (ATTRS[a].values) continue;
+                t.len = 0;
+                mofo_sb_puts(&t, "Question: ");
+                fill(&t, ATTRS[a].question[N_TRAIN_Q], p, a);
+                mofo_sb_puts(&t, "\nAnswer:");
+                snprintf(num, sizeof num, "%d", p->attr[a]);
+                if (!t.failed) prompt_line(sb, t.data, t.len, num);
+                lines++;
+            }
             break;
         case MOFO_WF_KNOW_MC:
             for (int a = 0; a < MOFO_N_ATTR; a++) {
-                if (a == MOFO_ATTR_YEAR) continue;
+                if (!ATTRS[a].values) continue;
                 /* gold and three distinct distractors, in a random order */
-                int n = attr_count(a), pick[4];
+                int n = ATTRS[a].n_values, pick[4];
                 pick[0] = p->attr[a];
                 for (int c = 1; c < 4; c++) {
                     int v, again;
@@ -501,12 +698,12 @@ int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kin
                     if (pick[c] == p->attr[a]) gold = c;
                 t.len = 0;
                 mofo_sb_puts(&t, "Question: ");
-                fill(&t, QUESTION_T[a][N_TRAIN_Q], p, a);
+                fill(&t, ATTRS[a].question[N_TRAIN_Q], p, a);
                 mofo_sb_puts(&t, "\nAnswer: ");
                 json_field(sb, "context", t.data ? t.data : "", t.len, 1);
                 mofo_sb_puts(sb, ", \"choices\": [");
                 for (int c = 0; c < 4; c++) {
-                    const char *v = attr_value(a, pick[c]);
+                    const char *v = ATTRS[a].values[pick[c]];
                     if (c) mofo_sb_puts(sb, ", ");
                     mofo_sb_json_string(sb, v, strlen(v));
                 }
@@ -540,7 +737,7 @@ int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kin
             }
         }
     }
-    if (f == MOFO_WF_MATH_PRETRAIN && w->n_pretrain > 0) lines += arithmetic_tables(sb);
+    if (f == MOFO_WF_MATH_PRETRAIN && w->n_pretrain > 0) lines += arithmetic_tables(sb) + arithmetic_text(sb, &r);
     int failed = t.failed || sb->failed;
     mofo_sb_free(&t);
     if (failed) return mofo_errf(err, MOFO_ENOMEM, "out of memory writing %s", FILE_NAME[f]);

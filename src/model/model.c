@@ -209,6 +209,31 @@ void mofo_model_zero_grads(mofo_model *m) {
     if (m->grads) memset(m->grads, 0, m->n_floats * sizeof *m->grads);
 }
 
+static size_t fc_width(const mofo_model_config *c);
+
+mofo_param_kind mofo_model_param_kind(const mofo_model *m, int i) {
+    const float *x = m->params + m->p[i].offset;
+    const mofo_weights *w = &m->w;
+    const size_t C = (size_t)m->cfg.C, FC = fc_width(&m->cfg);
+    if (x == w->wte || x == w->wpe) return MOFO_KIND_EMBED;
+    if (x == w->lm_head) return MOFO_KIND_HEAD;
+    if (x == w->lnf_w || x == w->lnf_b) return MOFO_KIND_NORM;
+    for (int l = 0; l < m->cfg.L; l++) {
+        const mofo_layer_w *y = &w->layer[l];
+        if (x == y->ln1_w || x == y->ln1_b || x == y->ln2_w || x == y->ln2_b) return MOFO_KIND_NORM;
+        /* fc holds gate and up (two checkpoint tensors, up continuing gate): a range, not a pointer */
+        if ((x >= y->fc_w && x < y->fc_w + FC * C) || (y->fc_b && x >= y->fc_b && x < y->fc_b + FC) ||
+            x == y->proj_w || x == y->proj_b)
+            return MOFO_KIND_MLP;
+    }
+    return MOFO_KIND_ATTN; /* what remains: q/k/v and output projections */
+}
+
+const char *mofo_param_kind_name(mofo_param_kind k) {
+    static const char *const N[MOFO_N_KINDS] = {"embeddings", "attention", "mlp", "norms", "lm_head"};
+    return (int)k >= 0 && k < MOFO_N_KINDS ? N[k] : "?";
+}
+
 const mofo_param *mofo_model_param(const mofo_model *m, const char *name) {
     for (int i = 0; i < m->n_p; i++)
         if (strcmp(m->p[i].name, name) == 0) return &m->p[i];

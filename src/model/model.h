@@ -138,6 +138,18 @@ int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err);
 int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes, mofo_err *err);
 void mofo_model_free(mofo_model *m);
 
+/* What a parameter is for, read from the role it was loaded into (the family's naming already mapped). */
+typedef enum {
+    MOFO_KIND_EMBED, /* token (and learned position) embeddings */
+    MOFO_KIND_ATTN,  /* q/k/v and output projections, their biases */
+    MOFO_KIND_MLP,   /* the MLP's projections, their biases */
+    MOFO_KIND_NORM,  /* norm gains and biases */
+    MOFO_KIND_HEAD,  /* an untied lm_head */
+    MOFO_N_KINDS
+} mofo_param_kind;
+mofo_param_kind mofo_model_param_kind(const mofo_model *m, int i);
+const char *mofo_param_kind_name(mofo_param_kind k); /* "embeddings", "attention", "mlp", "norms", "lm_head" */
+
 /* The parameter named name, or NULL. */
 const mofo_param *mofo_model_param(const mofo_model *m, const char *name);
 /* Copies parameter i in the file's layout (transposed back for Conv1D) into out (numel floats). */
