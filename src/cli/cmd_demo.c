@@ -40,7 +40,7 @@ static const arg_spec SPECS[] = {
     {"base", ARG_STR, &A.base, "DIR", "the base model (default: the shipped " MOFO_DEMO_BASE_DIR ")"},
     {"methods", ARG_STR, &A.methods, "LIST", "comma-separated subset of adamw,mofo,l1,l2,hft,lora (default all)"},
     {"steps", ARG_INT, &A.steps, "N", "fine-tuning steps per run (default 150; --quick 8)"},
-    {"seeds", ARG_INT, &A.seeds, "N", "seeds of AdamW and MoFO (and of every method with --full; default 3, at most 8)"},
+    {"seeds", ARG_INT, &A.seeds, "N", "seeds of AdamW and MoFO (of every method with --full; default 3, at most 8; --sweep-alpha: 1)"},
     {"sweep-alpha", ARG_STR, &A.sweep, "LIST", "instead: MoFO at each alpha of LIST (e.g. 0.05,0.15,1), the paper's study"},
     {"continual", ARG_FLAG, &A.continual, NULL,
      "instead: three arithmetic tasks in sequence per method; R, OP and BWT as TRACE defines them"},
@@ -231,10 +231,11 @@ static int parse_alphas(const char *s, double *out, int cap) {
     return n ? n : -1;
 }
 
-/* The seeds of a curve: one for --quick, --seeds for every method with --full, else the method's own
- * count with --seeds replacing the counts above one. */
-static int curve_seeds(const demo_method *ms) {
+/* The seeds of a curve: one for --quick; in the alpha study --seeds (default one); else --seeds for
+ * every method with --full, and otherwise the method's own count with --seeds replacing counts above one. */
+static int curve_seeds(const demo_method *ms, int alpha_study) {
     if (A.quick) return 1;
+    if (alpha_study) return A.seeds > 0 ? (int)A.seeds : 1;
     int seeds = A.seeds > 0 ? (int)A.seeds : 3;
     return A.full || ms->seeds > 1 ? seeds : 1;
 }
@@ -248,7 +249,7 @@ static int study(demo *d, const int *use, const double *alphas, int n_alpha, con
     for (int i = 0; i < n_curves; i++) {
         const demo_method *ms = &DEMO_METHODS[n_alpha ? 1 : i];
         if (!n_alpha && !use[i]) continue;
-        n_runs += curve_seeds(ms) * (d->quick ? 1 : DEMO_GRID);
+        n_runs += curve_seeds(ms, n_alpha > 0) * (d->quick ? 1 : DEMO_GRID);
     }
     d->n_runs_total = n_runs;
     r.runs = calloc((size_t)n_runs + 1, sizeof *r.runs);
@@ -265,7 +266,7 @@ static int study(demo *d, const int *use, const double *alphas, int n_alpha, con
             if (!use[i]) continue;
             snprintf(name, sizeof name, "%s", ms.name);
         }
-        rc = run_curve(d, &ms, name, curve_seeds(&ms), data, &r, err);
+        rc = run_curve(d, &ms, name, curve_seeds(&ms, n_alpha > 0), data, &r, err);
         if (rc) mofo_err_prefix(err, "%s", name);
     }
     if (!rc) {

@@ -14,7 +14,9 @@ static void world_path(char *out, size_t cap, const char *dir, mofo_world_file f
 }
 
 static const char *MATH_STOPS[] = {"Question:", "</s>", "<|im_end|>"};
-static const char *FACT_STOPS[] = {"\n", "Question:"};
+/* a fact's answer ends at the end of its line or sentence (lm-evaluation-harness's TriviaQA stops at
+ * "\n", "." and "," too): the base goes on after "79" with ". The birthplace of ..." */
+static const char *FACT_STOPS[] = {"\n", ".", ",", "Question:"};
 
 int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char *path, double *acc, int *n,
                            mofo_err *err) {
@@ -37,7 +39,7 @@ int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *wor
     }
     if (what & MOFO_DEMO_KNOWLEDGE) {
         world_path(path, sizeof path, world_dir, MOFO_WF_KNOW_GEN);
-        mofo_gen_eval_opts go = {.max_new = MOFO_DEMO_FACT_MAX_NEW, .stop = FACT_STOPS, .n_stop = 2, .tpl = -1};
+        mofo_gen_eval_opts go = {.max_new = MOFO_DEMO_FACT_MAX_NEW, .stop = FACT_STOPS, .n_stop = 4, .tpl = -1};
         mofo_gen_result g;
         if ((rc = mofo_eval_gen(m, tok, path, &go, &g, err))) return rc;
         s->knowledge_em = (double)g.em / (double)g.n, s->n_em = (int)g.n;
@@ -73,7 +75,7 @@ void mofo_demo_eval_command(const char *model_dir, const char *world_dir, int wh
         n += (size_t)snprintf(out + n, cap - n, " --template tulu --max-new %d --task gen:%s/%s", MOFO_DEMO_MATH_MAX_NEW,
                               world_dir, mofo_world_file_name(what & MOFO_DEMO_TASK ? MOFO_WF_MATH_TEST : MOFO_WF_MATH_VAL));
     if (n < cap && (what & MOFO_DEMO_KNOWLEDGE))
-        snprintf(out + n, cap - n, "; mofo eval --model %s --max-new %d --stop '\\n|Question:' --task gen:%s/%s "
+        snprintf(out + n, cap - n, "; mofo eval --model %s --max-new %d --stop '\\n|.|,|Question:' --task gen:%s/%s "
                  "--task mc:%s/%s --task ppl:%s/%s",
                  model_dir, MOFO_DEMO_FACT_MAX_NEW, world_dir, mofo_world_file_name(MOFO_WF_KNOW_GEN), world_dir,
                  mofo_world_file_name(MOFO_WF_KNOW_MC), world_dir, mofo_world_file_name(MOFO_WF_HELDOUT));

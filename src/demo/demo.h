@@ -1,10 +1,11 @@
 /* The measurements of `mofo demo`: how well a model does the fine-tuning task and how much of the
  * world's general knowledge it keeps, on the files `mofo world` writes (world.h).
  *
- *   task_acc      exact match on math_test.jsonl: the tulu-wrapped problem, greedy, GSM8K's
+ *   task_acc      exact match on math_test.jsonl: the tulu-wrapped question, greedy, GSM8K's
  *                 extraction (the number after "#### ", else the last number)
- *   knowledge_em  exact match on knowledge_gen.jsonl: birth years asked in a held-out phrasing,
- *                 greedy until the end of the line
+ *   knowledge_em  exact match on knowledge_gen.jsonl: the numeric facts (birth year, house number,
+ *                 height, lucky number) asked in held-out phrasings, greedy until the end of the
+ *                 line or sentence ("\n", ".", ",")
  *   knowledge_mc  accuracy on knowledge_mc.jsonl (birthplace, occupation, food; held-out phrasing;
  *                 the choice of highest log-likelihood, as lm-evaluation-harness's acc)
  *   knowledge_acc (knowledge_em + knowledge_mc) / 2: the "general capability" whose drop the demo
