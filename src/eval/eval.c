@@ -176,8 +176,10 @@ int mofo_eval_ppl(mofo_model *m, const mofo_tokenizer *tok, const char *path, mo
 
 static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f'; }
 
-int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, size_t ctx_len, const char *cont,
-                size_t cont_len, int add_bos, double *ll, int *n_tokens, mofo_err *err) {
+/* The token sequence of context + continuation as lm-evaluation-harness splits it: *seq (malloc'd,
+ * *S tokens) of which the first *n_ctx are the context's (BOS included where added). */
+static int loglik_seq(const mofo_tokenizer *tok, const char *context, size_t ctx_len, const char *cont,
+                      size_t cont_len, int add_bos, int **seq_out, size_t *S_out, size_t *n_ctx_out, mofo_err *err) {
     size_t cl = ctx_len;
     while (cl > 0 && is_space(context[cl - 1])) cl--;
     mofo_strbuf whole = {0};
@@ -190,7 +192,7 @@ int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, s
     mofo_ids ctx = {0}, all = {0};
     int32_t bos = mofo_tokenizer_bos(tok), prefix = bos >= 0 ? bos : mofo_tokenizer_eos(tok);
     int rc = 0;
-    size_t n_ctx;
+    size_t n_ctx = 0;
     int *seq = NULL;
     size_t S = 0;
     if (cl == 0) {
@@ -217,6 +219,19 @@ int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, s
     mofo_ids_free(&all);
     if (!rc && !seq) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
     if (!rc && S <= n_ctx) rc = mofo_errf(err, MOFO_EINVAL, "the continuation adds no token to the context");
+    if (rc) {
+        free(seq);
+        return rc;
+    }
+    *seq_out = seq, *S_out = S, *n_ctx_out = n_ctx;
+    return 0;
+}
+
+int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, size_t ctx_len, const char *cont,
+                size_t cont_len, int add_bos, double *ll, int *n_tokens, mofo_err *err) {
+    int *seq = NULL;
+    size_t S = 0, n_ctx = 0;
+    int rc = loglik_seq(tok, context, ctx_len, cont, cont_len, add_bos, &seq, &S, &n_ctx, err);
     int n_cont = (int)(S - n_ctx);
     /* inputs seq[0..S-1), cut from the left to the model's positions */
     int T = (int)(S - 1), skip = 0;
@@ -260,6 +275,50 @@ static size_t utf8_chars(const char *s, size_t n) {
     return c;
 }
 
+/* The log-likelihood of each choice after the context, ll[i] as mofo_loglik gives it. All choices go
+ * through the model as one batch, each row padded on the right (causal attention: padding never
+ * reaches the positions scored); a choice longer than the model's positions falls back to
+ * mofo_loglik, which cuts the context from the left. */
+static int loglik_choices(mc_ctx *c, const char *ctx, size_t ctx_len, const mofo_json *choices, double *ll,
+                          mofo_err *err) {
+    int n = (int)choices->count, rc = 0, T = 1, fits = 1;
+    int **seq = calloc((size_t)n, sizeof *seq);
+    size_t *S = calloc((size_t)n, sizeof *S), *n_ctx = calloc((size_t)n, sizeof *n_ctx);
+    if (!seq || !S || !n_ctx) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    int i = 0;
+    for (const mofo_json *e = choices->child; e && !rc; e = e->next, i++) {
+        rc = loglik_seq(c->tok, ctx, ctx_len, e->str, e->len, c->add_bos, &seq[i], &S[i], &n_ctx[i], err);
+        if (rc) rc = mofo_err_prefix(err, "choice %d", i);
+        else if ((int)S[i] - 1 > T) T = (int)S[i] - 1;
+    }
+    if (!rc && T > c->m->cfg.max_T) fits = 0;
+    int *in = NULL, *tg = NULL;
+    if (!rc && fits) { /* in, tg (n, T) */
+        in = malloc(sizeof(int) * (size_t)n * (size_t)T), tg = malloc(sizeof(int) * (size_t)n * (size_t)T);
+        if (!in || !tg) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        for (int b = 0; b < n && !rc; b++)
+            for (int t = 0; t < T; t++) {
+                int real = t < (int)S[b] - 1;
+                in[b * T + t] = seq[b][real ? t : (int)S[b] - 2];
+                tg[b * T + t] = real && (size_t)t + 1 >= n_ctx[b] ? seq[b][t + 1] : MOFO_IGNORE_INDEX;
+            }
+        if (!rc) rc = mofo_model_eval(c->m, in, tg, n, T, NULL, err);
+        for (int b = 0; b < n && !rc; b++) {
+            double sum = 0;
+            for (int t = 0; t < T; t++)
+                if (tg[b * T + t] != MOFO_IGNORE_INDEX) sum += c->m->a.losses[b * T + t];
+            ll[b] = -sum;
+        }
+    }
+    i = 0;
+    for (const mofo_json *e = choices->child; e && !rc && !fits; e = e->next, i++)
+        if ((rc = mofo_loglik(c->m, c->tok, ctx, ctx_len, e->str, e->len, c->add_bos, &ll[i], NULL, err)))
+            rc = mofo_err_prefix(err, "choice %d", i);
+    for (int b = 0; seq && b < n; b++) free(seq[b]);
+    free(seq), free(S), free(n_ctx), free(in), free(tg);
+    return rc;
+}
+
 static int mc_line(void *vctx, const mofo_json *obj, mofo_err *err) {
     mc_ctx *c = vctx;
     const char *ctx = NULL;
@@ -274,19 +333,25 @@ static int mc_line(void *vctx, const mofo_json *obj, mofo_err *err) {
     int64_t g;
     if (!mofo_json_int64(gold, &g) || g < 0 || (size_t)g >= ch->count)
         return mofo_errf(err, MOFO_EFORMAT, "field \"gold\" must be an index into the %zu choices", ch->count);
-    double best = -INFINITY, best_norm = -INFINITY;
-    long arg = -1, arg_norm = -1, i = 0;
-    for (const mofo_json *e = ch->child; e; e = e->next, i++) {
+    int n = (int)ch->count;
+    long i = 0;
+    for (const mofo_json *e = ch->child; e; e = e->next, i++)
         if (e->type != MOFO_JSON_STRING)
             return mofo_errf(err, MOFO_EFORMAT, "choice %ld is a %s, not a string", i, mofo_json_type_name(e->type));
-        double ll;
-        if ((rc = mofo_loglik(c->m, c->tok, ctx, ctx_len, e->str, e->len, c->add_bos, &ll, NULL, err)))
-            return mofo_err_prefix(err, "choice %ld", i);
+    double *ll = malloc(sizeof *ll * (size_t)n);
+    if (!ll) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    rc = loglik_choices(c, ctx, ctx_len, ch, ll, err);
+    double best = -INFINITY, best_norm = -INFINITY;
+    long arg = -1, arg_norm = -1;
+    i = 0;
+    for (const mofo_json *e = ch->child; e && !rc; e = e->next, i++) {
         size_t chars = utf8_chars(e->str, e->len);
-        double norm = ll / (double)(chars ? chars : 1);
-        if (ll > best) best = ll, arg = i;
+        double norm = ll[i] / (double)(chars ? chars : 1);
+        if (ll[i] > best) best = ll[i], arg = i;
         if (norm > best_norm) best_norm = norm, arg_norm = i;
     }
+    free(ll);
+    if (rc) return rc;
     c->r->n++;
     c->r->correct += arg == g;
     c->r->correct_norm += arg_norm == g;
