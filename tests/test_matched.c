@@ -24,6 +24,15 @@ static void test_curve(void) {
     CHECK(NEAR(mofo_demo_knowledge_at(tie, 4, base, 0.5), 0.7), "tie: %.17g", mofo_demo_knowledge_at(tie, 4, base, 0.5));
     /* 0.75: from (0.5, 0.7) to (1.0, 0.1): 0.7 - 0.6 * 0.5 = 0.4 */
     CHECK(NEAR(mofo_demo_knowledge_at(tie, 4, base, 0.75), 0.4), "%.17g", mofo_demo_knowledge_at(tie, 4, base, 0.75));
+    /* a rate too high: (0.645, 0.224) is beaten on both by (0.67, 0.545) and leaves the frontier, so
+     * 0.65 reads from the base (0.01, 0.598) to (0.67, 0.545): 0.598 - 0.053 * 0.64 / 0.66 */
+    const mofo_demo_point hot[] = {{0.645, 0.224}, {0.67, 0.545}}, b2 = {0.01, 0.598};
+    CHECK(NEAR(mofo_demo_knowledge_at(hot, 2, b2, 0.65), 0.598 - 0.053 * 0.64 / 0.66), "%.17g",
+          mofo_demo_knowledge_at(hot, 2, b2, 0.65));
+    /* a run the base beats on both (no task learned, knowledge lost) is off the frontier too */
+    const mofo_demo_point flat[] = {{0.005, 0.5}, {0.5, 0.4}};
+    CHECK(NEAR(mofo_demo_knowledge_at(flat, 2, b2, 0.255), 0.598 - 0.198 * 0.245 / 0.49), "%.17g",
+          mofo_demo_knowledge_at(flat, 2, b2, 0.255));
 }
 
 static void test_level(void) {

@@ -3,17 +3,24 @@
 
 #include <math.h>
 
+/* 1 if q dominates p: at least as accurate and as knowledgeable, better in one */
+static int dominates(mofo_demo_point q, mofo_demo_point p) {
+    return q.task >= p.task && q.knowledge >= p.knowledge && (q.task > p.task || q.knowledge > p.knowledge);
+}
+
 double mofo_demo_knowledge_at(const mofo_demo_point *pts, int n, mofo_demo_point base, double level) {
     mofo_demo_point lo = {NAN, NAN}, hi = {NAN, NAN};
     for (int i = -1; i < n; i++) {
         mofo_demo_point p = i < 0 ? base : pts[i];
         if (!isfinite(p.task) || !isfinite(p.knowledge)) continue;
-        if (p.task <= level && (isnan(lo.task) || p.task > lo.task || (p.task == lo.task && p.knowledge > lo.knowledge)))
-            lo = p;
-        if (p.task >= level && (isnan(hi.task) || p.task < hi.task || (p.task == hi.task && p.knowledge > hi.knowledge)))
-            hi = p;
+        int dominated = i >= 0 && dominates(base, p);
+        for (int j = 0; j < n && !dominated; j++)
+            dominated = j != i && isfinite(pts[j].task) && isfinite(pts[j].knowledge) && dominates(pts[j], p);
+        if (dominated) continue; /* not on the frontier */
+        if (p.task <= level && (isnan(lo.task) || p.task > lo.task)) lo = p;
+        if (p.task >= level && (isnan(hi.task) || p.task < hi.task)) hi = p;
     }
-    if (isnan(hi.task)) return NAN;      /* the curve never gets there */
+    if (isnan(hi.task)) return NAN;          /* the curve never gets there */
     if (isnan(lo.task)) return hi.knowledge; /* below the base's own accuracy: the first point at or above */
     if (hi.task == lo.task) return hi.knowledge > lo.knowledge ? hi.knowledge : lo.knowledge;
     return lo.knowledge + (hi.knowledge - lo.knowledge) * (level - lo.task) / (hi.task - lo.task);

@@ -4,10 +4,11 @@
  * "LoRA Learns Less and Forgets Less", Biderman et al. 2024).
  *
  * Reading a curve at a level: the runs' points with the base model added as the curve's start (a
- * learning rate of 0 leaves the base), sorted by task accuracy; the knowledge at the level is
- * linearly interpolated between the nearest point at or below it and the nearest point at or above
- * it (ties in task accuracy: the point that kept more knowledge, the frontier). A level above every
- * point of a curve is not reached (NaN). */
+ * learning rate of 0 leaves the base), reduced to their Pareto frontier (a run that another run, or
+ * the base, beats in both task accuracy and knowledge is dropped: a rate too high for the steps
+ * loses on both); the knowledge at the level is linearly interpolated between the nearest frontier
+ * point at or below it and the nearest at or above it. A level above every point of a curve is not
+ * reached (NaN). */
 #ifndef MOFO_DEMO_MATCHED_H
 #define MOFO_DEMO_MATCHED_H
 

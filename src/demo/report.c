@@ -165,8 +165,8 @@ void mofo_demo_json(const mofo_demo_report *r, mofo_strbuf *sb) {
     }
     mofo_sb_puts(sb, "\n  },\n  \"matched\": {");
     json_num(sb, "task_acc", r->level, 1);
-    mofo_sb_puts(sb, ", \"read\": \"each (method, seed) curve of runs, the base as its start, linearly interpolated "
-                     "between the nearest runs below and above the level\", \"methods\": {");
+    mofo_sb_puts(sb, ", \"read\": \"each (method, seed) curve of runs, the base as its start, reduced to its Pareto "
+                     "frontier and linearly interpolated between the nearest runs below and above the level\", \"methods\": {");
     for (int k = 0; k < r->n_matched; k++) {
         const mofo_demo_matched *mt = &r->matched[k];
         mofo_sb_puts(sb, k ? ",\n    " : "\n    ");
@@ -246,9 +246,10 @@ void mofo_demo_markdown(const mofo_demo_report *r, mofo_strbuf *sb) {
                    r->base.n_task, r->base.n_em, r->base.n_mc);
     mofo_sb_puts(sb, "Each method runs at every learning rate of its grid (and several seeds where given): its runs "
                      "are a curve of task accuracy against general knowledge (tradeoff.png). The first table reads "
-                     "every curve at the task accuracy that all of them reach (linear interpolation between the "
-                     "nearest runs below and above it, the base as every curve's start), so that no method wins "
-                     "by learning less; mean and standard deviation over the seeds.\n\n");
+                     "every curve at the task accuracy that all of them reach (the curve's Pareto frontier, the "
+                     "base as its start, interpolated linearly between the nearest runs below and above the "
+                     "level), so that no method wins by learning less; mean and standard deviation over the "
+                     "seeds.\n\n");
     mofo_demo_table(r, sb);
     mofo_sb_puts(sb, "\nEvery run:\n\n| run | seed | lr | task acc % | general % | val acc % | L2 to base |\n"
                      "|---|---|---|---|---|---|---|\n");
