@@ -80,6 +80,14 @@ static void test_report(void) {
         CHECK(r.matched[1].n_seeds == 1 && NEAR(r.matched[1].knowledge, 0.9 - 0.4 * 0.7 / 0.72) && isnan(r.matched[1].sd),
               "b: %.17g", r.matched[1].knowledge);
     }
+    if (r.n_matched == 2) {
+        /* the other levels: a at 70% as above; at 90% its seed 2 (best 0.8) does not get there; b at
+         * 10%: from the base to (0.72, 0.5), 0.9 - 0.4 * 0.1 / 0.72 */
+        CHECK(NEAR(r.matched[0].at[6], 0.5) && isnan(r.matched[0].at[8]), "a at 70%%: %.17g, at 90%%: %.17g",
+              r.matched[0].at[6], r.matched[0].at[8]);
+        CHECK(NEAR(r.matched[1].at[0], 0.9 - 0.4 * 0.1 / 0.72) && isnan(r.matched[1].at[7]), "b at 10%%: %.17g",
+              r.matched[1].at[0]);
+    }
     free(r.matched);
 }
 

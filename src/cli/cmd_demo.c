@@ -115,8 +115,10 @@ static int run_one(demo *d, const demo_method *ms, const char *name, double lr, 
     if (!(o.method == MOFO_METHOD_MOFO || o.method == MOFO_METHOD_LORA_MOFO)) u->coverage = NAN; /* dense: all move */
     u->val_acc = val.task_acc;
     r->n_runs++;
-    fprintf(stderr, ", %.0f ms/step, loss %.3f -> %.3f; val %.1f%%, task %.1f%%, knowledge EM %.1f%% MC %.1f%%\n",
-            u->ms_per_step, (double)u->loss[0], (double)u->loss[d->steps - 1], 100 * u->val_acc, 100 * u->s.task_acc,
+    char val_txt[32] = "";
+    if (isfinite(u->val_acc)) snprintf(val_txt, sizeof val_txt, "val %.1f%%, ", 100 * u->val_acc);
+    fprintf(stderr, ", %.0f ms/step, loss %.3f -> %.3f; %stask %.1f%%, knowledge EM %.1f%% MC %.1f%%\n",
+            u->ms_per_step, (double)u->loss[0], (double)u->loss[d->steps - 1], val_txt, 100 * u->s.task_acc,
             100 * u->s.knowledge_em, 100 * u->s.knowledge_mc);
     *keep = t;
     return 0;

@@ -73,6 +73,14 @@ int mofo_demo_match(mofo_demo_report *r, mofo_err *err) {
             mt->per_seed[j] = mofo_demo_knowledge_at(pts, n, base, r->level);
         }
         mofo_demo_mean_sd(mt->per_seed, mt->n_seeds, &mt->knowledge, &mt->sd);
+        for (int l = 0; l < MOFO_DEMO_N_LEVELS; l++) { /* NaN where a seed's curve does not get there */
+            double x[MOFO_DEMO_MAX_SEEDS];
+            for (int j = 0; j < mt->n_seeds; j++) {
+                int n = curve_points(r, mt->name, seeds[j], pts);
+                x[j] = mofo_demo_knowledge_at(pts, n, base, 0.1 * (l + 1));
+            }
+            mofo_demo_mean_sd(x, mt->n_seeds, &mt->at[l], &mt->at_sd[l]);
+        }
     }
     free(pts), free(best);
     return 0;
@@ -175,6 +183,14 @@ void mofo_demo_json(const mofo_demo_report *r, mofo_strbuf *sb) {
         json_num(sb, "knowledge_acc", mt->knowledge, 1);
         json_num(sb, "knowledge_acc_sd", mt->sd, 0);
         json_num(sb, "drop", drop(r, mt->knowledge), 0);
+        mofo_sb_puts(sb, ", \"at_levels\": {");
+        for (int l = 0; l < MOFO_DEMO_N_LEVELS; l++) {
+            mofo_sb_printf(sb, "%s\"%.1f\": {", l ? ", " : "", 0.1 * (l + 1));
+            json_num(sb, "knowledge_acc", mt->at[l], 1);
+            json_num(sb, "knowledge_acc_sd", mt->at_sd[l], 0);
+            mofo_sb_puts(sb, "}");
+        }
+        mofo_sb_puts(sb, "}");
         mofo_sb_printf(sb, ", \"n_seeds\": %d, \"per_seed\": [", mt->n_seeds);
         for (int j = 0; j < mt->n_seeds; j++) {
             if (j) mofo_sb_puts(sb, ", ");
@@ -251,6 +267,22 @@ void mofo_demo_markdown(const mofo_demo_report *r, mofo_strbuf *sb) {
                      "level), so that no method wins by learning less; mean and standard deviation over the "
                      "seeds.\n\n");
     mofo_demo_table(r, sb);
+    mofo_sb_puts(sb, "\nEvery curve read at other task accuracies (general %, mean over seeds; - where a seed's curve "
+                     "does not get there):\n\n| method |");
+    for (int l = 0; l < MOFO_DEMO_N_LEVELS; l++) mofo_sb_printf(sb, " at %d%% |", 10 * (l + 1));
+    mofo_sb_puts(sb, "\n|---|");
+    for (int l = 0; l < MOFO_DEMO_N_LEVELS; l++) mofo_sb_puts(sb, "---|");
+    mofo_sb_puts(sb, "\n");
+    for (int k = 0; k < r->n_matched; k++) {
+        mofo_sb_printf(sb, "| %s |", r->matched[k].name);
+        for (int l = 0; l < MOFO_DEMO_N_LEVELS; l++) {
+            const mofo_demo_matched *mt = &r->matched[k];
+            if (!isfinite(mt->at[l])) mofo_sb_puts(sb, " - |");
+            else if (isfinite(mt->at_sd[l])) mofo_sb_printf(sb, " %.1f ± %.1f |", 100 * mt->at[l], 100 * mt->at_sd[l]);
+            else mofo_sb_printf(sb, " %.1f |", 100 * mt->at[l]);
+        }
+        mofo_sb_puts(sb, "\n");
+    }
     mofo_sb_puts(sb, "\nEvery run:\n\n| run | seed | lr | task acc % | general % | val acc % | L2 to base |\n"
                      "|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < r->n_runs; i++) {

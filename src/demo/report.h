@@ -28,11 +28,14 @@ typedef struct mofo_demo_run {
     int chosen;
 } mofo_demo_run;
 
+#define MOFO_DEMO_N_LEVELS 9 /* the curves read at 10%, 20%, ..., 90% task accuracy too */
+
 typedef struct mofo_demo_matched {
     char name[32];
     int n_seeds;
     double knowledge, sd; /* mean and sample standard deviation over the seeds (NaN for one seed) */
     double per_seed[MOFO_DEMO_MAX_SEEDS];
+    double at[MOFO_DEMO_N_LEVELS], at_sd[MOFO_DEMO_N_LEVELS]; /* at 10k% task accuracy; NaN: not reached */
 } mofo_demo_matched;
 
 typedef struct mofo_demo_report {
