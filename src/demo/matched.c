@@ -32,7 +32,7 @@ double mofo_demo_matched_level(const double *best, int n, double base_task, doub
         if (best[i] < level) level = best[i];
     if (n == 0 || !isfinite(level)) return NAN;
     if (step > 0) {
-        double r = floor(level / step + 1e-9) * step;
+        double per = 1 / step, r = floor(level * per + 1e-9) / per; /* 6 / 20 is 0.3; 6 * 0.05 is not */
         if (r > base_task) level = r;
     }
     return level;

@@ -345,7 +345,7 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
         rc = write(&sb, dir, "loss", x, "gp", err);
     }
     /* tradeoff.dat: per method two blocks (gnuplot's index 2k and 2k+1): the curve of the mean over
-     * seeds at each learning rate, sorted by task accuracy and started at the base; every run */
+     * seeds at each learning rate, in the grid's order, started at the base; every run */
     if (!rc) {
         for (int k = 0; k < r->n_matched; k++) {
             const char *name = r->matched[k].name;
@@ -366,12 +366,6 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
                 for (int i = 0; i < r->n_runs; i++) c += strcmp(r->runs[i].name, name) == 0 && r->runs[i].lr == lrs[j];
                 task[j] /= c, know[j] /= c;
             }
-            for (int a = 1; a < n; a++) /* insertion sort by task accuracy */
-                for (int j = a; j > 0 && task[j] < task[j - 1]; j--) {
-                    double t = task[j]; task[j] = task[j - 1], task[j - 1] = t;
-                    t = know[j]; know[j] = know[j - 1], know[j - 1] = t;
-                    t = lrs[j]; lrs[j] = lrs[j - 1], lrs[j - 1] = t;
-                }
             mofo_sb_printf(&sb, "# %s: mean over seeds per learning rate (lr task%% general%%)\n0\t%.3f\t%.3f\n", name,
                            100 * r->base.task_acc, 100 * r->base.knowledge_acc);
             for (int j = 0; j < n; j++) mofo_sb_printf(&sb, "%g\t%.3f\t%.3f\n", lrs[j], 100 * task[j], 100 * know[j]);
