@@ -149,7 +149,7 @@ int main(void) {
     c.max_T = 512; /* RoPE: a byte per token, so a word problem is ~150 positions */
     CHECK(mofo_model_create(&m, &c, 5, 0.3f, &err) == 0 && mofo_model_save(m, dir, 0, &err) == 0, "%s", err.msg);
     mofo_model_free(m);
-    o.n_people = 3, o.n_problems = 10;
+    o.n_people = 3, o.n_problems = 10, o.n_val = 1, o.n_test = 2;
     CHECK(mofo_world_build(&w, &o, &err) == 0, "%s", err.msg);
     char wdir[160];
     snprintf(wdir, sizeof wdir, "%s/world", dir);
@@ -163,7 +163,7 @@ int main(void) {
     int st = system(cmd);
     snprintf(path, sizeof path, "%s/eval.json", dir);
     char *out = slurp(path, NULL);
-    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && out && strstr(out, "\"n\": 9") && strstr(out, "\"n\": 3") &&
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && out && strstr(out, "\"n\": 12") && /* 4 mc and 4 gen facts a person */
               strstr(out, "\"n\": 2"),
           "mofo eval: %s", out ? out : "no output");
     free(out);
