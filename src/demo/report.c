@@ -350,22 +350,17 @@ int mofo_demo_plot_files(const mofo_demo_report *r, const char *dir, mofo_err *e
         for (int k = 0; k < r->n_matched; k++) {
             const char *name = r->matched[k].name;
             double lrs[64], task[64], know[64];
-            int n = 0;
+            int count[64], n = 0;
             for (int i = 0; i < r->n_runs; i++) {
                 const mofo_demo_run *u = &r->runs[i];
                 if (strcmp(u->name, name) != 0) continue;
                 int j = 0;
                 while (j < n && lrs[j] != u->lr) j++;
                 if (j == 64) continue;
-                if (j == n) lrs[n] = u->lr, task[n] = know[n] = 0, n++;
-                task[j] += u->s.task_acc, know[j] += u->s.knowledge_acc;
-                lrs[j] = u->lr;
+                if (j == n) lrs[n] = u->lr, task[n] = know[n] = 0, count[n] = 0, n++;
+                task[j] += u->s.task_acc, know[j] += u->s.knowledge_acc, count[j]++;
             }
-            for (int j = 0; j < n; j++) { /* means */
-                int c = 0;
-                for (int i = 0; i < r->n_runs; i++) c += strcmp(r->runs[i].name, name) == 0 && r->runs[i].lr == lrs[j];
-                task[j] /= c, know[j] /= c;
-            }
+            for (int j = 0; j < n; j++) task[j] /= count[j], know[j] /= count[j]; /* means */
             mofo_sb_printf(&sb, "# %s: mean over seeds per learning rate (lr task%% general%%)\n0\t%.3f\t%.3f\n", name,
                            100 * r->base.task_acc, 100 * r->base.knowledge_acc);
             for (int j = 0; j < n; j++) mofo_sb_printf(&sb, "%g\t%.3f\t%.3f\n", lrs[j], 100 * task[j], 100 * know[j]);
