@@ -78,9 +78,11 @@ static double gemm_err(bool ta, bool tb, int M, int N, int K, float alpha, float
 #define GEMM_TOL 1e-6
 
 static void test_products(const char *core) {
-    /* the engine's odd sizes: a vocabulary of 261, head dims, 1-row products of generation */
-    static const int SHAPES[][3] = {{1, 1, 1},     {1, 261, 128}, {7, 5, 3},     {17, 33, 65},
-                                    {64, 261, 128}, {128, 96, 32}, {33, 128, 384}, {100, 300, 77}};
+    /* the engine's odd sizes: a vocabulary of 261, head dims, 1-row products of generation (and
+     * 1-column ones: both go to sgemv) */
+    static const int SHAPES[][3] = {{1, 1, 1},     {1, 261, 128}, {7, 5, 3},      {17, 33, 65},  {64, 261, 128},
+                                    {128, 96, 32}, {33, 128, 384}, {100, 300, 77}, {50, 1, 40},   {1, 384, 128},
+                                    {2, 1, 3}};
     double worst = 0;
     for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++)
         for (int t = 0; t < 4; t++) {
