@@ -38,6 +38,25 @@ int main(void) {
     CHECK(parse(&c, "{\"model_type\":\"mistral\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
                     "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":null}", &err) == 0, "%s", err.msg);
     CHECK(c.sliding_window == 0 && c.NKV == 4, "mistral without window");
+    /* MistralConfig: sliding_window 4096 when the file has none (null above: none) */
+    CHECK(parse(&c, "{\"model_type\":\"mistral\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                    "\"intermediate_size\":100,\"vocab_size\":50}", &err) == 0, "%s", err.msg);
+    CHECK(c.sliding_window == 4096, "mistral, sliding_window absent: %d", c.sliding_window);
+    /* LlamaConfig has no sliding window */
+    CHECK(parse(&c, "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                    "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":8}", &err) == 0, "%s", err.msg);
+    CHECK(c.sliding_window == 0, "llama with sliding_window: %d", c.sliding_window);
+    /* qwen2: layer_types (transformers >= 4.53) says which layers slide; all of them: one window */
+    CHECK(parse(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                    "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":32,\"use_sliding_window\":true,"
+                    "\"max_window_layers\":1,\"layer_types\":[\"sliding_attention\",\"sliding_attention\"]}",
+                &err) == 0, "%s", err.msg);
+    CHECK(c.sliding_window == 32, "qwen2 layer_types all sliding: %d", c.sliding_window);
+    /* without use_sliding_window, Qwen2Config's sliding_window is None whatever layer_types says */
+    CHECK(parse(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                    "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":32,\"use_sliding_window\":false,"
+                    "\"layer_types\":[\"full_attention\",\"sliding_attention\"]}", &err) == 0, "%s", err.msg);
+    CHECK(c.sliding_window == 0, "qwen2 without use_sliding_window: %d", c.sliding_window);
     CHECK(parse(&c, "{\"model_type\":\"gpt2\",\"n_embd\":48,\"n_head\":4,\"n_layer\":2,\"n_positions\":32,"
                     "\"vocab_size\":211,\"n_inner\":null}", &err) == 0, "%s", err.msg);
     CHECK(c.FF == 192 && c.tied && c.names == MOFO_NAMES_GPT2 && c.norm == MOFO_NORM_LAYERNORM && c.norm_eps == 1e-5,
@@ -53,7 +72,7 @@ int main(void) {
                     "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"}}", &err) == 0, "%s", err.msg);
     float inv[32];
     mofo_rope_inv_freq(&c, inv);
-    CHECK(c.rope_scaling == 2 && inv[0] == 1.0f, "llama3 rope: inv[0] = %g", inv[0]);
+    CHECK(c.rope_scaling == MOFO_ROPE_LLAMA3 && inv[0] == 1.0f, "llama3 rope: inv[0] = %g", inv[0]);
     CHECK(fabs(inv[31] / (pow(500000.0, -62.0 / 64) / 32) - 1) < 1e-6, "llama3 rope: inv[31] = %g", inv[31]);
     CHECK(fabs(inv[16] / 4.29557e-4 - 1) < 1e-5, "llama3 rope: inv[16] = %.6g", inv[16]);
     CHECK(fabs(inv[14] / pow(500000.0, -28.0 / 64) - 1) < 1e-6, "llama3 rope: inv[14] unscaled = %g", inv[14]);
@@ -62,7 +81,8 @@ int main(void) {
                     "\"intermediate_size\":100,\"vocab_size\":50,\"rope_parameters\":{\"rope_theta\":10000.0,"
                     "\"rope_type\":\"linear\",\"factor\":4.0}}", &err) == 0, "%s", err.msg);
     mofo_rope_inv_freq(&c, inv);
-    CHECK(c.rope_scaling == 1 && inv[0] == 0.25f && fabs(inv[1] / (pow(10000.0, -2.0 / 16) / 4) - 1) < 1e-6,
+    CHECK(c.rope_scaling == MOFO_ROPE_LINEAR && inv[0] == 0.25f &&
+              fabs(inv[1] / (pow(10000.0, -2.0 / 16) / 4) - 1) < 1e-6,
           "linear rope: %g %g", inv[0], inv[1]);
 
     /* refused, each naming the file and the field */
@@ -88,6 +108,18 @@ int main(void) {
         {"{\"model_type\":\"gpt2\",\"n_embd\":48,\"n_head\":4,\"n_layer\":2,\"n_positions\":32,\"vocab_size\":211,"
          "\"activation_function\":\"relu\"}", "relu"},
         {"[1,2]", "object"},
+        /* qwen2: a window on some layers only */
+        {"{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":32,\"use_sliding_window\":true,"
+         "\"layer_types\":[\"full_attention\",\"sliding_attention\"]}", "layer_types"},
+        {"{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":32,\"use_sliding_window\":true,"
+         "\"layer_types\":[\"sliding_attention\"]}", "layer_types"},
+        {"{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":32,\"use_sliding_window\":true,"
+         "\"max_window_layers\":1}", "max_window_layers"},
+        {"{\"model_type\":\"gpt2\",\"n_embd\":48,\"n_head\":4,\"n_layer\":2,\"n_positions\":32,\"vocab_size\":211,"
+         "\"add_cross_attention\":true}", "add_cross_attention"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;

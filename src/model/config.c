@@ -56,6 +56,43 @@ static const char *get_str(const mofo_json *obj, const char *key) {
     return j && j->type == MOFO_JSON_STRING ? j->str : NULL;
 }
 
+/* Qwen2's sliding window as Qwen2Config defines it: sliding_window counts only with use_sliding_window
+ * (else it is None), and then applies to the layers layer_types marks "sliding_attention" (by default
+ * those from max_window_layers, 28 when absent, on); the others attend in full. mofo applies one
+ * window to every layer, so a window on some layers only is refused. */
+static int qwen2_window(cfg_reader *r, mofo_model_config *cfg) {
+    int window = get_bool(r, "use_sliding_window", 0) ? get_int(r, "sliding_window", 0) : 0;
+    if (r->rc || window == 0) return r->rc;
+    int L = cfg->L > 0 ? cfg->L : 0, n_sliding = 0;
+    const mofo_json *lt = mofo_json_get(r->root, "layer_types");
+    if (lt && lt->type != MOFO_JSON_NULL) {
+        if (lt->type != MOFO_JSON_ARRAY || (int)lt->count != L)
+            return mofo_errf(r->err, MOFO_EFORMAT, "%s: field 'layer_types' is not a list of %d layer types",
+                             r->label, L);
+        for (const mofo_json *e = lt->child; e; e = e->next) {
+            if (e->type == MOFO_JSON_STRING && strcmp(e->str, "sliding_attention") == 0)
+                n_sliding++;
+            else if (e->type != MOFO_JSON_STRING || strcmp(e->str, "full_attention"))
+                return mofo_errf(r->err, MOFO_EFORMAT, "%s: layer_types: '%s' is not full_attention or "
+                                 "sliding_attention", r->label, e->type == MOFO_JSON_STRING ? e->str : "?");
+        }
+        if (n_sliding && n_sliding < L)
+            return mofo_errf(r->err, MOFO_EFORMAT, "%s: layer_types: %d of %d layers sliding_attention (window %d), "
+                             "the others full attention, is not supported (mofo applies one window to all layers "
+                             "or none)", r->label, n_sliding, L, window);
+    } else {
+        int first = get_int(r, "max_window_layers", 28);
+        if (r->rc) return r->rc;
+        n_sliding = first < L ? L - first : 0;
+        if (n_sliding && n_sliding < L)
+            return mofo_errf(r->err, MOFO_EFORMAT, "%s: use_sliding_window with max_window_layers %d: a sliding "
+                             "window of %d on layers %d to %d only, full attention below, is not supported (mofo "
+                             "applies one window to all layers or none)", r->label, first, window, first, L - 1);
+    }
+    cfg->sliding_window = n_sliding ? window : 0;
+    return 0;
+}
+
 int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, const char *label, mofo_err *err) {
     memset(cfg, 0, sizeof *cfg);
     mofo_json_doc *doc = mofo_json_parse(text, len, err);
@@ -91,6 +128,10 @@ int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, cons
             r.rc = mofo_errf(err, MOFO_EFORMAT, "%s: activation_function '%s' is not supported (gelu_new only)",
                              label, act);
         cfg->act = MOFO_ACT_GELU_TANH;
+        /* GPT2Config: add_cross_attention gives every block an encoder-decoder attention (and its weights) */
+        if (get_bool(&r, "add_cross_attention", 0) && r.rc == 0)
+            r.rc = mofo_errf(err, MOFO_EFORMAT,
+                             "%s: add_cross_attention true (an encoder-decoder GPT-2) is not supported", label);
         if (get_bool(&r, "scale_attn_by_inverse_layer_idx", 0) || get_bool(&r, "reorder_and_upcast_attn", 0) ||
             !get_bool(&r, "scale_attn_weights", 1))
             if (r.rc == 0)
@@ -114,46 +155,54 @@ int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, cons
         const char *act = get_str(r.root, "hidden_act");
         if (act && strcmp(act, "silu") && r.rc == 0)
             r.rc = mofo_errf(err, MOFO_EFORMAT, "%s: hidden_act '%s' is not supported (silu only)", label, act);
-        /* RoPE: a top-level rope_theta (transformers 4) or rope_parameters (transformers 5) */
+        /* RoPE: a top-level rope_theta (transformers 4) or rope_parameters (transformers 5); the kind from
+         * rope_type, or the older spelling "type" (modeling_rope_utils reads rope_type first) */
         cfg->rope_theta = get_num(&r, r.root, "rope_theta", 10000.0);
-        const mofo_json *rp = mofo_json_get(r.root, "rope_parameters");
-        if (!rp || rp->type != MOFO_JSON_OBJECT) rp = mofo_json_get(r.root, "rope_scaling");
+        const char *rkey = "rope_parameters";
+        const mofo_json *rp = mofo_json_get(r.root, rkey);
+        if (!rp || rp->type != MOFO_JSON_OBJECT) rp = mofo_json_get(r.root, rkey = "rope_scaling");
         if (rp && rp->type == MOFO_JSON_OBJECT) {
             cfg->rope_theta = get_num(&r, rp, "rope_theta", cfg->rope_theta);
             const char *rt = get_str(rp, "rope_type");
             if (!rt) rt = get_str(rp, "type");
             if (rt && (strcmp(rt, "linear") == 0 || strcmp(rt, "llama3") == 0)) {
-                cfg->rope_scaling = strcmp(rt, "linear") == 0 ? 1 : 2;
+                cfg->rope_scaling = strcmp(rt, "linear") == 0 ? MOFO_ROPE_LINEAR : MOFO_ROPE_LLAMA3;
                 cfg->rope_factor = get_num(&r, rp, "factor", 0);
-                if (cfg->rope_scaling == 2) {
+                if (cfg->rope_scaling == MOFO_ROPE_LLAMA3) {
                     cfg->rope_low_freq_factor = get_num(&r, rp, "low_freq_factor", 0);
                     cfg->rope_high_freq_factor = get_num(&r, rp, "high_freq_factor", 0);
                     cfg->rope_original_max_T = (int)get_num(&r, rp, "original_max_position_embeddings", 0);
                 }
                 if (r.rc == 0 && (!(cfg->rope_factor > 0) ||
-                                  (cfg->rope_scaling == 2 &&
+                                  (cfg->rope_scaling == MOFO_ROPE_LLAMA3 &&
                                    (!(cfg->rope_low_freq_factor > 0) ||
                                     !(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor) ||
                                     cfg->rope_original_max_T <= 0))))
                     r.rc = mofo_errf(err, MOFO_EFORMAT,
-                                     "%s: rope_type '%s' needs factor > 0%s", label, rt,
-                                     cfg->rope_scaling == 2 ? ", 0 < low_freq_factor < high_freq_factor and "
-                                                              "original_max_position_embeddings" : "");
+                                     "%s: %s: rope_type '%s' needs factor > 0%s", label, rkey, rt,
+                                     cfg->rope_scaling == MOFO_ROPE_LLAMA3
+                                         ? ", 0 < low_freq_factor < high_freq_factor and "
+                                           "original_max_position_embeddings" : "");
             } else if (rt && strcmp(rt, "default") && r.rc == 0) {
                 r.rc = mofo_errf(err, MOFO_EFORMAT,
-                                 "%s: rope_type '%s' is not supported (default, linear, llama3)", label, rt);
+                                 "%s: %s: rope_type '%s' is not supported (default, linear, llama3)", label, rkey, rt);
             }
         }
         const char *dt = get_str(r.root, "dtype");
         if (!dt) dt = get_str(r.root, "torch_dtype");
         cfg->rope_half = !dt ? 0 : strcmp(dt, "bfloat16") == 0 ? 1 : strcmp(dt, "float16") == 0 ? 2 : 0;
         if (qwen) {
+            /* Qwen2Attention: q/k/v with biases, o_proj without; Qwen2MLP without (fixed, no config field) */
             cfg->qkv_bias = 1;
-            if (get_bool(&r, "use_sliding_window", 0)) cfg->sliding_window = get_int(&r, "sliding_window", 0);
+            if (r.rc == 0) r.rc = qwen2_window(&r, cfg);
+        } else if (strcmp(mt, "mistral") == 0) {
+            /* MistralAttention and MistralMLP have no biases (attention_bias and mlp_bias are not read);
+             * MistralConfig's sliding_window is 4096 when the file has none, and null means none */
+            cfg->sliding_window = mofo_json_get(r.root, "sliding_window") ? get_int(&r, "sliding_window", 0) : 4096;
         } else {
+            /* LlamaConfig: attention_bias on q/k/v/o, mlp_bias on gate/up/down; no sliding window */
             cfg->qkv_bias = cfg->o_bias = get_bool(&r, "attention_bias", 0);
             cfg->mlp_bias = get_bool(&r, "mlp_bias", 0);
-            cfg->sliding_window = get_int(&r, "sliding_window", 0);
         }
     } else {
         mofo_errf(err, MOFO_EFORMAT, "%s: model_type '%s' is not supported (gpt2, llama, mistral, qwen2)", label, mt);

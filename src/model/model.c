@@ -115,6 +115,25 @@ static void build_table(table *tb, const mofo_model_config *c) {
     if (!c->tied) add(tb, S_LM_HEAD, -1, "lm_head.weight", 2, c->V, C, 0);
 }
 
+int mofo_model_param_table(const mofo_model_config *cfg, mofo_param **out, int *n, size_t *n_floats,
+                           mofo_err *err) {
+    *out = NULL;
+    *n = 0;
+    int rc = mofo_config_check(cfg, "config", err);
+    if (rc) return rc;
+    table tb = {0};
+    build_table(&tb, cfg);
+    free(tb.role);
+    if (tb.oom) {
+        free(tb.p);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for the parameter table");
+    }
+    *out = tb.p;
+    *n = tb.n;
+    if (n_floats) *n_floats = tb.offset;
+    return 0;
+}
+
 /* Points w's fields into base following the table. */
 static void bind(mofo_weights *w, mofo_layer_w *layers, const table *tb, float *base, int L) {
     memset(w, 0, sizeof *w);
@@ -424,9 +443,9 @@ void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
     for (int i = 0; i < H2; i++) {
         /* transformers: 1 / theta^(arange(0, HD, 2) / HD) in fp32 */
         double f = (float)(1.0 / pow(c->rope_theta, (double)(2 * i) / c->HD));
-        if (c->rope_scaling == 1) {
+        if (c->rope_scaling == MOFO_ROPE_LINEAR) {
             f /= c->rope_factor;
-        } else if (c->rope_scaling == 2) { /* _compute_llama3_parameters */
+        } else if (c->rope_scaling == MOFO_ROPE_LLAMA3) { /* _compute_llama3_parameters */
             double lo_wl = c->rope_original_max_T / c->rope_low_freq_factor,
                    hi_wl = c->rope_original_max_T / c->rope_high_freq_factor, wl = 2 * M_PI / f;
             if (wl > lo_wl) {

@@ -24,6 +24,8 @@ typedef enum { MOFO_NORM_LAYERNORM, MOFO_NORM_RMSNORM } mofo_norm_kind;
 typedef enum { MOFO_ACT_GELU_TANH, MOFO_ACT_SWIGLU } mofo_act_kind;
 typedef enum { MOFO_POS_LEARNED, MOFO_POS_ROPE } mofo_pos_kind;
 typedef enum { MOFO_NAMES_GPT2, MOFO_NAMES_LLAMA } mofo_names_kind;
+/* RoPE's rope_type: default; linear (inv_freq / factor); llama3 (Llama 3.1's smooth interpolation) */
+typedef enum { MOFO_ROPE_DEFAULT, MOFO_ROPE_LINEAR, MOFO_ROPE_LLAMA3 } mofo_rope_kind;
 
 typedef struct mofo_model_config {
     char model_type[32];   /* "gpt2", "llama", "mistral", "qwen2" */
@@ -35,7 +37,7 @@ typedef struct mofo_model_config {
     mofo_act_kind act;
     mofo_pos_kind pos;
     double rope_theta;
-    int rope_scaling;      /* 0 none, 1 linear (inv_freq / factor), 2 llama3 (Llama 3.1's smooth interpolation) */
+    mofo_rope_kind rope_scaling;
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_T;
     int rope_half;         /* 1 (bf16), 2 (f16): config.json's dtype is half precision, and transformers,
@@ -65,6 +67,13 @@ typedef struct mofo_param {
     size_t offset;     /* into params / grads, in floats */
     int64_t numel;
 } mofo_param;
+
+/* The parameter table a model with this config has (the one mofo_model_create and mofo_model_load
+ * build: checkpoint names, shapes, offsets, F32 dtype) without allocating the parameters, so that a
+ * 7B config can be checked on any machine. *out (free() it) gets *n tensors; *n_floats (may be NULL)
+ * their total. */
+int mofo_model_param_table(const mofo_model_config *cfg, mofo_param **out, int *n, size_t *n_floats,
+                           mofo_err *err);
 
 /* Pointers to one layer's tensors (NULL where the architecture has none). */
 typedef struct mofo_layer_w {
