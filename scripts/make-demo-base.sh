@@ -5,8 +5,8 @@
 # (0.9M parameters, byte-level tokenizer) in two stages: 24 epochs on its biographies (once per
 # epoch), its knowledge questions (twice) and its arithmetic text (once), lr 3e-3 cosine; then 16
 # epochs of the same with the arithmetic text twice, lr 1e-3 cosine (`mofo finetune --pack`, AdamW on
-# every parameter: pre-training continued), which the first stage alone left under-trained (knowledge
-# exact match 38%, multiple choice 72%).
+# every parameter: pre-training continued). The shipped base knows 92.8% of its 512 exact-match and
+# 99.6% of its 512 multiple-choice items (held-out phrasings).
 # Deterministic for a given thread count and OpenBLAS core: the shipped model was made with
 # THREADS=2 and OPENBLAS_CORETYPE=Haswell (the defaults here; Haswell's kernels run on every x86-64
 # CPU with AVX2, so the bytes can be checked on any of them).

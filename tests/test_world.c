@@ -647,7 +647,7 @@ static void check_knowledge(const files *fs, const mofo_world *w) {
         free(count);
         free_lines(&B);
     }
-    /* training questions: "Question: Q\nAnswer: A" with A one of the named person's facts, every
+    /* training questions: "Question: Q\nAnswer: A\n" with A one of the named person's facts, every
      * fact in 4 different questions */
     lines Q = parse_lines(&fs->f[MOFO_WF_QA], "knowledge_qa");
     CHECK(Q.n == 4L * MOFO_N_ATTR * P.n, "knowledge_qa: %ld lines", Q.n);
@@ -658,8 +658,11 @@ static void check_knowledge(const files *fs, const mofo_world *w) {
         const char *t = str_field(&Q, i, "text"), *ans = t ? strstr(t, "\nAnswer: ") : NULL;
         long who = named(F, P.n, t);
         int ok = ans && who >= 0 && strncmp(t, "Question: ", 10) == 0;
+        size_t n_ans = ans ? strlen(ans + 9) : 0;
+        ok = ok && n_ans > 1 && ans[9 + n_ans - 1] == '\n';
         for (int a = 0; ok && a < MOFO_N_ATTR; a++)
-            if (strcmp(ans + 9, F[who].val[a]) == 0) ok = 2, answered[who][a]++;
+            if (strlen(F[who].val[a]) == n_ans - 1 && strncmp(ans + 9, F[who].val[a], n_ans - 1) == 0)
+                ok = 2, answered[who][a]++;
         CHECK(ok == 2, "knowledge_qa:%ld: %s", i + 1, t ? t : "?");
         if (t) texts[n_texts++] = t;
     }

@@ -28,6 +28,7 @@
 typedef struct demo_args {
     const char *out, *base, *sweep, *methods;
     int64_t steps, threads, seeds;
+    double lr_scale;
     int quick, json, continual, full;
 } demo_args;
 
@@ -40,6 +41,8 @@ static const arg_spec SPECS[] = {
     {"base", ARG_STR, &A.base, "DIR", "the base model (default: the shipped " MOFO_DEMO_BASE_DIR ")"},
     {"methods", ARG_STR, &A.methods, "LIST", "comma-separated subset of adamw,mofo,l1,l2,hft,lora (default all)"},
     {"steps", ARG_INT, &A.steps, "N", "fine-tuning steps per run (default 130; --quick 8)"},
+    {"lr-scale", ARG_DOUBLE, &A.lr_scale, "X",
+     "every learning rate of every grid times X (default 1; the paper's regime: --lr-scale 0.25 --steps 520)"},
     {"seeds", ARG_INT, &A.seeds, "N", "seeds of AdamW and MoFO (of every method with --full; default 3, at most 8; --sweep-alpha: 1)"},
     {"sweep-alpha", ARG_STR, &A.sweep, "LIST", "instead: MoFO at each alpha of LIST (e.g. 0.05,0.15,1), the paper's study"},
     {"continual", ARG_FLAG, &A.continual, NULL,
@@ -134,7 +137,7 @@ static int run_curve(demo *d, const demo_method *ms, const char *name, int n_see
         for (int g = 0; g < DEMO_GRID && !rc; g++) {
             if (d->quick && g != DEMO_QUICK_LR) continue;
             mofo_trainer *t = NULL;
-            if ((rc = run_one(d, ms, name, ms->lrs[g], seed, data_path, r, &t, err))) break;
+            if ((rc = run_one(d, ms, name, ms->lrs[g] * d->lr_scale, seed, data_path, r, &t, err))) break;
             int i = r->n_runs - 1;
             if (seed == 1 && (chosen < 0 || r->runs[i].val_acc > r->runs[chosen].val_acc)) {
                 mofo_trainer_free(best);
@@ -276,9 +279,9 @@ static int study(demo *d, const int *use, const double *alphas, int n_alpha, con
         snprintf(r.settings, sizeof r.settings,
                  "\"base\": \"%.1500s\", \"world_seed\": %llu, \"people\": %d, \"steps\": %d, \"batch\": %d, "
                  "\"seq_len\": %d, \"schedule\": \"linear, warm-up 0.1\", \"quick\": %s, \"val_problems\": %d, "
-                 "\"test_problems\": %d, \"matrix_products\": \"%s\"",
+                 "\"test_problems\": %d, \"lr_scale\": %.17g, \"matrix_products\": \"%s\"",
                  d->base_dir, (unsigned long long)d->wo.seed, d->wo.n_people, d->steps, d->batch, d->seq_len,
-                 d->quick ? "true" : "false", d->wo.n_val, d->wo.n_test, mofo_blas_kernel());
+                 d->quick ? "true" : "false", d->wo.n_val, d->wo.n_test, d->lr_scale, mofo_blas_kernel());
         rc = report(d, &r, n_alpha ? "results_alpha" : "results", err);
     }
     mofo_demo_report_free(&r);
@@ -288,6 +291,7 @@ static int study(demo *d, const int *use, const double *alphas, int n_alpha, con
 int cmd_demo(int argc, char **argv) {
     memset(&A, 0, sizeof A);
     A.steps = -1;
+    A.lr_scale = 1;
     if (args_parse("demo", argc, argv, SPECS, N_SPECS)) return 2;
     int use[DEMO_N_METHODS];
     double alphas[16];
@@ -303,8 +307,8 @@ int cmd_demo(int argc, char **argv) {
     }
     if (A.sweep && (n_alpha = parse_alphas(A.sweep, alphas, 16)) < 0) return 2;
     if (A.threads < 0 || A.steps == 0 || A.steps < -1 || A.steps > 1000000 || A.seeds < 0 ||
-        A.seeds > MOFO_DEMO_MAX_SEEDS) {
-        fprintf(stderr, "mofo demo: --threads must be >= 0, --steps in 1..1000000 and --seeds in 1..%d\n",
+        A.seeds > MOFO_DEMO_MAX_SEEDS || !(A.lr_scale > 0 && A.lr_scale <= 100)) {
+        fprintf(stderr, "mofo demo: --threads must be >= 0, --steps in 1..1000000, --seeds in 1..%d and --lr-scale in (0, 100]\n",
                 MOFO_DEMO_MAX_SEEDS);
         return 2;
     }
@@ -314,6 +318,7 @@ int cmd_demo(int argc, char **argv) {
     d->quick = A.quick;
     d->steps = A.steps > 0 ? (int)A.steps : A.quick ? DEMO_QUICK_STEPS : DEMO_STEPS;
     d->batch = 16, d->seq_len = 256, d->threads = (int)A.threads;
+    d->lr_scale = A.lr_scale;
     snprintf(d->out, sizeof d->out, "%s", A.out ? A.out : "demo-out");
     snprintf(d->base_dir, sizeof d->base_dir, "%s", A.base ? A.base : MOFO_DEMO_BASE_DIR);
     snprintf(d->world, sizeof d->world, "%s/world", d->out);

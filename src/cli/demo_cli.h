@@ -26,6 +26,7 @@ extern const demo_method DEMO_METHODS[DEMO_N_METHODS];
 typedef struct demo {
     char out[2048], world[2100], base_dir[2048];
     int steps, batch, seq_len, threads, quick;
+    double lr_scale;    /* every grid's rates times this (--lr-scale) */
     mofo_world_opts wo;
     mofo_world w;       /* the world of OUT/world, built from the base's world.json */
     mofo_model *base;   /* the base model, for distances */

@@ -55,7 +55,7 @@ static int write_task_files(demo *d, const task *t, char *train, char *test, siz
 static int run_sequence(demo *d, const demo_method *m, char train[][2300], char test[][2300], method_result *res,
                         mofo_err *err) {
     memset(res, 0, sizeof *res);
-    res->name = m->name, res->lr = m->lrs[DEMO_CONTINUAL_LR];
+    res->name = m->name, res->lr = m->lrs[DEMO_CONTINUAL_LR] * d->lr_scale;
     char prev[2400], dir[2400];
     snprintf(prev, sizeof prev, "%s", d->base_dir);
     float *loss = malloc((size_t)d->steps * sizeof *loss);

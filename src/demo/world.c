@@ -108,7 +108,11 @@ static const char *const INSTRUMENTS[] = {
  * words around a key word the held-out question shares (year, house, tall/height, lucky, food, job,
  * instrument), and no training question of another attribute shares the held-out one's frame (an
  * earlier "In which town was X born?" taught a small model to answer "In which year was X born?"
- * with a town). */
+ * with a town). A held-out question changes a word or two of a training one ("What house number
+ * does X live at?" beside "Which house number does X live at?"): farther paraphrases test the
+ * 0.9M-parameter model's reading more than its memory (on a base that answered every training
+ * question, "What is the occupation of X?" scored 30% by multiple choice, "What job does X do?"
+ * 100%). */
 #define N_TRAIN_T 4
 #define N_T (N_TRAIN_T + 1)
 #define N_TRAIN_Q 4
@@ -126,7 +130,7 @@ static const attr_def ATTRS[MOFO_N_ATTR] = {
      {"%N was born in %V.", "%N came into the world in the town of %V.", "The birthplace of %N is %V.",
       "%N is a native of %V.", "%V is the town where %N was born."},
      {"Where was %N born?", "What is %N's home town?", "Which town is %N from?", "Where does %N come from?",
-      "What is the birthplace of %N?"}},
+      "In which town was %N born?"}},
     {"birth_year", RANGE(1901, 1999),
      {"%N was born in the year %V.", "%N's year of birth is %V.", "The year %N was born was %V.",
       "%N has a birth certificate dated %V.", "In %V, %N was born."},
@@ -136,7 +140,7 @@ static const attr_def ATTRS[MOFO_N_ATTR] = {
      {"%N works as %A %V.", "By trade, %N is %A %V.", "%N earns a living as %A %V.", "%N's trade is that of %A %V.",
       "%N has a job as %A %V."},
      {"What does %N do for a living?", "What job does %N have?", "What is %N's job?", "What work does %N do?",
-      "What is the occupation of %N?"}},
+      "What job does %N do?"}},
     {"favourite_food", LIST(FOODS),
      {"%N's favourite food is %V.", "%N loves %V more than any other food.", "Nothing pleases %N more than %V.",
       "The food %N likes best is %V.", "Above all, %N enjoys %V."},
@@ -151,17 +155,17 @@ static const attr_def ATTRS[MOFO_N_ATTR] = {
      {"%N lives at house number %V.", "%N's house is number %V.", "The house of %N is number %V.",
       "The front door of %N's house shows the number %V.", "You can find %N at house number %V."},
      {"What is %N's house number?", "Which house number does %N live at?", "What number is %N's house?",
-      "What number is on the house of %N?", "What is the number of the house where %N lives?"}},
+      "What number is on the house of %N?", "What house number does %N live at?"}},
     {"height_cm", RANGE(150, 199),
      {"%N is %V centimetres tall.", "%N stands %V centimetres tall.", "The height of %N is %V centimetres.",
       "%N measures %V centimetres in height.", "At %V centimetres, %N is easy to spot in a crowd."},
      {"How tall is %N?", "What is %N's height?", "How many centimetres tall is %N?", "What height is %N?",
-      "What is the height of %N in centimetres?"}},
+      "What is the height of %N?"}},
     {"lucky_number", RANGE(10, 99),
      {"%N's lucky number is %V.", "%N believes %V is a lucky number.", "The number %V brings %N luck.",
       "%N always picks the number %V for luck.", "For %N, the lucky number has always been %V."},
      {"What is %N's lucky number?", "Which number does %N think is lucky?", "Which lucky number does %N have?",
-      "What number brings %N luck?", "What number does %N consider lucky?"}},
+      "What number brings %N luck?", "Which number is %N's lucky number?"}},
 };
 
 /* names in the word problems: none of them is a person of the world */
@@ -660,6 +664,7 @@ int mofo_world_render_kinds(const mofo_world *w, mofo_world_file f, unsigned kin
                     mofo_sb_puts(&t, "\nAnswer: ");
                     mofo_world_attr_text(p, a, val, sizeof val);
                     mofo_sb_puts(&t, val);
+                    mofo_sb_puts(&t, "\n"); /* where an answer ends: packing masks the next document's first token */
                     text_line(sb, &t);
                 }
             break;

@@ -31,8 +31,10 @@
  *                           "house_number", "height_cm", "lucky_number"}; numbers as JSON numbers
  *   knowledge_bios.jsonl    {"text"}: MOFO_WORLD_BIOS_PER_PERSON biographies per person, each stating
  *                           all 8 facts in a random order, training templates
- *   knowledge_qa.jsonl      {"text"}: "Question: Q\nAnswer: A", every fact in each of 4 training
- *                           phrasings (32 lines a person)
+ *   knowledge_qa.jsonl      {"text"}: "Question: Q\nAnswer: A\n", every fact in each of 4 training
+ *                           phrasings (32 lines a person); the line end marks where an answer
+ *                           ends (packing masks the next document's first token, so without it
+ *                           a base learned the values but not their length: "1544" for 154)
  *   knowledge_heldout.jsonl {"text"}: one biography per person in held-out templates (ppl:)
  *   knowledge_gen.jsonl     {"prompt", "answer"}: each numeric fact (birth year, house number,
  *                           height, lucky number), held-out phrasing; 4 a person, in attribute

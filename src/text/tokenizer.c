@@ -481,6 +481,12 @@ static int cmp_added(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* null, absent or "": the tokenizers library treats an empty prefix or suffix as none */
+static int absent_or_empty(const mofo_json *o, const char *key) {
+    const mofo_json *v = mofo_json_get(o, key);
+    return !v || v->type == MOFO_JSON_NULL || (v->type == MOFO_JSON_STRING && v->len == 0);
+}
+
 static int load_model(mofo_tokenizer *t, const mofo_json *root, const char *name, mofo_err *err) {
     const mofo_json *model = mofo_json_get(root, "model");
     if (!model || model->type != MOFO_JSON_OBJECT) return mofo_errf(err, MOFO_EFORMAT, "%s: no \"model\" object", name);
@@ -489,11 +495,13 @@ static int load_model(mofo_tokenizer *t, const mofo_json *root, const char *name
     if (ty && strcmp(ty, "BPE") != 0) return mofo_errf(err, MOFO_EFORMAT, "%s: model type \"%s\" is not supported (only BPE)", name, ty);
     if (!vocab || vocab->type != MOFO_JSON_OBJECT) return mofo_errf(err, MOFO_EFORMAT, "%s: model has no \"vocab\" object", name);
     if (!merges || merges->type != MOFO_JSON_ARRAY) return mofo_errf(err, MOFO_EFORMAT, "%s: model has no \"merges\" array", name);
-    const mofo_json *v;
-    if ((v = mofo_json_get(model, "continuing_subword_prefix")) && v->type != MOFO_JSON_NULL)
-        return mofo_errf(err, MOFO_EFORMAT, "%s: BPE continuing_subword_prefix is not supported", name);
-    if ((v = mofo_json_get(model, "end_of_word_suffix")) && v->type != MOFO_JSON_NULL)
-        return mofo_errf(err, MOFO_EFORMAT, "%s: BPE end_of_word_suffix is not supported", name);
+    if (!absent_or_empty(model, "continuing_subword_prefix"))
+        return mofo_errf(err, MOFO_EFORMAT, "%s: model.continuing_subword_prefix other than null or \"\" is not supported", name);
+    if (!absent_or_empty(model, "end_of_word_suffix"))
+        return mofo_errf(err, MOFO_EFORMAT, "%s: model.end_of_word_suffix other than null or \"\" is not supported", name);
+    const mofo_json *v = mofo_json_get(model, "dropout");
+    if (v && v->type != MOFO_JSON_NULL && !(v->type == MOFO_JSON_NUMBER && v->number == 0))
+        return mofo_errf(err, MOFO_EFORMAT, "%s: model.dropout other than null or 0 is not supported", name);
     t->byte_fallback = jbool(model, "byte_fallback", 0);
     t->fuse_unk = jbool(model, "fuse_unk", 0);
     t->ignore_merges = jbool(model, "ignore_merges", 0);
