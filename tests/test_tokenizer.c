@@ -265,6 +265,21 @@ static void test_load_errors(void) {
     expect_load_error("{}", "tok.json: no \"model\" object");
     expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": {}, \"merges\": []}}", "model type \"Unigram\" is not supported");
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"merges\": []}}", "model has no \"vocab\" object");
+    /* Qwen2/3 and GPT-2 files carry "" for both (none to the tokenizers library); anything else is refused */
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [], \"continuing_subword_prefix\": \"##\"}}",
+                      "model.continuing_subword_prefix other than null");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [], \"end_of_word_suffix\": \"</w>\"}}",
+                      "model.end_of_word_suffix other than null");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [], \"dropout\": 0.1}}",
+                      "model.dropout other than null or 0");
+    {
+        const char *ok = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], "
+                         "\"continuing_subword_prefix\": \"\", \"end_of_word_suffix\": \"\", \"dropout\": null}}";
+        mofo_tokenizer *t = NULL;
+        mofo_err err = {0};
+        CHECK(mofo_tokenizer_from_json(&t, ok, strlen(ok), "tok.json", &err) == 0 && t, "empty prefix/suffix: %s", err.msg);
+        mofo_tokenizer_free(t);
+    }
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "vocab entry \"a\" (line 1) is not a valid id");
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "merge at line 1 (\"a\" + \"b\") uses a token missing");
     expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"ab\"]}}", "merge at line 1 is not \"a b\"");
