@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
 
 #include "args.h"
 #include "demo_cli.h"
@@ -23,11 +24,13 @@
 #endif
 
 #define DEMO_STEPS 130
+#define DEMO_MAX_ALPHAS 16
+#define DEMO_MAX_CURVES (DEMO_MAX_ALPHAS > DEMO_N_METHODS ? DEMO_MAX_ALPHAS : DEMO_N_METHODS)
 #define DEMO_QUICK_STEPS 8
 
 typedef struct demo_args {
     const char *out, *base, *sweep, *methods;
-    int64_t steps, threads, seeds;
+    int64_t steps, threads, seeds, jobs;
     double lr_scale;
     int quick, json, continual, full;
 } demo_args;
@@ -47,6 +50,8 @@ static const arg_spec SPECS[] = {
     {"sweep-alpha", ARG_STR, &A.sweep, "LIST", "instead: MoFO at each alpha of LIST (e.g. 0.05,0.15,1), the paper's study"},
     {"continual", ARG_FLAG, &A.continual, NULL,
      "instead: three arithmetic tasks in sequence per method; R, OP and BWT as TRACE defines them"},
+    {"jobs", ARG_INT, &A.jobs, "N",
+     "runs trained at once, each on one thread (default: one per core, as --threads; 1: one run at a time on --threads)"},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
@@ -79,84 +84,93 @@ static void model_dir(const demo *d, const char *name, char *out, size_t cap) {
         if (*c == ' ' || *c == '=') *c = '_';
 }
 
-/* One run: fine-tunes ms at lr with seed on data_path and scores it on math_val (val_acc; seed 1
- * only, the runs that choose), the held-out training examples (val_loss), math_test and the
- * knowledge files; appends it to r. The trainer is kept in *keep (the caller frees it). */
-static int run_one(demo *d, const demo_method *ms, const char *name, double lr, int seed, const char *data_path,
-                   mofo_demo_report *r, mofo_trainer **keep, mofo_err *err) {
-    mofo_demo_run *u = &r->runs[r->n_runs];
+/* One run of a study: method ms (named name: its curve) at lr with data order seed. */
+typedef struct planned_run {
+    demo_method ms;
+    char name[32];
+    double lr;
+    int seed;
+} planned_run;
+
+/* One run: fine-tunes p's method on data_path and scores it on math_val (val_acc; seed 1 only, the
+ * runs that choose), the held-out training examples (val_loss), math_test and the knowledge files
+ * (no perplexity: choose), into u. With keep, the trainer is kept in *keep (the caller frees it); else freed. */
+static int run_one(demo *d, const planned_run *p, const char *data_path, mofo_demo_run *u, mofo_trainer **keep,
+                   mofo_err *err) {
+    const demo_method *ms = &p->ms;
     memset(u, 0, sizeof *u);
-    snprintf(u->name, sizeof u->name, "%s", name);
+    snprintf(u->name, sizeof u->name, "%s", p->name);
     snprintf(u->method, sizeof u->method, "%s", mofo_method_name(ms->method));
-    u->alpha = ms->alpha, u->reg = ms->reg, u->steps = d->steps, u->lr = lr, u->seed = seed;
+    u->alpha = ms->alpha, u->reg = ms->reg, u->steps = d->steps, u->lr = p->lr, u->seed = p->seed;
     u->loss = malloc((size_t)d->steps * sizeof *u->loss);
     if (!u->loss) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     char out_dir[2300];
-    model_dir(d, name, out_dir, sizeof out_dir);
+    model_dir(d, p->name, out_dir, sizeof out_dir);
     mofo_train_opts o;
-    demo_run_opts(d, ms, lr, (uint64_t)seed, d->base_dir, data_path, out_dir, &o);
+    demo_run_opts(d, ms, p->lr, (uint64_t)p->seed, d->base_dir, data_path, out_dir, &o);
     demo_finetune_command(&o, u->command, sizeof u->command);
-    d->run_no++;
-    fprintf(stderr, "[%3.0f s] %d/%d %s lr %g seed %d: %d steps", cli_now() - d->t0, d->run_no, d->n_runs_total, name, lr,
-            seed, d->steps);
-    fflush(stderr);
     mofo_trainer *t = NULL;
     mofo_demo_scores val;
     int rc = mofo_trainer_create(&t, &o, err);
-    if (!rc) rc = demo_train(t, u->loss, &u->ms_per_step, &u->coverage, err);
+    if (!rc) rc = demo_train(d, t, u->loss, &u->ms_per_step, &u->coverage, err);
     if (!rc) rc = mofo_trainer_eval(t, &u->val_loss, err);
     val.task_acc = NAN;
-    if (!rc && seed == 1) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, NULL, &val, err);
+    if (!rc && p->seed == 1) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, NULL, &val, err);
     if (!rc) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, d->base->params, &u->s,
                                      err);
     if (rc) {
-        fprintf(stderr, "\n");
-        free(u->loss);
+        mofo_err_prefix(err, "%s lr %g seed %d", p->name, p->lr, p->seed);
         mofo_trainer_free(t);
         return rc;
     }
     if (!(o.method == MOFO_METHOD_MOFO || o.method == MOFO_METHOD_LORA_MOFO)) u->coverage = NAN; /* dense: all move */
     u->val_acc = val.task_acc;
-    r->n_runs++;
     char val_txt[32] = "";
     if (isfinite(u->val_acc)) snprintf(val_txt, sizeof val_txt, "val %.1f%%, ", 100 * u->val_acc);
-    fprintf(stderr, ", %.0f ms/step, loss %.3f -> %.3f; %stask %.1f%%, knowledge EM %.1f%% MC %.1f%%\n",
-            u->ms_per_step, (double)u->loss[0], (double)u->loss[d->steps - 1], val_txt, 100 * u->s.task_acc,
-            100 * u->s.knowledge_em, 100 * u->s.knowledge_mc);
-    *keep = t;
+    fprintf(stderr, "[%3.0f s] %d/%d %s lr %g seed %d: %d steps, %.0f ms/step, loss %.3f -> %.3f; %stask %.1f%%, "
+                    "knowledge EM %.1f%% MC %.1f%%\n",
+            cli_now() - d->t0, demo_next_run(d), d->n_runs_total, p->name, p->lr, p->seed, d->steps, u->ms_per_step,
+            (double)u->loss[0], (double)u->loss[d->steps - 1], val_txt, 100 * u->s.task_acc, 100 * u->s.knowledge_em,
+            100 * u->s.knowledge_mc);
+    if (keep) *keep = t;
+    else mofo_trainer_free(t);
     return 0;
 }
 
-/* Every run of one curve: each rate of the grid (--quick: one) for each seed. The seed-1 run with the
- * best math_val exact match (ties: the smaller rate) is the chosen one; its model is saved. */
-static int run_curve(demo *d, const demo_method *ms, const char *name, int n_seeds, const char *data_path,
-                     mofo_demo_report *r, mofo_err *err) {
-    mofo_trainer *best = NULL;
-    int chosen = -1, rc = 0;
-    for (int seed = 1; seed <= n_seeds && !rc; seed++)
-        for (int g = 0; g < DEMO_GRID && !rc; g++) {
-            if (d->quick && g != DEMO_QUICK_LR) continue;
-            mofo_trainer *t = NULL;
-            if ((rc = run_one(d, ms, name, ms->lrs[g] * d->lr_scale, seed, data_path, r, &t, err))) break;
-            int i = r->n_runs - 1;
-            if (seed == 1 && (chosen < 0 || r->runs[i].val_acc > r->runs[chosen].val_acc)) {
-                mofo_trainer_free(best);
-                best = t, chosen = i;
-            } else {
-                mofo_trainer_free(t);
-            }
-        }
-    if (!rc && best) {
-        char out_dir[2300];
-        model_dir(d, name, out_dir, sizeof out_dir);
-        mofo_demo_run *u = &r->runs[chosen];
-        u->chosen = 1;
-        if (demo_make_dir(out_dir)) rc = mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", out_dir, strerror(errno));
-        if (!rc) rc = mofo_trainer_save_final(best, out_dir, err);
-        mofo_demo_eval_command(out_dir, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, u->eval_command,
-                               sizeof u->eval_command);
-    }
-    mofo_trainer_free(best);
+typedef struct study_jobs {
+    demo *d;
+    const planned_run *plan; /* (n) */
+    const char *data_path;
+    mofo_demo_run *runs;     /* (n) run i's results */
+    mofo_trainer **kept;     /* (n) the seed-1 runs' trainers, until their curve has chosen */
+} study_jobs;
+
+static int study_job(void *ctx, int i, mofo_err *err) {
+    study_jobs *s = ctx;
+    const planned_run *p = &s->plan[i];
+    return run_one(s->d, p, s->data_path, &s->runs[i], p->seed == 1 ? &s->kept[i] : NULL, err);
+}
+
+/* Of the runs [first, last) of one curve, the seed-1 run with the best math_val exact match (ties: the
+ * smaller rate, the earlier in the plan) is the chosen one; its model is saved in OUT/models/NAME and
+ * its perplexity measured (the other runs have none: the curves do not need it). */
+static int choose(demo *d, const planned_run *plan, int first, int last, mofo_demo_run *runs, mofo_trainer **kept,
+                  mofo_err *err) {
+    int chosen = -1;
+    for (int i = first; i < last; i++)
+        if (kept[i] && (chosen < 0 || runs[i].val_acc > runs[chosen].val_acc)) chosen = i;
+    if (chosen < 0) return 0;
+    char out_dir[2300];
+    model_dir(d, plan[chosen].name, out_dir, sizeof out_dir);
+    mofo_demo_run *u = &runs[chosen];
+    u->chosen = 1;
+    if (demo_make_dir(out_dir)) return mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", out_dir, strerror(errno));
+    mofo_demo_scores p;
+    int rc = mofo_trainer_save_final(kept[chosen], out_dir, err);
+    if (!rc) rc = mofo_demo_evaluate(kept[chosen]->m, kept[chosen]->tok, d->world, MOFO_DEMO_PPL, NULL, &p, err);
+    if (!rc) u->s.ppl = p.ppl;
+    mofo_demo_eval_command(out_dir, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE | MOFO_DEMO_PPL, u->eval_command,
+                           sizeof u->eval_command);
     return rc;
 }
 
@@ -246,42 +260,55 @@ static int curve_seeds(const demo_method *ms, int alpha_study) {
     return A.full || ms->seeds > 1 ? seeds : 1;
 }
 
-/* The methods study (n_alpha == 0) or the alpha study: every curve, then the report. */
+/* The methods study (n_alpha == 0) or the alpha study: the plan of every run (each curve's runs
+ * together: each seed, each rate of the grid, --quick one), the runs d->jobs at a time, each curve's
+ * choice, then the report. */
 static int study(demo *d, const int *use, const double *alphas, int n_alpha, const mofo_demo_scores *base,
                  mofo_err *err) {
     mofo_demo_report r = {.base = *base, .kind = n_alpha ? "alpha" : "methods", .plot_suffix = n_alpha ? "_alpha" : ""};
-    int n_curves = n_alpha ? n_alpha : DEMO_N_METHODS, n_runs = 0, rc = 0;
-    d->run_no = d->n_runs_total = 0;
-    for (int i = 0; i < n_curves; i++) {
-        const demo_method *ms = &DEMO_METHODS[n_alpha ? 1 : i];
-        if (!n_alpha && !use[i]) continue;
-        n_runs += curve_seeds(ms, n_alpha > 0) * (d->quick ? 1 : DEMO_GRID);
+    int n_curves = n_alpha ? n_alpha : DEMO_N_METHODS, n = 0, rc = 0;
+    int cap = n_curves * MOFO_DEMO_MAX_SEEDS * DEMO_GRID;
+    planned_run *plan = calloc((size_t)cap, sizeof *plan);
+    mofo_trainer **kept = calloc((size_t)cap, sizeof *kept);
+    r.runs = calloc((size_t)cap, sizeof *r.runs);
+    if (!plan || !kept || !r.runs) {
+        free(plan), free(kept), free(r.runs);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     }
-    d->n_runs_total = n_runs;
-    r.runs = calloc((size_t)n_runs + 1, sizeof *r.runs);
-    if (!r.runs) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
-    char data[2300];
-    snprintf(data, sizeof data, "%s/%s", d->world, mofo_world_file_name(MOFO_WF_MATH_TRAIN));
-    for (int i = 0; i < n_curves && !rc; i++) {
+    int first[DEMO_MAX_CURVES], end[DEMO_MAX_CURVES]; /* curve i: plan[first[i] .. end[i]) */
+    for (int i = 0; i < n_curves; i++) {
+        first[i] = end[i] = n;
+        if (!n_alpha && !use[i]) continue;
         demo_method ms = DEMO_METHODS[n_alpha ? 1 : i];
         char name[32];
-        if (n_alpha) {
-            ms.alpha = alphas[i];
-            snprintf(name, sizeof name, "mofo a=%g", alphas[i]);
-        } else {
-            if (!use[i]) continue;
-            snprintf(name, sizeof name, "%s", ms.name);
-        }
-        rc = run_curve(d, &ms, name, curve_seeds(&ms, n_alpha > 0), data, &r, err);
-        if (rc) mofo_err_prefix(err, "%s", name);
+        if (n_alpha) ms.alpha = alphas[i], snprintf(name, sizeof name, "mofo a=%g", alphas[i]);
+        else snprintf(name, sizeof name, "%s", ms.name);
+        for (int seed = 1; seed <= curve_seeds(&ms, n_alpha > 0); seed++)
+            for (int g = 0; g < DEMO_GRID; g++) {
+                if (d->quick && g != DEMO_QUICK_LR) continue;
+                planned_run *p = &plan[n++];
+                p->ms = ms, p->lr = ms.lrs[g] * d->lr_scale, p->seed = seed;
+                snprintf(p->name, sizeof p->name, "%s", name);
+            }
+        end[i] = n;
     }
+    d->run_no = 0, d->n_runs_total = n;
+    char data[2300];
+    snprintf(data, sizeof data, "%s/%s", d->world, mofo_world_file_name(MOFO_WF_MATH_TRAIN));
+    fprintf(stderr, "%d runs, %d at a time\n", n, d->jobs < n ? d->jobs : n);
+    study_jobs s = {d, plan, data, r.runs, kept};
+    rc = demo_parallel(n, d->jobs, study_job, &s, err);
+    r.n_runs = n;
+    for (int i = 0; i < n_curves && !rc; i++) rc = choose(d, plan, first[i], end[i], r.runs, kept, err);
+    for (int i = 0; i < n; i++) mofo_trainer_free(kept[i]);
+    free(kept), free(plan);
     if (!rc) {
         snprintf(r.settings, sizeof r.settings,
                  "\"base\": \"%.1500s\", \"world_seed\": %llu, \"people\": %d, \"steps\": %d, \"batch\": %d, "
                  "\"seq_len\": %d, \"schedule\": \"linear, warm-up 0.1\", \"quick\": %s, \"val_problems\": %d, "
-                 "\"test_problems\": %d, \"lr_scale\": %.17g, \"matrix_products\": \"%s\"",
+                 "\"test_problems\": %d, \"lr_scale\": %.17g, \"jobs\": %d, \"matrix_products\": \"%s\"",
                  d->base_dir, (unsigned long long)d->wo.seed, d->wo.n_people, d->steps, d->batch, d->seq_len,
-                 d->quick ? "true" : "false", d->wo.n_val, d->wo.n_test, d->lr_scale, mofo_blas_kernel());
+                 d->quick ? "true" : "false", d->wo.n_val, d->wo.n_test, d->lr_scale, d->jobs, mofo_blas_kernel());
         rc = report(d, &r, n_alpha ? "results_alpha" : "results", err);
     }
     mofo_demo_report_free(&r);
@@ -294,7 +321,7 @@ int cmd_demo(int argc, char **argv) {
     A.lr_scale = 1;
     if (args_parse("demo", argc, argv, SPECS, N_SPECS)) return 2;
     int use[DEMO_N_METHODS];
-    double alphas[16];
+    double alphas[DEMO_MAX_ALPHAS];
     int n_alpha = 0;
     if (parse_methods(A.methods, use)) return 2;
     if ((A.sweep != NULL) + A.continual + A.full > 1) {
@@ -305,10 +332,10 @@ int cmd_demo(int argc, char **argv) {
         fprintf(stderr, "mofo demo: --quick and --full: give one\n");
         return 2;
     }
-    if (A.sweep && (n_alpha = parse_alphas(A.sweep, alphas, 16)) < 0) return 2;
-    if (A.threads < 0 || A.steps == 0 || A.steps < -1 || A.steps > 1000000 || A.seeds < 0 ||
+    if (A.sweep && (n_alpha = parse_alphas(A.sweep, alphas, DEMO_MAX_ALPHAS)) < 0) return 2;
+    if (A.threads < 0 || A.jobs < 0 || A.jobs > 256 || A.steps == 0 || A.steps < -1 || A.steps > 1000000 || A.seeds < 0 ||
         A.seeds > MOFO_DEMO_MAX_SEEDS || !(A.lr_scale > 0 && A.lr_scale <= 100)) {
-        fprintf(stderr, "mofo demo: --threads must be >= 0, --steps in 1..1000000, --seeds in 1..%d and --lr-scale in (0, 100]\n",
+        fprintf(stderr, "mofo demo: --threads must be >= 0, --jobs in 1..256, --steps in 1..1000000, --seeds in 1..%d and --lr-scale in (0, 100]\n",
                 MOFO_DEMO_MAX_SEEDS);
         return 2;
     }
@@ -319,6 +346,7 @@ int cmd_demo(int argc, char **argv) {
     d->steps = A.steps > 0 ? (int)A.steps : A.quick ? DEMO_QUICK_STEPS : DEMO_STEPS;
     d->batch = 16, d->seq_len = 256, d->threads = (int)A.threads;
     d->lr_scale = A.lr_scale;
+    d->jobs = A.jobs > 0 ? (int)A.jobs : A.threads > 0 ? (int)A.threads : omp_get_num_procs();
     snprintf(d->out, sizeof d->out, "%s", A.out ? A.out : "demo-out");
     snprintf(d->base_dir, sizeof d->base_dir, "%s", A.base ? A.base : MOFO_DEMO_BASE_DIR);
     snprintf(d->world, sizeof d->world, "%s/world", d->out);
@@ -342,7 +370,8 @@ int cmd_demo(int argc, char **argv) {
     fprintf(stderr, "mofo demo: base %s (%zu parameters), world of %d people in %s, %d steps of %d examples per run\n"
                     "matrix products: %s\n",
             d->base_dir, d->base->n_floats, d->wo.n_people, d->world, d->steps, d->batch, mofo_blas_kernel());
-    if (mofo_demo_evaluate(d->base, d->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, NULL, &base, &err)) {
+    if (mofo_demo_evaluate(d->base, d->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE | MOFO_DEMO_PPL, NULL, &base,
+                           &err)) {
         rc = demo_fail("scoring the base", &err);
         goto done;
     }

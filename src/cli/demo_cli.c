@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,7 +58,7 @@ void demo_run_opts(const demo *d, const demo_method *m, double lr, uint64_t seed
     o->seed = seed;
     o->val_split = 0.05; /* the held-out solutions whose loss chooses the learning rate */
     o->tpl = MOFO_TPL_TULU;
-    o->threads = d->threads;
+    o->threads = d->jobs > 1 ? 1 : d->threads; /* the bits depend on it: the command below repeats it */
     o->merge = 1; /* LoRA: the merged model, which mofo eval and the next task load */
 }
 
@@ -67,16 +69,17 @@ void demo_finetune_command(const mofo_train_opts *o, char *out, size_t cap) {
                                 o->model_dir, o->data_path, o->out_dir, mofo_method_name(o->method), o->lr,
                                 (long long)o->steps, o->batch, o->seq_len, o->warmup, (unsigned long long)o->seed,
                                 o->val_split);
+    if (n < cap && o->threads > 0) n += (size_t)snprintf(out + n, cap - n, " --threads %d", o->threads);
     if (n < cap && o->method == MOFO_METHOD_MOFO) n += (size_t)snprintf(out + n, cap - n, " --alpha %g", o->alpha);
     if (n < cap && (o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2))
         n += (size_t)snprintf(out + n, cap - n, " --reg %g", o->reg);
     if (n < cap && o->method == MOFO_METHOD_LORA) snprintf(out + n, cap - n, " --merge");
 }
 
-int demo_train(mofo_trainer *t, float *loss, double *ms_per_step, double *coverage, mofo_err *err) {
+int demo_train(const demo *d, mofo_trainer *t, float *loss, double *ms_per_step, double *coverage, mofo_err *err) {
     double t0 = cli_now();
     mofo_step_metrics mt = {0};
-    int tty = isatty(fileno(stderr));
+    int tty = d->jobs <= 1 && isatty(fileno(stderr));
     while (t->step < t->total_steps) {
         int rc = mofo_trainer_step(t, &mt, err);
         if (rc) return rc;
@@ -87,4 +90,39 @@ int demo_train(mofo_trainer *t, float *loss, double *ms_per_step, double *covera
     *ms_per_step = 1000 * (cli_now() - t0) / (double)t->step;
     if (coverage) *coverage = t->step ? mt.coverage : NAN;
     return 0;
+}
+
+int demo_next_run(demo *d) {
+    int k;
+#pragma omp atomic capture
+    k = ++d->run_no;
+    return k;
+}
+
+int demo_parallel(int n, int jobs, demo_job fn, void *ctx, mofo_err *err) {
+    if (n <= 0) return 0;
+    int *rcs = calloc((size_t)n, sizeof *rcs);
+    mofo_err *errs = calloc((size_t)n, sizeof *errs);
+    if (!rcs || !errs) {
+        free(rcs), free(errs);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    }
+    int failed = 0, team = jobs < 1 ? 1 : jobs < n ? jobs : n;
+    omp_set_max_active_levels(1); /* the regions inside a job: one thread each */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
+    for (int i = 0; i < n; i++) {
+        int stop;
+#pragma omp atomic read
+        stop = failed;
+        if (stop) continue;
+        if ((rcs[i] = fn(ctx, i, &errs[i]))) {
+#pragma omp atomic write
+            failed = 1;
+        }
+    }
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        if ((rc = rcs[i])) *err = errs[i];
+    free(rcs), free(errs);
+    return rc;
 }

@@ -26,6 +26,7 @@ extern const demo_method DEMO_METHODS[DEMO_N_METHODS];
 typedef struct demo {
     char out[2048], world[2100], base_dir[2048];
     int steps, batch, seq_len, threads, quick;
+    int jobs;           /* runs trained at once (--jobs); each on one thread when > 1 */
     double lr_scale;    /* every grid's rates times this (--lr-scale) */
     mofo_world_opts wo;
     mofo_world w;       /* the world of OUT/world, built from the base's world.json */
@@ -47,10 +48,18 @@ void demo_run_opts(const demo *d, const demo_method *m, double lr, uint64_t seed
                    const char *data_path, const char *out_dir, mofo_train_opts *o);
 /* The mofo finetune command line with the same options. */
 void demo_finetune_command(const mofo_train_opts *o, char *out, size_t cap);
-/* Trains t to its last step, showing the step on a terminal; loss[s] = step s's loss (t->total_steps
+/* Trains t to its last step, showing the step on a terminal when d runs one job at a time; loss[s] = step s's loss (t->total_steps
  * floats), *ms_per_step the mean wall time of a step, *coverage (may be NULL) the last step's
  * fraction of trainable entries ever updated. */
-int demo_train(mofo_trainer *t, float *loss, double *ms_per_step, double *coverage, mofo_err *err);
+int demo_train(const demo *d, mofo_trainer *t, float *loss, double *ms_per_step, double *coverage, mofo_err *err);
+
+/* Runs fn(ctx, i, err) for i in [0, n), up to jobs at once (OpenMP threads; the libraries' own
+ * parallel regions inside run on one thread then). After a failure no further i starts; returns the
+ * failure of the lowest i, its message in err. fn must touch only what belongs to its i. */
+typedef int (*demo_job)(void *ctx, int i, mofo_err *err);
+int demo_parallel(int n, int jobs, demo_job fn, void *ctx, mofo_err *err);
+/* The next run's number for the progress lines (safe from several jobs). */
+int demo_next_run(demo *d);
 
 /* The continual study (demo_continual.c): use[i] selects DEMO_METHODS[i]. */
 int demo_continual(demo *d, const int *use, const mofo_demo_scores *base, int json, mofo_err *err);

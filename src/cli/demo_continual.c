@@ -65,14 +65,10 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
         snprintf(dir, sizeof dir, "%s/continual/%s-%d-%s", d->out, m->name, i + 1, TASKS[i].name);
         mofo_train_opts o;
         demo_run_opts(d, m, res->lr, 1, prev, train[i], dir, &o);
-        d->run_no++;
-        fprintf(stderr, "[%3.0f s] %d/%d %s, task %d (%s): %d steps", cli_now() - d->t0, d->run_no, d->n_runs_total,
-                m->name, i + 1, TASKS[i].name, d->steps);
-        fflush(stderr);
         mofo_trainer *t = NULL;
         double ms_step;
         mofo_demo_scores k;
-        if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(t, loss, &ms_step, NULL, err)) ||
+        if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(d, t, loss, &ms_step, NULL, err)) ||
             (rc = demo_make_dir(dir) ? mofo_errf(err, MOFO_EIO, "%s: cannot create", dir) : 0) ||
             (rc = mofo_trainer_save_final(t, dir, err)) ||
             (rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_KNOWLEDGE, NULL, &k, err))) {
@@ -82,8 +78,9 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
         res->general[i] = k.knowledge_acc;
         for (int j = 0; j < N_TASKS && !rc; j++) rc = mofo_demo_evaluate_gen(t->m, t->tok, test[j], &res->R[i][j], NULL, err);
         mofo_trainer_free(t);
-        fprintf(stderr, ", R[%d] = %.1f %.1f %.1f, general %.1f%%\n", i + 1, 100 * res->R[i][0], 100 * res->R[i][1],
-                100 * res->R[i][2], 100 * res->general[i]);
+        fprintf(stderr, "[%3.0f s] %d/%d %s, task %d (%s): %d steps, %.0f ms/step; R[%d] = %.1f %.1f %.1f, general %.1f%%\n",
+                cli_now() - d->t0, demo_next_run(d), d->n_runs_total, m->name, i + 1, TASKS[i].name, d->steps, ms_step,
+                i + 1, 100 * res->R[i][0], 100 * res->R[i][1], 100 * res->R[i][2], 100 * res->general[i]);
         snprintf(prev, sizeof prev, "%s", dir);
     }
     free(loss);
@@ -91,6 +88,20 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
     for (int j = 0; j < N_TASKS; j++) op += res->R[N_TASKS - 1][j];
     for (int j = 0; j < N_TASKS - 1; j++) bwt += res->R[N_TASKS - 1][j] - res->R[j][j];
     res->op = op / N_TASKS, res->bwt = bwt / (N_TASKS - 1);
+    return rc;
+}
+
+typedef struct sequence_jobs {
+    demo *d;
+    const demo_method *methods[DEMO_N_METHODS]; /* job i: methods[i] through the tasks into res[i] */
+    char (*train)[2300], (*test)[2300];
+    method_result *res;
+} sequence_jobs;
+
+static int sequence_job(void *ctx, int i, mofo_err *err) {
+    sequence_jobs *s = ctx;
+    int rc = run_sequence(s->d, s->methods[i], s->train, s->test, &s->res[i], err);
+    if (rc) mofo_err_prefix(err, "%s", s->methods[i]->name);
     return rc;
 }
 
@@ -129,11 +140,12 @@ int demo_continual(demo *d, const int *use, const mofo_demo_scores *base, int js
     if (demo_make_dir(dir)) return mofo_errf(err, MOFO_EIO, "%s: cannot create", dir);
     for (int i = 0; i < N_TASKS && !rc; i++) rc = write_task_files(d, &TASKS[i], train[i], test[i], sizeof train[i], err);
     method_result res[DEMO_N_METHODS];
+    sequence_jobs s = {d, {0}, train, test, res};
     int n = 0;
-    for (int i = 0; i < DEMO_N_METHODS; i++) d->n_runs_total += use[i] * N_TASKS;
-    for (int i = 0; i < DEMO_N_METHODS && !rc; i++)
-        if (use[i]) rc = run_sequence(d, &DEMO_METHODS[i], train, test, &res[n++], err);
-    if (rc) return rc;
+    for (int i = 0; i < DEMO_N_METHODS; i++)
+        if (use[i]) s.methods[n++] = &DEMO_METHODS[i];
+    d->run_no = 0, d->n_runs_total = n * N_TASKS;
+    if (rc || (rc = demo_parallel(n, d->jobs, sequence_job, &s, err))) return rc;
     mofo_strbuf js = {0}, md = {0};
     mofo_sb_puts(&js, "{\n  \"tasks\": [");
     for (int j = 0; j < N_TASKS; j++) mofo_sb_printf(&js, "%s\"%s\"", j ? ", " : "", TASKS[j].name);

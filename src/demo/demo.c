@@ -48,6 +48,8 @@ int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *wor
         if ((rc = mofo_eval_mc(m, tok, path, 0, &mc, err))) return rc;
         s->knowledge_mc = (double)mc.correct / (double)mc.n, s->n_mc = (int)mc.n;
         s->knowledge_acc = (s->knowledge_em + s->knowledge_mc) / 2;
+    }
+    if (what & MOFO_DEMO_PPL) {
         world_path(path, sizeof path, world_dir, MOFO_WF_HELDOUT);
         mofo_ppl_result p;
         if ((rc = mofo_eval_ppl(m, tok, path, &p, err))) return rc;
@@ -75,8 +77,11 @@ void mofo_demo_eval_command(const char *model_dir, const char *world_dir, int wh
         n += (size_t)snprintf(out + n, cap - n, " --template tulu --max-new %d --task gen:%s/%s", MOFO_DEMO_MATH_MAX_NEW,
                               world_dir, mofo_world_file_name(what & MOFO_DEMO_TASK ? MOFO_WF_MATH_TEST : MOFO_WF_MATH_VAL));
     if (n < cap && (what & MOFO_DEMO_KNOWLEDGE))
-        snprintf(out + n, cap - n, "; mofo eval --model %s --max-new %d --stop '\\n|.|,|Question:' --task gen:%s/%s "
-                 "--task mc:%s/%s --task ppl:%s/%s",
-                 model_dir, MOFO_DEMO_FACT_MAX_NEW, world_dir, mofo_world_file_name(MOFO_WF_KNOW_GEN), world_dir,
-                 mofo_world_file_name(MOFO_WF_KNOW_MC), world_dir, mofo_world_file_name(MOFO_WF_HELDOUT));
+        n += (size_t)snprintf(out + n, cap - n, "; mofo eval --model %s --max-new %d --stop '\\n|.|,|Question:' "
+                              "--task gen:%s/%s --task mc:%s/%s", model_dir, MOFO_DEMO_FACT_MAX_NEW, world_dir,
+                              mofo_world_file_name(MOFO_WF_KNOW_GEN), world_dir, mofo_world_file_name(MOFO_WF_KNOW_MC));
+    if (n < cap && (what & MOFO_DEMO_PPL) && !(what & MOFO_DEMO_KNOWLEDGE)) /* a command of its own */
+        n += (size_t)snprintf(out + n, cap - n, "; mofo eval --model %s", model_dir);
+    if (n < cap && (what & MOFO_DEMO_PPL))
+        snprintf(out + n, cap - n, " --task ppl:%s/%s", world_dir, mofo_world_file_name(MOFO_WF_HELDOUT));
 }

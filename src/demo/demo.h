@@ -33,7 +33,8 @@ typedef struct mofo_demo_scores {
 enum {
     MOFO_DEMO_TASK = 1,      /* task_acc on math_test.jsonl */
     MOFO_DEMO_VAL = 2,       /* task_acc on math_val.jsonl instead (choosing hyper-parameters) */
-    MOFO_DEMO_KNOWLEDGE = 4, /* knowledge_em, knowledge_mc, knowledge_acc, ppl */
+    MOFO_DEMO_KNOWLEDGE = 4, /* knowledge_em, knowledge_mc, knowledge_acc */
+    MOFO_DEMO_PPL = 8,       /* ppl (the demo takes it for the base and the chosen runs only) */
 };
 
 /* The generation budget of a math answer and of a birth year, in tokens. */

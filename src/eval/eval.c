@@ -8,6 +8,7 @@
 #include "io/json.h"
 #include "io/strbuf.h"
 #include "model/infer.h"
+#include "model/layers.h"
 #include "text/utf8.h"
 
 /* ---- JSONL ---- */
@@ -267,6 +268,7 @@ typedef struct {
     const mofo_tokenizer *tok;
     int add_bos;
     mofo_mc_result *r;
+    mofo_infer cache; /* sized for the longest question so far */
 } mc_ctx;
 
 static size_t utf8_chars(const char *s, size_t n) {
@@ -275,10 +277,46 @@ static size_t utf8_chars(const char *s, size_t n) {
     return c;
 }
 
-/* The log-likelihood of each choice after the context, ll[i] as mofo_loglik gives it. All choices go
- * through the model as one batch, each row padded on the right (causal attention: padding never
- * reaches the positions scored); a choice longer than the model's positions falls back to
- * mofo_loglik, which cuts the context from the left. */
+/* ll[b], the log-likelihood of seq[b][n_ctx[b]..S[b]) after seq[b][0..n_ctx[b]), for the n
+ * sequences of one question (inputs of at most T tokens): the prefix they share before their last
+ * context token goes through the KV cache once, then each sequence's rest, the cache rewound to the
+ * prefix before the next. */
+static int loglik_shared_prefix(mc_ctx *c, int *const *seq, const size_t *S, const size_t *n_ctx, int n, int T,
+                                double *ll, mofo_err *err) {
+    size_t P = n_ctx[0] - 1;
+    for (int b = 0; b < n; b++) {
+        size_t k = 0, lim = n_ctx[b] - 1 < P ? n_ctx[b] - 1 : P;
+        while (k < lim && seq[b][k] == seq[0][k]) k++;
+        P = k;
+    }
+    mofo_infer *kv = &c->cache;
+    int rc = 0, V = c->m->cfg.V, rows = T - (int)P;
+    if (kv->T_max < T) {
+        mofo_infer_free(kv);
+        rc = mofo_infer_init(kv, c->m, T, err);
+    }
+    float *logits = malloc(sizeof(float) * (size_t)rows * (size_t)V), *losses = malloc(sizeof(float) * (size_t)rows);
+    int *tg = malloc(sizeof(int) * (size_t)rows); /* logits (rows, V), losses and tg (rows) */
+    if (!rc && (!logits || !losses || !tg)) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    if (!rc) mofo_infer_reset(kv);
+    if (!rc && P > 0) rc = mofo_infer_feed(kv, c->m, seq[0], (int)P, err);
+    for (int b = 0; b < n && !rc; b++) {
+        int n_in = (int)(S[b] - 1 - P); /* inputs seq[b][P..S[b]-1) predict seq[b][P+1..S[b]) */
+        if ((rc = mofo_infer_feed_rows(kv, c->m, seq[b] + P, n_in, logits, err))) break;
+        for (int t = 0; t < n_in; t++) tg[t] = P + (size_t)t + 1 >= n_ctx[b] ? seq[b][P + (size_t)t + 1] : MOFO_IGNORE_INDEX;
+        crossentropy_forward(losses, logits, tg, n_in, V);
+        double sum = 0;
+        for (int t = 0; t < n_in; t++) sum += losses[t]; /* 0 where ignored */
+        ll[b] = -sum;
+        mofo_infer_rewind(kv, (int)P);
+    }
+    free(logits), free(losses), free(tg);
+    return rc;
+}
+
+/* The log-likelihood of each choice after the context, ll[i] as mofo_loglik gives it: the choices
+ * after their shared context through the KV cache (loglik_shared_prefix); a choice longer than the
+ * model's positions falls back to mofo_loglik, which cuts the context from the left. */
 static int loglik_choices(mc_ctx *c, const char *ctx, size_t ctx_len, const mofo_json *choices, double *ll,
                           mofo_err *err) {
     int n = (int)choices->count, rc = 0, T = 1, fits = 1;
@@ -292,30 +330,13 @@ static int loglik_choices(mc_ctx *c, const char *ctx, size_t ctx_len, const mofo
         else if ((int)S[i] - 1 > T) T = (int)S[i] - 1;
     }
     if (!rc && T > c->m->cfg.max_T) fits = 0;
-    int *in = NULL, *tg = NULL;
-    if (!rc && fits) { /* in, tg (n, T) */
-        in = malloc(sizeof(int) * (size_t)n * (size_t)T), tg = malloc(sizeof(int) * (size_t)n * (size_t)T);
-        if (!in || !tg) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
-        for (int b = 0; b < n && !rc; b++)
-            for (int t = 0; t < T; t++) {
-                int real = t < (int)S[b] - 1;
-                in[b * T + t] = seq[b][real ? t : (int)S[b] - 2];
-                tg[b * T + t] = real && (size_t)t + 1 >= n_ctx[b] ? seq[b][t + 1] : MOFO_IGNORE_INDEX;
-            }
-        if (!rc) rc = mofo_model_eval(c->m, in, tg, n, T, NULL, err);
-        for (int b = 0; b < n && !rc; b++) {
-            double sum = 0;
-            for (int t = 0; t < T; t++)
-                if (tg[b * T + t] != MOFO_IGNORE_INDEX) sum += c->m->a.losses[b * T + t];
-            ll[b] = -sum;
-        }
-    }
+    if (!rc && fits) rc = loglik_shared_prefix(c, seq, S, n_ctx, n, T, ll, err);
     i = 0;
     for (const mofo_json *e = choices->child; e && !rc && !fits; e = e->next, i++)
         if ((rc = mofo_loglik(c->m, c->tok, ctx, ctx_len, e->str, e->len, c->add_bos, &ll[i], NULL, err)))
             rc = mofo_err_prefix(err, "choice %d", i);
     for (int b = 0; seq && b < n; b++) free(seq[b]);
-    free(seq), free(S), free(n_ctx), free(in), free(tg);
+    free(seq), free(S), free(n_ctx);
     return rc;
 }
 
@@ -361,8 +382,10 @@ static int mc_line(void *vctx, const mofo_json *obj, mofo_err *err) {
 int mofo_eval_mc(mofo_model *m, const mofo_tokenizer *tok, const char *path, int add_bos, mofo_mc_result *r,
                  mofo_err *err) {
     memset(r, 0, sizeof *r);
-    mc_ctx c = {m, tok, add_bos, r};
-    return each_line(path, mc_line, &c, NULL, err);
+    mc_ctx c = {m, tok, add_bos, r, {0}};
+    int rc = each_line(path, mc_line, &c, NULL, err);
+    mofo_infer_free(&c.cache);
+    return rc;
 }
 
 /* ---- GSM8K extraction ---- */

@@ -131,7 +131,13 @@ static void attend(float *out, float *att, const float *qkv, const float *kc, co
     }
 }
 
-int mofo_infer_feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, mofo_err *err) {
+void mofo_infer_rewind(mofo_infer *s, int pos) {
+    if (pos >= 0 && pos < s->pos) s->pos = pos;
+}
+
+/* Feeds ids[0..n); the logits of every row into rows (n, V), or with rows NULL the last row's into
+ * s->logits. */
+static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float *rows, mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
     if (n <= 0) return mofo_errf(err, MOFO_EINVAL, "%d tokens to feed: must be positive", n);
     if (s->pos + n > s->T_max)
@@ -182,12 +188,20 @@ int mofo_infer_feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, m
         matmul_forward(s->x, s->fch, w->proj_w, w->proj_b, n, FF, C);
         for (size_t i = 0; i < (size_t)n * C; i++) s->x[i] += s->r2[i];
     }
-    /* the final norm and lm_head on the last row only */
-    const float *last = s->x + (size_t)(n - 1) * C;
-    norm(c, s->ln, s->stat1, s->stat2, last, m->w.lnf_w, m->w.lnf_b, 1);
-    matmul_forward(s->logits, s->ln, m->w.lm_head, NULL, 1, C, c->V);
+    /* the final norm and lm_head: on every row, or on the last one only */
+    int first = rows ? 0 : n - 1;
+    norm(c, s->ln, s->stat1, s->stat2, s->x + (size_t)first * C, m->w.lnf_w, m->w.lnf_b, n - first);
+    matmul_forward(rows ? rows : s->logits, s->ln, m->w.lm_head, NULL, n - first, C, c->V);
     s->pos += n;
     return 0;
+}
+
+int mofo_infer_feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, mofo_err *err) {
+    return feed(s, m, ids, n, NULL, err);
+}
+
+int mofo_infer_feed_rows(mofo_infer *s, const mofo_model *m, const int *ids, int n, float *logits, mofo_err *err) {
+    return feed(s, m, ids, n, logits, err);
 }
 
 /* ---- sampling ---- */

@@ -31,6 +31,11 @@ void mofo_infer_free(mofo_infer *s);
 void mofo_infer_reset(mofo_infer *s);
 /* Feeds ids[0..n) at positions pos..pos+n-1; the last one's logits (V) end in s->logits. */
 int mofo_infer_feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, mofo_err *err);
+/* The same, with the logits of all n rows into logits (n, V). */
+int mofo_infer_feed_rows(mofo_infer *s, const mofo_model *m, const int *ids, int n, float *logits, mofo_err *err);
+/* Forgets the positions from pos on (0 <= pos < s->pos; else nothing): a shared prefix fed once,
+ * then several continuations after it, each rewound before the next. */
+void mofo_infer_rewind(mofo_infer *s, int pos);
 
 /* Picks the next token from logits (V): temperature <= 0 is greedy (the first largest logit, as
  * torch.argmax); else softmax(logits / temperature), restricted to the smallest set of most
