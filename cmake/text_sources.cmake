@@ -2,5 +2,6 @@
 set(MOFO_TEXT_SOURCES
   src/text/utf8.c
   src/text/tokenizer.c
+  src/text/unicode_classes.c
   src/text/dataset.c
 )

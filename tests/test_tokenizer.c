@@ -7,6 +7,7 @@
 #include "check.h"
 #include "io/json.h"
 #include "text/tokenizer.h"
+#include "text/unicode_classes.h"
 #include "text/utf8.h"
 
 static const char *NAMES[] = {"gpt2-style", "llama3-style", "sentencepiece-style"};
@@ -307,6 +308,38 @@ static void test_load_errors(void) {
 
 /* Without a pre-tokenizer the whole text is one BPE word: the heap keeps it O(n log n). A
  * quadratic merge loop would take minutes here. */
+/* The pattern rewrite on hand-made patterns. N16 is what Unicode 16.0 adds to N after 14.0 (the
+ * @unicode packages' General_Category lists, as gen-unicode-classes.mjs reads them: the digits of
+ * Garay, Myanmar Extended-C, Sunuwar, Kawi, Gurung Khema, Kirat Rai, the outlined digits, the
+ * Kaktovik numerals, Nag Mundari and Ol Onal). */
+#define N16 "\\x{10D40}-\\x{10D49}\\x{116D0}-\\x{116E3}\\x{11BF0}-\\x{11BF9}\\x{11F50}-\\x{11F59}\\x{16130}-\\x{16139}" \
+            "\\x{16D70}-\\x{16D79}\\x{1CCF0}-\\x{1CCF9}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}\\x{1E5F1}-\\x{1E5FA}"
+static void test_unicode16_rewrite(void) {
+    static const char *cases[][2] = {
+        {"\\p{N}+", "[\\p{N}" N16 "]+"},
+        {"\\pN", "[\\p{N}" N16 "]"},
+        {"\\P{N}", "[^\\p{N}" N16 "]"},
+        {"\\p{^N}", "[^\\p{N}" N16 "]"},
+        {"[^\\s\\p{N}]", "[^\\s\\p{N}" N16 "]"},
+        {"[^\\P{N}]", "[^\\P{N}]"},         /* negated inside a class: kept */
+        {"[]\\p{N}]", "[]\\p{N}" N16 "]"},  /* ']' first is a literal */
+        {"[^]x]\\p{Zs}", "[^]x]\\p{Zs}"},   /* no space separator since 14.0 */
+        {"\\\\p{N}", "\\\\p{N}"},           /* an escaped backslash, then text */
+        {"\\Q\\p{N}\\E\\p{Han}", "\\Q\\p{N}\\E\\p{Han}"}, /* literal; a script */
+        {"[[:alpha:]\\d]", "[[:alpha:]\\d\\x{1E5F1}"}, /* checked by prefix below */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mofo_strbuf sb = {0};
+        CHECK(mofo_regex_unicode16(cases[i][0], strlen(cases[i][0]), &sb) == 0, "rewrite %s", cases[i][0]);
+        int prefix = i == sizeof cases / sizeof cases[0] - 1;
+        const char *got = sb.data ? sb.data : "";
+        CHECK(prefix ? strstr(got, "[[:alpha:]\\d") == got && strstr(got, "\\x{1E5F1}") && got[strlen(got) - 1] == ']'
+                     : strcmp(got, cases[i][1]) == 0,
+              "/%s/ -> /%s/, want /%s/", cases[i][0], got, cases[i][1]);
+        mofo_sb_free(&sb);
+    }
+}
+
 static void test_long_input(void) {
     mofo_tokenizer *t = load("sentencepiece-style");
     if (!t) return;
@@ -336,6 +369,7 @@ int main(void) {
     test_config();
     test_load_errors();
     test_long_input();
+    test_unicode16_rewrite();
     /* cases.json: the shared fixtures; random.json: random strings through the same library
      * (gen_random.js beside them) */
     for (int i = 0; i < 3; i++) test_cases(NAMES[i], "cases", 0);
@@ -344,7 +378,10 @@ int main(void) {
     static const char *variants[] = {"split-removed", "split-merged-previous", "split-merged-next", "split-contiguous",
                                      "split-invert", "bytelevel-prefix-space", "added-strip", "template", "replace-regex",
                                      "ignore-merges", "no-decoder", "sp-metaspace-decoder", "sp-metaspace-first",
-                                     "sp-metaspace-split", "sp-metaspace-legacy", "nfc", "nfd", "llama3-nfc", "template-sequence", "llama3-many-added"};
+                                     "sp-metaspace-split", "sp-metaspace-legacy", "nfc", "nfd", "llama3-nfc", "template-sequence", "llama3-many-added",
+                                     /* Unicode 15 and 16 characters against the library's Unicode 16 classes */
+                                     "unicode16-letters-numbers", "unicode16-negated-class", "unicode16-minor",
+                                     "unicode16-negated", "unicode16-digits", "llama3-unicode16"};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) test_cases(variants[i], NULL, 1);
     for (int i = 0; i < 3; i++) test_roundtrip(NAMES[i]);
     return CHECK_DONE();

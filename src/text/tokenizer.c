@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "io/json.h"
+#include "io/strbuf.h"
+#include "text/unicode_classes.h"
 #include "text/unicode_nfc.h"
 #include "text/utf8.h"
 
@@ -236,16 +238,31 @@ void mofo_tokenizer_free(mofo_tokenizer *t) {
     free(t);
 }
 
+/* A regex as the tokenizers library matches it: a pattern's general categories as Unicode 16 has
+ * them (unicode_classes.h); a literal (String pattern) as it is. Errors name the original pattern. */
 static pcre2_code *compile_re(const char *pat, size_t len, int literal, const char *name, mofo_err *err) {
     int code;
     PCRE2_SIZE off;
+    mofo_strbuf u16 = {0};
+    if (!literal && mofo_regex_unicode16(pat, len, &u16)) {
+        mofo_sb_free(&u16);
+        mofo_errf(err, MOFO_ENOMEM, "%s: out of memory for its regex", name);
+        return NULL;
+    }
     uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opts, &code, &off, NULL);
+    pcre2_code *re = literal ? pcre2_compile((PCRE2_SPTR)pat, len, opts, &code, &off, NULL)
+                             : pcre2_compile((PCRE2_SPTR)(u16.data ? u16.data : ""), u16.len, opts, &code, &off, NULL);
+    mofo_sb_free(&u16);
     if (!re) {
+        int plain_code = code;
+        pcre2_code *plain = literal ? NULL : pcre2_compile((PCRE2_SPTR)pat, len, opts, &plain_code, &off, NULL);
         PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        mofo_errf(err, MOFO_EFORMAT, "%s: regex /%.*s/ at offset %zu: %s", name, (int)(len > 200 ? 200 : len),
-                  pat, (size_t)off, (const char *)msg);
+        pcre2_get_error_message(plain ? code : plain_code, msg, sizeof msg);
+        if (plain) mofo_errf(err, MOFO_EFORMAT, "%s: regex /%.*s/ does not compile with the Unicode 16 categories: %s", name,
+                             (int)(len > 200 ? 200 : len), pat, (const char *)msg);
+        else mofo_errf(err, MOFO_EFORMAT, "%s: regex /%.*s/ at offset %zu: %s", name, (int)(len > 200 ? 200 : len),
+                       pat, (size_t)off, (const char *)msg);
+        pcre2_code_free(plain);
         return NULL;
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter when JIT is absent */
