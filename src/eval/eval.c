@@ -283,9 +283,10 @@ static size_t utf8_chars(const char *s, size_t n) {
  * prefix before the next. */
 static int loglik_shared_prefix(mc_ctx *c, int *const *seq, const size_t *S, const size_t *n_ctx, int n, int T,
                                 double *ll, mofo_err *err) {
-    size_t P = n_ctx[0] - 1;
+    size_t P = SIZE_MAX;
     for (int b = 0; b < n; b++) {
-        size_t k = 0, lim = n_ctx[b] - 1 < P ? n_ctx[b] - 1 : P;
+        size_t last_ctx = n_ctx[b] ? n_ctx[b] - 1 : 0; /* the prefix stops before the last context token */
+        size_t k = 0, lim = last_ctx < P ? last_ctx : P;
         while (k < lim && seq[b][k] == seq[0][k]) k++;
         P = k;
     }
