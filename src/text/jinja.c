@@ -1,0 +1,2314 @@
+/* A Jinja2 subset for chat templates (see jinja.h): lexer -> AST -> tree-walking renderer.
+ *
+ * Memory: the AST lives in the template's arena, everything a render makes in the render's arena,
+ * freed at its end. Errors unwind with longjmp to the entry point (parse or render), which frees
+ * the arena; nothing is allocated outside an arena, so nothing leaks. */
+#define _POSIX_C_SOURCE 200809L
+#include "text/jinja.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- arena and errors ---- */
+
+typedef struct blk {
+    struct blk *next;
+    size_t used, cap;
+    _Alignas(16) char data[];
+} blk;
+
+typedef struct {
+    blk *head;
+    jmp_buf *jb;
+    mofo_err *err;
+    const char *name;
+} env;
+
+_Noreturn static void fail(env *e, int line, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+_Noreturn static void fail(env *e, int line, int code, const char *fmt, ...) {
+    char msg[MOFO_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (line > 0) mofo_errf(e->err, code, "%s, line %d: %s", e->name, line, msg);
+    else mofo_errf(e->err, code, "%s: %s", e->name, msg);
+    longjmp(*e->jb, 1);
+}
+
+static void *aalloc(env *e, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    if (!e->head || e->head->cap - e->head->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        blk *b = malloc(sizeof *b + cap);
+        if (!b) fail(e, 0, MOFO_ENOMEM, "out of memory");
+        b->next = e->head;
+        b->used = 0;
+        b->cap = cap;
+        e->head = b;
+    }
+    void *p = e->head->data + e->head->used;
+    e->head->used += n;
+    return p;
+}
+
+static void *azalloc(env *e, size_t n) { return memset(aalloc(e, n), 0, n); }
+
+static void arena_free(blk *b) {
+    while (b) {
+        blk *n = b->next;
+        free(b);
+        b = n;
+    }
+}
+
+static char *adup(env *e, const char *s, size_t n) {
+    char *p = aalloc(e, n + 1);
+    if (n) memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+/* ---- lexer ---- */
+
+typedef enum { T_EOF, T_TEXT, T_VAR_OPEN, T_VAR_CLOSE, T_STMT_OPEN, T_STMT_CLOSE, T_NAME, T_STR, T_INT, T_FLOAT, T_OP } tkind;
+
+typedef struct {
+    tkind k;
+    int line;
+    const char *s; /* TEXT, NAME, STR (unescaped), OP */
+    size_t n;
+    int64_t i;
+    double f;
+} tok;
+
+typedef struct {
+    env *e;
+    const char *src;
+    size_t len, pos;
+    int line;
+    tok *t;
+    size_t nt, cap;
+} lexer;
+
+static void push_tok(lexer *L, tok t) {
+    if (L->nt == L->cap) {
+        size_t cap = L->cap ? 2 * L->cap : 256;
+        tok *nt = aalloc(L->e, cap * sizeof *nt);
+        if (L->nt) memcpy(nt, L->t, L->nt * sizeof *nt);
+        L->t = nt;
+        L->cap = cap;
+    }
+    L->t[L->nt++] = t;
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_name0(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static int count_lines(const char *s, size_t n) {
+    int k = 0;
+    for (size_t i = 0; i < n; i++) k += s[i] == '\n';
+    return k;
+}
+
+/* A string literal at L->pos (the quote): Python's escapes. */
+static void lex_string(lexer *L) {
+    char q = L->src[L->pos++];
+    int line = L->line;
+    mofo_strbuf sb = {0};
+    while (L->pos < L->len && L->src[L->pos] != q) {
+        char c = L->src[L->pos++];
+        if (c == '\n') L->line++;
+        if (c != '\\' || L->pos >= L->len) {
+            mofo_sb_append(&sb, &c, 1);
+            continue;
+        }
+        char d = L->src[L->pos++], o[4];
+        static const char from[] = "ntrbfva0\\'\"", to[] = "\n\t\r\b\f\v\a\0\\'\"";
+        const char *f = memchr(from, d, sizeof from - 1);
+        if (f) {
+            mofo_sb_append(&sb, &to[f - from], 1);
+        } else if (d == 'x' || d == 'u' || d == 'U') {
+            int nd = d == 'x' ? 2 : d == 'u' ? 4 : 8;
+            uint32_t cp = 0;
+            for (int k = 0; k < nd; k++, L->pos++) {
+                char h = L->pos < L->len ? L->src[L->pos] : 0;
+                int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                if (v < 0) {
+                    mofo_sb_free(&sb);
+                    fail(L->e, L->line, MOFO_EFORMAT, "bad \\%c escape in a string", d);
+                }
+                cp = cp * 16 + (uint32_t)v;
+            }
+            mofo_sb_append(&sb, o, mofo_utf8_put(o, cp));
+        } else {
+            mofo_sb_append(&sb, &c, 1);
+            mofo_sb_append(&sb, &d, 1);
+        }
+    }
+    if (L->pos >= L->len) {
+        mofo_sb_free(&sb);
+        fail(L->e, line, MOFO_EFORMAT, "unterminated string");
+    }
+    L->pos++;
+    if (sb.failed) fail(L->e, line, MOFO_ENOMEM, "out of memory");
+    tok t = {T_STR, line, adup(L->e, sb.data ? sb.data : "", sb.len), sb.len, 0, 0};
+    mofo_sb_free(&sb);
+    push_tok(L, t);
+}
+
+/* The inside of a tag from L->pos to its end marker; returns 1 when the end had a '-'. */
+static int lex_tag(lexer *L, char close) {
+    int depth = 0;
+    for (;;) {
+        while (L->pos < L->len && is_ws(L->src[L->pos])) L->line += L->src[L->pos++] == '\n';
+        if (L->pos >= L->len) fail(L->e, L->line, MOFO_EFORMAT, "unterminated tag: '%c}' missing", close);
+        const char *s = L->src + L->pos;
+        size_t left = L->len - L->pos;
+        if (depth == 0) {
+            if (left >= 2 && s[0] == close && s[1] == '}') {
+                L->pos += 2;
+                return 0;
+            }
+            if (left >= 3 && (s[0] == '-' || s[0] == '+') && s[1] == close && s[2] == '}') {
+                L->pos += 3;
+                return s[0] == '-';
+            }
+        }
+        char c = s[0];
+        if (c == '"' || c == '\'') {
+            lex_string(L);
+        } else if (is_name0(c)) {
+            size_t n = 1;
+            while (n < left && (is_name0(s[n]) || is_digit(s[n]))) n++;
+            push_tok(L, (tok){T_NAME, L->line, s, n, 0, 0});
+            L->pos += n;
+        } else if (is_digit(c)) {
+            size_t n = 0;
+            int fl = 0;
+            while (n < left && (is_digit(s[n]) || s[n] == '_')) n++;
+            if (n + 1 < left && s[n] == '.' && is_digit(s[n + 1])) {
+                fl = 1;
+                n++;
+                while (n < left && is_digit(s[n])) n++;
+            }
+            if (n < left && (s[n] == 'e' || s[n] == 'E')) {
+                size_t m = n + 1;
+                if (m < left && (s[m] == '+' || s[m] == '-')) m++;
+                if (m < left && is_digit(s[m])) {
+                    fl = 1;
+                    n = m;
+                    while (n < left && is_digit(s[n])) n++;
+                }
+            }
+            char buf[64];
+            size_t k = 0;
+            for (size_t j = 0; j < n && k < sizeof buf - 1; j++)
+                if (s[j] != '_') buf[k++] = s[j];
+            buf[k] = 0;
+            tok t = {fl ? T_FLOAT : T_INT, L->line, s, n, 0, 0};
+            if (fl) t.f = strtod(buf, NULL);
+            else t.i = strtoll(buf, NULL, 10);
+            push_tok(L, t);
+            L->pos += n;
+        } else {
+            static const char *two[] = {"==", "!=", "<=", ">=", "//", "**"};
+            size_t n = 1;
+            for (size_t j = 0; j < 6; j++)
+                if (left >= 2 && s[0] == two[j][0] && s[1] == two[j][1]) n = 2;
+            if (n == 1 && !strchr("+-*/%~<>()[]{},.:|=", c))
+                fail(L->e, L->line, MOFO_EFORMAT, "unexpected character '%c' in a tag", c);
+            if (c == '(' || c == '[' || c == '{') depth++;
+            if ((c == ')' || c == ']' || c == '}') && depth > 0) depth--;
+            push_tok(L, (tok){T_OP, L->line, s, n, 0, 0});
+            L->pos += n;
+        }
+    }
+}
+
+/* Whitespace control as transformers' environment has it: "-" strips all whitespace on that side;
+ * lstrip_blocks removes spaces and tabs before a {% or {# that starts its line (unless {%+);
+ * trim_blocks removes the newline right after %} or #} (unless +%}). */
+static void lex(lexer *L) {
+    size_t text0 = 0;
+    int strip_next = 0;
+    for (;;) {
+        const char *open = NULL;
+        for (size_t p = L->pos; p + 1 < L->len; p++)
+            if (L->src[p] == '{' && (L->src[p + 1] == '{' || L->src[p + 1] == '%' || L->src[p + 1] == '#')) {
+                open = L->src + p;
+                break;
+            }
+        size_t end = open ? (size_t)(open - L->src) : L->len;
+        size_t a = text0, b = end;
+        if (strip_next)
+            while (a < b && is_ws(L->src[a])) a++;
+        char kind = open ? open[1] : 0;
+        char mod = open && end + 2 < L->len ? open[2] : 0;
+        if (open && mod == '-') {
+            while (b > a && is_ws(L->src[b - 1])) b--;
+        } else if (open && (kind == '%' || kind == '#') && mod != '+') {
+            size_t q = b;
+            while (q > a && (L->src[q - 1] == ' ' || L->src[q - 1] == '\t')) q--;
+            if (q == 0 || L->src[q - 1] == '\n') b = q;
+        }
+        if (b > a) push_tok(L, (tok){T_TEXT, L->line + count_lines(L->src + text0, a - text0), L->src + a, b - a, 0, 0});
+        L->line += count_lines(L->src + text0, end - text0);
+        if (!open) break;
+        L->pos = end + 2 + (mod == '-' || mod == '+');
+        int stripped;
+        if (kind == '#') {
+            const char *c = NULL;
+            for (size_t p = L->pos; p + 1 < L->len; p++)
+                if (L->src[p] == '#' && L->src[p + 1] == '}') {
+                    c = L->src + p;
+                    break;
+                }
+            if (!c) fail(L->e, L->line, MOFO_EFORMAT, "unterminated comment");
+            size_t ce = (size_t)(c - L->src);
+            stripped = ce > L->pos && L->src[ce - 1] == '-';
+            int plus = ce > L->pos && L->src[ce - 1] == '+';
+            L->line += count_lines(L->src + L->pos, ce + 2 - L->pos);
+            L->pos = ce + 2;
+            if (!stripped && !plus && L->pos < L->len && L->src[L->pos] == '\n') L->pos++, L->line++;
+        } else {
+            int line = L->line;
+            push_tok(L, (tok){kind == '{' ? T_VAR_OPEN : T_STMT_OPEN, line, NULL, 0, 0, 0});
+            size_t tag0 = L->pos;
+            stripped = lex_tag(L, kind == '{' ? '}' : '%');
+            push_tok(L, (tok){kind == '{' ? T_VAR_CLOSE : T_STMT_CLOSE, L->line, NULL, 0, 0, 0});
+            int plus = L->pos >= 3 && L->src[L->pos - 3] == '+' && L->pos - 3 >= tag0;
+            if (kind == '%' && !stripped && !plus && L->pos < L->len && L->src[L->pos] == '\n') L->pos++, L->line++;
+        }
+        strip_next = stripped;
+        text0 = L->pos;
+    }
+    push_tok(L, (tok){T_EOF, L->line, NULL, 0, 0, 0});
+}
+
+/* ---- AST ---- */
+
+typedef enum {
+    /* expressions */
+    N_LIT_STR, N_LIT_INT, N_LIT_FLOAT, N_LIT_BOOL, N_LIT_NONE, N_NAME, N_ATTR, N_INDEX, N_SLICE, N_CALL,
+    N_FILTER, N_TEST, N_NEG, N_NOT, N_AND, N_OR, N_BIN, N_COND, N_LIST, N_DICT,
+    /* statements */
+    S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_SET_BLOCK, S_MACRO, S_GENERATION, S_BREAK, S_CONTINUE
+} nkind;
+
+typedef enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_CAT, OP_EQ, OP_NE, OP_LT, OP_GT, OP_LE, OP_GE, OP_IN, OP_NOTIN } binop;
+
+typedef struct node node;
+struct node {
+    nkind k;
+    int line;
+    int op;            /* binop; N_TEST: negated */
+    const char *s;     /* names, strings, text */
+    size_t n;
+    int64_t i;
+    double f;
+    node *a, *b, *c;   /* operands; S_IF: a cond, b then, c else; S_FOR: a iter, b body, c else */
+    node *filt;        /* S_FOR: the loop's `if`; S_IF: the elif that follows (an S_IF); N_SLICE: the step */
+    node **args;       /* call/filter/test arguments, list/dict items (dict: key, value pairs) */
+    const char **kw;   /* per argument: the keyword, or NULL for a positional one */
+    size_t nargs;
+    const char **names; /* S_FOR targets, S_MACRO parameters */
+    size_t nnames;
+    node *next;        /* the next statement */
+};
+
+struct mofo_jinja {
+    blk *arena;
+    node *body;
+    int has_generation;
+    char *name;
+};
+
+typedef struct {
+    env *e;
+    tok *t;
+    size_t p;
+    mofo_jinja *tpl;
+} parser;
+
+static node *mk(parser *P, nkind k, int line) {
+    node *n = azalloc(P->e, sizeof *n);
+    n->k = k;
+    n->line = line;
+    return n;
+}
+
+static tok *peek(parser *P) { return &P->t[P->p]; }
+static int is_op(parser *P, const char *op) {
+    tok *t = peek(P);
+    return t->k == T_OP && t->n == strlen(op) && !memcmp(t->s, op, t->n);
+}
+static int is_name(parser *P, const char *nm) {
+    tok *t = peek(P);
+    return t->k == T_NAME && t->n == strlen(nm) && !memcmp(t->s, nm, t->n);
+}
+static const char *tok_desc(tok *t, char *buf, size_t cap) {
+    switch (t->k) {
+    case T_EOF: return "the end of the template";
+    case T_VAR_CLOSE: return "'}}'";
+    case T_STMT_CLOSE: return "'%}'";
+    case T_TEXT: return "text";
+    default: snprintf(buf, cap, "'%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s ? t->s : ""); return buf;
+    }
+}
+static void expect_op(parser *P, const char *op) {
+    char b[64];
+    if (!is_op(P, op)) fail(P->e, peek(P)->line, MOFO_EFORMAT, "expected '%s', found %s", op, tok_desc(peek(P), b, sizeof b));
+    P->p++;
+}
+static const char *expect_name(parser *P) {
+    char b[64];
+    tok *t = peek(P);
+    if (t->k != T_NAME) fail(P->e, t->line, MOFO_EFORMAT, "expected a name, found %s", tok_desc(t, b, sizeof b));
+    P->p++;
+    return adup(P->e, t->s, t->n);
+}
+
+static node *expr(parser *P);
+static node *expr_noif(parser *P);
+
+/* (a, b=c, ...) after the '(' */
+static void call_args(parser *P, node *n) {
+    node *args[64];
+    const char *kw[64];
+    size_t na = 0;
+    while (!is_op(P, ")")) {
+        if (na == 64) fail(P->e, peek(P)->line, MOFO_EFORMAT, "more than 64 arguments");
+        kw[na] = NULL;
+        if (peek(P)->k == T_NAME && P->t[P->p + 1].k == T_OP && P->t[P->p + 1].n == 1 && P->t[P->p + 1].s[0] == '=') {
+            kw[na] = expect_name(P);
+            P->p++;
+        }
+        args[na++] = expr(P);
+        if (!is_op(P, ",")) break;
+        P->p++;
+    }
+    expect_op(P, ")");
+    n->nargs = na;
+    n->args = aalloc(P->e, (na ? na : 1) * sizeof *n->args);
+    n->kw = aalloc(P->e, (na ? na : 1) * sizeof *n->kw);
+    memcpy(n->args, args, na * sizeof *args);
+    memcpy(n->kw, kw, na * sizeof *kw);
+}
+
+static node *primary(parser *P) {
+    tok *t = peek(P);
+    char b[64];
+    node *n;
+    if (t->k == T_STR) {
+        /* adjacent literals concatenate */
+        mofo_strbuf sb = {0};
+        int line = t->line;
+        while (peek(P)->k == T_STR) {
+            mofo_sb_append(&sb, peek(P)->s, peek(P)->n);
+            P->p++;
+        }
+        if (sb.failed) fail(P->e, line, MOFO_ENOMEM, "out of memory");
+        n = mk(P, N_LIT_STR, line);
+        n->s = adup(P->e, sb.data ? sb.data : "", sb.len);
+        n->n = sb.len;
+        mofo_sb_free(&sb);
+        return n;
+    }
+    if (t->k == T_INT || t->k == T_FLOAT) {
+        n = mk(P, t->k == T_INT ? N_LIT_INT : N_LIT_FLOAT, t->line);
+        n->i = t->i;
+        n->f = t->f;
+        P->p++;
+        return n;
+    }
+    if (t->k == T_NAME) {
+        P->p++;
+        if ((t->n == 4 && (!memcmp(t->s, "true", 4) || !memcmp(t->s, "True", 4))) ||
+            (t->n == 5 && (!memcmp(t->s, "false", 5) || !memcmp(t->s, "False", 5)))) {
+            n = mk(P, N_LIT_BOOL, t->line);
+            n->i = t->n == 4;
+            return n;
+        }
+        if (t->n == 4 && (!memcmp(t->s, "none", 4) || !memcmp(t->s, "None", 4))) return mk(P, N_LIT_NONE, t->line);
+        n = mk(P, N_NAME, t->line);
+        n->s = adup(P->e, t->s, t->n);
+        n->n = t->n;
+        return n;
+    }
+    if (is_op(P, "(")) {
+        P->p++;
+        if (is_op(P, ")")) {
+            P->p++;
+            return mk(P, N_LIST, t->line);
+        }
+        node *first = expr(P);
+        if (!is_op(P, ",")) {
+            expect_op(P, ")");
+            return first;
+        }
+        /* a tuple: treated as a list */
+        n = mk(P, N_LIST, t->line);
+        node *items[256];
+        size_t k = 0;
+        items[k++] = first;
+        while (is_op(P, ",")) {
+            P->p++;
+            if (is_op(P, ")")) break;
+            if (k == 256) fail(P->e, t->line, MOFO_EFORMAT, "a tuple of more than 256 items");
+            items[k++] = expr(P);
+        }
+        expect_op(P, ")");
+        n->nargs = k;
+        n->args = aalloc(P->e, k * sizeof *n->args);
+        memcpy(n->args, items, k * sizeof *items);
+        return n;
+    }
+    if (is_op(P, "[") || is_op(P, "{")) {
+        int dict = is_op(P, "{");
+        P->p++;
+        n = mk(P, dict ? N_DICT : N_LIST, t->line);
+        node *items[512];
+        size_t k = 0;
+        while (!is_op(P, dict ? "}" : "]")) {
+            if (k + 2 > 512) fail(P->e, t->line, MOFO_EFORMAT, "a literal of more than 256 items");
+            items[k++] = expr(P);
+            if (dict) {
+                expect_op(P, ":");
+                items[k++] = expr(P);
+            }
+            if (!is_op(P, ",")) break;
+            P->p++;
+        }
+        expect_op(P, dict ? "}" : "]");
+        n->nargs = k;
+        n->args = aalloc(P->e, (k ? k : 1) * sizeof *n->args);
+        memcpy(n->args, items, k * sizeof *items);
+        return n;
+    }
+    fail(P->e, t->line, MOFO_EFORMAT, "expected an expression, found %s", tok_desc(t, b, sizeof b));
+}
+
+static node *postfix(parser *P) {
+    node *n = primary(P);
+    for (;;) {
+        int line = peek(P)->line;
+        if (is_op(P, ".")) {
+            P->p++;
+            node *a = mk(P, N_ATTR, line);
+            a->a = n;
+            a->s = expect_name(P);
+            a->n = strlen(a->s);
+            n = a;
+        } else if (is_op(P, "[")) {
+            P->p++;
+            node *parts[3] = {NULL, NULL, NULL};
+            int k = 0, slice = 0;
+            for (;;) {
+                if (!is_op(P, ":") && !is_op(P, "]")) parts[k] = expr(P);
+                if (is_op(P, ":") && k < 2) {
+                    P->p++;
+                    slice = 1;
+                    k++;
+                    continue;
+                }
+                break;
+            }
+            expect_op(P, "]");
+            node *x = mk(P, slice ? N_SLICE : N_INDEX, line);
+            x->a = n;
+            if (!slice && !parts[0]) fail(P->e, line, MOFO_EFORMAT, "empty subscript");
+            x->b = parts[0];
+            if (slice) {
+                x->c = parts[1];
+                x->filt = parts[2];
+            }
+            n = x;
+        } else if (is_op(P, "(")) {
+            P->p++;
+            node *c = mk(P, N_CALL, line);
+            c->a = n;
+            call_args(P, c);
+            n = c;
+        } else {
+            return n;
+        }
+    }
+}
+
+/* filters (|name(args)) and tests (is [not] name [arg]) after a postfix expression */
+static node *filtered(parser *P, node *n) {
+    for (;;) {
+        int line = peek(P)->line;
+        if (is_op(P, "|")) {
+            P->p++;
+            node *f = mk(P, N_FILTER, line);
+            f->a = n;
+            f->s = expect_name(P);
+            if (is_op(P, "(")) {
+                P->p++;
+                call_args(P, f);
+            }
+            n = f;
+        } else if (is_name(P, "is")) {
+            P->p++;
+            node *t = mk(P, N_TEST, line);
+            t->a = n;
+            if (is_name(P, "not")) {
+                P->p++;
+                t->op = 1;
+            }
+            if (is_name(P, "none") || is_name(P, "true") || is_name(P, "false")) {
+                t->s = adup(P->e, peek(P)->s, peek(P)->n);
+                P->p++;
+            } else {
+                t->s = expect_name(P);
+            }
+            if (is_op(P, "(")) {
+                P->p++;
+                call_args(P, t);
+            } else if (peek(P)->k == T_STR || peek(P)->k == T_INT || peek(P)->k == T_FLOAT) {
+                t->nargs = 1;
+                t->args = aalloc(P->e, sizeof *t->args);
+                t->kw = azalloc(P->e, sizeof *t->kw);
+                t->args[0] = primary(P);
+            }
+            n = t;
+        } else {
+            return n;
+        }
+    }
+}
+
+static node *unary(parser *P) {
+    int line = peek(P)->line;
+    if (is_op(P, "-") || is_op(P, "+")) {
+        int neg = is_op(P, "-");
+        P->p++;
+        node *x = unary(P);
+        if (!neg) return x;
+        node *n = mk(P, N_NEG, line);
+        n->a = x;
+        return filtered(P, n);
+    }
+    return filtered(P, postfix(P));
+}
+
+static node *binary(parser *P, node *a, int op, node *(*next)(parser *)) {
+    node *n = mk(P, N_BIN, peek(P)->line);
+    P->p++;
+    n->op = op;
+    n->a = a;
+    n->b = next(P);
+    return n;
+}
+
+static node *power(parser *P) {
+    node *n = unary(P);
+    while (is_op(P, "**")) n = binary(P, n, OP_POW, unary);
+    return n;
+}
+static node *mul(parser *P) {
+    node *n = power(P);
+    for (;;) {
+        if (is_op(P, "*")) n = binary(P, n, OP_MUL, power);
+        else if (is_op(P, "/")) n = binary(P, n, OP_DIV, power);
+        else if (is_op(P, "//")) n = binary(P, n, OP_FLOORDIV, power);
+        else if (is_op(P, "%")) n = binary(P, n, OP_MOD, power);
+        else return n;
+    }
+}
+static node *concat(parser *P) {
+    node *n = mul(P);
+    while (is_op(P, "~")) n = binary(P, n, OP_CAT, mul);
+    return n;
+}
+static node *add(parser *P) {
+    node *n = concat(P);
+    for (;;) {
+        if (is_op(P, "+")) n = binary(P, n, OP_ADD, concat);
+        else if (is_op(P, "-")) n = binary(P, n, OP_SUB, concat);
+        else return n;
+    }
+}
+static node *compare(parser *P) {
+    node *n = add(P);
+    for (;;) {
+        static const char *ops[] = {"==", "!=", "<", ">", "<=", ">="};
+        static const int codes[] = {OP_EQ, OP_NE, OP_LT, OP_GT, OP_LE, OP_GE};
+        int done = 1;
+        for (int k = 0; k < 6; k++)
+            if (is_op(P, ops[k])) {
+                n = binary(P, n, codes[k], add);
+                done = 0;
+                break;
+            }
+        if (!done) continue;
+        if (is_name(P, "in")) {
+            n = binary(P, n, OP_IN, add);
+        } else if (is_name(P, "not") && P->t[P->p + 1].k == T_NAME && P->t[P->p + 1].n == 2 && !memcmp(P->t[P->p + 1].s, "in", 2)) {
+            P->p++;
+            n = binary(P, n, OP_NOTIN, add);
+        } else {
+            return n;
+        }
+    }
+}
+static node *not_(parser *P) {
+    if (is_name(P, "not")) {
+        node *n = mk(P, N_NOT, peek(P)->line);
+        P->p++;
+        n->a = not_(P);
+        return n;
+    }
+    return compare(P);
+}
+static node *and_(parser *P) {
+    node *n = not_(P);
+    while (is_name(P, "and")) {
+        node *x = mk(P, N_AND, peek(P)->line);
+        P->p++;
+        x->a = n;
+        x->b = not_(P);
+        n = x;
+    }
+    return n;
+}
+static node *or_(parser *P) {
+    node *n = and_(P);
+    while (is_name(P, "or")) {
+        node *x = mk(P, N_OR, peek(P)->line);
+        P->p++;
+        x->a = n;
+        x->b = and_(P);
+        n = x;
+    }
+    return n;
+}
+static node *expr_noif(parser *P) { return or_(P); }
+static node *expr(parser *P) {
+    node *n = or_(P);
+    while (is_name(P, "if")) {
+        node *c = mk(P, N_COND, peek(P)->line);
+        P->p++;
+        c->a = or_(P);
+        c->b = n;
+        if (is_name(P, "else")) {
+            P->p++;
+            c->c = or_(P);
+        }
+        n = c;
+    }
+    return n;
+}
+
+static void end_tag(parser *P) {
+    char b[64];
+    if (peek(P)->k != T_STMT_CLOSE)
+        fail(P->e, peek(P)->line, MOFO_EFORMAT, "expected '%%}', found %s", tok_desc(peek(P), b, sizeof b));
+    P->p++;
+}
+
+/* Statements until one of the tags in stop (NULL-terminated); returns the list and leaves the
+ * parser after the name of the stop tag (its arguments and %} not yet read). */
+static node *body(parser *P, const char *const *stop, const char **found);
+
+static node *statement(parser *P) {
+    tok *open = peek(P);
+    int line = open->line;
+    P->p++; /* {% */
+    tok *kw = peek(P);
+    char b[64];
+    if (kw->k != T_NAME) fail(P->e, line, MOFO_EFORMAT, "expected a tag name, found %s", tok_desc(kw, b, sizeof b));
+    const char *name = expect_name(P);
+    const char *found;
+    node *n;
+    if (!strcmp(name, "if")) {
+        n = mk(P, S_IF, line);
+        n->a = expr(P);
+        end_tag(P);
+        static const char *const stop[] = {"elif", "else", "endif", NULL};
+        n->b = body(P, stop, &found);
+        node *cur = n;
+        while (!strcmp(found, "elif")) {
+            node *e = mk(P, S_IF, peek(P)->line);
+            e->a = expr(P);
+            end_tag(P);
+            e->b = body(P, stop, &found);
+            cur->filt = e;
+            cur = e;
+        }
+        if (!strcmp(found, "else")) {
+            end_tag(P);
+            static const char *const stop2[] = {"endif", NULL};
+            cur->c = body(P, stop2, &found);
+        }
+        end_tag(P);
+        return n;
+    }
+    if (!strcmp(name, "for")) {
+        n = mk(P, S_FOR, line);
+        const char *names[8];
+        size_t k = 0;
+        int paren = is_op(P, "(");
+        if (paren) P->p++;
+        do {
+            if (k && is_op(P, ",")) P->p++;
+            if (k == 8) fail(P->e, line, MOFO_EFORMAT, "more than 8 loop targets");
+            names[k++] = expect_name(P);
+        } while (is_op(P, ","));
+        if (paren) expect_op(P, ")");
+        n->names = aalloc(P->e, k * sizeof *n->names);
+        memcpy(n->names, names, k * sizeof *names);
+        n->nnames = k;
+        if (!is_name(P, "in")) fail(P->e, line, MOFO_EFORMAT, "expected 'in' in the for tag");
+        P->p++;
+        n->a = expr_noif(P);
+        if (is_name(P, "if")) {
+            P->p++;
+            n->filt = expr_noif(P);
+        }
+        if (is_name(P, "recursive")) fail(P->e, line, MOFO_EFORMAT, "recursive loops are not supported");
+        end_tag(P);
+        static const char *const stop[] = {"else", "endfor", NULL};
+        n->b = body(P, stop, &found);
+        if (!strcmp(found, "else")) {
+            end_tag(P);
+            static const char *const stop2[] = {"endfor", NULL};
+            n->c = body(P, stop2, &found);
+        }
+        end_tag(P);
+        return n;
+    }
+    if (!strcmp(name, "set")) {
+        const char *target = expect_name(P), *attr = NULL;
+        if (is_op(P, ".")) {
+            P->p++;
+            attr = expect_name(P);
+        }
+        if (is_op(P, ",")) fail(P->e, line, MOFO_EFORMAT, "set with several targets is not supported");
+        if (is_op(P, "=")) {
+            P->p++;
+            n = mk(P, S_SET, line);
+            n->a = expr(P);
+            end_tag(P);
+        } else {
+            if (attr) fail(P->e, line, MOFO_EFORMAT, "the block form of set takes a plain name");
+            n = mk(P, S_SET_BLOCK, line);
+            end_tag(P);
+            static const char *const stop[] = {"endset", NULL};
+            n->b = body(P, stop, &found);
+            end_tag(P);
+        }
+        n->s = target;
+        n->names = attr ? aalloc(P->e, sizeof *n->names) : NULL;
+        if (attr) n->names[0] = attr, n->nnames = 1;
+        return n;
+    }
+    if (!strcmp(name, "macro")) {
+        n = mk(P, S_MACRO, line);
+        n->s = expect_name(P);
+        expect_op(P, "(");
+        const char *names[32];
+        node *defs[32];
+        size_t k = 0;
+        while (!is_op(P, ")")) {
+            if (k == 32) fail(P->e, line, MOFO_EFORMAT, "more than 32 macro parameters");
+            names[k] = expect_name(P);
+            defs[k] = NULL;
+            if (is_op(P, "=")) {
+                P->p++;
+                defs[k] = expr(P);
+            }
+            k++;
+            if (!is_op(P, ",")) break;
+            P->p++;
+        }
+        expect_op(P, ")");
+        end_tag(P);
+        n->names = aalloc(P->e, (k ? k : 1) * sizeof *n->names);
+        n->args = aalloc(P->e, (k ? k : 1) * sizeof *n->args);
+        memcpy(n->names, names, k * sizeof *names);
+        memcpy(n->args, defs, k * sizeof *defs);
+        n->nnames = n->nargs = k;
+        static const char *const stop[] = {"endmacro", NULL};
+        n->b = body(P, stop, &found);
+        end_tag(P);
+        return n;
+    }
+    if (!strcmp(name, "generation")) {
+        n = mk(P, S_GENERATION, line);
+        end_tag(P);
+        static const char *const stop[] = {"endgeneration", NULL};
+        n->b = body(P, stop, &found);
+        end_tag(P);
+        P->tpl->has_generation = 1;
+        return n;
+    }
+    if (!strcmp(name, "break") || !strcmp(name, "continue")) {
+        n = mk(P, name[0] == 'b' ? S_BREAK : S_CONTINUE, line);
+        end_tag(P);
+        return n;
+    }
+    fail(P->e, line, MOFO_EFORMAT, "unsupported tag '%s'", name);
+}
+
+static node *body(parser *P, const char *const *stop, const char **found) {
+    node head = {0}, *tail = &head;
+    int line0 = peek(P)->line;
+    for (;;) {
+        tok *t = peek(P);
+        node *n = NULL;
+        if (t->k == T_EOF) {
+            if (!stop) return head.next;
+            fail(P->e, line0, MOFO_EFORMAT, "'%s' is never closed ('%s' missing)",
+                 !strcmp(stop[0], "endif") || !strcmp(stop[0], "elif") ? "if" : !strcmp(stop[0], "endfor") || !strcmp(stop[0], "else") ? "for" : stop[0] + 3,
+                 stop[0][0] == 'e' && stop[0][1] == 'n' ? stop[0] : stop[1] && stop[2] ? stop[2] : stop[1] ? stop[1] : stop[0]);
+        }
+        if (t->k == T_TEXT) {
+            n = mk(P, S_TEXT, t->line);
+            n->s = t->s;
+            n->n = t->n;
+            P->p++;
+        } else if (t->k == T_VAR_OPEN) {
+            n = mk(P, S_OUT, t->line);
+            P->p++;
+            n->a = expr(P);
+            char b[64];
+            if (peek(P)->k != T_VAR_CLOSE)
+                fail(P->e, peek(P)->line, MOFO_EFORMAT, "expected '}}', found %s", tok_desc(peek(P), b, sizeof b));
+            P->p++;
+        } else if (t->k == T_STMT_OPEN) {
+            tok *kw = &P->t[P->p + 1];
+            for (size_t k = 0; stop && stop[k]; k++)
+                if (kw->k == T_NAME && kw->n == strlen(stop[k]) && !memcmp(kw->s, stop[k], kw->n)) {
+                    P->p += 2;
+                    *found = stop[k];
+                    return head.next;
+                }
+            if (kw->k == T_NAME) {
+                static const char *const closers[] = {"endif", "endfor", "elif", "else", "endset", "endmacro", "endgeneration", NULL};
+                for (size_t k = 0; closers[k]; k++)
+                    if (kw->n == strlen(closers[k]) && !memcmp(kw->s, closers[k], kw->n))
+                        fail(P->e, kw->line, MOFO_EFORMAT, "unexpected '%s'", closers[k]);
+            }
+            n = statement(P);
+        } else {
+            char b[64];
+            fail(P->e, t->line, MOFO_EFORMAT, "unexpected %s", tok_desc(t, b, sizeof b));
+        }
+        tail->next = n;
+        tail = n;
+    }
+}
+
+int mofo_jinja_parse(mofo_jinja **out, const char *src, size_t len, const char *name, mofo_err *err) {
+    *out = NULL;
+    mofo_jinja *t = calloc(1, sizeof *t);
+    char *nm = name ? strdup(name) : strdup("chat_template");
+    if (!t || !nm) {
+        free(t);
+        free(nm);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    }
+    jmp_buf jb;
+    env e = {NULL, &jb, err, nm};
+    if (setjmp(jb)) {
+        arena_free(e.head);
+        free(nm);
+        free(t);
+        return err ? err->code : MOFO_EFORMAT;
+    }
+    lexer L = {&e, src, len, 0, 1, NULL, 0, 0};
+    lex(&L);
+    parser P = {&e, L.t, 0, t};
+    t->body = body(&P, NULL, NULL);
+    t->arena = e.head;
+    t->name = nm;
+    *out = t;
+    return 0;
+}
+
+void mofo_jinja_free(mofo_jinja *t) {
+    if (!t) return;
+    arena_free(t->arena);
+    free(t->name);
+    free(t);
+}
+
+int mofo_jinja_has_generation(const mofo_jinja *t) { return t && t->has_generation; }
+
+/* ---- values ---- */
+
+typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_FUNC, V_MACRO } vkind;
+typedef enum { F_RAISE, F_NAMESPACE, F_RANGE, F_STRFTIME } builtin;
+
+typedef struct list list;
+typedef struct dict dict;
+typedef struct value {
+    vkind k;
+    int64_t i;         /* BOOL, INT, FUNC */
+    double f;          /* FLOAT */
+    const char *s;     /* STR bytes; UNDEF: the name that was looked up */
+    const uint8_t *m;  /* STR: per byte 1 when trained; NULL when none is */
+    size_t n;
+    list *l;
+    dict *d;
+    const node *mac;   /* MACRO */
+} value;
+
+struct list {
+    value *v;
+    size_t n, cap;
+};
+struct dict {
+    value *key, *val; /* keys are strings */
+    size_t n, cap;
+};
+
+static value v_undef(const char *name) { return (value){.k = V_UNDEF, .s = name}; }
+static value v_none(void) { return (value){.k = V_NONE}; }
+static value v_bool(int b) { return (value){.k = V_BOOL, .i = !!b}; }
+static value v_int(int64_t i) { return (value){.k = V_INT, .i = i}; }
+static value v_float(double f) { return (value){.k = V_FLOAT, .f = f}; }
+static value v_str(const char *s, size_t n, const uint8_t *m) { return (value){.k = V_STR, .s = s, .n = n, .m = m}; }
+static value v_cstr(const char *s) { return v_str(s, strlen(s), NULL); }
+
+static list *list_new(env *e, size_t cap) {
+    list *l = azalloc(e, sizeof *l);
+    l->cap = cap ? cap : 4;
+    l->v = aalloc(e, l->cap * sizeof *l->v);
+    return l;
+}
+static void list_push(env *e, list *l, value v) {
+    if (l->n == l->cap) {
+        value *nv = aalloc(e, 2 * l->cap * sizeof *nv);
+        memcpy(nv, l->v, l->n * sizeof *nv);
+        l->v = nv;
+        l->cap *= 2;
+    }
+    l->v[l->n++] = v;
+}
+static value v_list(list *l) { return (value){.k = V_LIST, .l = l}; }
+
+static dict *dict_new(env *e) {
+    dict *d = azalloc(e, sizeof *d);
+    d->cap = 8;
+    d->key = aalloc(e, d->cap * sizeof *d->key);
+    d->val = aalloc(e, d->cap * sizeof *d->val);
+    return d;
+}
+static value *dict_find(const dict *d, const char *k, size_t n) {
+    for (size_t i = 0; i < d->n; i++)
+        if (d->key[i].n == n && !memcmp(d->key[i].s, k, n)) return &d->val[i];
+    return NULL;
+}
+static void dict_set(env *e, dict *d, value key, value v) {
+    value *slot = dict_find(d, key.s, key.n);
+    if (slot) {
+        *slot = v;
+        return;
+    }
+    if (d->n == d->cap) {
+        value *nk = aalloc(e, 2 * d->cap * sizeof *nk), *nv = aalloc(e, 2 * d->cap * sizeof *nv);
+        memcpy(nk, d->key, d->n * sizeof *nk);
+        memcpy(nv, d->val, d->n * sizeof *nv);
+        d->key = nk;
+        d->val = nv;
+        d->cap *= 2;
+    }
+    key.m = NULL;
+    d->key[d->n] = key;
+    d->val[d->n++] = v;
+}
+static void dict_setc(env *e, dict *d, const char *k, value v) { dict_set(e, d, v_cstr(k), v); }
+static value v_dict(dict *d) { return (value){.k = V_DICT, .d = d}; }
+
+static const uint8_t *ones(env *e, size_t n) {
+    uint8_t *m = aalloc(e, n ? n : 1);
+    memset(m, 1, n);
+    return m;
+}
+
+/* A JSON value; the "content" string of an assistant message is marked trained. */
+static value from_json(env *e, const mofo_json *j, int assistant_msg) {
+    switch (j->type) {
+    case MOFO_JSON_NULL: return v_none();
+    case MOFO_JSON_BOOL: return v_bool(j->boolean);
+    case MOFO_JSON_NUMBER: {
+        int64_t i;
+        int integral = mofo_json_int64(j, &i) && !strpbrk(j->str, ".eE");
+        return integral ? v_int(i) : v_float(j->number);
+    }
+    case MOFO_JSON_STRING: return v_str(j->str, j->len, NULL);
+    case MOFO_JSON_ARRAY: {
+        list *l = list_new(e, j->count);
+        for (const mofo_json *c = j->child; c; c = c->next) list_push(e, l, from_json(e, c, 0));
+        return v_list(l);
+    }
+    case MOFO_JSON_OBJECT: {
+        dict *d = dict_new(e);
+        for (const mofo_json *c = j->child; c; c = c->next) {
+            value v = from_json(e, c, 0);
+            if (assistant_msg && v.k == V_STR && c->key_len == 7 && !memcmp(c->key, "content", 7)) v.m = ones(e, v.n);
+            dict_set(e, d, v_str(c->key, c->key_len, NULL), v);
+        }
+        return v_dict(d);
+    }
+    }
+    return v_none();
+}
+
+static const char *kind_name(vkind k) {
+    static const char *names[] = {"undefined", "none", "boolean", "integer", "float", "string", "list", "dict", "function", "macro"};
+    return names[k];
+}
+
+static int truthy(value v) {
+    switch (v.k) {
+    case V_UNDEF:
+    case V_NONE: return 0;
+    case V_BOOL:
+    case V_INT: return v.i != 0;
+    case V_FLOAT: return v.f != 0;
+    case V_STR: return v.n > 0;
+    case V_LIST: return v.l->n > 0;
+    case V_DICT: return v.d->n > 0;
+    default: return 1;
+    }
+}
+
+static int is_num(value v) { return v.k == V_INT || v.k == V_FLOAT || v.k == V_BOOL; }
+static double num(value v) { return v.k == V_FLOAT ? v.f : (double)v.i; }
+
+static int equal(value a, value b) {
+    if (is_num(a) && is_num(b)) return (a.k == V_FLOAT || b.k == V_FLOAT) ? num(a) == num(b) : a.i == b.i;
+    if (a.k != b.k) return 0;
+    switch (a.k) {
+    case V_UNDEF:
+    case V_NONE: return 1;
+    case V_STR: return a.n == b.n && !memcmp(a.s, b.s, a.n);
+    case V_LIST:
+        if (a.l->n != b.l->n) return 0;
+        for (size_t i = 0; i < a.l->n; i++)
+            if (!equal(a.l->v[i], b.l->v[i])) return 0;
+        return 1;
+    case V_DICT:
+        if (a.d == b.d) return 1;
+        if (a.d->n != b.d->n) return 0;
+        for (size_t i = 0; i < a.d->n; i++) {
+            value *o = dict_find(b.d, a.d->key[i].s, a.d->key[i].n);
+            if (!o || !equal(a.d->val[i], *o)) return 0;
+        }
+        return 1;
+    case V_FUNC: return a.i == b.i;
+    case V_MACRO: return a.mac == b.mac;
+    default: return 0;
+    }
+}
+
+/* ---- strings: building with their masks ---- */
+
+typedef struct {
+    mofo_strbuf t, m;
+    int any; /* some byte is trained */
+} sbuild;
+
+static void sb_add(sbuild *b, const char *s, size_t n, const uint8_t *m) {
+    mofo_sb_append(&b->t, s, n);
+    if (m) {
+        mofo_sb_append(&b->m, (const char *)m, n);
+        b->any = 1;
+    } else {
+        static const char zeros[256];
+        for (size_t i = 0; i < n; i += sizeof zeros) mofo_sb_append(&b->m, zeros, n - i < sizeof zeros ? n - i : sizeof zeros);
+    }
+}
+static void sb_addv(sbuild *b, value v) { sb_add(b, v.s, v.n, v.m); }
+/* The built string as a value in the arena (b is freed). */
+static value sb_value(env *e, sbuild *b) {
+    if (b->t.failed || b->m.failed) {
+        mofo_sb_free(&b->t);
+        mofo_sb_free(&b->m);
+        fail(e, 0, MOFO_ENOMEM, "out of memory");
+    }
+    char *s = adup(e, b->t.data ? b->t.data : "", b->t.len);
+    uint8_t *m = NULL;
+    if (b->any) {
+        m = aalloc(e, b->t.len ? b->t.len : 1);
+        if (b->t.len) memcpy(m, b->m.data, b->t.len);
+    }
+    value v = v_str(s, b->t.len, m);
+    mofo_sb_free(&b->t);
+    mofo_sb_free(&b->m);
+    return v;
+}
+static value substr(value s, size_t a, size_t b) { return v_str(s.s + a, b - a, s.m ? s.m + a : NULL); }
+
+/* Python's repr of a float: the shortest digits that read back the same. */
+static void fmt_float(char *o, size_t cap, double f) {
+    if (isnan(f)) {
+        snprintf(o, cap, "nan");
+        return;
+    }
+    if (isinf(f)) {
+        snprintf(o, cap, f < 0 ? "-inf" : "inf");
+        return;
+    }
+    for (int p = 1; p <= 17; p++) {
+        snprintf(o, cap, "%.*g", p, f);
+        if (strtod(o, NULL) == f) break;
+    }
+    if (!strpbrk(o, ".eEn")) strncat(o, ".0", cap - strlen(o) - 1);
+}
+
+static void repr_str(sbuild *b, value v) {
+    int dq = memchr(v.s, '\'', v.n) && !memchr(v.s, '"', v.n);
+    char q = dq ? '"' : '\'';
+    sb_add(b, &q, 1, NULL);
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char c = (unsigned char)v.s[i];
+        char esc[8];
+        if (c == '\\' || c == (unsigned char)q) {
+            esc[0] = '\\', esc[1] = (char)c;
+            sb_add(b, esc, 2, NULL);
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            esc[0] = '\\', esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+            sb_add(b, esc, 2, NULL);
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof esc, "\\x%02x", c);
+            sb_add(b, esc, 4, NULL);
+        } else {
+            sb_add(b, v.s + i, 1, v.m ? v.m + i : NULL);
+        }
+    }
+    sb_add(b, &q, 1, NULL);
+}
+
+/* str(v) as Python prints it (repr inside containers). */
+static void to_str(env *e, sbuild *b, value v, int repr) {
+    char buf[64];
+    switch (v.k) {
+    case V_UNDEF: return;
+    case V_NONE: sb_add(b, "None", 4, NULL); return;
+    case V_BOOL: sb_add(b, v.i ? "True" : "False", v.i ? 4 : 5, NULL); return;
+    case V_INT: snprintf(buf, sizeof buf, "%lld", (long long)v.i); break;
+    case V_FLOAT: fmt_float(buf, sizeof buf, v.f); break;
+    case V_STR:
+        if (repr) repr_str(b, v);
+        else sb_addv(b, v);
+        return;
+    case V_LIST:
+        sb_add(b, "[", 1, NULL);
+        for (size_t i = 0; i < v.l->n; i++) {
+            if (i) sb_add(b, ", ", 2, NULL);
+            to_str(e, b, v.l->v[i], 1);
+        }
+        sb_add(b, "]", 1, NULL);
+        return;
+    case V_DICT:
+        sb_add(b, "{", 1, NULL);
+        for (size_t i = 0; i < v.d->n; i++) {
+            if (i) sb_add(b, ", ", 2, NULL);
+            repr_str(b, v.d->key[i]);
+            sb_add(b, ": ", 2, NULL);
+            to_str(e, b, v.d->val[i], 1);
+        }
+        sb_add(b, "}", 1, NULL);
+        return;
+    default: snprintf(buf, sizeof buf, "<%s>", kind_name(v.k)); break;
+    }
+    sb_add(b, buf, strlen(buf), NULL);
+}
+
+static value stringify(env *e, value v) {
+    if (v.k == V_STR) return v;
+    sbuild b = {0};
+    to_str(e, &b, v, 0);
+    return sb_value(e, &b);
+}
+
+/* json.dumps(v, ensure_ascii=False, indent=indent) as transformers' tojson filter writes it */
+static void to_json(env *e, mofo_strbuf *o, value v, int indent, int depth, int line) {
+    char buf[64];
+    switch (v.k) {
+    case V_UNDEF:
+    case V_NONE: mofo_sb_puts(o, "null"); return;
+    case V_BOOL: mofo_sb_puts(o, v.i ? "true" : "false"); return;
+    case V_INT: mofo_sb_printf(o, "%lld", (long long)v.i); return;
+    case V_FLOAT:
+        if (isnan(v.f) || isinf(v.f)) {
+            mofo_sb_puts(o, isnan(v.f) ? "NaN" : v.f < 0 ? "-Infinity" : "Infinity");
+            return;
+        }
+        fmt_float(buf, sizeof buf, v.f);
+        mofo_sb_puts(o, buf);
+        return;
+    case V_STR: mofo_sb_json_string(o, v.s, v.n); return;
+    case V_LIST:
+    case V_DICT: {
+        int isd = v.k == V_DICT;
+        size_t n = isd ? v.d->n : v.l->n;
+        mofo_sb_puts(o, isd ? "{" : "[");
+        for (size_t i = 0; i < n; i++) {
+            if (i) mofo_sb_puts(o, indent >= 0 ? "," : ", ");
+            if (indent >= 0) {
+                mofo_sb_puts(o, "\n");
+                for (int k = 0; k < indent * (depth + 1); k++) mofo_sb_puts(o, " ");
+            }
+            if (isd) {
+                mofo_sb_json_string(o, v.d->key[i].s, v.d->key[i].n);
+                mofo_sb_puts(o, ": ");
+            }
+            to_json(e, o, isd ? v.d->val[i] : v.l->v[i], indent, depth + 1, line);
+        }
+        if (indent >= 0 && n) {
+            mofo_sb_puts(o, "\n");
+            for (int k = 0; k < indent * depth; k++) mofo_sb_puts(o, " ");
+        }
+        mofo_sb_puts(o, isd ? "}" : "]");
+        return;
+    }
+    default: fail(e, line, MOFO_EFORMAT, "tojson: a %s is not JSON", kind_name(v.k));
+    }
+}
+
+/* UTF-8 code points: byte offset of code point k (clamped to n) and the count */
+static size_t cp_count(const char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+static size_t cp_offset(const char *s, size_t n, size_t k) {
+    size_t i = 0;
+    while (i < n && k > 0) {
+        i++;
+        while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80) i++;
+        k--;
+    }
+    return i;
+}
+
+/* Python's str.isspace() set, in UTF-8: the length of the whitespace character at s, or 0 */
+static size_t space_at(const char *s, size_t n) {
+    unsigned char c = (unsigned char)s[0];
+    if (c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f)) return 1;
+    if (c < 0x80 || n < 2) return 0;
+    uint32_t cp;
+    size_t len;
+    if ((c & 0xE0) == 0xC0) cp = ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F), len = 2;
+    else if ((c & 0xF0) == 0xE0 && n >= 3) cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F), len = 3;
+    else return 0;
+    int sp = cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+             cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return sp ? len : 0;
+}
+
+/* The length of the code point at the front (or the back) of p[0..n) when strip removes it, else 0:
+ * chars NULL strips whitespace, else any code point of chars. */
+static size_t strippable(const char *p, size_t n, const value *chars, int back) {
+    if (n == 0) return 0;
+    size_t l = 1;
+    if (back) {
+        while (l < n && ((unsigned char)p[n - l] & 0xC0) == 0x80) l++;
+        p += n - l;
+    } else {
+        while (l < n && ((unsigned char)p[l] & 0xC0) == 0x80) l++;
+    }
+    if (!chars) return space_at(p, l) == l ? l : 0;
+    for (size_t i = 0; i + l <= chars->n; i++)
+        if (((unsigned char)chars->s[i] & 0xC0) != 0x80 && !memcmp(chars->s + i, p, l)) return l;
+    return 0;
+}
+
+static value strip(value s, const value *chars, int left, int right) {
+    size_t a = 0, b = s.n, l;
+    while (left && (l = strippable(s.s + a, b - a, chars, 0)) > 0) a += l;
+    while (right && (l = strippable(s.s + a, b - a, chars, 1)) > 0) b -= l;
+    return substr(s, a, b);
+}
+
+static const char *find_sub(const char *h, size_t hn, const char *nd, size_t nn) {
+    if (nn == 0) return h;
+    for (size_t i = 0; i + nn <= hn; i++)
+        if (!memcmp(h + i, nd, nn)) return h + i;
+    return NULL;
+}
+
+/* ---- render ---- */
+
+typedef struct frame frame;
+struct frame {
+    frame *up;
+    dict *vars;
+};
+
+typedef struct {
+    env *e;
+    const mofo_jinja_vars *in;
+    dict *globals;
+    frame *top;
+    sbuild *out;
+    int generation; /* inside {% generation %}; or -1: the template has no such block */
+    int brk;        /* 1: break, 2: continue pending */
+} rctx;
+
+static value eval(rctx *R, const node *n);
+static void exec_list(rctx *R, const node *s);
+
+static value lookup(rctx *R, const char *name) {
+    size_t n = strlen(name);
+    for (frame *f = R->top; f; f = f->up) {
+        value *v = dict_find(f->vars, name, n);
+        if (v) return *v;
+    }
+    value *v = dict_find(R->globals, name, n);
+    if (v) return *v;
+    static const char *const fns[] = {"raise_exception", "namespace", "range", "strftime_now"};
+    for (int k = 0; k < 4; k++)
+        if (!strcmp(name, fns[k])) return (value){.k = V_FUNC, .i = k};
+    return v_undef(name);
+}
+
+_Noreturn static void type_fail(rctx *R, int line, const char *what, value v) {
+    if (v.k == V_UNDEF && v.s) fail(R->e, line, MOFO_EFORMAT, "%s: '%s' is undefined", what, v.s);
+    fail(R->e, line, MOFO_EFORMAT, "%s: got a %s", what, kind_name(v.k));
+}
+
+static value need_str(rctx *R, int line, const char *what, value v) {
+    if (v.k != V_STR) type_fail(R, line, what, v);
+    return v;
+}
+
+static int64_t need_int(rctx *R, int line, const char *what, value v) {
+    if (v.k == V_INT || v.k == V_BOOL) return v.i;
+    type_fail(R, line, what, v);
+}
+
+/* Items to iterate: a list's elements, a dict's keys, a string's code points */
+static list *iter_items(rctx *R, int line, value v) {
+    if (v.k == V_LIST) return v.l;
+    list *l = list_new(R->e, 4);
+    if (v.k == V_UNDEF || v.k == V_NONE) {
+        if (v.k == V_NONE) type_fail(R, line, "cannot iterate", v);
+        return l;
+    }
+    if (v.k == V_DICT) {
+        for (size_t i = 0; i < v.d->n; i++) list_push(R->e, l, v.d->key[i]);
+    } else if (v.k == V_STR) {
+        for (size_t i = 0; i < v.n;) {
+            size_t j = cp_offset(v.s + i, v.n - i, 1);
+            list_push(R->e, l, substr(v, i, i + j));
+            i += j;
+        }
+    } else {
+        type_fail(R, line, "cannot iterate", v);
+    }
+    return l;
+}
+
+static value attr(rctx *R, int line, value obj, const char *name, size_t n) {
+    if (obj.k == V_DICT) {
+        value *v = dict_find(obj.d, name, n);
+        return v ? *v : v_undef(NULL);
+    }
+    if (obj.k == V_UNDEF) {
+        if (obj.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (its attribute '%.*s' was read)", obj.s, (int)n, name);
+        fail(R->e, line, MOFO_EFORMAT, "an undefined value has no attribute '%.*s'", (int)n, name);
+    }
+    return v_undef(NULL);
+}
+
+static int64_t norm_index(int64_t i, size_t n) { return i < 0 ? i + (int64_t)n : i; }
+
+static value index_(rctx *R, int line, value obj, value idx) {
+    if (obj.k == V_DICT) {
+        if (idx.k != V_STR) return v_undef(NULL);
+        return attr(R, line, obj, idx.s, idx.n);
+    }
+    if (obj.k == V_LIST || obj.k == V_STR) {
+        int64_t i = need_int(R, line, "an index", idx);
+        size_t len = obj.k == V_LIST ? obj.l->n : cp_count(obj.s, obj.n);
+        i = norm_index(i, len);
+        if (i < 0 || (size_t)i >= len) fail(R->e, line, MOFO_EFORMAT, "index %lld is out of range (length %zu)", (long long)idx.i, len);
+        if (obj.k == V_LIST) return obj.l->v[i];
+        size_t a = cp_offset(obj.s, obj.n, (size_t)i);
+        return substr(obj, a, a + cp_offset(obj.s + a, obj.n - a, 1));
+    }
+    if (obj.k == V_UNDEF && obj.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (it was indexed)", obj.s);
+    fail(R->e, line, MOFO_EFORMAT, "a %s cannot be indexed", kind_name(obj.k));
+}
+
+static value slice(rctx *R, const node *n) {
+    value obj = eval(R, n->a);
+    int64_t step = n->filt ? need_int(R, n->line, "a slice step", eval(R, n->filt)) : 1;
+    if (step == 0) fail(R->e, n->line, MOFO_EFORMAT, "slice step cannot be zero");
+    size_t len;
+    if (obj.k == V_LIST) len = obj.l->n;
+    else if (obj.k == V_STR) len = cp_count(obj.s, obj.n);
+    else fail(R->e, n->line, MOFO_EFORMAT, "a %s cannot be sliced", kind_name(obj.k));
+    int64_t L = (int64_t)len, a, b;
+    /* Python's slice.indices */
+    if (n->b) {
+        a = norm_index(need_int(R, n->line, "a slice bound", eval(R, n->b)), len);
+        a = a < 0 ? (step < 0 ? -1 : 0) : a >= L ? (step < 0 ? L - 1 : L) : a;
+    } else {
+        a = step < 0 ? L - 1 : 0;
+    }
+    if (n->c) {
+        b = norm_index(need_int(R, n->line, "a slice bound", eval(R, n->c)), len);
+        b = b < 0 ? (step < 0 ? -1 : 0) : b >= L ? (step < 0 ? L - 1 : L) : b;
+    } else {
+        b = step < 0 ? -1 : L;
+    }
+    if (obj.k == V_STR && step == 1) {
+        if (b < a) b = a;
+        size_t x = cp_offset(obj.s, obj.n, (size_t)a), y = cp_offset(obj.s, obj.n, (size_t)b);
+        return substr(obj, x, y);
+    }
+    list *items = obj.k == V_LIST ? obj.l : iter_items(R, n->line, obj);
+    list *out = list_new(R->e, 4);
+    for (int64_t i = a; step > 0 ? i < b : i > b; i += step) list_push(R->e, out, items->v[i]);
+    if (obj.k == V_LIST) return v_list(out);
+    sbuild sb = {0};
+    for (size_t i = 0; i < out->n; i++) sb_addv(&sb, out->v[i]);
+    return sb_value(R->e, &sb);
+}
+
+/* positional/keyword argument k named kwname of a call node (evaluated), or NULL when absent */
+static int arg(rctx *R, const node *n, size_t pos, const char *kwname, size_t skip, value *out) {
+    size_t seen = 0;
+    for (size_t i = skip; i < n->nargs; i++) {
+        if (n->kw[i]) {
+            if (kwname && !strcmp(n->kw[i], kwname)) {
+                *out = eval(R, n->args[i]);
+                return 1;
+            }
+        } else if (seen++ == pos) {
+            *out = eval(R, n->args[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int apply_test(rctx *R, int line, const char *name, value v, const node *args, size_t skip);
+
+static value apply_filter(rctx *R, const node *f, value v);
+
+static value builtin_call(rctx *R, const node *n, int fn) {
+    value a;
+    switch ((builtin)fn) {
+    case F_RAISE: {
+        value msg = arg(R, n, 0, NULL, 0, &a) ? stringify(R->e, a) : v_cstr("");
+        fail(R->e, n->line, MOFO_EFORMAT, "the template raised an exception: \"%.*s\"", (int)(msg.n > 300 ? 300 : msg.n), msg.s);
+    }
+    case F_NAMESPACE: {
+        dict *d = dict_new(R->e);
+        for (size_t i = 0; i < n->nargs; i++) {
+            value x = eval(R, n->args[i]);
+            if (n->kw[i]) dict_setc(R->e, d, n->kw[i], x);
+            else if (x.k == V_DICT)
+                for (size_t k = 0; k < x.d->n; k++) dict_set(R->e, d, x.d->key[k], x.d->val[k]);
+        }
+        return v_dict(d);
+    }
+    case F_RANGE: {
+        int64_t p[3] = {0, 0, 1};
+        size_t k = 0;
+        for (; k < 3 && arg(R, n, k, NULL, 0, &a); k++) p[k] = need_int(R, n->line, "range", a);
+        if (k == 0) fail(R->e, n->line, MOFO_EFORMAT, "range() needs an argument");
+        int64_t lo = k == 1 ? 0 : p[0], hi = k == 1 ? p[0] : p[1], st = k == 3 ? p[2] : 1;
+        if (st == 0) fail(R->e, n->line, MOFO_EFORMAT, "range() step cannot be zero");
+        list *l = list_new(R->e, 8);
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+            if (l->n >= 1000000) fail(R->e, n->line, MOFO_EFORMAT, "range() of more than 1000000 items");
+            list_push(R->e, l, v_int(i));
+        }
+        return v_list(l);
+    }
+    case F_STRFTIME: {
+        value fmt = need_str(R, n->line, "strftime_now's format", arg(R, n, 0, NULL, 0, &a) ? a : v_undef(NULL));
+        time_t t = R->in->now >= 0 ? (time_t)R->in->now : time(NULL);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        char f[256], o[512];
+        snprintf(f, sizeof f, "%.*s", (int)fmt.n, fmt.s);
+        size_t len = strftime(o, sizeof o, f, &tm);
+        return v_str(adup(R->e, o, len), len, NULL);
+    }
+    }
+    return v_none();
+}
+
+static value call_macro(rctx *R, const node *n, const node *mac) {
+    frame f = {R->top, dict_new(R->e)};
+    for (size_t k = 0; k < mac->nnames; k++) {
+        value v;
+        if (!arg(R, n, k, mac->names[k], 0, &v)) v = mac->args[k] ? eval(R, mac->args[k]) : v_undef(mac->names[k]);
+        dict_setc(R->e, f.vars, mac->names[k], v);
+    }
+    sbuild b = {0}, *saved = R->out;
+    frame *up = R->top;
+    R->out = &b;
+    R->top = &f;
+    exec_list(R, mac->b);
+    R->top = up;
+    R->out = saved;
+    return sb_value(R->e, &b);
+}
+
+static void ascii_case(char *s, size_t n, int mode) { /* 0 lower, 1 upper, 2 title, 3 capitalize */
+    int start = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        int up = mode == 1 || ((mode == 2 || mode == 3) && start);
+        if (letter) s[i] = up ? (char)(c & ~0x20) : (char)(c | 0x20);
+        if (mode == 2) start = !letter;
+        else if (mode == 3) start = 0;
+    }
+}
+
+static value change_case(rctx *R, value s, int mode) {
+    char *p = adup(R->e, s.s, s.n);
+    ascii_case(p, s.n, mode);
+    return v_str(p, s.n, s.m);
+}
+
+static value replace(rctx *R, value s, value old, value new_, int64_t count) {
+    sbuild b = {0};
+    size_t i = 0;
+    int64_t done = 0;
+    while (i <= s.n && (count < 0 || done < count)) {
+        const char *hit = old.n ? find_sub(s.s + i, s.n - i, old.s, old.n) : (i < s.n || i == s.n ? s.s + i : NULL);
+        if (!hit) break;
+        size_t at = (size_t)(hit - s.s);
+        sb_add(&b, s.s + i, at - i, s.m ? s.m + i : NULL);
+        /* the replacement is trained where the text it replaces starts trained */
+        int tr = s.m && at < s.n && s.m[at];
+        if (tr) sb_add(&b, new_.s, new_.n, ones(R->e, new_.n));
+        else sb_add(&b, new_.s, new_.n, NULL);
+        done++;
+        if (old.n) {
+            i = at + old.n;
+        } else {
+            if (at >= s.n) {
+                i = s.n + 1;
+                break;
+            }
+            size_t l = cp_offset(s.s + at, s.n - at, 1);
+            sb_add(&b, s.s + at, l, s.m ? s.m + at : NULL);
+            i = at + l;
+        }
+    }
+    if (i < s.n) sb_add(&b, s.s + i, s.n - i, s.m ? s.m + i : NULL);
+    return sb_value(R->e, &b);
+}
+
+static value split(rctx *R, int line, value s, const value *sep, int64_t maxsplit) {
+    list *l = list_new(R->e, 4);
+    size_t i = 0;
+    if (!sep) {
+        for (;;) {
+            size_t w;
+            while (i < s.n && (w = space_at(s.s + i, s.n - i)) > 0) i += w;
+            if (i >= s.n) break;
+            if (maxsplit >= 0 && (int64_t)l->n == maxsplit) {
+                value rest = strip(substr(s, i, s.n), NULL, 0, 1);
+                list_push(R->e, l, rest);
+                break;
+            }
+            size_t j = i;
+            while (j < s.n && space_at(s.s + j, s.n - j) == 0) j++;
+            list_push(R->e, l, substr(s, i, j));
+            i = j;
+        }
+        return v_list(l);
+    }
+    if (sep->n == 0) fail(R->e, line, MOFO_EFORMAT, "split: empty separator");
+    for (;;) {
+        const char *hit = (maxsplit < 0 || (int64_t)l->n < maxsplit) ? find_sub(s.s + i, s.n - i, sep->s, sep->n) : NULL;
+        if (!hit) {
+            list_push(R->e, l, substr(s, i, s.n));
+            return v_list(l);
+        }
+        list_push(R->e, l, substr(s, i, (size_t)(hit - s.s)));
+        i = (size_t)(hit - s.s) + sep->n;
+    }
+}
+
+static value method(rctx *R, const node *n, value obj, const char *name) {
+    value a, b;
+    int line = n->line;
+    if (obj.k == V_STR) {
+        if (!strcmp(name, "strip") || !strcmp(name, "lstrip") || !strcmp(name, "rstrip")) {
+            int has = arg(R, n, 0, "chars", 0, &a) && a.k != V_NONE;
+            if (has) need_str(R, line, name, a);
+            return strip(obj, has ? &a : NULL, name[0] != 'r', name[0] != 'l');
+        }
+        if (!strcmp(name, "split")) {
+            int has = arg(R, n, 0, "sep", 0, &a) && a.k != V_NONE;
+            if (has) need_str(R, line, "split's separator", a);
+            int64_t mx = arg(R, n, 1, "maxsplit", 0, &b) ? need_int(R, line, "maxsplit", b) : -1;
+            return split(R, line, obj, has ? &a : NULL, mx);
+        }
+        if (!strcmp(name, "startswith") || !strcmp(name, "endswith")) {
+            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "%s() needs an argument", name);
+            list one = {&a, 1, 1};
+            list *opts = a.k == V_LIST ? a.l : &one;
+            for (size_t k = 0; k < opts->n; k++) {
+                value p = need_str(R, line, name, opts->v[k]);
+                if (p.n <= obj.n && !memcmp(name[0] == 's' ? obj.s : obj.s + obj.n - p.n, p.s, p.n)) return v_bool(1);
+            }
+            return v_bool(0);
+        }
+        if (!strcmp(name, "upper")) return change_case(R, obj, 1);
+        if (!strcmp(name, "lower")) return change_case(R, obj, 0);
+        if (!strcmp(name, "title")) return change_case(R, obj, 2);
+        if (!strcmp(name, "capitalize")) {
+            value v = change_case(R, obj, 0);
+            char *p = (char *)v.s;
+            ascii_case(p, v.n ? 1 : 0, 1);
+            return v;
+        }
+        if (!strcmp(name, "replace")) {
+            value c;
+            if (!arg(R, n, 0, NULL, 0, &a) || !arg(R, n, 1, NULL, 0, &b)) fail(R->e, line, MOFO_EFORMAT, "replace() needs two arguments");
+            int64_t cnt = arg(R, n, 2, "count", 0, &c) ? need_int(R, line, "replace's count", c) : -1;
+            return replace(R, obj, need_str(R, line, "replace", a), need_str(R, line, "replace", b), cnt);
+        }
+        if (!strcmp(name, "find") || !strcmp(name, "count")) {
+            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "%s() needs an argument", name);
+            need_str(R, line, name, a);
+            if (name[0] == 'f') {
+                const char *h = find_sub(obj.s, obj.n, a.s, a.n);
+                return v_int(h ? (int64_t)cp_count(obj.s, (size_t)(h - obj.s)) : -1);
+            }
+            int64_t k = 0;
+            if (a.n == 0) return v_int((int64_t)cp_count(obj.s, obj.n) + 1);
+            for (const char *h = obj.s; (h = find_sub(h, obj.n - (size_t)(h - obj.s), a.s, a.n)); h += a.n) k++;
+            return v_int(k);
+        }
+        if (!strcmp(name, "join")) {
+            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "join() needs an argument");
+            list *items = iter_items(R, line, a);
+            sbuild sb = {0};
+            for (size_t k = 0; k < items->n; k++) {
+                if (k) sb_addv(&sb, obj);
+                if (items->v[k].k != V_STR) {
+                    mofo_sb_free(&sb.t);
+                    mofo_sb_free(&sb.m);
+                    type_fail(R, line, "join() takes strings", items->v[k]);
+                }
+                sb_addv(&sb, items->v[k]);
+            }
+            return sb_value(R->e, &sb);
+        }
+    } else if (obj.k == V_DICT) {
+        if (!strcmp(name, "items") || !strcmp(name, "keys") || !strcmp(name, "values")) {
+            list *l = list_new(R->e, obj.d->n);
+            for (size_t k = 0; k < obj.d->n; k++) {
+                if (name[0] == 'i') {
+                    list *pair = list_new(R->e, 2);
+                    list_push(R->e, pair, obj.d->key[k]);
+                    list_push(R->e, pair, obj.d->val[k]);
+                    list_push(R->e, l, v_list(pair));
+                } else {
+                    list_push(R->e, l, name[0] == 'k' ? obj.d->key[k] : obj.d->val[k]);
+                }
+            }
+            return v_list(l);
+        }
+        if (!strcmp(name, "get")) {
+            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "get() needs a key");
+            value *v = a.k == V_STR ? dict_find(obj.d, a.s, a.n) : NULL;
+            if (v) return *v;
+            return arg(R, n, 1, "default", 0, &b) ? b : v_none();
+        }
+    } else if (obj.k == V_LIST) {
+        if (!strcmp(name, "append")) {
+            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "append() needs an argument");
+            list_push(R->e, obj.l, a);
+            return v_none();
+        }
+    } else if (obj.k == V_UNDEF) {
+        attr(R, line, obj, name, strlen(name));
+    }
+    fail(R->e, line, MOFO_EFORMAT, "a %s has no method '%s' here", kind_name(obj.k), name);
+}
+
+static value call(rctx *R, const node *n) {
+    if (n->a->k == N_ATTR) {
+        value obj = eval(R, n->a->a);
+        if (obj.k != V_DICT || !dict_find(obj.d, n->a->s, n->a->n)) return method(R, n, obj, n->a->s);
+    }
+    value f = eval(R, n->a);
+    if (f.k == V_FUNC) return builtin_call(R, n, (int)f.i);
+    if (f.k == V_MACRO) return call_macro(R, n, f.mac);
+    if (f.k == V_UNDEF && f.s) fail(R->e, n->line, MOFO_EFORMAT, "'%s' is undefined (called as a function)", f.s);
+    fail(R->e, n->line, MOFO_EFORMAT, "a %s cannot be called", kind_name(f.k));
+}
+
+static value binop_eval(rctx *R, const node *n) {
+    value a = eval(R, n->a), b = eval(R, n->b);
+    int line = n->line;
+    switch ((binop)n->op) {
+    case OP_EQ: return v_bool(equal(a, b));
+    case OP_NE: return v_bool(!equal(a, b));
+    case OP_LT:
+    case OP_GT:
+    case OP_LE:
+    case OP_GE: {
+        int c;
+        if (is_num(a) && is_num(b)) {
+            double x = num(a), y = num(b);
+            c = x < y ? -1 : x > y;
+        } else if (a.k == V_STR && b.k == V_STR) {
+            size_t m = a.n < b.n ? a.n : b.n;
+            int r = memcmp(a.s, b.s, m);
+            c = r ? (r < 0 ? -1 : 1) : a.n < b.n ? -1 : a.n > b.n;
+        } else {
+            fail(R->e, line, MOFO_EFORMAT, "cannot compare a %s with a %s", kind_name(a.k), kind_name(b.k));
+        }
+        int r = n->op == OP_LT ? c < 0 : n->op == OP_GT ? c > 0 : n->op == OP_LE ? c <= 0 : c >= 0;
+        return v_bool(r);
+    }
+    case OP_IN:
+    case OP_NOTIN: {
+        int r = 0;
+        if (b.k == V_STR) {
+            if (a.k != V_STR) type_fail(R, line, "'in <string>' needs a string on the left", a);
+            r = find_sub(b.s, b.n, a.s, a.n) != NULL;
+        } else if (b.k == V_LIST) {
+            for (size_t i = 0; i < b.l->n && !r; i++) r = equal(a, b.l->v[i]);
+        } else if (b.k == V_DICT) {
+            r = a.k == V_STR && dict_find(b.d, a.s, a.n) != NULL;
+        } else if (b.k != V_UNDEF) {
+            type_fail(R, line, "'in' needs a string, list or dict on the right", b);
+        } else {
+            type_fail(R, line, "'in' needs a string, list or dict on the right", b);
+        }
+        return v_bool(n->op == OP_IN ? r : !r);
+    }
+    case OP_CAT: {
+        sbuild sb = {0};
+        to_str(R->e, &sb, a, 0);
+        to_str(R->e, &sb, b, 0);
+        return sb_value(R->e, &sb);
+    }
+    case OP_ADD:
+        if (a.k == V_STR && b.k == V_STR) {
+            sbuild sb = {0};
+            sb_addv(&sb, a);
+            sb_addv(&sb, b);
+            return sb_value(R->e, &sb);
+        }
+        if (a.k == V_LIST && b.k == V_LIST) {
+            list *l = list_new(R->e, a.l->n + b.l->n);
+            for (size_t i = 0; i < a.l->n; i++) list_push(R->e, l, a.l->v[i]);
+            for (size_t i = 0; i < b.l->n; i++) list_push(R->e, l, b.l->v[i]);
+            return v_list(l);
+        }
+        /* fall through to numbers */
+    default: break;
+    }
+    if (n->op == OP_MUL && a.k == V_STR && (b.k == V_INT || b.k == V_BOOL)) {
+        sbuild sb = {0};
+        for (int64_t k = 0; k < b.i && k < 100000; k++) sb_addv(&sb, a);
+        return sb_value(R->e, &sb);
+    }
+    if (!is_num(a) || !is_num(b)) {
+        static const char *sym[] = {"+", "-", "*", "/", "//", "%", "**"};
+        if (a.k == V_UNDEF && a.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (used with '%s')", a.s, sym[n->op]);
+        if (b.k == V_UNDEF && b.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (used with '%s')", b.s, sym[n->op]);
+        fail(R->e, line, MOFO_EFORMAT, "unsupported operand types for %s: %s and %s", sym[n->op], kind_name(a.k), kind_name(b.k));
+    }
+    int fl = a.k == V_FLOAT || b.k == V_FLOAT;
+    double x = num(a), y = num(b);
+    switch ((binop)n->op) {
+    case OP_ADD: return fl ? v_float(x + y) : v_int(a.i + b.i);
+    case OP_SUB: return fl ? v_float(x - y) : v_int(a.i - b.i);
+    case OP_MUL: return fl ? v_float(x * y) : v_int(a.i * b.i);
+    case OP_DIV:
+        if (y == 0) fail(R->e, line, MOFO_EFORMAT, "division by zero");
+        return v_float(x / y);
+    case OP_FLOORDIV:
+    case OP_MOD:
+        if (y == 0) fail(R->e, line, MOFO_EFORMAT, "division by zero");
+        if (fl) {
+            double q = floor(x / y);
+            return n->op == OP_FLOORDIV ? v_float(q) : v_float(x - q * y);
+        } else {
+            int64_t q = a.i / b.i, r = a.i % b.i;
+            if (r != 0 && ((r < 0) != (b.i < 0))) q--, r += b.i;
+            return n->op == OP_FLOORDIV ? v_int(q) : v_int(r);
+        }
+    case OP_POW:
+        if (!fl && b.i >= 0) {
+            int64_t r = 1;
+            for (int64_t k = 0; k < b.i && k < 64; k++) r *= a.i;
+            return v_int(r);
+        }
+        return v_float(pow(x, y));
+    default: return v_none();
+    }
+}
+
+static value eval(rctx *R, const node *n) {
+    switch (n->k) {
+    case N_LIT_STR: return v_str(n->s, n->n, NULL);
+    case N_LIT_INT: return v_int(n->i);
+    case N_LIT_FLOAT: return v_float(n->f);
+    case N_LIT_BOOL: return v_bool((int)n->i);
+    case N_LIT_NONE: return v_none();
+    case N_NAME: return lookup(R, n->s);
+    case N_ATTR: return attr(R, n->line, eval(R, n->a), n->s, n->n);
+    case N_INDEX: return index_(R, n->line, eval(R, n->a), eval(R, n->b));
+    case N_SLICE: return slice(R, n);
+    case N_CALL: return call(R, n);
+    case N_FILTER: return apply_filter(R, n, eval(R, n->a));
+    case N_TEST: {
+        int r = apply_test(R, n->line, n->s, eval(R, n->a), n, 0);
+        return v_bool(n->op ? !r : r);
+    }
+    case N_NEG: {
+        value v = eval(R, n->a);
+        if (v.k == V_FLOAT) return v_float(-v.f);
+        if (v.k == V_INT || v.k == V_BOOL) return v_int(-v.i);
+        type_fail(R, n->line, "unary '-' needs a number", v);
+    }
+    case N_NOT: return v_bool(!truthy(eval(R, n->a)));
+    case N_AND: {
+        value a = eval(R, n->a);
+        return truthy(a) ? eval(R, n->b) : a;
+    }
+    case N_OR: {
+        value a = eval(R, n->a);
+        return truthy(a) ? a : eval(R, n->b);
+    }
+    case N_BIN: return binop_eval(R, n);
+    case N_COND: return truthy(eval(R, n->a)) ? eval(R, n->b) : n->c ? eval(R, n->c) : v_undef(NULL);
+    case N_LIST: {
+        list *l = list_new(R->e, n->nargs);
+        for (size_t i = 0; i < n->nargs; i++) list_push(R->e, l, eval(R, n->args[i]));
+        return v_list(l);
+    }
+    case N_DICT: {
+        dict *d = dict_new(R->e);
+        for (size_t i = 0; i + 1 < n->nargs; i += 2) {
+            value k = eval(R, n->args[i]);
+            if (k.k != V_STR) type_fail(R, n->line, "dict keys must be strings", k);
+            dict_set(R->e, d, k, eval(R, n->args[i + 1]));
+        }
+        return v_dict(d);
+    }
+    default: fail(R->e, n->line, MOFO_EFORMAT, "a statement where an expression belongs");
+    }
+}
+
+static int apply_test(rctx *R, int line, const char *name, value v, const node *args, size_t skip) {
+    value a;
+    int has = args && arg(R, args, 0, NULL, skip, &a);
+    if (!strcmp(name, "defined")) return v.k != V_UNDEF;
+    if (!strcmp(name, "undefined")) return v.k == V_UNDEF;
+    if (!strcmp(name, "none")) return v.k == V_NONE;
+    if (!strcmp(name, "string")) return v.k == V_STR;
+    if (!strcmp(name, "number")) return v.k == V_INT || v.k == V_FLOAT;
+    if (!strcmp(name, "integer")) return v.k == V_INT;
+    if (!strcmp(name, "float")) return v.k == V_FLOAT;
+    if (!strcmp(name, "boolean")) return v.k == V_BOOL;
+    if (!strcmp(name, "true")) return v.k == V_BOOL && v.i;
+    if (!strcmp(name, "false")) return v.k == V_BOOL && !v.i;
+    if (!strcmp(name, "mapping")) return v.k == V_DICT;
+    if (!strcmp(name, "iterable")) return v.k == V_LIST || v.k == V_DICT || v.k == V_STR;
+    if (!strcmp(name, "sequence")) return v.k == V_LIST || v.k == V_DICT || v.k == V_STR;
+    if (!strcmp(name, "callable")) return v.k == V_FUNC || v.k == V_MACRO;
+    if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
+        if (v.k != V_STR) return 0;
+        int cased = 0;
+        for (size_t i = 0; i < v.n; i++) {
+            char c = v.s[i];
+            if ((c >= 'a' && c <= 'z' && name[0] == 'u') || (c >= 'A' && c <= 'Z' && name[0] == 'l')) return 0;
+            cased |= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        }
+        return cased;
+    }
+    if (!strcmp(name, "odd") || !strcmp(name, "even")) {
+        int64_t i = need_int(R, line, name, v);
+        return (i % 2 != 0) == (name[0] == 'o');
+    }
+    if (!has) {
+        static const char *const binary[] = {"equalto", "eq", "==", "sameas", "ne", "!=", "lt", "<", "gt", ">", "le", "<=", "ge", ">=", "in", "divisibleby", NULL};
+        for (size_t k = 0; binary[k]; k++)
+            if (!strcmp(name, binary[k])) fail(R->e, line, MOFO_EFORMAT, "the test '%s' needs an argument", name);
+        fail(R->e, line, MOFO_EFORMAT, "unknown test '%s'", name);
+    }
+    if (!strcmp(name, "equalto") || !strcmp(name, "eq") || !strcmp(name, "==")) return equal(v, a);
+    if (!strcmp(name, "sameas")) return equal(v, a) && v.k == a.k;
+    if (!strcmp(name, "ne") || !strcmp(name, "!=")) return !equal(v, a);
+    if (!strcmp(name, "divisibleby")) {
+        int64_t d = need_int(R, line, name, a);
+        return d != 0 && need_int(R, line, name, v) % d == 0;
+    }
+    if (!strcmp(name, "in")) {
+        if (a.k == V_STR) return v.k == V_STR && find_sub(a.s, a.n, v.s, v.n) != NULL;
+        if (a.k == V_LIST) {
+            for (size_t i = 0; i < a.l->n; i++)
+                if (equal(v, a.l->v[i])) return 1;
+            return 0;
+        }
+        if (a.k == V_DICT) return v.k == V_STR && dict_find(a.d, v.s, v.n);
+        type_fail(R, line, "the test 'in'", a);
+    }
+    static const char *const cmp[] = {"lt", "<", "gt", ">", "le", "<=", "ge", ">=", NULL};
+    for (size_t k = 0; cmp[k]; k++)
+        if (!strcmp(name, cmp[k])) {
+            if (!is_num(v) || !is_num(a)) fail(R->e, line, MOFO_EFORMAT, "the test '%s' compares numbers", name);
+            double x = num(v), y = num(a);
+            return k < 2 ? x < y : k < 4 ? x > y : k < 6 ? x <= y : x >= y;
+        }
+    fail(R->e, line, MOFO_EFORMAT, "unknown test '%s'", name);
+}
+
+/* select/reject/selectattr/rejectattr */
+static value select_items(rctx *R, const node *f, value v, int by_attr, int keep) {
+    list *items = iter_items(R, f->line, v), *out = list_new(R->e, items->n);
+    value attrname;
+    if (by_attr && (!arg(R, f, 0, NULL, 0, &attrname) || attrname.k != V_STR))
+        fail(R->e, f->line, MOFO_EFORMAT, "%s needs an attribute name", f->s);
+    value testname = v_undef(NULL);
+    int has_test = arg(R, f, by_attr ? 1 : 0, NULL, 0, &testname);
+    if (has_test && testname.k != V_STR) fail(R->e, f->line, MOFO_EFORMAT, "%s: the test's name must be a string", f->s);
+    char tn[64];
+    if (has_test) snprintf(tn, sizeof tn, "%.*s", (int)testname.n, testname.s);
+    for (size_t i = 0; i < items->n; i++) {
+        value x = items->v[i];
+        if (by_attr) {
+            /* a dotted attribute name reads nested members */
+            value cur = x;
+            const char *s = attrname.s, *end = s + attrname.n;
+            while (s < end) {
+                const char *dot = memchr(s, '.', (size_t)(end - s));
+                size_t len = dot ? (size_t)(dot - s) : (size_t)(end - s);
+                cur = cur.k == V_DICT ? attr(R, f->line, cur, s, len) : v_undef(NULL);
+                s += len + (dot != NULL);
+            }
+            x = cur;
+        }
+        int r = has_test ? apply_test(R, f->line, tn, x, f, by_attr ? 2 : 1) : truthy(x);
+        if (r == keep) list_push(R->e, out, items->v[i]);
+    }
+    return v_list(out);
+}
+
+static value apply_filter(rctx *R, const node *f, value v) {
+    const char *name = f->s;
+    int line = f->line;
+    value a;
+    if (!strcmp(name, "trim")) {
+        int has = arg(R, f, 0, "chars", 0, &a) && a.k != V_NONE;
+        return strip(need_str(R, line, "trim", stringify(R->e, v)), has ? &a : NULL, 1, 1);
+    }
+    if (!strcmp(name, "length") || !strcmp(name, "count")) {
+        switch (v.k) {
+        case V_STR: return v_int((int64_t)cp_count(v.s, v.n));
+        case V_LIST: return v_int((int64_t)v.l->n);
+        case V_DICT: return v_int((int64_t)v.d->n);
+        case V_UNDEF: return v_int(0);
+        default: type_fail(R, line, "length", v);
+        }
+    }
+    if (!strcmp(name, "tojson")) {
+        int indent = -1;
+        if (arg(R, f, 0, "indent", 0, &a) && a.k != V_NONE) indent = (int)need_int(R, line, "tojson's indent", a);
+        mofo_strbuf o = {0};
+        to_json(R->e, &o, v, indent, 0, line);
+        if (o.failed) fail(R->e, line, MOFO_ENOMEM, "out of memory");
+        value r = v_str(adup(R->e, o.data ? o.data : "", o.len), o.len, NULL);
+        mofo_sb_free(&o);
+        return r;
+    }
+    if (!strcmp(name, "string")) return stringify(R->e, v);
+    if (!strcmp(name, "safe")) return v;
+    if (!strcmp(name, "list")) {
+        list *items = iter_items(R, line, v), *l = list_new(R->e, items->n);
+        for (size_t i = 0; i < items->n; i++) list_push(R->e, l, items->v[i]);
+        return v_list(l);
+    }
+    if (!strcmp(name, "first") || !strcmp(name, "last")) {
+        list *items = iter_items(R, line, v);
+        if (!items->n) return v_undef(NULL);
+        return items->v[name[0] == 'f' ? 0 : items->n - 1];
+    }
+    if (!strcmp(name, "reverse")) {
+        list *items = iter_items(R, line, v), *l = list_new(R->e, items->n);
+        for (size_t i = items->n; i-- > 0;) list_push(R->e, l, items->v[i]);
+        if (v.k != V_STR) return v_list(l);
+        sbuild sb = {0};
+        for (size_t i = 0; i < l->n; i++) sb_addv(&sb, l->v[i]);
+        return sb_value(R->e, &sb);
+    }
+    if (!strcmp(name, "join")) {
+        value sep = arg(R, f, 0, "d", 0, &a) ? need_str(R, line, "join's separator", a) : v_cstr("");
+        value at;
+        int by_attr = arg(R, f, 1, "attribute", 0, &at);
+        list *items = iter_items(R, line, v);
+        sbuild sb = {0};
+        for (size_t i = 0; i < items->n; i++) {
+            if (i) sb_addv(&sb, sep);
+            value x = items->v[i];
+            if (by_attr) x = x.k == V_DICT && at.k == V_STR ? attr(R, line, x, at.s, at.n) : v_undef(NULL);
+            to_str(R->e, &sb, x, 0);
+        }
+        return sb_value(R->e, &sb);
+    }
+    if (!strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "title") || !strcmp(name, "capitalize")) {
+        value s = stringify(R->e, v);
+        node call0 = {.k = N_CALL, .line = line};
+        return method(R, &call0, s, name);
+    }
+    if (!strcmp(name, "replace")) {
+        value b, c;
+        if (!arg(R, f, 0, "old", 0, &a) || !arg(R, f, 1, "new", 0, &b)) fail(R->e, line, MOFO_EFORMAT, "replace needs two arguments");
+        int64_t cnt = arg(R, f, 2, "count", 0, &c) && c.k != V_NONE ? need_int(R, line, "replace's count", c) : -1;
+        return replace(R, stringify(R->e, v), need_str(R, line, "replace", a), need_str(R, line, "replace", b), cnt);
+    }
+    if (!strcmp(name, "default") || !strcmp(name, "d")) {
+        value dflt = arg(R, f, 0, "default_value", 0, &a) ? a : v_cstr(""), b;
+        int boolean = arg(R, f, 1, "boolean", 0, &b) && truthy(b);
+        return v.k == V_UNDEF || (boolean && !truthy(v)) ? dflt : v;
+    }
+    if (!strcmp(name, "selectattr")) return select_items(R, f, v, 1, 1);
+    if (!strcmp(name, "rejectattr")) return select_items(R, f, v, 1, 0);
+    if (!strcmp(name, "select")) return select_items(R, f, v, 0, 1);
+    if (!strcmp(name, "reject")) return select_items(R, f, v, 0, 0);
+    if (!strcmp(name, "map")) {
+        list *items = iter_items(R, line, v), *l = list_new(R->e, items->n);
+        value at, dflt;
+        if (arg(R, f, 0, "attribute", 0, &at) && f->kw[0] && !strcmp(f->kw[0], "attribute")) {
+            int has_d = arg(R, f, 99, "default", 0, &dflt);
+            for (size_t i = 0; i < items->n; i++) {
+                value x = items->v[i].k == V_DICT ? attr(R, line, items->v[i], at.s, at.n) : v_undef(NULL);
+                list_push(R->e, l, x.k == V_UNDEF && has_d ? dflt : x);
+            }
+            return v_list(l);
+        }
+        if (!arg(R, f, 0, NULL, 0, &at) || at.k != V_STR) fail(R->e, line, MOFO_EFORMAT, "map needs a filter name or attribute=");
+        node sub = *f;
+        sub.s = adup(R->e, at.s, at.n);
+        sub.args = f->nargs > 1 ? f->args + 1 : NULL;
+        sub.kw = f->nargs > 1 ? f->kw + 1 : NULL;
+        sub.nargs = f->nargs > 1 ? f->nargs - 1 : 0;
+        for (size_t i = 0; i < items->n; i++) list_push(R->e, l, apply_filter(R, &sub, items->v[i]));
+        return v_list(l);
+    }
+    if (!strcmp(name, "items")) {
+        if (v.k != V_DICT) type_fail(R, line, "items", v);
+        node call0 = {.k = N_CALL, .line = line};
+        return method(R, &call0, v, "items");
+    }
+    if (!strcmp(name, "unique")) {
+        list *items = iter_items(R, line, v), *l = list_new(R->e, items->n);
+        for (size_t i = 0; i < items->n; i++) {
+            int seen = 0;
+            for (size_t k = 0; k < l->n && !seen; k++) seen = equal(l->v[k], items->v[i]);
+            if (!seen) list_push(R->e, l, items->v[i]);
+        }
+        return v_list(l);
+    }
+    if (!strcmp(name, "int")) {
+        if (v.k == V_INT || v.k == V_BOOL) return v_int(v.i);
+        if (v.k == V_FLOAT) return v_int((int64_t)v.f);
+        if (v.k == V_STR) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%.*s", (int)(v.n < 63 ? v.n : 63), v.s);
+            char *end;
+            long long x = strtoll(buf, &end, 10);
+            return v_int(*end ? 0 : x);
+        }
+        return v_int(0);
+    }
+    if (!strcmp(name, "float")) {
+        if (is_num(v)) return v_float(num(v));
+        if (v.k == V_STR) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%.*s", (int)(v.n < 63 ? v.n : 63), v.s);
+            char *end;
+            double x = strtod(buf, &end);
+            return v_float(*end ? 0 : x);
+        }
+        return v_float(0);
+    }
+    if (!strcmp(name, "abs")) {
+        if (v.k == V_FLOAT) return v_float(fabs(v.f));
+        return v_int(llabs(need_int(R, line, "abs", v)));
+    }
+    fail(R->e, line, MOFO_EFORMAT, "unsupported filter '%s'", name);
+}
+
+/* ---- statements ---- */
+
+static void emit(rctx *R, value v) {
+    if (v.k != V_STR) v = stringify(R->e, v);
+    if (R->generation >= 0) sb_add(R->out, v.s, v.n, R->generation ? ones(R->e, v.n) : NULL);
+    else sb_addv(R->out, v);
+    if (R->out->t.failed || R->out->m.failed) fail(R->e, 0, MOFO_ENOMEM, "out of memory");
+}
+
+static void set_var(rctx *R, const char *name, value v) {
+    frame *f = R->top;
+    dict_setc(R->e, f->vars, name, v);
+}
+
+static void exec_for(rctx *R, const node *n) {
+    value it = eval(R, n->a);
+    list *all = iter_items(R, n->a->line, it);
+    frame f = {R->top, NULL};
+    /* the loop's `if` filters first: loop.index and loop.length count the kept items */
+    list *items = all;
+    if (n->filt) {
+        items = list_new(R->e, all->n);
+        for (size_t i = 0; i < all->n; i++) {
+            f.vars = dict_new(R->e);
+            R->top = &f;
+            value x = all->v[i];
+            if (n->nnames == 1) set_var(R, n->names[0], x);
+            else
+                for (size_t k = 0; k < n->nnames; k++)
+                    set_var(R, n->names[k], x.k == V_LIST && k < x.l->n ? x.l->v[k] : v_undef(n->names[k]));
+            int keep = truthy(eval(R, n->filt));
+            R->top = f.up;
+            if (keep) list_push(R->e, items, x);
+        }
+    }
+    if (items->n == 0) {
+        if (n->c) exec_list(R, n->c);
+        return;
+    }
+    f.vars = dict_new(R->e);
+    R->top = &f;
+    for (size_t i = 0; i < items->n; i++) {
+        value x = items->v[i];
+        if (n->nnames == 1) {
+            set_var(R, n->names[0], x);
+        } else {
+            if (x.k != V_LIST || x.l->n != n->nnames)
+                fail(R->e, n->line, MOFO_EFORMAT, "cannot unpack a %s into %zu loop targets", kind_name(x.k), n->nnames);
+            for (size_t k = 0; k < n->nnames; k++) set_var(R, n->names[k], x.l->v[k]);
+        }
+        dict *loop = dict_new(R->e);
+        size_t len = items->n;
+        dict_setc(R->e, loop, "index", v_int((int64_t)i + 1));
+        dict_setc(R->e, loop, "index0", v_int((int64_t)i));
+        dict_setc(R->e, loop, "revindex", v_int((int64_t)(len - i)));
+        dict_setc(R->e, loop, "revindex0", v_int((int64_t)(len - i - 1)));
+        dict_setc(R->e, loop, "first", v_bool(i == 0));
+        dict_setc(R->e, loop, "last", v_bool(i + 1 == len));
+        dict_setc(R->e, loop, "length", v_int((int64_t)len));
+        dict_setc(R->e, loop, "previtem", i > 0 ? items->v[i - 1] : v_undef(NULL));
+        dict_setc(R->e, loop, "nextitem", i + 1 < len ? items->v[i + 1] : v_undef(NULL));
+        set_var(R, "loop", v_dict(loop));
+        exec_list(R, n->b);
+        if (R->brk == 1) {
+            R->brk = 0;
+            break;
+        }
+        R->brk = 0;
+    }
+    R->top = f.up;
+}
+
+static void exec_list(rctx *R, const node *s) {
+    for (; s && !R->brk; s = s->next) {
+        switch (s->k) {
+        case S_TEXT: emit(R, v_str(s->s, s->n, NULL)); break;
+        case S_OUT: emit(R, eval(R, s->a)); break;
+        case S_IF: {
+            const node *c = s;
+            while (c && !truthy(eval(R, c->a))) {
+                if (!c->filt) exec_list(R, c->c);
+                c = c->filt;
+            }
+            if (c) exec_list(R, c->b);
+            break;
+        }
+        case S_FOR: exec_for(R, s); break;
+        case S_SET:
+        case S_SET_BLOCK: {
+            value v;
+            if (s->k == S_SET) {
+                v = eval(R, s->a);
+            } else {
+                sbuild b = {0}, *saved = R->out;
+                R->out = &b;
+                exec_list(R, s->b);
+                R->out = saved;
+                v = sb_value(R->e, &b);
+            }
+            if (s->nnames) {
+                value ns = lookup(R, s->s);
+                if (ns.k != V_DICT) fail(R->e, s->line, MOFO_EFORMAT, "set %s.%s: '%s' is not a namespace", s->s, s->names[0], s->s);
+                dict_setc(R->e, ns.d, s->names[0], v);
+            } else {
+                set_var(R, s->s, v);
+            }
+            break;
+        }
+        case S_MACRO: set_var(R, s->s, (value){.k = V_MACRO, .mac = s}); break;
+        case S_GENERATION: {
+            int saved = R->generation;
+            R->generation = 1;
+            exec_list(R, s->b);
+            R->generation = saved;
+            break;
+        }
+        case S_BREAK: R->brk = 1; break;
+        case S_CONTINUE: R->brk = 2; break;
+        default: fail(R->e, s->line, MOFO_EFORMAT, "an expression where a statement belongs");
+        }
+    }
+}
+
+int mofo_jinja_render(const mofo_jinja *t, const mofo_jinja_vars *v, mofo_strbuf *text, mofo_strbuf *trained, mofo_err *err) {
+    jmp_buf jb;
+    env e = {NULL, &jb, err, t->name};
+    sbuild out = {0};
+    if (setjmp(jb)) {
+        mofo_sb_free(&out.t);
+        mofo_sb_free(&out.m);
+        arena_free(e.head);
+        return err ? err->code : MOFO_EFORMAT;
+    }
+    rctx R = {&e, v, dict_new(&e), NULL, &out, t->has_generation ? 0 : -1, 0};
+    if (v->extra && v->extra->type == MOFO_JSON_OBJECT)
+        for (const mofo_json *c = v->extra->child; c; c = c->next)
+            dict_set(&e, R.globals, v_str(c->key, c->key_len, NULL), from_json(&e, c, 0));
+    list *msgs = list_new(&e, v->messages ? v->messages->count : 1);
+    for (const mofo_json *c = v->messages ? v->messages->child : NULL; c; c = c->next) {
+        const mofo_json *role = mofo_json_get(c, "role");
+        int asst = role && role->type == MOFO_JSON_STRING && !strcmp(role->str, "assistant") && !t->has_generation;
+        list_push(&e, msgs, from_json(&e, c, asst));
+    }
+    dict_setc(&e, R.globals, "messages", v_list(msgs));
+    dict_setc(&e, R.globals, "add_generation_prompt", v_bool(v->add_generation_prompt));
+    if (v->bos_token) dict_setc(&e, R.globals, "bos_token", v_cstr(v->bos_token));
+    if (v->eos_token) dict_setc(&e, R.globals, "eos_token", v_cstr(v->eos_token));
+    frame top = {NULL, dict_new(&e)};
+    R.top = &top;
+    exec_list(&R, t->body);
+    if (out.t.failed || out.m.failed) fail(&e, 0, MOFO_ENOMEM, "out of memory");
+    mofo_sb_append(text, out.t.data ? out.t.data : "", out.t.len);
+    mofo_sb_append(trained, out.m.data ? out.m.data : "", out.m.len);
+    mofo_sb_free(&out.t);
+    mofo_sb_free(&out.m);
+    arena_free(e.head);
+    if (text->failed || trained->failed) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    return 0;
+}
