@@ -40,10 +40,32 @@ out=$("$MOFO" data --model "$TMP/model" --data "$TMP/d.jsonl" --template plain 2
 check "data error" "1 mofo data: $TMP/d.jsonl:2: missing field \"completion\"" "$rc $out"
 out=$("$MOFO" data --model "$TMP/model" --data "$TMP/d.jsonl" --template plain --skip-bad --json --show 1 2>/dev/null); rc=$?
 check "data skip-bad" "0 {\"file\": \"$TMP/d.jsonl\", \"format\": \"prompt_completion\", \"template\": \"plain\", \"lines\": 2, \"examples\": 1, \"heldout\": 0, \"tokens\": 8, \"trained_tokens\": 2, \"truncated\": 0, \"no_response\": 0, \"bad_lines\": 1, \"packed_rows\": 0}
-{\"example\": 0, \"line\": 1, \"input_ids\": [1, 318, 263, 46, 263, 64, 265, 2], \"labels\": [-100, -100, -100, -100, -100, -100, 265, 2], \"text\": \"<s> 2+2=4</s>\", \"trained_text\": \"4</s>\"}" "$rc $out"
+{\"example\": 0, \"line\": 1, \"input_ids\": [1, 318, 263, 46, 263, 64, 265, 2], \"labels\": [-100, -100, -100, -100, -100, -100, 265, 2], \"text\": \"<s> 2+2=4</s>\", \"trained_text\": \"4</s>\", \"runs\": [{\"text\": \"<s> 2+2=\", \"trained\": false}, {\"text\": \"4</s>\", \"trained\": true}]}" "$rc $out"
 err=$("$MOFO" data --model "$TMP/model" --data "$TMP/d.jsonl" --skip-bad --max-len 5 2>&1 >/dev/null)
 check "data report" "mofo data: skipped 1 malformed line(s); the first: $TMP/d.jsonl:2: missing field \"completion\"
 mofo data: dropped 1 example(s) with no trained token left after truncation (the first at $TMP/d.jsonl:1)" "$err"
+
+# the model's own chat template (tokenizer_config.json "chat_template") is the default with --model
+mkdir -p "$TMP/chat" "$TMP/bad"
+cp "$FIX/sentencepiece-style.json" "$TMP/chat/tokenizer.json"
+cp "$FIX/sentencepiece-style.json" "$TMP/bad/tokenizer.json"
+cat > "$TMP/chat/tokenizer_config.json" <<'EOF'
+{"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true,
+ "chat_template": "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[U] {{ m.content }}\n{% else %}[A] {{ m.content }}{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}[A] {% endif %}"}
+EOF
+echo '{"eos_token": "</s>", "chat_template": "x\n{% if true %}y"}' > "$TMP/bad/tokenizer_config.json"
+printf '{"prompt": "2+2=", "completion": "4"}\n' > "$TMP/c.jsonl"
+out=$("$MOFO" data --model "$TMP/chat" --data "$TMP/c.jsonl" --show 1 | grep -oE "template [a-z]+|  mask: .*")
+check "data model template" "template model
+  mask:    \"<s> [U] 2+2=\\n[A] \" [\"4</s>\"]" "$out"
+out=$("$MOFO" data --model "$TMP/chat" --data "$TMP/c.jsonl" --template tulu | grep -o "template [a-z]*")
+check "data template flag" "template tulu" "$out"
+out=$("$MOFO" data --model "$TMP/model" --data "$TMP/c.jsonl" --template model 2>&1); rc=$?
+check "no model template" "2 mofo data: --template model: $TMP/model has no chat template (tokenizer_config.json \"chat_template\" or chat_template.jinja)" "$rc $out"
+out=$("$MOFO" data --model "$TMP/bad" --data "$TMP/c.jsonl" 2>&1); rc=$?
+check "bad model template" "1 mofo data: $TMP/bad/tokenizer_config.json chat_template, line 2: 'if' is never closed ('endif' missing)" "$rc $out"
+out=$("$MOFO" data --model "$TMP/chat" --data "$TMP/c.jsonl" --template nosuch 2>&1); rc=$?
+check "unknown template" "2 mofo data: --template 'nosuch': use auto, model, tulu, chatml, llama2 or plain" "$rc $out"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

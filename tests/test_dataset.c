@@ -263,6 +263,61 @@ static void test_batches(void) {
     mofo_dataset_free(&ds);
 }
 
+/* The model's own template (MOFO_TPL_MODEL): rendered as written, tokenized without added
+ * tokens, and trained on the assistant's text and the special token closing it. The expected texts
+ * are worked out by hand from the template. */
+static void test_model_template(void) {
+    static const char src[] = "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[U] {{ m.content }}\n"
+                              "{% else %}[A] {{ m.content | trim }}{{ eos_token }}\n{% endif %}{% endfor %}"
+                              "{% if add_generation_prompt %}[A] {% endif %}";
+    static const char *const specials[] = {"<s>", "</s>"};
+    mofo_chat *chat = NULL;
+    mofo_err err = {0};
+    CHECK(mofo_chat_from_source(&chat, src, sizeof src - 1, "t", "<s>", "</s>", specials, 2, &err) == 0, "%s", err.msg);
+    if (!chat) return;
+    CHECK(!strcmp(mofo_chat_generation_prompt(chat), "[A] "), "generation prompt \"%s\"", mofo_chat_generation_prompt(chat));
+    static const struct {
+        const char *line, *text, *trained;
+    } cases[] = {
+        {"{\"prompt\": \"2+2=\", \"completion\": \" 4 \"}", "<s>[U] 2+2=\n[A] 4</s>\n", "4</s>"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}, "
+         "{\"role\": \"user\", \"content\": \"c\"}, {\"role\": \"assistant\", \"content\": \"d\"}]}",
+         "<s>[U] a\n[A] b</s>\n[U] c\n[A] d</s>\n", "b</s>d</s>"},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        mofo_data_opts o = {.tpl = MOFO_TPL_MODEL, .chat = chat};
+        mofo_dataset ds = {0};
+        int rc = mofo_dataset_load_buffer(&ds, "d.jsonl", cases[i].line, strlen(cases[i].line), sp, &o, &err);
+        CHECK(rc == 0 && ds.n == 1, "case %zu: %s", i, rc ? err.msg : "no example");
+        if (rc || ds.n != 1) continue;
+        const mofo_example *e = &ds.ex[0];
+        mofo_ids want = {0};
+        CHECK(mofo_tokenizer_encode(sp, cases[i].text, strlen(cases[i].text), 0, &want, &err) == 0, "%s", err.msg);
+        CHECK((size_t)e->len == want.len && !memcmp(e->ids, want.ids, want.len * sizeof *want.ids), "case %zu: the ids are not "
+              "those of the rendering (no BOS added: the template writes it)", i);
+        int32_t tr[64];
+        size_t nt = 0;
+        for (int32_t k = 0; k < e->len && nt < 64; k++)
+            if (e->labels[k] != I) tr[nt++] = e->labels[k];
+        mofo_strbuf t = {0};
+        CHECK(mofo_tokenizer_decode(sp, tr, nt, 0, &t, &err) == 0, "%s", err.msg);
+        CHECK(t.data && !strcmp(t.data, cases[i].trained), "case %zu: trained \"%s\", want \"%s\"", i, t.data ? t.data : "",
+              cases[i].trained);
+        mofo_sb_free(&t);
+        mofo_ids_free(&want);
+        mofo_dataset_free(&ds);
+    }
+    /* without the template loaded: a clear error, not a crash */
+    mofo_data_opts o = {.tpl = MOFO_TPL_MODEL};
+    mofo_dataset ds = {0};
+    const char *line = cases[0].line;
+    CHECK(mofo_dataset_load_buffer(&ds, "d.jsonl", line, strlen(line), sp, &o, &err) == MOFO_EINVAL &&
+              strstr(err.msg, "d.jsonl:1: the template \"model\" needs the model's chat template"),
+          "%s", err.msg);
+    mofo_dataset_free(&ds);
+    mofo_chat_free(chat);
+}
+
 int main(void) {
     gpt2 = load("gpt2-style", "{\"eos_token\": \"<|endoftext|>\", \"bos_token\": \"<|endoftext|>\", \"add_bos_token\": false}");
     sp = load("sentencepiece-style", "{\"bos_token\": {\"content\": \"<s>\"}, \"eos_token\": \"</s>\", \"add_bos_token\": true, \"add_eos_token\": false}");
@@ -272,6 +327,7 @@ int main(void) {
         test_errors();
         test_order();
         test_batches();
+        test_model_template();
     }
     mofo_tokenizer_free(gpt2);
     mofo_tokenizer_free(sp);

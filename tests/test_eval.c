@@ -248,7 +248,7 @@ int main(void) {
         }
         mofo_ids pv = {0};
         const char *prompt = "Question: 1 + 1?\nAnswer:";
-        mofo_prompt_ids(tok, prompt, strlen(prompt), -1, 0, &pv, NULL);
+        mofo_prompt_ids(tok, prompt, strlen(prompt), -1, NULL, 0, &pv, NULL);
         int pid[64];
         for (size_t i = 0; i < pv.len; i++) pid[i] = pv.ids[i];
         mofo_gen_opts go = {.max_new = 16, .eos = mofo_tokenizer_eos(tok), .top_p = 1};

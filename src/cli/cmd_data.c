@@ -5,6 +5,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "load.h"
 #include "io/strbuf.h"
 #include "text/dataset.h"
 #include "text/tokenizer.h"
@@ -19,7 +20,9 @@ static const arg_spec SPECS[] = {
     {"tokenizer", ARG_STR, &tok_file, "FILE", "a tokenizer.json file instead of --model"},
     {"data", ARG_STR, &data_path, "FILE", "the JSONL file"},
     {"format", ARG_STR, &format_arg, "F", "auto (default), messages, prompt_completion, alpaca, metamath, text, tokens"},
-    {"template", ARG_STR, &template_arg, "T", "chat template: tulu (default), chatml, llama2, plain"},
+    {"template", ARG_STR, &template_arg, "T",
+     "chat template: auto (default: the model's own chat_template when --model has one, else tulu), model, tulu, chatml, "
+     "llama2, plain"},
     {"max-len", ARG_INT, &max_len, "N", "truncate examples to N tokens (default 0: no limit)"},
     {"skip-bad", ARG_FLAG, &skip_bad, NULL, "count and skip malformed lines instead of stopping at the first"},
     {"heldout", ARG_DOUBLE, &heldout, "FRAC", "hold out this fraction of the examples (default 0)"},
@@ -34,7 +37,26 @@ void cmd_data_help(FILE *out) {
     args_help(out, "data", "(--model DIR | --tokenizer FILE) --data FILE [FLAGS]", SPECS, N_SPECS);
     fprintf(out, "\nLoads the data set as fine-tuning does and reports lines, examples, tokens, trained tokens,\n"
                  "truncations and skipped lines. --show prints examples as ids with their labels\n"
-                 "(-100: no loss) and the decoded text of the trained tokens.\n");
+                 "(-100: no loss), the decoded text, the text in runs with the trained ones in [brackets]\n"
+                 "(the label mask), and the decoded text of the trained tokens.\n");
+}
+
+/* The text in runs of tokens that are all trained or all not: "untrained" ["trained"] ... (JSON:
+ * [{"text": ..., "trained": true}, ...]). Token t is trained when labels[t] is not -100. */
+static void put_runs(mofo_strbuf *sb, const mofo_tokenizer *tok, const mofo_example *e) {
+    mofo_err err = {0};
+    for (int32_t i = 0, j; i < e->len; i = j) {
+        int tr = e->labels[i] != MOFO_IGNORE_INDEX;
+        for (j = i + 1; j < e->len && (e->labels[j] != MOFO_IGNORE_INDEX) == tr;) j++;
+        mofo_strbuf run = {0};
+        mofo_tokenizer_decode(tok, e->ids + i, (size_t)(j - i), 0, &run, &err);
+        if (json_out) mofo_sb_puts(sb, i ? ", {\"text\": " : "{\"text\": ");
+        else mofo_sb_puts(sb, tr ? " [" : i ? " " : "");
+        mofo_sb_json_string(sb, run.data ? run.data : "", run.len);
+        if (json_out) mofo_sb_printf(sb, ", \"trained\": %s}", tr ? "true" : "false");
+        else if (tr) mofo_sb_puts(sb, "]");
+        mofo_sb_free(&run);
+    }
 }
 
 static void print_example(const mofo_tokenizer *tok, const mofo_example *e, size_t index) {
@@ -58,6 +80,11 @@ static void print_example(const mofo_tokenizer *tok, const mofo_example *e, size
         mofo_sb_json_string(&sb, text.data ? text.data : "", text.len);
         mofo_sb_puts(&sb, ", \"trained_text\": ");
         mofo_sb_json_string(&sb, resp.data ? resp.data : "", resp.len);
+        if (tok) {
+            mofo_sb_puts(&sb, ", \"runs\": [");
+            put_runs(&sb, tok, e);
+            mofo_sb_puts(&sb, "]");
+        }
         mofo_sb_puts(&sb, "}\n");
     } else {
         mofo_sb_printf(&sb, "example %zu (line %d, %d tokens)\n  ids:    ", index, e->line, e->len);
@@ -66,6 +93,10 @@ static void print_example(const mofo_tokenizer *tok, const mofo_example *e, size
         for (int32_t i = 0; i < e->len; i++) mofo_sb_printf(&sb, "%d ", e->labels[i]);
         mofo_sb_puts(&sb, "\n  text:    ");
         mofo_sb_json_string(&sb, text.data ? text.data : "", text.len);
+        if (tok) {
+            mofo_sb_puts(&sb, "\n  mask:    ");
+            put_runs(&sb, tok, e);
+        }
         mofo_sb_puts(&sb, "\n  trained: ");
         mofo_sb_json_string(&sb, resp.data ? resp.data : "", resp.len);
         mofo_sb_puts(&sb, "\n");
@@ -92,10 +123,6 @@ int cmd_data(int argc, char **argv) {
         fprintf(stderr, "mofo data: --format: unknown format '%s'\n", format_arg);
         return 2;
     }
-    if (template_arg && mofo_chat_template_parse(template_arg, &o.tpl)) {
-        fprintf(stderr, "mofo data: --template: unknown template '%s' (tulu, chatml, llama2, plain)\n", template_arg);
-        return 2;
-    }
     if (max_len < 0 || max_len > INT32_MAX || pack < 0 || pack > INT32_MAX || show < 0) {
         fprintf(stderr, "mofo data: --max-len, --pack and --show take a count >= 0\n");
         return 2;
@@ -113,6 +140,23 @@ int cmd_data(int argc, char **argv) {
         fprintf(stderr, "mofo data: %s\n", err.msg);
         return 1;
     }
+    mofo_chat *chat = NULL;
+    int tpl = MOFO_TPL_TULU, bad;
+    if (model_dir) {
+        bad = cli_chat_template("data", template_arg, model_dir, tok, MOFO_TPL_TULU, &tpl, &chat);
+    } else {
+        mofo_chat_template t = MOFO_TPL_TULU;
+        bad = template_arg && strcmp(template_arg, "auto") && (mofo_chat_template_parse(template_arg, &t) || t == MOFO_TPL_MODEL);
+        if (bad) fprintf(stderr, "mofo data: --template '%s': use auto, tulu, chatml, llama2 or plain (model needs --model)\n", template_arg);
+        tpl = (int)t;
+        bad = bad ? 2 : 0;
+    }
+    if (bad) {
+        mofo_tokenizer_free(tok);
+        return bad;
+    }
+    o.tpl = (mofo_chat_template)tpl;
+    o.chat = chat;
     mofo_dataset ds = {0}, held = {0}, packed = {0};
     int status = 0;
     if (mofo_dataset_load(&ds, data_path, tok, &o, &err) || mofo_dataset_split(&ds, &held, heldout, (uint64_t)seed, &err) ||
@@ -151,5 +195,6 @@ int cmd_data(int argc, char **argv) {
     mofo_dataset_free(&held);
     mofo_dataset_free(&packed);
     mofo_tokenizer_free(tok);
+    mofo_chat_free(chat);
     return status;
 }

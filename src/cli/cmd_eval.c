@@ -26,7 +26,9 @@ static const arg_spec SPECS[] = {
     {"max-new", ARG_INT, &A.max_new, "N", "gen: tokens generated at most per prompt (default 256)"},
     {"stop", ARG_STR, &A.stop, "S|S", "gen: stop strings separated by '|', with \\n \\t \\| \\\\ escapes "
                                       "(default \"Question:|</s>|<|im_end|>\")"},
-    {"template", ARG_STR, &A.tpl, "T", "gen: wrap each prompt as a user turn: tulu, chatml, llama2, plain (default none)"},
+    {"template", ARG_STR, &A.tpl, "T",
+     "gen: wrap each prompt as a user turn: auto (the model's own chat_template, else tulu), model, tulu, chatml, llama2, "
+     "plain (default none)"},
     {"bos", ARG_FLAG, &A.bos, NULL, "mc/gen: put BOS before the context/prompt (lm-eval's add_bos_token; default off)"},
     {"json", ARG_FLAG, &A.json, NULL, "print {\"tasks\": [{...}, ...]}"},
     {"adapter", ARG_STR, &A.adapter, "DIR", "a LoRA adapter (PEFT format) merged into the model in memory"},
@@ -123,15 +125,6 @@ int cmd_eval(int argc, char **argv) {
             rc = 2;
         }
     }
-    int tpl = -1;
-    if (!rc && A.tpl) {
-        mofo_chat_template t;
-        if (mofo_chat_template_parse(A.tpl, &t)) {
-            fprintf(stderr, "mofo eval: --template: unknown template '%s' (tulu, chatml, llama2, plain)\n", A.tpl);
-            rc = 2;
-        }
-        tpl = (int)t;
-    }
     if (!rc && (A.max_new < 1 || A.max_new > 1000000)) {
         fprintf(stderr, "mofo eval: --max-new %lld: must be 1..1000000\n", (long long)A.max_new);
         rc = 2;
@@ -157,6 +150,9 @@ int cmd_eval(int argc, char **argv) {
     } else if (cli_load_model("eval", A.model_dir, A.adapter, &m)) {
         rc = 1;
     }
+    int tpl = -1;
+    mofo_chat *chat = NULL;
+    if (!rc && A.tpl) rc = cli_chat_template("eval", A.tpl, A.model_dir, tok, MOFO_TPL_TULU, &tpl, &chat);
     mofo_strbuf js = {0};
     mofo_sb_puts(&js, "{\"tasks\": [");
     for (int i = 0; !rc && i < n_tasks; i++) {
@@ -183,7 +179,7 @@ int cmd_eval(int argc, char **argv) {
             }
         } else {
             mofo_gen_eval_opts o = {.max_new = (int)A.max_new, .stop = stops, .n_stop = n_stops, .tpl = tpl,
-                                    .add_bos = A.bos};
+                                    .chat = chat, .add_bos = A.bos};
             mofo_gen_result r;
             if (!(rc = mofo_eval_gen(m, tok, file, &o, &r, &err))) {
                 double n = (double)r.n;
@@ -211,6 +207,7 @@ int cmd_eval(int argc, char **argv) {
     mofo_sb_free(&js);
     mofo_model_free(m);
     mofo_tokenizer_free(tok);
+    mofo_chat_free(chat);
     free(stop_buf);
     free(stops);
     free(tasks);

@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "load.h"
 #include "threads.h"
 #include "train/train.h"
 #include "train_run.h"
@@ -32,7 +33,9 @@ static const arg_spec OWN[] = {
     {"lora-targets", ARG_STR, &lora_targets, "LIST", "lora: modules, e.g. q,k,v,o,gate,up,down (the default) or c_attn"},
     {"merge", ARG_FLAG, &merge, NULL, "lora: write the merged model to OUT and the adapter to OUT/adapter"},
     {"optimizer", ARG_STR, &optimizer_s, "O", "base rule under the method: adamw | lion | sgdm (default adamw)"},
-    {"template", ARG_STR, &template_s, "T", "chat template: tulu | chatml | llama2 | plain (default tulu)"},
+    {"template", ARG_STR, &template_s, "T",
+     "chat template: auto (default: the model's own chat_template when its directory has one, else tulu) | model | tulu | "
+     "chatml | llama2 | plain"},
 };
 #define N_OWN (int)(sizeof OWN / sizeof OWN[0])
 #define N_SPECS (N_OWN + CLI_TRAIN_N_SPECS)
@@ -83,10 +86,9 @@ int cmd_finetune(int argc, char **argv) {
             return 2;
         }
     }
-    if (template_s && mofo_chat_template_parse(template_s, &o.tpl)) {
-        fprintf(stderr, "mofo finetune: --template '%s': use tulu, chatml, llama2 or plain\n", template_s);
-        return 2;
-    }
+    int tpl, bad_tpl = cli_chat_template("finetune", template_s, model_dir, NULL, MOFO_TPL_TULU, &tpl, NULL);
+    if (bad_tpl) return bad_tpl;
+    o.tpl = (mofo_chat_template)tpl;
     cli_train_flags f;
     if (cli_train_apply("finetune", &T, &o, &f)) return 2;
     o.alpha = alpha, o.reg = reg;

@@ -24,7 +24,9 @@ static const arg_spec SPECS[] = {
     {"model", ARG_STR, &A.model_dir, "DIR", "checkpoint directory (config.json + safetensors); required"},
     {"prompt", ARG_STR, &A.prompt, "STR", "prompt text, tokenized with DIR/tokenizer.json (BOS first when it adds one)"},
     {"prompt-ids", ARG_STR, &A.prompt_ids, "1,2,3", "prompt as token ids, comma-separated"},
-    {"template", ARG_STR, &A.tpl, "T", "wrap --prompt as one user turn: tulu, chatml, llama2, plain (default: none)"},
+    {"template", ARG_STR, &A.tpl, "T",
+     "wrap --prompt as one user turn: auto (the model's own chat_template, else tulu), model, tulu, chatml, llama2, plain "
+     "(default: none)"},
     {"max-new", ARG_INT, &A.max_new, "N", "tokens to generate at most (default 32)"},
     {"temperature", ARG_DOUBLE, &A.temperature, "X", "sampling temperature; 0 = greedy (default 0)"},
     {"top-p", ARG_DOUBLE, &A.top_p, "P", "nucleus sampling: keep the most probable tokens up to P (default 1 = all)"},
@@ -68,18 +70,9 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "mofo generate: give exactly one of --prompt, --prompt-ids\n");
         return 2;
     }
-    int tpl = -1;
-    if (A.tpl) {
-        mofo_chat_template t;
-        if (mofo_chat_template_parse(A.tpl, &t)) {
-            fprintf(stderr, "mofo generate: --template: unknown template '%s' (tulu, chatml, llama2, plain)\n", A.tpl);
-            return 2;
-        }
-        if (A.prompt_ids) {
-            fprintf(stderr, "mofo generate: --template applies to --prompt text, not to --prompt-ids\n");
-            return 2;
-        }
-        tpl = (int)t;
+    if (A.tpl && A.prompt_ids) {
+        fprintf(stderr, "mofo generate: --template applies to --prompt text, not to --prompt-ids\n");
+        return 2;
     }
     if (A.max_new < 0 || A.max_new > 1000000) {
         fprintf(stderr, "mofo generate: --max-new %lld: must be 0..1000000\n", (long long)A.max_new);
@@ -98,9 +91,15 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "mofo generate: %s\n", err.msg);
         return 1;
     }
+    int tpl = -1;
+    mofo_chat *chat = NULL;
+    if (A.tpl && (rc = cli_chat_template("generate", A.tpl, A.model_dir, tok, MOFO_TPL_TULU, &tpl, &chat))) {
+        mofo_tokenizer_free(tok);
+        return rc;
+    }
     if (A.prompt) {
         mofo_ids v = {0};
-        if (mofo_prompt_ids(tok, A.prompt, strlen(A.prompt), tpl, mofo_tokenizer_adds_bos(tok), &v, &err)) {
+        if (mofo_prompt_ids(tok, A.prompt, strlen(A.prompt), tpl, chat, mofo_tokenizer_adds_bos(tok), &v, &err)) {
             fprintf(stderr, "mofo generate: %s\n", err.msg);
             rc = 1;
         } else if (!(ids = malloc(sizeof(int) * (v.len ? v.len : 1)))) {
@@ -173,5 +172,6 @@ int cmd_generate(int argc, char **argv) {
     free(ids);
     mofo_model_free(m);
     mofo_tokenizer_free(tok);
+    mofo_chat_free(chat);
     return rc;
 }

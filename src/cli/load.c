@@ -8,6 +8,7 @@
 
 #include "eval/adapter.h"
 #include "io/json.h"
+#include "text/dataset.h"
 
 #define IDS_SEPARATORS ", \t\n[]" /* "1,2,3", "1 2 3" and a JSON list all parse */
 
@@ -73,5 +74,35 @@ int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, mo
         return 1;
     }
     *out = m;
+    return 0;
+}
+
+int cli_chat_template(const char *cmd, const char *arg, const char *dir, const mofo_tokenizer *tok, int fallback, int *tpl,
+                      mofo_chat **chat) {
+    if (chat) *chat = NULL;
+    mofo_chat_template t;
+    int is_auto = !arg || !strcmp(arg, "auto");
+    if (!is_auto && mofo_chat_template_parse(arg, &t)) {
+        fprintf(stderr, "mofo %s: --template '%s': use auto, model, tulu, chatml, llama2 or plain\n", cmd, arg);
+        return 2;
+    }
+    if (!is_auto && t != MOFO_TPL_MODEL) {
+        *tpl = (int)t;
+        return 0;
+    }
+    mofo_chat *c = NULL;
+    mofo_err err = {0};
+    if (mofo_chat_load_dir(&c, dir, tok, &err)) {
+        fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (!c && !is_auto) {
+        fprintf(stderr, "mofo %s: --template model: %s has no chat template (tokenizer_config.json \"chat_template\" or "
+                        "chat_template.jinja)\n", cmd, dir);
+        return 2;
+    }
+    *tpl = c ? (int)MOFO_TPL_MODEL : fallback;
+    if (chat) *chat = c;
+    else mofo_chat_free(c);
     return 0;
 }

@@ -71,8 +71,8 @@ static void put_bos(const mofo_tokenizer *tok, mofo_strbuf *sb) {
     if (t) mofo_sb_append(sb, t, n);
 }
 
-int mofo_prompt_ids(const mofo_tokenizer *tok, const char *prompt, size_t len, int tpl, int add_bos, mofo_ids *out,
-                    mofo_err *err) {
+int mofo_prompt_ids(const mofo_tokenizer *tok, const char *prompt, size_t len, int tpl, const mofo_chat *chat, int add_bos,
+                    mofo_ids *out, mofo_err *err) {
     if (tpl < 0) {
         int32_t bos = mofo_tokenizer_bos(tok);
         if (add_bos && bos >= 0) {
@@ -88,6 +88,20 @@ int mofo_prompt_ids(const mofo_tokenizer *tok, const char *prompt, size_t len, i
         return mofo_tokenizer_encode(tok, prompt, len, 0, out, err);
     }
     mofo_strbuf sb = {0};
+    if (tpl == MOFO_TPL_MODEL) {
+        if (!chat) return mofo_errf(err, MOFO_EINVAL, "the template \"model\" needs the model's chat template");
+        mofo_strbuf conv = {0};
+        mofo_sb_puts(&conv, "[{\"role\": \"user\", \"content\": ");
+        mofo_sb_json_string(&conv, prompt, len);
+        mofo_sb_puts(&conv, "}]");
+        mofo_json_doc *d = conv.failed ? NULL : mofo_json_parse(conv.data, conv.len, err);
+        int rc = d ? mofo_chat_render(chat, mofo_json_root(d), 1, NULL, &sb, NULL, err) : mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        if (!rc) rc = mofo_tokenizer_encode(tok, sb.data ? sb.data : "", sb.len, 0, out, err);
+        mofo_json_free(d);
+        mofo_sb_free(&conv);
+        mofo_sb_free(&sb);
+        return rc;
+    }
     int bos_first = tpl == MOFO_TPL_LLAMA2 || mofo_tokenizer_adds_bos(tok);
     if (bos_first) put_bos(tok, &sb);
     switch ((mofo_chat_template)tpl) {
@@ -521,7 +535,7 @@ static int gen_line(void *vctx, const mofo_json *obj, mofo_err *err) {
     if (!rc) rc = get_str(obj, "answer", &answer, &alen, err);
     if (rc) return rc;
     mofo_ids p = {0};
-    rc = mofo_prompt_ids(c->tok, prompt, plen, c->o->tpl, c->o->add_bos, &p, err);
+    rc = mofo_prompt_ids(c->tok, prompt, plen, c->o->tpl, c->o->chat, c->o->add_bos, &p, err);
     if (!rc && p.len == 0) rc = mofo_errf(err, MOFO_EINVAL, "the prompt has no token");
     int max_new = c->o->max_new;
     if (!rc && p.len >= (size_t)c->m->cfg.max_T)

@@ -20,9 +20,10 @@
  *   chatml [BOS] "<|im_start|>user\n" P "<|im_end|>\n<|im_start|>assistant\n"
  *   llama2 BOS "[INST] " P " [/INST]"
  *   plain  [BOS] P
+ *   model  chat's rendering of [{"role": "user", "content": P}] with add_generation_prompt
  * where [BOS] is written when the tokenizer adds one (mofo_tokenizer_adds_bos), as in dataset.h. */
-int mofo_prompt_ids(const mofo_tokenizer *tok, const char *prompt, size_t len, int tpl, int add_bos, mofo_ids *out,
-                    mofo_err *err);
+int mofo_prompt_ids(const mofo_tokenizer *tok, const char *prompt, size_t len, int tpl, const mofo_chat *chat, int add_bos,
+                    mofo_ids *out, mofo_err *err);
 
 /* ---- ppl:FILE, lines {"text": "..."} ---- */
 typedef struct mofo_ppl_result {
@@ -60,6 +61,7 @@ typedef struct mofo_gen_eval_opts {
                              the output is cut before it; EOS also stops */
     int n_stop;
     int tpl;              /* chat template for the prompt, or -1 */
+    const mofo_chat *chat; /* the model's template, for tpl MOFO_TPL_MODEL */
     int add_bos;
 } mofo_gen_eval_opts;
 typedef struct mofo_gen_result {

@@ -8,11 +8,11 @@
 #include "io/strbuf.h"
 #include "text/utf8.h"
 
-static const char *TPL_NAMES[] = {"tulu", "chatml", "llama2", "plain"};
+static const char *TPL_NAMES[] = {"tulu", "chatml", "llama2", "plain", "model"};
 static const char *FMT_NAMES[] = {"auto", "messages", "prompt_completion", "alpaca", "metamath", "text", "tokens"};
 
 int mofo_chat_template_parse(const char *name, mofo_chat_template *out) {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (strcmp(name, TPL_NAMES[i]) == 0) {
             *out = (mofo_chat_template)i;
             return 0;
@@ -20,7 +20,7 @@ int mofo_chat_template_parse(const char *name, mofo_chat_template *out) {
     return -1;
 }
 
-const char *mofo_chat_template_name(mofo_chat_template t) { return (unsigned)t < 4 ? TPL_NAMES[t] : "?"; }
+const char *mofo_chat_template_name(mofo_chat_template t) { return (unsigned)t < 5 ? TPL_NAMES[t] : "?"; }
 
 int mofo_data_format_parse(const char *name, mofo_data_format *out) {
     for (int i = 0; i < 7; i++)
@@ -175,10 +175,48 @@ static int render_chat(render *r, const msg *m, size_t nm, const mofo_tokenizer 
             else put(r, m[i].s, m[i].n);
         }
         break;
+    case MOFO_TPL_MODEL: return mofo_errf(err, MOFO_EINVAL, "the model's template is rendered by render_model");
     }
     if (r->overflow) return mofo_errf(err, MOFO_EFORMAT, "more than 256 assistant messages");
     if (r->text.failed) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     return 0;
+}
+
+/* The model's own template: messages (a JSON array) rendered, its trained bytes made spans. */
+static int render_model(render *r, const mofo_chat *chat, const mofo_json *messages, mofo_err *err) {
+    if (!chat) return mofo_errf(err, MOFO_EINVAL, "the template \"model\" needs the model's chat template");
+    mofo_strbuf mask = {0};
+    int rc = mofo_chat_render(chat, messages, 0, NULL, &r->text, &mask, err);
+    for (size_t i = 0; !rc && i < mask.len;) {
+        if (!mask.data[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < mask.len && mask.data[j]) j++;
+        if (r->nspans == 256) rc = mofo_errf(err, MOFO_EFORMAT, "more than 256 assistant turns");
+        else r->spans[2 * r->nspans] = i, r->spans[2 * r->nspans + 1] = j, r->nspans++;
+        i = j;
+    }
+    mofo_sb_free(&mask);
+    return rc;
+}
+
+/* messages m[0..nm) as the JSON array a template reads */
+static mofo_json_doc *messages_json(const msg *m, size_t nm, mofo_err *err) {
+    static const char *roles[] = {"system", "user", "assistant"};
+    mofo_strbuf sb = {0};
+    mofo_sb_puts(&sb, "[");
+    for (size_t i = 0; i < nm; i++) {
+        mofo_sb_printf(&sb, "%s{\"role\": \"%s\", \"content\": ", i ? ", " : "", roles[m[i].role]);
+        mofo_sb_json_string(&sb, m[i].s, m[i].n);
+        mofo_sb_puts(&sb, "}");
+    }
+    mofo_sb_puts(&sb, "]");
+    mofo_json_doc *d = sb.failed ? NULL : mofo_json_parse(sb.data, sb.len, err);
+    if (sb.failed) mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    mofo_sb_free(&sb);
+    return d;
 }
 
 /* Tokenizes the rendered text; labels = ids on tokens overlapping a trained span, else -100. */
@@ -259,8 +297,9 @@ static int tokens_example(const mofo_json *o, const mofo_tokenizer *tok, mofo_ex
     return 0;
 }
 
-int mofo_example_from_json(const mofo_json *o, mofo_data_format fmt, const mofo_tokenizer *tok, mofo_chat_template tpl,
+int mofo_example_from_json(const mofo_json *o, mofo_data_format fmt, const mofo_tokenizer *tok, const mofo_data_opts *opt,
                            mofo_example *ex, mofo_err *err) {
+    mofo_chat_template tpl = opt->tpl;
     memset(ex, 0, sizeof *ex);
     if (!o || o->type != MOFO_JSON_OBJECT) return mofo_errf(err, MOFO_EFORMAT, "the line is not a JSON object");
     if (fmt == MOFO_FMT_TOKENS) return tokens_example(o, tok, ex, err);
@@ -285,10 +324,11 @@ int mofo_example_from_json(const mofo_json *o, mofo_data_format fmt, const mofo_
     }
     msg stack[2], *m = stack;
     size_t nm = 0;
+    const mofo_json *list = NULL;
     mofo_strbuf user = {0};
     int rc = 0;
     if (fmt == MOFO_FMT_MESSAGES) {
-        const mofo_json *list = need(o, "messages", MOFO_JSON_ARRAY, err);
+        list = need(o, "messages", MOFO_JSON_ARRAY, err);
         if (!list) return MOFO_EFORMAT;
         if (list->count == 0) return mofo_errf(err, MOFO_EFORMAT, "\"messages\" is empty");
         m = malloc(list->count * sizeof *m);
@@ -338,8 +378,17 @@ int mofo_example_from_json(const mofo_json *o, mofo_data_format fmt, const mofo_
     r.text = (mofo_strbuf){0};
     r.nspans = 0;
     r.overflow = 0;
-    if (!rc) rc = render_chat(&r, m, nm, tok, tpl, err);
-    if (!rc) rc = encode_render(&r, tok, tpl != MOFO_TPL_LLAMA2 && mofo_tokenizer_adds_bos(tok) && mofo_tokenizer_bos(tok) >= 0, ex, err);
+    if (!rc && tpl == MOFO_TPL_MODEL) {
+        /* the messages as written (a template may read more fields than role and content) */
+        mofo_json_doc *d = list ? NULL : messages_json(m, nm, err);
+        if (!list && !d) rc = err ? err->code : MOFO_ENOMEM;
+        if (!rc) rc = render_model(&r, opt->chat, list ? list : mofo_json_root(d), err);
+        mofo_json_free(d);
+    } else if (!rc) {
+        rc = render_chat(&r, m, nm, tok, tpl, err);
+    }
+    int add_bos = tpl != MOFO_TPL_LLAMA2 && tpl != MOFO_TPL_MODEL && mofo_tokenizer_adds_bos(tok) && mofo_tokenizer_bos(tok) >= 0;
+    if (!rc) rc = encode_render(&r, tok, add_bos, ex, err);
     mofo_sb_free(&r.text);
     mofo_sb_free(&user);
     if (m != stack) free(m);
@@ -379,7 +428,7 @@ typedef struct {
 } jl_result;
 
 /* One line -> one example. fmt AUTO: the line comes before any line whose fields name a format. */
-static int parse_line(const jl_line *l, mofo_data_format fmt, const mofo_tokenizer *tok, mofo_chat_template tpl,
+static int parse_line(const jl_line *l, mofo_data_format fmt, const mofo_tokenizer *tok, const mofo_data_opts *o,
                       mofo_example *ex, mofo_err *e) {
     size_t bad_at;
     if (!mofo_utf8_valid(l->s, l->n, &bad_at)) return mofo_errf(e, MOFO_EFORMAT, "invalid UTF-8 at byte %zu of the line", bad_at + 1);
@@ -399,7 +448,7 @@ static int parse_line(const jl_line *l, mofo_data_format fmt, const mofo_tokeniz
         rc = mofo_errf(e, MOFO_EFORMAT, "no known fields (expected \"messages\", \"prompt\"/\"completion\", "
                                         "\"instruction\"/\"output\", \"query\"/\"response\", \"text\" or \"input_ids\")");
     else
-        rc = mofo_example_from_json(root, fmt, tok, tpl, ex, e);
+        rc = mofo_example_from_json(root, fmt, tok, o, ex, e);
     mofo_json_free(doc);
     return rc;
 }
@@ -459,7 +508,7 @@ int mofo_dataset_load_buffer(mofo_dataset *ds, const char *name, const char *tex
 #pragma omp parallel for schedule(dynamic, 16)
     for (long i = 0; i < (long)nl; i++) {
         mofo_err e = {0};
-        res[i].rc = parse_line(&lines[i], (size_t)i < first ? MOFO_FMT_AUTO : fmt, tok, o->tpl, &res[i].ex, &e);
+        res[i].rc = parse_line(&lines[i], (size_t)i < first ? MOFO_FMT_AUTO : fmt, tok, o, &res[i].ex, &e);
         if (res[i].rc) {
             size_t m = strlen(e.msg) + 1;
             res[i].msg = malloc(m);

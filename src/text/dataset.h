@@ -31,6 +31,7 @@
 
 #include "io/json.h"
 #include "mofo/error.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 #define MOFO_IGNORE_INDEX (-100)
@@ -46,8 +47,11 @@
  *           per user/assistant pair; trained: A " " EOS
  *   plain   [BOS] then each message's content as it is, with EOS after each assistant content;
  *           trained: A EOS. For prompt/completion this is prompt + completion + EOS.
+ *   model   the model's own Jinja chat template (chat_template.h), as transformers'
+ *           apply_chat_template renders it; the text is tokenized without added special tokens
+ *           (the template writes BOS itself); trained: each assistant turn as chat_template.h says
  * Contents are used exactly as given (no stripping). */
-typedef enum { MOFO_TPL_TULU, MOFO_TPL_CHATML, MOFO_TPL_LLAMA2, MOFO_TPL_PLAIN } mofo_chat_template;
+typedef enum { MOFO_TPL_TULU, MOFO_TPL_CHATML, MOFO_TPL_LLAMA2, MOFO_TPL_PLAIN, MOFO_TPL_MODEL } mofo_chat_template;
 
 typedef enum {
     MOFO_FMT_AUTO,
@@ -59,7 +63,7 @@ typedef enum {
     MOFO_FMT_TOKENS
 } mofo_data_format;
 
-/* "tulu", "chatml", "llama2", "plain" -> 0 and *out; -1 for an unknown name. */
+/* "tulu", "chatml", "llama2", "plain", "model" -> 0 and *out; -1 for an unknown name. */
 int mofo_chat_template_parse(const char *name, mofo_chat_template *out);
 const char *mofo_chat_template_name(mofo_chat_template t);
 /* "auto", "messages", "prompt_completion", "alpaca", "metamath", "text", "tokens". */
@@ -69,6 +73,7 @@ const char *mofo_data_format_name(mofo_data_format f);
 typedef struct mofo_data_opts {
     mofo_data_format format; /* AUTO by default */
     mofo_chat_template tpl;  /* TULU by default */
+    const mofo_chat *chat;   /* the model's template, for MOFO_TPL_MODEL */
     int32_t max_len;         /* truncate longer examples (keeping the start); 0: no limit */
     int skip_bad;            /* count and skip malformed lines instead of stopping */
 } mofo_data_opts;
@@ -101,7 +106,7 @@ int mofo_dataset_load_buffer(mofo_dataset *ds, const char *name, const char *tex
 /* One JSON object in format fmt (not AUTO) -> one example; truncation is not applied here. The
  * message names the field at fault ("missing field \"completion\"") without the file and line. */
 int mofo_example_from_json(const mofo_json *obj, mofo_data_format fmt, const mofo_tokenizer *tok,
-                           mofo_chat_template tpl, mofo_example *ex, mofo_err *err);
+                           const mofo_data_opts *o, mofo_example *ex, mofo_err *err);
 /* The format the fields of obj point to, or AUTO when none. */
 mofo_data_format mofo_data_format_detect(const mofo_json *obj);
 void mofo_example_free(mofo_example *ex);

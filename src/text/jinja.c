@@ -925,7 +925,8 @@ int mofo_jinja_parse(mofo_jinja **out, const char *src, size_t len, const char *
         free(t);
         return err ? err->code : MOFO_EFORMAT;
     }
-    lexer L = {&e, src, len, 0, 1, NULL, 0, 0};
+    /* the AST points into its own copy of the source (text runs, names) */
+    lexer L = {&e, adup(&e, src, len), len, 0, 1, NULL, 0, 0};
     lex(&L);
     parser P = {&e, L.t, 0, t};
     t->body = body(&P, NULL, NULL);

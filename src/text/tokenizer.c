@@ -153,11 +153,22 @@ typedef struct {
 } dec_step;
 
 typedef struct {
-    const char *s;
+    const char *s; /* the content */
     size_t len;
+    const char *pat; /* what is matched: the content, or with normalized, the content normalized */
+    size_t pat_len;
     int32_t id;
-    int special, lstrip, rstrip, single_word;
+    int special, lstrip, rstrip, single_word, normalized;
 } added_tok;
+
+/* A byte trie of added tokens' patterns: root[b] is the node after first byte b (-1: none). */
+typedef struct {
+    struct trie_node {
+        int32_t child, sibling, tok; /* tok: index in added ending here, or -1 */
+        unsigned char byte;
+    } *node;
+    int32_t n, root[256];
+} added_trie;
 
 #define MAX_STEPS 16
 
@@ -176,12 +187,10 @@ struct mofo_tokenizer {
     int32_t ascii_id[128];
     added_tok *added;
     int n_added;
-    /* a byte trie of the added tokens: root[b] is the node after first byte b (-1: none) */
-    struct trie_node {
-        int32_t child, sibling, tok; /* tok: index in added ending here, or -1 */
-        unsigned char byte;
-    } *trie;
-    int32_t n_trie, root[256];
+    /* The added tokens as the library matches them: those with normalized=false in the raw text,
+     * then those with normalized=true in the normalized text between (their content normalized). */
+    added_trie trie_raw, trie_norm;
+    char *norm_pool; /* the normalized contents */
     norm_step norm[MAX_STEPS];
     int n_norm;
     pre_step pre[MAX_STEPS];
@@ -233,7 +242,9 @@ void mofo_tokenizer_free(mofo_tokenizer *t) {
     free(t->merges.keys);
     free(t->merges.vals);
     free(t->added);
-    free(t->trie);
+    free(t->trie_raw.node);
+    free(t->trie_norm.node);
+    free(t->norm_pool);
     mofo_json_free(t->doc);
     free(t);
 }
@@ -552,6 +563,7 @@ static int load_model(mofo_tokenizer *t, const mofo_json *root, const char *name
         a->lstrip = jbool(c, "lstrip", 0);
         a->rstrip = jbool(c, "rstrip", 0);
         a->single_word = jbool(c, "single_word", 0);
+        a->normalized = jbool(c, "normalized", !a->special); /* the library's default (AddedToken::from) */
         if (id > max_id) max_id = id;
     }
     t->n_ids = (int32_t)(max_id + 1);
@@ -576,28 +588,6 @@ static int load_model(mofo_tokenizer *t, const mofo_json *root, const char *name
         t->id_special[a->id] = (unsigned char)a->special;
     }
     qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added);
-    size_t bytes = 0;
-    for (int i = 0; i < t->n_added; i++) bytes += t->added[i].len;
-    t->trie = malloc((bytes + 1) * sizeof *t->trie);
-    if (!t->trie) return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", name);
-    for (int b = 0; b < 256; b++) t->root[b] = -1;
-    for (int i = 0; i < t->n_added; i++) {
-        const added_tok *a = &t->added[i];
-        int32_t *link = &t->root[(unsigned char)a->s[0]], node = -1;
-        for (size_t k = 0; k < a->len; k++) {
-            unsigned char ch = (unsigned char)a->s[k];
-            if (k > 0) {
-                link = &t->trie[node].child;
-                while (*link >= 0 && t->trie[*link].byte != ch) link = &t->trie[*link].sibling;
-            }
-            if (*link < 0) {
-                t->trie[t->n_trie] = (struct trie_node){-1, -1, -1, ch};
-                *link = t->n_trie++;
-            }
-            node = *link;
-        }
-        if (t->trie[node].tok < 0) t->trie[node].tok = i; /* the same spelling twice: the first */
-    }
 
     /* merges: "a b" or ["a", "b"] */
     char buf[1024];
@@ -649,6 +639,8 @@ static int load_model(mofo_tokenizer *t, const mofo_json *root, const char *name
     return 0;
 }
 
+static int build_added(mofo_tokenizer *t, const char *name, mofo_err *err);
+
 int mofo_tokenizer_from_json(mofo_tokenizer **out, const char *json, size_t len, const char *name, mofo_err *err) {
     *out = NULL;
     mofo_tokenizer *t = calloc(1, sizeof *t);
@@ -665,7 +657,7 @@ int mofo_tokenizer_from_json(mofo_tokenizer **out, const char *json, size_t len,
     else if ((rc = load_model(t, root, name, err)) || (rc = load_normalizer(t, mofo_json_get(root, "normalizer"), name, err)) ||
              (rc = load_pre(t, mofo_json_get(root, "pre_tokenizer"), name, err)) ||
              (rc = load_decoder(t, mofo_json_get(root, "decoder"), name, err)) ||
-             (rc = load_post(t, mofo_json_get(root, "post_processor"), name, err))) {
+             (rc = load_post(t, mofo_json_get(root, "post_processor"), name, err)) || (rc = build_added(t, name, err))) {
     }
     if (rc) {
         mofo_tokenizer_free(t);
@@ -861,6 +853,9 @@ typedef struct {
     uint32_t *cps; /* code points and their spans, for NFC/NFD */
     span *cspan;
     size_t ccap;
+    char *sb; /* a normalized segment, while it is split at the normalized added tokens */
+    span *sa;
+    size_t sbcap, sacap;
     pcre2_match_data *md;
     int failed;
 } enc_ctx;
@@ -888,6 +883,8 @@ static void ctx_free(enc_ctx *c) {
     free(c->scratch);
     free(c->cps);
     free(c->cspan);
+    free(c->sb);
+    free(c->sa);
     pcre2_match_data_free(c->md);
 }
 
@@ -1431,14 +1428,11 @@ static int bpe_piece(const mofo_tokenizer *t, enc_ctx *c, size_t ps, size_t pe, 
     return 0;
 }
 
-static int encode_segment(const mofo_tokenizer *t, enc_ctx *c, const char *text, size_t s, size_t e, mofo_ids *out) {
-    if (s >= e) return 0;
-    size_t n = e - s;
-    if (ctx_reserve_n(c, n)) return -1;
-    memcpy(c->nb, text + s, n);
-    for (size_t k = 0; k < n; k++) c->na[k] = (span){(uint32_t)(s + k), (uint32_t)(s + k + 1)};
-    c->nlen = n;
-    if (normalize(t, c)) return -1;
+static int find_added(const mofo_tokenizer *t, const added_trie *tr, const char *text, size_t n, size_t from, size_t *ms,
+                      size_t *me);
+
+/* Pre-tokenizes and BPE-encodes nb[0..nlen) (normalized text). */
+static int pretokenize_encode(const mofo_tokenizer *t, enc_ctx *c, mofo_ids *out) {
     c->np = 0;
     if (c->nlen == 0) return 0;
     if (grow((void **)&c->p, &c->pcap, 1, sizeof *c->p)) return -1;
@@ -1455,43 +1449,192 @@ static int encode_segment(const mofo_tokenizer *t, enc_ctx *c, const char *text,
     return 0;
 }
 
-static int is_ws(unsigned char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f'; }
+/* text[s, e): a stretch between the added tokens matched in the raw text. Normalized, then split
+ * at the added tokens with normalized=true (matched in the normalized text, as the library does);
+ * the rest pre-tokenized and encoded. */
+static int encode_segment(const mofo_tokenizer *t, enc_ctx *c, const char *text, size_t s, size_t e, mofo_ids *out) {
+    if (s >= e) return 0;
+    size_t n = e - s;
+    if (ctx_reserve_n(c, n)) return -1;
+    memcpy(c->nb, text + s, n);
+    for (size_t k = 0; k < n; k++) c->na[k] = (span){(uint32_t)(s + k), (uint32_t)(s + k + 1)};
+    c->nlen = n;
+    if (normalize(t, c)) return -1;
+    if (t->trie_norm.n == 0 || c->nlen == 0) return pretokenize_encode(t, c, out);
+    /* keep the normalized text: each stretch between the tokens goes through nb on its own */
+    size_t sl = c->nlen;
+    if (grow((void **)&c->sb, &c->sbcap, sl + 1, 1) || grow((void **)&c->sa, &c->sacap, sl + 1, sizeof *c->sa)) return -1;
+    memcpy(c->sb, c->nb, sl);
+    memcpy(c->sa, c->na, sl * sizeof *c->na);
+    size_t pos = 0;
+    while (pos < sl) {
+        size_t ms = sl, me = sl;
+        int k = find_added(t, &t->trie_norm, c->sb, sl, pos, &ms, &me);
+        size_t ce = k >= 0 ? ms : sl;
+        if (ce > pos) {
+            memcpy(c->nb, c->sb + pos, ce - pos);
+            memcpy(c->na, c->sa + pos, (ce - pos) * sizeof *c->na);
+            c->nlen = ce - pos;
+            if (pretokenize_encode(t, c, out)) return -1;
+        }
+        if (k < 0) break;
+        if (ids_push(out, t->added[k].id, c->sa[ms].s, c->sa[me - 1].e)) return -1;
+        pos = me;
+    }
+    return 0;
+}
+
+/* The length of the White_Space character at u[i..n) (Rust's regex \s, which the library's lstrip
+ * and rstrip use), or 0. */
+static size_t ws_at(const unsigned char *u, size_t i, size_t n) {
+    if (u[i] < 0x80) return u[i] == ' ' || (u[i] >= '\t' && u[i] <= '\r');
+    uint32_t cp;
+    int r = mofo_utf8_next(u + i, n - i, &cp);
+    if (r <= 0) return 0;
+    int ws = cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+             cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return ws ? (size_t)r : 0;
+}
+
+/* The start of the White_Space run that ends at u[e] (no earlier than floor_). */
+static size_t ws_run_before(const unsigned char *u, size_t e, size_t floor_) {
+    while (e > floor_) {
+        size_t s = e - 1;
+        while (s > floor_ && (u[s] & 0xC0) == 0x80 && e - s < 4) s--;
+        if (ws_at(u, s, e) != e - s) break;
+        e = s;
+    }
+    return e;
+}
+
 static int is_word(unsigned char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch >= 0x80; }
 
-/* The next added token in text[from..n): its index in t->added and the span it takes (with
- * lstrip/rstrip whitespace); -1 when none. */
-static int find_added(const mofo_tokenizer *t, const char *text, size_t n, size_t from, size_t floor_, size_t *ms, size_t *me) {
-    if (t->n_added == 0) return -1;
+/* The next added token of trie tr in text[from..n), as the library's AhoCorasick (leftmost, then
+ * longest) finds it: its index in t->added and the span it takes (with lstrip/rstrip whitespace,
+ * lstrip going back no further than from); -1 when none. A single_word token with a word
+ * character beside it is passed over, and the search goes on after it. */
+static int find_added(const mofo_tokenizer *t, const added_trie *tr, const char *text, size_t n, size_t from, size_t *ms,
+                      size_t *me) {
+    if (tr->n == 0) return -1;
     const unsigned char *u = (const unsigned char *)text;
     for (size_t i = from; i < n; i++) {
-        int32_t node = t->root[u[i]];
+        int32_t node = tr->root[u[i]];
         if (node < 0) continue;
         int best = -1;
         size_t best_len = 0, depth = 1;
         for (;;) { /* walk the trie; the longest token ending on the way wins */
-            int k = t->trie[node].tok;
-            if (k >= 0 && !(t->added[k].single_word && ((i > 0 && is_word(u[i - 1])) || (i + depth < n && is_word(u[i + depth]))))) {
+            int k = tr->node[node].tok;
+            if (k >= 0) {
                 best = k;
                 best_len = depth;
             }
             if (i + depth >= n) break;
-            int32_t c = t->trie[node].child;
-            while (c >= 0 && t->trie[c].byte != u[i + depth]) c = t->trie[c].sibling;
+            int32_t c = tr->node[node].child;
+            while (c >= 0 && tr->node[c].byte != u[i + depth]) c = tr->node[c].sibling;
             if (c < 0) break;
             node = c;
             depth++;
         }
         if (best < 0) continue;
         size_t s = i, e = i + best_len;
-        if (t->added[best].lstrip)
-            while (s > floor_ && is_ws(u[s - 1])) s--;
-        if (t->added[best].rstrip)
-            while (e < n && is_ws(u[e])) e++;
+        const added_tok *a = &t->added[best];
+        if (a->single_word && ((s > 0 && is_word(u[s - 1])) || (e < n && is_word(u[e])))) {
+            i = e - 1; /* the library's search resumes after the match it discards */
+            continue;
+        }
+        if (a->lstrip) s = ws_run_before(u, s, from);
+        if (a->rstrip)
+            for (size_t w; e < n && (w = ws_at(u, e, n)) > 0;) e += w;
         *ms = s;
         *me = e;
         return best;
     }
     return -1;
+}
+
+static void trie_add(added_trie *tr, const char *p, size_t n, int k) {
+    int32_t *link = &tr->root[(unsigned char)p[0]], node = -1;
+    for (size_t j = 0; j < n; j++) {
+        unsigned char ch = (unsigned char)p[j];
+        if (j > 0) {
+            link = &tr->node[node].child;
+            while (*link >= 0 && tr->node[*link].byte != ch) link = &tr->node[*link].sibling;
+        }
+        if (*link < 0) {
+            tr->node[tr->n] = (struct trie_node){-1, -1, -1, ch};
+            *link = tr->n++;
+        }
+        node = *link;
+    }
+    if (tr->node[node].tok < 0) tr->node[node].tok = k; /* the same pattern twice: the first */
+}
+
+/* The two tries of the added tokens (after the normalizer is loaded: a token with normalized=true
+ * is matched as its content normalized, as the library builds its normalized trie). */
+static int build_added(mofo_tokenizer *t, const char *name, mofo_err *err) {
+    size_t *off = calloc((size_t)t->n_added + 1, sizeof *off);
+    mofo_strbuf pool = {0};
+    enc_ctx c = {0};
+    int rc = off ? 0 : -1, re_err = 0;
+    for (int i = 0; i < t->n_added && !rc; i++) {
+        added_tok *a = &t->added[i];
+        a->pat = a->s;
+        a->pat_len = a->len;
+        if (!a->normalized) continue;
+        if (ctx_reserve_n(&c, a->len)) {
+            rc = -1;
+            break;
+        }
+        memcpy(c.nb, a->s, a->len);
+        for (size_t k = 0; k < a->len; k++) c.na[k] = (span){(uint32_t)k, (uint32_t)k + 1};
+        c.nlen = a->len;
+        if (normalize(t, &c)) {
+            re_err = c.failed;
+            rc = -1;
+            break;
+        }
+        off[i] = pool.len;
+        a->pat_len = c.nlen;
+        mofo_sb_append(&pool, c.nb, c.nlen);
+        mofo_sb_append(&pool, "", 1); /* NUL-terminated, as mofo_tokenizer_token promises */
+    }
+    ctx_free(&c);
+    if (rc || pool.failed) {
+        free(off);
+        mofo_sb_free(&pool);
+        if (re_err) {
+            PCRE2_UCHAR msg[128];
+            pcre2_get_error_message(re_err, msg, sizeof msg);
+            return mofo_errf(err, MOFO_EFORMAT, "%s: normalizing the added tokens: regex match failed: %s", name, (const char *)msg);
+        }
+        return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", name);
+    }
+    t->norm_pool = pool.data;
+    size_t bytes[2] = {0, 0};
+    for (int i = 0; i < t->n_added; i++) {
+        added_tok *a = &t->added[i];
+        if (a->normalized) {
+            a->pat = t->norm_pool ? t->norm_pool + off[i] : "";
+            /* the library's id_to_token (and so decode) gives the normalized content too */
+            if (a->pat_len && t->id_str[a->id] == a->s) {
+                t->id_str[a->id] = a->pat;
+                t->id_len[a->id] = (uint32_t)a->pat_len;
+            }
+        }
+        bytes[a->normalized] += a->pat_len;
+    }
+    free(off);
+    added_trie *tr[2] = {&t->trie_raw, &t->trie_norm};
+    for (int k = 0; k < 2; k++) {
+        tr[k]->node = malloc((bytes[k] + 1) * sizeof *tr[k]->node);
+        if (!tr[k]->node) return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", name);
+        for (int b = 0; b < 256; b++) tr[k]->root[b] = -1;
+    }
+    for (int i = 0; i < t->n_added; i++) { /* a pattern normalized to nothing is never matched */
+        const added_tok *a = &t->added[i];
+        if (a->pat_len) trie_add(tr[a->normalized], a->pat, a->pat_len, i);
+    }
+    return 0;
 }
 
 int mofo_tokenizer_encode(const mofo_tokenizer *t, const char *text, size_t len, int add_special, mofo_ids *out,
@@ -1511,7 +1654,7 @@ int mofo_tokenizer_encode(const mofo_tokenizer *t, const char *text, size_t len,
     size_t pos = 0;
     while (!rc && pos < len) {
         size_t ms = len, me = len;
-        int k = find_added(t, text, len, pos, pos, &ms, &me);
+        int k = find_added(t, &t->trie_raw, text, len, pos, &ms, &me);
         rc = encode_segment(t, &c, text, pos, k >= 0 ? ms : len, out);
         if (k < 0 || rc) break;
         rc = ids_push(out, t->added[k].id, (uint32_t)ms, (uint32_t)me);

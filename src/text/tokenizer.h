@@ -11,9 +11,13 @@
  *                  fuse_unk, ignore_merges)
  *   post_processor null, ByteLevel, TemplateProcessing (the "single" template), Sequence of those
  *   decoder        null, Sequence, ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace
- * Added tokens (special or not) are matched in the raw text before normalization, leftmost and
- * longest first, honouring lstrip/rstrip; the text between them goes through the pipeline
- * segment by segment, as in the tokenizers library.
+ * Added tokens (special or not) are matched as the tokenizers library matches them: those with
+ * "normalized": false in the raw text, leftmost and longest first; the text between them is
+ * normalized segment by segment, and those with "normalized": true are matched in that normalized
+ * text as their content normalized (their spelling, as decode gives it, is the normalized content
+ * too, as the library's id_to_token); the rest goes through the pre-tokenizer and the model piece
+ * by piece. lstrip/rstrip take Unicode white space; a single_word match with a word character
+ * beside it is passed over.
  *
  * Invalid UTF-8 input: the tokenizers library only accepts Unicode strings (Rust &str; Python
  * str), so bytes reach it only after a decoding step. mofo does what Python's

@@ -6,6 +6,12 @@
 #include "mofo/error.h"
 #include "text/unicode_classes_data.h"
 
+/* \s as Oniguruma has it: the White_Space property (Unicode 16, unchanged since 6.3), and its
+ * complement for \S inside a class, where a negation cannot be written. */
+static const char WHITE_SPACE[] = "\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+static const char NOT_WHITE_SPACE[] = "\\x{0}-\\x{8}\\x{E}-\\x{1F}\\x{21}-\\x{84}\\x{86}-\\x{9F}\\x{A1}-\\x{167F}\\x{1681}-\\x{1FFF}"
+                                      "\\x{200B}-\\x{2027}\\x{202A}-\\x{202E}\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{10FFFF}";
+
 /* the additions of category name[0..n), or NULL when it is not a general category */
 static const mofo_ucat_added *find_category(const char *name, size_t n) {
     for (size_t i = 0; i < sizeof MOFO_UCAT_ADDED / sizeof MOFO_UCAT_ADDED[0]; i++)
@@ -69,6 +75,12 @@ int mofo_regex_unicode16(const char *pat, size_t len, mofo_strbuf *out) {
             mofo_sb_puts(out, in_class ? "\\d" : "[\\d");
             put_ranges(out, nd);
             if (!in_class) mofo_sb_puts(out, "]");
+            p += 2;
+        } else if (*p == '\\' && p + 1 < end && (p[1] == 's' || p[1] == 'S')) {
+            /* White_Space, without the U+180E that PCRE2's \s (with \h) still takes */
+            if (p[1] == 's') mofo_sb_printf(out, in_class ? "%s" : "[%s]", WHITE_SPACE);
+            else if (in_class) mofo_sb_puts(out, NOT_WHITE_SPACE);
+            else mofo_sb_printf(out, "[^%s]", WHITE_SPACE);
             p += 2;
         } else if (*p == '\\') { /* any other escape: two bytes (the rest, as \x{...}, has no escape) */
             size_t n = p + 1 < end ? 2 : 1;

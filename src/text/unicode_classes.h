@@ -12,10 +12,18 @@
  *   \d (= \p{Nd})        outside a class -> [\dADDED]         inside a class -> \dADDED
  *
  * for the general categories (L, L&, Lu, Ll, Lt, Lm, Lo, M, Mn, Mc, Me, N, Nd, Nl, No, P.., S.., Z..).
+ * And \s, \S as Oniguruma has them, the White_Space property: PCRE2's \s (Zs, \h, \v) also takes
+ * U+180E MONGOLIAN VOWEL SEPARATOR, which left Zs in Unicode 6.3 (GPT-2's and Llama 3's regexes put
+ * it with the spaces around it otherwise):
+ *
+ *   \s                   outside a class -> [WHITE_SPACE]      inside a class -> WHITE_SPACE
+ *   \S                   outside a class -> [^WHITE_SPACE]     inside a class -> its complement, as ranges
+ *
  * What it does not change, and so matches with Unicode 14 where 16 differs: a negated category or
  * \D inside a character class (a union cannot take code points out), \w, \b, C and Cn, scripts
- * (\p{Han}, ...), and U+1171E, which left Mn for Mc (it stays in Mn too). Everything else is copied
- * byte for byte (escapes, \Q...\E, POSIX classes). No global state. */
+ * (\p{Han}, ...), and U+1171E, which left Mn for Mc (it stays in Mn too); nor \h and \v, which are
+ * PCRE2's (Oniguruma's \h is a hex digit). Everything else is copied byte for byte (escapes,
+ * \Q...\E, POSIX classes). No global state. */
 #ifndef MOFO_TEXT_UNICODE_CLASSES_H
 #define MOFO_TEXT_UNICODE_CLASSES_H
 

@@ -147,7 +147,8 @@ void mofo_step_metrics_json(const mofo_step_metrics *mt, mofo_strbuf *sb) {
 
 int mofo_copy_tokenizer_files(const char *src_dir, const char *dst_dir, mofo_err *err) {
     static const char *files[] = {"tokenizer.json",  "tokenizer_config.json", "special_tokens_map.json",
-                                  "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model"};
+                                  "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model",
+                                  "chat_template.jinja"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char src[4096], dst[4096];
         snprintf(src, sizeof src, "%s/%s", src_dir, files[i]);

@@ -94,7 +94,7 @@ typedef struct mofo_train_opts {
     double beta1, beta2, eps;     /* < 0: the rule's default */
     uint64_t seed;
     int shuffle;
-    mofo_chat_template tpl;
+    mofo_chat_template tpl;       /* MODEL: the chat template of the tokenizer's directory */
     double val_split;
     int pack;                     /* concatenate the training examples, in an order drawn anew each epoch,
                                      into full rows of seq_len tokens, as pre-training does; no target
@@ -137,6 +137,7 @@ typedef struct mofo_trainer {
     mofo_optim *opt;
     mofo_lora *lora;        /* LoRA methods only */
     mofo_tokenizer *tok;    /* NULL when the model directory has none (pre-tokenized data only) */
+    mofo_chat *chat;        /* the directory's chat template, with o.tpl MODEL */
     mofo_dataset train, val;
     mofo_dataset src;       /* --pack: the training examples the rows of train are cut from */
     int64_t packed_epoch;   /* --pack: the epoch whose rows train holds */
@@ -179,7 +180,8 @@ int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *er
 void mofo_step_metrics_json(const mofo_step_metrics *mt, mofo_strbuf *sb);
 
 /* Copies the tokenizer files that exist in src_dir (tokenizer.json, tokenizer_config.json,
- * special_tokens_map.json, generation_config.json, vocab.json, merges.txt, tokenizer.model)
+ * special_tokens_map.json, generation_config.json, vocab.json, merges.txt, tokenizer.model,
+ * chat_template.jinja)
  * into dst_dir, each atomically. */
 int mofo_copy_tokenizer_files(const char *src_dir, const char *dst_dir, mofo_err *err);
 

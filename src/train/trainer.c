@@ -149,7 +149,7 @@ static int pack_epoch(mofo_trainer *t, int64_t epoch, mofo_err *err) {
 static int load_data(mofo_trainer *t, mofo_err *err) {
     const mofo_train_opts *o = &t->o;
     /* packed examples are cut by the rows, not truncated */
-    mofo_data_opts dopt = {.format = MOFO_FMT_AUTO, .tpl = o->tpl, .max_len = o->pack ? 0 : o->seq_len, .skip_bad = 0};
+    mofo_data_opts dopt = {.format = MOFO_FMT_AUTO, .tpl = o->tpl, .chat = t->chat, .max_len = o->pack ? 0 : o->seq_len, .skip_bad = 0};
     int rc = mofo_dataset_load(&t->train, o->data_path, t->tok, &dopt, err);
     if (rc) return rc;
     int64_t trained = 0;
@@ -223,6 +223,14 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
         t->pad_id = p >= 0 ? p : e >= 0 ? e : 0;
         if (t->pad_id >= t->m->cfg.V) t->pad_id = 0;
     }
+    if (o->tpl == MOFO_TPL_MODEL) {
+        if ((rc = mofo_chat_load_dir(&t->chat, tok_dir(o), t->tok, err))) goto fail;
+        if (!t->chat) {
+            rc = mofo_errf(err, MOFO_EINVAL, "%s has no chat template (tokenizer_config.json \"chat_template\" or chat_template.jinja)",
+                           tok_dir(o));
+            goto fail;
+        }
+    }
     if ((rc = load_data(t, err))) goto fail;
     t->total_steps = o->steps > 0 ? o->steps : (o->epochs * t->n_batches + o->grad_accum - 1) / o->grad_accum;
     if ((rc = mofo_warmup_steps(o->warmup, t->total_steps, &t->warmup_steps, err))) goto fail;
@@ -258,6 +266,7 @@ void mofo_trainer_free(mofo_trainer *t) {
     mofo_lora_free(t->lora);
     mofo_model_free(t->m);
     mofo_tokenizer_free(t->tok);
+    mofo_chat_free(t->chat);
     /* val's examples were moved out of train's array (train.n shrank), so each is freed once */
     mofo_dataset_free(&t->train);
     mofo_dataset_free(&t->src);
