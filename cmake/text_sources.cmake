@@ -3,6 +3,7 @@ set(MOFO_TEXT_SOURCES
   src/text/utf8.c
   src/text/tokenizer.c
   src/text/unicode_classes.c
+  src/text/jinja_parse.c
   src/text/jinja.c
   src/text/chat_template.c
   src/text/dataset.c

@@ -245,12 +245,26 @@ static void test_errors(void) {
         {"{{ 1 / 0 }}", "t, line 1: division by zero"},
         {"{{ a b }}", "t, line 1: expected '}}', found 'b'"},
         {"{% set ns.x = 1 %}", "t, line 1: set ns.x: 'ns' is not a namespace"},
+        /* the bounds that make every render end */
+        {"{% macro f() %}{{ f() }}{% endmacro %}\n{{ f() }}", "t, line 1: macro calls nested more than 64 deep"},
+        {"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", "t: the template needs over 256 MiB"},
+        {"{% set s = ('x' * 10000) * 30000 %}", "t: a string of over 256 MiB"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc;
         const char *got = render(cases[i].src, "[]", 0, NULL, &rc);
         CHECK(rc == MOFO_EFORMAT && !strcmp(got, cases[i].want), "%s: rc %d \"%s\", want \"%s\"", cases[i].src, rc, got, cases[i].want);
     }
+    char deep[1024];
+    size_t k = 0;
+    k += (size_t)snprintf(deep, sizeof deep, "{{ ");
+    for (int i = 0; i < 300; i++) deep[k++] = '(';
+    deep[k++] = '1';
+    for (int i = 0; i < 300; i++) deep[k++] = ')';
+    snprintf(deep + k, sizeof deep - k, " }}");
+    int rc;
+    const char *got = render(deep, "[]", 0, NULL, &rc);
+    CHECK(rc == MOFO_EFORMAT && !strcmp(got, "t, line 1: nested more than 200 deep"), "300 parentheses: \"%s\"", got);
 }
 
 int main(void) {

@@ -1,949 +1,19 @@
-/* A Jinja2 subset for chat templates (see jinja.h): lexer -> AST -> tree-walking renderer.
- *
- * Memory: the AST lives in the template's arena, everything a render makes in the render's arena,
- * freed at its end. Errors unwind with longjmp to the entry point (parse or render), which frees
- * the arena; nothing is allocated outside an arena, so nothing leaks. */
+/* jinja.h's renderer: values, the expression evaluator with its filters, tests and methods, and
+ * the statements. Everything a render makes lives in its arena, freed at the end; errors longjmp
+ * back to mofo_jinja_render. */
 #define _POSIX_C_SOURCE 200809L
-#include "text/jinja.h"
-
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* ---- arena and errors ---- */
+#include "text/jinja_internal.h"
 
-typedef struct blk {
-    struct blk *next;
-    size_t used, cap;
-    _Alignas(16) char data[];
-} blk;
-
-typedef struct {
-    blk *head;
-    jmp_buf *jb;
-    mofo_err *err;
-    const char *name;
-} env;
-
-_Noreturn static void fail(env *e, int line, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-_Noreturn static void fail(env *e, int line, int code, const char *fmt, ...) {
-    char msg[MOFO_ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (line > 0) mofo_errf(e->err, code, "%s, line %d: %s", e->name, line, msg);
-    else mofo_errf(e->err, code, "%s: %s", e->name, msg);
-    longjmp(*e->jb, 1);
-}
-
-static void *aalloc(env *e, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    if (!e->head || e->head->cap - e->head->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        blk *b = malloc(sizeof *b + cap);
-        if (!b) fail(e, 0, MOFO_ENOMEM, "out of memory");
-        b->next = e->head;
-        b->used = 0;
-        b->cap = cap;
-        e->head = b;
-    }
-    void *p = e->head->data + e->head->used;
-    e->head->used += n;
-    return p;
-}
-
-static void *azalloc(env *e, size_t n) { return memset(aalloc(e, n), 0, n); }
-
-static void arena_free(blk *b) {
-    while (b) {
-        blk *n = b->next;
-        free(b);
-        b = n;
-    }
-}
-
-static char *adup(env *e, const char *s, size_t n) {
-    char *p = aalloc(e, n + 1);
-    if (n) memcpy(p, s, n);
-    p[n] = 0;
-    return p;
-}
-
-/* ---- lexer ---- */
-
-typedef enum { T_EOF, T_TEXT, T_VAR_OPEN, T_VAR_CLOSE, T_STMT_OPEN, T_STMT_CLOSE, T_NAME, T_STR, T_INT, T_FLOAT, T_OP } tkind;
-
-typedef struct {
-    tkind k;
-    int line;
-    const char *s; /* TEXT, NAME, STR (unescaped), OP */
-    size_t n;
-    int64_t i;
-    double f;
-} tok;
-
-typedef struct {
-    env *e;
-    const char *src;
-    size_t len, pos;
-    int line;
-    tok *t;
-    size_t nt, cap;
-} lexer;
-
-static void push_tok(lexer *L, tok t) {
-    if (L->nt == L->cap) {
-        size_t cap = L->cap ? 2 * L->cap : 256;
-        tok *nt = aalloc(L->e, cap * sizeof *nt);
-        if (L->nt) memcpy(nt, L->t, L->nt * sizeof *nt);
-        L->t = nt;
-        L->cap = cap;
-    }
-    L->t[L->nt++] = t;
-}
-
-static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-static int is_name0(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-
-static int count_lines(const char *s, size_t n) {
-    int k = 0;
-    for (size_t i = 0; i < n; i++) k += s[i] == '\n';
-    return k;
-}
-
-/* A string literal at L->pos (the quote): Python's escapes. */
-static void lex_string(lexer *L) {
-    char q = L->src[L->pos++];
-    int line = L->line;
-    mofo_strbuf sb = {0};
-    while (L->pos < L->len && L->src[L->pos] != q) {
-        char c = L->src[L->pos++];
-        if (c == '\n') L->line++;
-        if (c != '\\' || L->pos >= L->len) {
-            mofo_sb_append(&sb, &c, 1);
-            continue;
-        }
-        char d = L->src[L->pos++], o[4];
-        static const char from[] = "ntrbfva0\\'\"", to[] = "\n\t\r\b\f\v\a\0\\'\"";
-        const char *f = memchr(from, d, sizeof from - 1);
-        if (f) {
-            mofo_sb_append(&sb, &to[f - from], 1);
-        } else if (d == 'x' || d == 'u' || d == 'U') {
-            int nd = d == 'x' ? 2 : d == 'u' ? 4 : 8;
-            uint32_t cp = 0;
-            for (int k = 0; k < nd; k++, L->pos++) {
-                char h = L->pos < L->len ? L->src[L->pos] : 0;
-                int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
-                if (v < 0) {
-                    mofo_sb_free(&sb);
-                    fail(L->e, L->line, MOFO_EFORMAT, "bad \\%c escape in a string", d);
-                }
-                cp = cp * 16 + (uint32_t)v;
-            }
-            mofo_sb_append(&sb, o, mofo_utf8_put(o, cp));
-        } else {
-            mofo_sb_append(&sb, &c, 1);
-            mofo_sb_append(&sb, &d, 1);
-        }
-    }
-    if (L->pos >= L->len) {
-        mofo_sb_free(&sb);
-        fail(L->e, line, MOFO_EFORMAT, "unterminated string");
-    }
-    L->pos++;
-    if (sb.failed) fail(L->e, line, MOFO_ENOMEM, "out of memory");
-    tok t = {T_STR, line, adup(L->e, sb.data ? sb.data : "", sb.len), sb.len, 0, 0};
-    mofo_sb_free(&sb);
-    push_tok(L, t);
-}
-
-/* The inside of a tag from L->pos to its end marker; returns 1 when the end had a '-'. */
-static int lex_tag(lexer *L, char close) {
-    int depth = 0;
-    for (;;) {
-        while (L->pos < L->len && is_ws(L->src[L->pos])) L->line += L->src[L->pos++] == '\n';
-        if (L->pos >= L->len) fail(L->e, L->line, MOFO_EFORMAT, "unterminated tag: '%c}' missing", close);
-        const char *s = L->src + L->pos;
-        size_t left = L->len - L->pos;
-        if (depth == 0) {
-            if (left >= 2 && s[0] == close && s[1] == '}') {
-                L->pos += 2;
-                return 0;
-            }
-            if (left >= 3 && (s[0] == '-' || s[0] == '+') && s[1] == close && s[2] == '}') {
-                L->pos += 3;
-                return s[0] == '-';
-            }
-        }
-        char c = s[0];
-        if (c == '"' || c == '\'') {
-            lex_string(L);
-        } else if (is_name0(c)) {
-            size_t n = 1;
-            while (n < left && (is_name0(s[n]) || is_digit(s[n]))) n++;
-            push_tok(L, (tok){T_NAME, L->line, s, n, 0, 0});
-            L->pos += n;
-        } else if (is_digit(c)) {
-            size_t n = 0;
-            int fl = 0;
-            while (n < left && (is_digit(s[n]) || s[n] == '_')) n++;
-            if (n + 1 < left && s[n] == '.' && is_digit(s[n + 1])) {
-                fl = 1;
-                n++;
-                while (n < left && is_digit(s[n])) n++;
-            }
-            if (n < left && (s[n] == 'e' || s[n] == 'E')) {
-                size_t m = n + 1;
-                if (m < left && (s[m] == '+' || s[m] == '-')) m++;
-                if (m < left && is_digit(s[m])) {
-                    fl = 1;
-                    n = m;
-                    while (n < left && is_digit(s[n])) n++;
-                }
-            }
-            char buf[64];
-            size_t k = 0;
-            for (size_t j = 0; j < n && k < sizeof buf - 1; j++)
-                if (s[j] != '_') buf[k++] = s[j];
-            buf[k] = 0;
-            tok t = {fl ? T_FLOAT : T_INT, L->line, s, n, 0, 0};
-            if (fl) t.f = strtod(buf, NULL);
-            else t.i = strtoll(buf, NULL, 10);
-            push_tok(L, t);
-            L->pos += n;
-        } else {
-            static const char *two[] = {"==", "!=", "<=", ">=", "//", "**"};
-            size_t n = 1;
-            for (size_t j = 0; j < 6; j++)
-                if (left >= 2 && s[0] == two[j][0] && s[1] == two[j][1]) n = 2;
-            if (n == 1 && !strchr("+-*/%~<>()[]{},.:|=", c))
-                fail(L->e, L->line, MOFO_EFORMAT, "unexpected character '%c' in a tag", c);
-            if (c == '(' || c == '[' || c == '{') depth++;
-            if ((c == ')' || c == ']' || c == '}') && depth > 0) depth--;
-            push_tok(L, (tok){T_OP, L->line, s, n, 0, 0});
-            L->pos += n;
-        }
-    }
-}
-
-/* Whitespace control as transformers' environment has it: "-" strips all whitespace on that side;
- * lstrip_blocks removes spaces and tabs before a {% or {# that starts its line (unless {%+);
- * trim_blocks removes the newline right after %} or #} (unless +%}). */
-static void lex(lexer *L) {
-    size_t text0 = 0;
-    int strip_next = 0;
-    for (;;) {
-        const char *open = NULL;
-        for (size_t p = L->pos; p + 1 < L->len; p++)
-            if (L->src[p] == '{' && (L->src[p + 1] == '{' || L->src[p + 1] == '%' || L->src[p + 1] == '#')) {
-                open = L->src + p;
-                break;
-            }
-        size_t end = open ? (size_t)(open - L->src) : L->len;
-        size_t a = text0, b = end;
-        if (strip_next)
-            while (a < b && is_ws(L->src[a])) a++;
-        char kind = open ? open[1] : 0;
-        char mod = open && end + 2 < L->len ? open[2] : 0;
-        if (open && mod == '-') {
-            while (b > a && is_ws(L->src[b - 1])) b--;
-        } else if (open && (kind == '%' || kind == '#') && mod != '+') {
-            size_t q = b;
-            while (q > a && (L->src[q - 1] == ' ' || L->src[q - 1] == '\t')) q--;
-            if (q == 0 || L->src[q - 1] == '\n') b = q;
-        }
-        if (b > a) push_tok(L, (tok){T_TEXT, L->line + count_lines(L->src + text0, a - text0), L->src + a, b - a, 0, 0});
-        L->line += count_lines(L->src + text0, end - text0);
-        if (!open) break;
-        L->pos = end + 2 + (mod == '-' || mod == '+');
-        int stripped;
-        if (kind == '#') {
-            const char *c = NULL;
-            for (size_t p = L->pos; p + 1 < L->len; p++)
-                if (L->src[p] == '#' && L->src[p + 1] == '}') {
-                    c = L->src + p;
-                    break;
-                }
-            if (!c) fail(L->e, L->line, MOFO_EFORMAT, "unterminated comment");
-            size_t ce = (size_t)(c - L->src);
-            stripped = ce > L->pos && L->src[ce - 1] == '-';
-            int plus = ce > L->pos && L->src[ce - 1] == '+';
-            L->line += count_lines(L->src + L->pos, ce + 2 - L->pos);
-            L->pos = ce + 2;
-            if (!stripped && !plus && L->pos < L->len && L->src[L->pos] == '\n') L->pos++, L->line++;
-        } else {
-            int line = L->line;
-            push_tok(L, (tok){kind == '{' ? T_VAR_OPEN : T_STMT_OPEN, line, NULL, 0, 0, 0});
-            size_t tag0 = L->pos;
-            stripped = lex_tag(L, kind == '{' ? '}' : '%');
-            push_tok(L, (tok){kind == '{' ? T_VAR_CLOSE : T_STMT_CLOSE, L->line, NULL, 0, 0, 0});
-            int plus = L->pos >= 3 && L->src[L->pos - 3] == '+' && L->pos - 3 >= tag0;
-            if (kind == '%' && !stripped && !plus && L->pos < L->len && L->src[L->pos] == '\n') L->pos++, L->line++;
-        }
-        strip_next = stripped;
-        text0 = L->pos;
-    }
-    push_tok(L, (tok){T_EOF, L->line, NULL, 0, 0, 0});
-}
-
-/* ---- AST ---- */
-
-typedef enum {
-    /* expressions */
-    N_LIT_STR, N_LIT_INT, N_LIT_FLOAT, N_LIT_BOOL, N_LIT_NONE, N_NAME, N_ATTR, N_INDEX, N_SLICE, N_CALL,
-    N_FILTER, N_TEST, N_NEG, N_NOT, N_AND, N_OR, N_BIN, N_COND, N_LIST, N_DICT,
-    /* statements */
-    S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_SET_BLOCK, S_MACRO, S_GENERATION, S_BREAK, S_CONTINUE
-} nkind;
-
-typedef enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_CAT, OP_EQ, OP_NE, OP_LT, OP_GT, OP_LE, OP_GE, OP_IN, OP_NOTIN } binop;
-
-typedef struct node node;
-struct node {
-    nkind k;
-    int line;
-    int op;            /* binop; N_TEST: negated */
-    const char *s;     /* names, strings, text */
-    size_t n;
-    int64_t i;
-    double f;
-    node *a, *b, *c;   /* operands; S_IF: a cond, b then, c else; S_FOR: a iter, b body, c else */
-    node *filt;        /* S_FOR: the loop's `if`; S_IF: the elif that follows (an S_IF); N_SLICE: the step */
-    node **args;       /* call/filter/test arguments, list/dict items (dict: key, value pairs) */
-    const char **kw;   /* per argument: the keyword, or NULL for a positional one */
-    size_t nargs;
-    const char **names; /* S_FOR targets, S_MACRO parameters */
-    size_t nnames;
-    node *next;        /* the next statement */
-};
-
-struct mofo_jinja {
-    blk *arena;
-    node *body;
-    int has_generation;
-    char *name;
-};
-
-typedef struct {
-    env *e;
-    tok *t;
-    size_t p;
-    mofo_jinja *tpl;
-} parser;
-
-static node *mk(parser *P, nkind k, int line) {
-    node *n = azalloc(P->e, sizeof *n);
-    n->k = k;
-    n->line = line;
-    return n;
-}
-
-static tok *peek(parser *P) { return &P->t[P->p]; }
-static int is_op(parser *P, const char *op) {
-    tok *t = peek(P);
-    return t->k == T_OP && t->n == strlen(op) && !memcmp(t->s, op, t->n);
-}
-static int is_name(parser *P, const char *nm) {
-    tok *t = peek(P);
-    return t->k == T_NAME && t->n == strlen(nm) && !memcmp(t->s, nm, t->n);
-}
-static const char *tok_desc(tok *t, char *buf, size_t cap) {
-    switch (t->k) {
-    case T_EOF: return "the end of the template";
-    case T_VAR_CLOSE: return "'}}'";
-    case T_STMT_CLOSE: return "'%}'";
-    case T_TEXT: return "text";
-    default: snprintf(buf, cap, "'%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s ? t->s : ""); return buf;
-    }
-}
-static void expect_op(parser *P, const char *op) {
-    char b[64];
-    if (!is_op(P, op)) fail(P->e, peek(P)->line, MOFO_EFORMAT, "expected '%s', found %s", op, tok_desc(peek(P), b, sizeof b));
-    P->p++;
-}
-static const char *expect_name(parser *P) {
-    char b[64];
-    tok *t = peek(P);
-    if (t->k != T_NAME) fail(P->e, t->line, MOFO_EFORMAT, "expected a name, found %s", tok_desc(t, b, sizeof b));
-    P->p++;
-    return adup(P->e, t->s, t->n);
-}
-
-static node *expr(parser *P);
-static node *expr_noif(parser *P);
-
-/* (a, b=c, ...) after the '(' */
-static void call_args(parser *P, node *n) {
-    node *args[64];
-    const char *kw[64];
-    size_t na = 0;
-    while (!is_op(P, ")")) {
-        if (na == 64) fail(P->e, peek(P)->line, MOFO_EFORMAT, "more than 64 arguments");
-        kw[na] = NULL;
-        if (peek(P)->k == T_NAME && P->t[P->p + 1].k == T_OP && P->t[P->p + 1].n == 1 && P->t[P->p + 1].s[0] == '=') {
-            kw[na] = expect_name(P);
-            P->p++;
-        }
-        args[na++] = expr(P);
-        if (!is_op(P, ",")) break;
-        P->p++;
-    }
-    expect_op(P, ")");
-    n->nargs = na;
-    n->args = aalloc(P->e, (na ? na : 1) * sizeof *n->args);
-    n->kw = aalloc(P->e, (na ? na : 1) * sizeof *n->kw);
-    memcpy(n->args, args, na * sizeof *args);
-    memcpy(n->kw, kw, na * sizeof *kw);
-}
-
-static node *primary(parser *P) {
-    tok *t = peek(P);
-    char b[64];
-    node *n;
-    if (t->k == T_STR) {
-        /* adjacent literals concatenate */
-        mofo_strbuf sb = {0};
-        int line = t->line;
-        while (peek(P)->k == T_STR) {
-            mofo_sb_append(&sb, peek(P)->s, peek(P)->n);
-            P->p++;
-        }
-        if (sb.failed) fail(P->e, line, MOFO_ENOMEM, "out of memory");
-        n = mk(P, N_LIT_STR, line);
-        n->s = adup(P->e, sb.data ? sb.data : "", sb.len);
-        n->n = sb.len;
-        mofo_sb_free(&sb);
-        return n;
-    }
-    if (t->k == T_INT || t->k == T_FLOAT) {
-        n = mk(P, t->k == T_INT ? N_LIT_INT : N_LIT_FLOAT, t->line);
-        n->i = t->i;
-        n->f = t->f;
-        P->p++;
-        return n;
-    }
-    if (t->k == T_NAME) {
-        P->p++;
-        if ((t->n == 4 && (!memcmp(t->s, "true", 4) || !memcmp(t->s, "True", 4))) ||
-            (t->n == 5 && (!memcmp(t->s, "false", 5) || !memcmp(t->s, "False", 5)))) {
-            n = mk(P, N_LIT_BOOL, t->line);
-            n->i = t->n == 4;
-            return n;
-        }
-        if (t->n == 4 && (!memcmp(t->s, "none", 4) || !memcmp(t->s, "None", 4))) return mk(P, N_LIT_NONE, t->line);
-        n = mk(P, N_NAME, t->line);
-        n->s = adup(P->e, t->s, t->n);
-        n->n = t->n;
-        return n;
-    }
-    if (is_op(P, "(")) {
-        P->p++;
-        if (is_op(P, ")")) {
-            P->p++;
-            return mk(P, N_LIST, t->line);
-        }
-        node *first = expr(P);
-        if (!is_op(P, ",")) {
-            expect_op(P, ")");
-            return first;
-        }
-        /* a tuple: treated as a list */
-        n = mk(P, N_LIST, t->line);
-        node *items[256];
-        size_t k = 0;
-        items[k++] = first;
-        while (is_op(P, ",")) {
-            P->p++;
-            if (is_op(P, ")")) break;
-            if (k == 256) fail(P->e, t->line, MOFO_EFORMAT, "a tuple of more than 256 items");
-            items[k++] = expr(P);
-        }
-        expect_op(P, ")");
-        n->nargs = k;
-        n->args = aalloc(P->e, k * sizeof *n->args);
-        memcpy(n->args, items, k * sizeof *items);
-        return n;
-    }
-    if (is_op(P, "[") || is_op(P, "{")) {
-        int dict = is_op(P, "{");
-        P->p++;
-        n = mk(P, dict ? N_DICT : N_LIST, t->line);
-        node *items[512];
-        size_t k = 0;
-        while (!is_op(P, dict ? "}" : "]")) {
-            if (k + 2 > 512) fail(P->e, t->line, MOFO_EFORMAT, "a literal of more than 256 items");
-            items[k++] = expr(P);
-            if (dict) {
-                expect_op(P, ":");
-                items[k++] = expr(P);
-            }
-            if (!is_op(P, ",")) break;
-            P->p++;
-        }
-        expect_op(P, dict ? "}" : "]");
-        n->nargs = k;
-        n->args = aalloc(P->e, (k ? k : 1) * sizeof *n->args);
-        memcpy(n->args, items, k * sizeof *items);
-        return n;
-    }
-    fail(P->e, t->line, MOFO_EFORMAT, "expected an expression, found %s", tok_desc(t, b, sizeof b));
-}
-
-static node *postfix(parser *P) {
-    node *n = primary(P);
-    for (;;) {
-        int line = peek(P)->line;
-        if (is_op(P, ".")) {
-            P->p++;
-            node *a = mk(P, N_ATTR, line);
-            a->a = n;
-            a->s = expect_name(P);
-            a->n = strlen(a->s);
-            n = a;
-        } else if (is_op(P, "[")) {
-            P->p++;
-            node *parts[3] = {NULL, NULL, NULL};
-            int k = 0, slice = 0;
-            for (;;) {
-                if (!is_op(P, ":") && !is_op(P, "]")) parts[k] = expr(P);
-                if (is_op(P, ":") && k < 2) {
-                    P->p++;
-                    slice = 1;
-                    k++;
-                    continue;
-                }
-                break;
-            }
-            expect_op(P, "]");
-            node *x = mk(P, slice ? N_SLICE : N_INDEX, line);
-            x->a = n;
-            if (!slice && !parts[0]) fail(P->e, line, MOFO_EFORMAT, "empty subscript");
-            x->b = parts[0];
-            if (slice) {
-                x->c = parts[1];
-                x->filt = parts[2];
-            }
-            n = x;
-        } else if (is_op(P, "(")) {
-            P->p++;
-            node *c = mk(P, N_CALL, line);
-            c->a = n;
-            call_args(P, c);
-            n = c;
-        } else {
-            return n;
-        }
-    }
-}
-
-/* filters (|name(args)) and tests (is [not] name [arg]) after a postfix expression */
-static node *filtered(parser *P, node *n) {
-    for (;;) {
-        int line = peek(P)->line;
-        if (is_op(P, "|")) {
-            P->p++;
-            node *f = mk(P, N_FILTER, line);
-            f->a = n;
-            f->s = expect_name(P);
-            if (is_op(P, "(")) {
-                P->p++;
-                call_args(P, f);
-            }
-            n = f;
-        } else if (is_name(P, "is")) {
-            P->p++;
-            node *t = mk(P, N_TEST, line);
-            t->a = n;
-            if (is_name(P, "not")) {
-                P->p++;
-                t->op = 1;
-            }
-            if (is_name(P, "none") || is_name(P, "true") || is_name(P, "false")) {
-                t->s = adup(P->e, peek(P)->s, peek(P)->n);
-                P->p++;
-            } else {
-                t->s = expect_name(P);
-            }
-            if (is_op(P, "(")) {
-                P->p++;
-                call_args(P, t);
-            } else if (peek(P)->k == T_STR || peek(P)->k == T_INT || peek(P)->k == T_FLOAT) {
-                t->nargs = 1;
-                t->args = aalloc(P->e, sizeof *t->args);
-                t->kw = azalloc(P->e, sizeof *t->kw);
-                t->args[0] = primary(P);
-            }
-            n = t;
-        } else {
-            return n;
-        }
-    }
-}
-
-static node *unary(parser *P) {
-    int line = peek(P)->line;
-    if (is_op(P, "-") || is_op(P, "+")) {
-        int neg = is_op(P, "-");
-        P->p++;
-        node *x = unary(P);
-        if (!neg) return x;
-        node *n = mk(P, N_NEG, line);
-        n->a = x;
-        return filtered(P, n);
-    }
-    return filtered(P, postfix(P));
-}
-
-static node *binary(parser *P, node *a, int op, node *(*next)(parser *)) {
-    node *n = mk(P, N_BIN, peek(P)->line);
-    P->p++;
-    n->op = op;
-    n->a = a;
-    n->b = next(P);
-    return n;
-}
-
-static node *power(parser *P) {
-    node *n = unary(P);
-    while (is_op(P, "**")) n = binary(P, n, OP_POW, unary);
-    return n;
-}
-static node *mul(parser *P) {
-    node *n = power(P);
-    for (;;) {
-        if (is_op(P, "*")) n = binary(P, n, OP_MUL, power);
-        else if (is_op(P, "/")) n = binary(P, n, OP_DIV, power);
-        else if (is_op(P, "//")) n = binary(P, n, OP_FLOORDIV, power);
-        else if (is_op(P, "%")) n = binary(P, n, OP_MOD, power);
-        else return n;
-    }
-}
-static node *concat(parser *P) {
-    node *n = mul(P);
-    while (is_op(P, "~")) n = binary(P, n, OP_CAT, mul);
-    return n;
-}
-static node *add(parser *P) {
-    node *n = concat(P);
-    for (;;) {
-        if (is_op(P, "+")) n = binary(P, n, OP_ADD, concat);
-        else if (is_op(P, "-")) n = binary(P, n, OP_SUB, concat);
-        else return n;
-    }
-}
-static node *compare(parser *P) {
-    node *n = add(P);
-    for (;;) {
-        static const char *ops[] = {"==", "!=", "<", ">", "<=", ">="};
-        static const int codes[] = {OP_EQ, OP_NE, OP_LT, OP_GT, OP_LE, OP_GE};
-        int done = 1;
-        for (int k = 0; k < 6; k++)
-            if (is_op(P, ops[k])) {
-                n = binary(P, n, codes[k], add);
-                done = 0;
-                break;
-            }
-        if (!done) continue;
-        if (is_name(P, "in")) {
-            n = binary(P, n, OP_IN, add);
-        } else if (is_name(P, "not") && P->t[P->p + 1].k == T_NAME && P->t[P->p + 1].n == 2 && !memcmp(P->t[P->p + 1].s, "in", 2)) {
-            P->p++;
-            n = binary(P, n, OP_NOTIN, add);
-        } else {
-            return n;
-        }
-    }
-}
-static node *not_(parser *P) {
-    if (is_name(P, "not")) {
-        node *n = mk(P, N_NOT, peek(P)->line);
-        P->p++;
-        n->a = not_(P);
-        return n;
-    }
-    return compare(P);
-}
-static node *and_(parser *P) {
-    node *n = not_(P);
-    while (is_name(P, "and")) {
-        node *x = mk(P, N_AND, peek(P)->line);
-        P->p++;
-        x->a = n;
-        x->b = not_(P);
-        n = x;
-    }
-    return n;
-}
-static node *or_(parser *P) {
-    node *n = and_(P);
-    while (is_name(P, "or")) {
-        node *x = mk(P, N_OR, peek(P)->line);
-        P->p++;
-        x->a = n;
-        x->b = and_(P);
-        n = x;
-    }
-    return n;
-}
-static node *expr_noif(parser *P) { return or_(P); }
-static node *expr(parser *P) {
-    node *n = or_(P);
-    while (is_name(P, "if")) {
-        node *c = mk(P, N_COND, peek(P)->line);
-        P->p++;
-        c->a = or_(P);
-        c->b = n;
-        if (is_name(P, "else")) {
-            P->p++;
-            c->c = or_(P);
-        }
-        n = c;
-    }
-    return n;
-}
-
-static void end_tag(parser *P) {
-    char b[64];
-    if (peek(P)->k != T_STMT_CLOSE)
-        fail(P->e, peek(P)->line, MOFO_EFORMAT, "expected '%%}', found %s", tok_desc(peek(P), b, sizeof b));
-    P->p++;
-}
-
-/* Statements until one of the tags in stop (NULL-terminated); returns the list and leaves the
- * parser after the name of the stop tag (its arguments and %} not yet read). */
-static node *body(parser *P, const char *const *stop, const char **found);
-
-static node *statement(parser *P) {
-    tok *open = peek(P);
-    int line = open->line;
-    P->p++; /* {% */
-    tok *kw = peek(P);
-    char b[64];
-    if (kw->k != T_NAME) fail(P->e, line, MOFO_EFORMAT, "expected a tag name, found %s", tok_desc(kw, b, sizeof b));
-    const char *name = expect_name(P);
-    const char *found;
-    node *n;
-    if (!strcmp(name, "if")) {
-        n = mk(P, S_IF, line);
-        n->a = expr(P);
-        end_tag(P);
-        static const char *const stop[] = {"elif", "else", "endif", NULL};
-        n->b = body(P, stop, &found);
-        node *cur = n;
-        while (!strcmp(found, "elif")) {
-            node *e = mk(P, S_IF, peek(P)->line);
-            e->a = expr(P);
-            end_tag(P);
-            e->b = body(P, stop, &found);
-            cur->filt = e;
-            cur = e;
-        }
-        if (!strcmp(found, "else")) {
-            end_tag(P);
-            static const char *const stop2[] = {"endif", NULL};
-            cur->c = body(P, stop2, &found);
-        }
-        end_tag(P);
-        return n;
-    }
-    if (!strcmp(name, "for")) {
-        n = mk(P, S_FOR, line);
-        const char *names[8];
-        size_t k = 0;
-        int paren = is_op(P, "(");
-        if (paren) P->p++;
-        do {
-            if (k && is_op(P, ",")) P->p++;
-            if (k == 8) fail(P->e, line, MOFO_EFORMAT, "more than 8 loop targets");
-            names[k++] = expect_name(P);
-        } while (is_op(P, ","));
-        if (paren) expect_op(P, ")");
-        n->names = aalloc(P->e, k * sizeof *n->names);
-        memcpy(n->names, names, k * sizeof *names);
-        n->nnames = k;
-        if (!is_name(P, "in")) fail(P->e, line, MOFO_EFORMAT, "expected 'in' in the for tag");
-        P->p++;
-        n->a = expr_noif(P);
-        if (is_name(P, "if")) {
-            P->p++;
-            n->filt = expr_noif(P);
-        }
-        if (is_name(P, "recursive")) fail(P->e, line, MOFO_EFORMAT, "recursive loops are not supported");
-        end_tag(P);
-        static const char *const stop[] = {"else", "endfor", NULL};
-        n->b = body(P, stop, &found);
-        if (!strcmp(found, "else")) {
-            end_tag(P);
-            static const char *const stop2[] = {"endfor", NULL};
-            n->c = body(P, stop2, &found);
-        }
-        end_tag(P);
-        return n;
-    }
-    if (!strcmp(name, "set")) {
-        const char *target = expect_name(P), *attr = NULL;
-        if (is_op(P, ".")) {
-            P->p++;
-            attr = expect_name(P);
-        }
-        if (is_op(P, ",")) fail(P->e, line, MOFO_EFORMAT, "set with several targets is not supported");
-        if (is_op(P, "=")) {
-            P->p++;
-            n = mk(P, S_SET, line);
-            n->a = expr(P);
-            end_tag(P);
-        } else {
-            if (attr) fail(P->e, line, MOFO_EFORMAT, "the block form of set takes a plain name");
-            n = mk(P, S_SET_BLOCK, line);
-            end_tag(P);
-            static const char *const stop[] = {"endset", NULL};
-            n->b = body(P, stop, &found);
-            end_tag(P);
-        }
-        n->s = target;
-        n->names = attr ? aalloc(P->e, sizeof *n->names) : NULL;
-        if (attr) n->names[0] = attr, n->nnames = 1;
-        return n;
-    }
-    if (!strcmp(name, "macro")) {
-        n = mk(P, S_MACRO, line);
-        n->s = expect_name(P);
-        expect_op(P, "(");
-        const char *names[32];
-        node *defs[32];
-        size_t k = 0;
-        while (!is_op(P, ")")) {
-            if (k == 32) fail(P->e, line, MOFO_EFORMAT, "more than 32 macro parameters");
-            names[k] = expect_name(P);
-            defs[k] = NULL;
-            if (is_op(P, "=")) {
-                P->p++;
-                defs[k] = expr(P);
-            }
-            k++;
-            if (!is_op(P, ",")) break;
-            P->p++;
-        }
-        expect_op(P, ")");
-        end_tag(P);
-        n->names = aalloc(P->e, (k ? k : 1) * sizeof *n->names);
-        n->args = aalloc(P->e, (k ? k : 1) * sizeof *n->args);
-        memcpy(n->names, names, k * sizeof *names);
-        memcpy(n->args, defs, k * sizeof *defs);
-        n->nnames = n->nargs = k;
-        static const char *const stop[] = {"endmacro", NULL};
-        n->b = body(P, stop, &found);
-        end_tag(P);
-        return n;
-    }
-    if (!strcmp(name, "generation")) {
-        n = mk(P, S_GENERATION, line);
-        end_tag(P);
-        static const char *const stop[] = {"endgeneration", NULL};
-        n->b = body(P, stop, &found);
-        end_tag(P);
-        P->tpl->has_generation = 1;
-        return n;
-    }
-    if (!strcmp(name, "break") || !strcmp(name, "continue")) {
-        n = mk(P, name[0] == 'b' ? S_BREAK : S_CONTINUE, line);
-        end_tag(P);
-        return n;
-    }
-    fail(P->e, line, MOFO_EFORMAT, "unsupported tag '%s'", name);
-}
-
-static node *body(parser *P, const char *const *stop, const char **found) {
-    node head = {0}, *tail = &head;
-    int line0 = peek(P)->line;
-    for (;;) {
-        tok *t = peek(P);
-        node *n = NULL;
-        if (t->k == T_EOF) {
-            if (!stop) return head.next;
-            fail(P->e, line0, MOFO_EFORMAT, "'%s' is never closed ('%s' missing)",
-                 !strcmp(stop[0], "endif") || !strcmp(stop[0], "elif") ? "if" : !strcmp(stop[0], "endfor") || !strcmp(stop[0], "else") ? "for" : stop[0] + 3,
-                 stop[0][0] == 'e' && stop[0][1] == 'n' ? stop[0] : stop[1] && stop[2] ? stop[2] : stop[1] ? stop[1] : stop[0]);
-        }
-        if (t->k == T_TEXT) {
-            n = mk(P, S_TEXT, t->line);
-            n->s = t->s;
-            n->n = t->n;
-            P->p++;
-        } else if (t->k == T_VAR_OPEN) {
-            n = mk(P, S_OUT, t->line);
-            P->p++;
-            n->a = expr(P);
-            char b[64];
-            if (peek(P)->k != T_VAR_CLOSE)
-                fail(P->e, peek(P)->line, MOFO_EFORMAT, "expected '}}', found %s", tok_desc(peek(P), b, sizeof b));
-            P->p++;
-        } else if (t->k == T_STMT_OPEN) {
-            tok *kw = &P->t[P->p + 1];
-            for (size_t k = 0; stop && stop[k]; k++)
-                if (kw->k == T_NAME && kw->n == strlen(stop[k]) && !memcmp(kw->s, stop[k], kw->n)) {
-                    P->p += 2;
-                    *found = stop[k];
-                    return head.next;
-                }
-            if (kw->k == T_NAME) {
-                static const char *const closers[] = {"endif", "endfor", "elif", "else", "endset", "endmacro", "endgeneration", NULL};
-                for (size_t k = 0; closers[k]; k++)
-                    if (kw->n == strlen(closers[k]) && !memcmp(kw->s, closers[k], kw->n))
-                        fail(P->e, kw->line, MOFO_EFORMAT, "unexpected '%s'", closers[k]);
-            }
-            n = statement(P);
-        } else {
-            char b[64];
-            fail(P->e, t->line, MOFO_EFORMAT, "unexpected %s", tok_desc(t, b, sizeof b));
-        }
-        tail->next = n;
-        tail = n;
-    }
-}
-
-int mofo_jinja_parse(mofo_jinja **out, const char *src, size_t len, const char *name, mofo_err *err) {
-    *out = NULL;
-    mofo_jinja *t = calloc(1, sizeof *t);
-    char *nm = name ? strdup(name) : strdup("chat_template");
-    if (!t || !nm) {
-        free(t);
-        free(nm);
-        return mofo_errf(err, MOFO_ENOMEM, "out of memory");
-    }
-    jmp_buf jb;
-    env e = {NULL, &jb, err, nm};
-    if (setjmp(jb)) {
-        arena_free(e.head);
-        free(nm);
-        free(t);
-        return err ? err->code : MOFO_EFORMAT;
-    }
-    /* the AST points into its own copy of the source (text runs, names) */
-    lexer L = {&e, adup(&e, src, len), len, 0, 1, NULL, 0, 0};
-    lex(&L);
-    parser P = {&e, L.t, 0, t};
-    t->body = body(&P, NULL, NULL);
-    t->arena = e.head;
-    t->name = nm;
-    *out = t;
-    return 0;
-}
-
-void mofo_jinja_free(mofo_jinja *t) {
-    if (!t) return;
-    arena_free(t->arena);
-    free(t->name);
-    free(t);
-}
-
-int mofo_jinja_has_generation(const mofo_jinja *t) { return t && t->has_generation; }
+/* bounds that make every render end, whatever the template */
+#define MAX_CALLS 64                 /* macro calls in progress */
+#define MAX_STEPS 50000000           /* statements and loop iterations */
+#define MAX_OUTPUT ((size_t)1 << 28) /* bytes of any string, and of the rendering */
 
 /* ---- values ---- */
 
@@ -982,14 +52,14 @@ static value v_str(const char *s, size_t n, const uint8_t *m) { return (value){.
 static value v_cstr(const char *s) { return v_str(s, strlen(s), NULL); }
 
 static list *list_new(env *e, size_t cap) {
-    list *l = azalloc(e, sizeof *l);
+    list *l = jj_zalloc(e, sizeof *l);
     l->cap = cap ? cap : 4;
-    l->v = aalloc(e, l->cap * sizeof *l->v);
+    l->v = jj_alloc(e, l->cap * sizeof *l->v);
     return l;
 }
 static void list_push(env *e, list *l, value v) {
     if (l->n == l->cap) {
-        value *nv = aalloc(e, 2 * l->cap * sizeof *nv);
+        value *nv = jj_alloc(e, 2 * l->cap * sizeof *nv);
         memcpy(nv, l->v, l->n * sizeof *nv);
         l->v = nv;
         l->cap *= 2;
@@ -999,10 +69,10 @@ static void list_push(env *e, list *l, value v) {
 static value v_list(list *l) { return (value){.k = V_LIST, .l = l}; }
 
 static dict *dict_new(env *e) {
-    dict *d = azalloc(e, sizeof *d);
+    dict *d = jj_zalloc(e, sizeof *d);
     d->cap = 8;
-    d->key = aalloc(e, d->cap * sizeof *d->key);
-    d->val = aalloc(e, d->cap * sizeof *d->val);
+    d->key = jj_alloc(e, d->cap * sizeof *d->key);
+    d->val = jj_alloc(e, d->cap * sizeof *d->val);
     return d;
 }
 static value *dict_find(const dict *d, const char *k, size_t n) {
@@ -1017,7 +87,7 @@ static void dict_set(env *e, dict *d, value key, value v) {
         return;
     }
     if (d->n == d->cap) {
-        value *nk = aalloc(e, 2 * d->cap * sizeof *nk), *nv = aalloc(e, 2 * d->cap * sizeof *nv);
+        value *nk = jj_alloc(e, 2 * d->cap * sizeof *nk), *nv = jj_alloc(e, 2 * d->cap * sizeof *nv);
         memcpy(nk, d->key, d->n * sizeof *nk);
         memcpy(nv, d->val, d->n * sizeof *nv);
         d->key = nk;
@@ -1032,7 +102,7 @@ static void dict_setc(env *e, dict *d, const char *k, value v) { dict_set(e, d, 
 static value v_dict(dict *d) { return (value){.k = V_DICT, .d = d}; }
 
 static const uint8_t *ones(env *e, size_t n) {
-    uint8_t *m = aalloc(e, n ? n : 1);
+    uint8_t *m = jj_alloc(e, n ? n : 1);
     memset(m, 1, n);
     return m;
 }
@@ -1134,15 +204,17 @@ static void sb_add(sbuild *b, const char *s, size_t n, const uint8_t *m) {
 static void sb_addv(sbuild *b, value v) { sb_add(b, v.s, v.n, v.m); }
 /* The built string as a value in the arena (b is freed). */
 static value sb_value(env *e, sbuild *b) {
-    if (b->t.failed || b->m.failed) {
+    if (b->t.failed || b->m.failed || b->t.len > MAX_OUTPUT) {
+        int big = b->t.len > MAX_OUTPUT;
         mofo_sb_free(&b->t);
         mofo_sb_free(&b->m);
-        fail(e, 0, MOFO_ENOMEM, "out of memory");
+        if (big) jj_fail(e, 0, MOFO_EFORMAT, "a string of over %zu MiB", MAX_OUTPUT >> 20);
+        jj_fail(e, 0, MOFO_ENOMEM, "out of memory");
     }
-    char *s = adup(e, b->t.data ? b->t.data : "", b->t.len);
+    char *s = jj_dup(e, b->t.data ? b->t.data : "", b->t.len);
     uint8_t *m = NULL;
     if (b->any) {
-        m = aalloc(e, b->t.len ? b->t.len : 1);
+        m = jj_alloc(e, b->t.len ? b->t.len : 1);
         if (b->t.len) memcpy(m, b->m.data, b->t.len);
     }
     value v = v_str(s, b->t.len, m);
@@ -1276,7 +348,7 @@ static void to_json(env *e, mofo_strbuf *o, value v, int indent, int depth, int 
         mofo_sb_puts(o, isd ? "}" : "]");
         return;
     }
-    default: fail(e, line, MOFO_EFORMAT, "tojson: a %s is not JSON", kind_name(v.k));
+    default: jj_fail(e, line, MOFO_EFORMAT, "tojson: a %s is not JSON", kind_name(v.k));
     }
 }
 
@@ -1358,6 +430,8 @@ typedef struct {
     sbuild *out;
     int generation; /* inside {% generation %}; or -1: the template has no such block */
     int brk;        /* 1: break, 2: continue pending */
+    int calls;      /* macro calls in progress */
+    int64_t steps;  /* statements and loop iterations run: bounded, so that a render ends */
 } rctx;
 
 static value eval(rctx *R, const node *n);
@@ -1378,8 +452,8 @@ static value lookup(rctx *R, const char *name) {
 }
 
 _Noreturn static void type_fail(rctx *R, int line, const char *what, value v) {
-    if (v.k == V_UNDEF && v.s) fail(R->e, line, MOFO_EFORMAT, "%s: '%s' is undefined", what, v.s);
-    fail(R->e, line, MOFO_EFORMAT, "%s: got a %s", what, kind_name(v.k));
+    if (v.k == V_UNDEF && v.s) jj_fail(R->e, line, MOFO_EFORMAT, "%s: '%s' is undefined", what, v.s);
+    jj_fail(R->e, line, MOFO_EFORMAT, "%s: got a %s", what, kind_name(v.k));
 }
 
 static value need_str(rctx *R, int line, const char *what, value v) {
@@ -1420,8 +494,8 @@ static value attr(rctx *R, int line, value obj, const char *name, size_t n) {
         return v ? *v : v_undef(NULL);
     }
     if (obj.k == V_UNDEF) {
-        if (obj.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (its attribute '%.*s' was read)", obj.s, (int)n, name);
-        fail(R->e, line, MOFO_EFORMAT, "an undefined value has no attribute '%.*s'", (int)n, name);
+        if (obj.s) jj_fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (its attribute '%.*s' was read)", obj.s, (int)n, name);
+        jj_fail(R->e, line, MOFO_EFORMAT, "an undefined value has no attribute '%.*s'", (int)n, name);
     }
     return v_undef(NULL);
 }
@@ -1437,23 +511,23 @@ static value index_(rctx *R, int line, value obj, value idx) {
         int64_t i = need_int(R, line, "an index", idx);
         size_t len = obj.k == V_LIST ? obj.l->n : cp_count(obj.s, obj.n);
         i = norm_index(i, len);
-        if (i < 0 || (size_t)i >= len) fail(R->e, line, MOFO_EFORMAT, "index %lld is out of range (length %zu)", (long long)idx.i, len);
+        if (i < 0 || (size_t)i >= len) jj_fail(R->e, line, MOFO_EFORMAT, "index %lld is out of range (length %zu)", (long long)idx.i, len);
         if (obj.k == V_LIST) return obj.l->v[i];
         size_t a = cp_offset(obj.s, obj.n, (size_t)i);
         return substr(obj, a, a + cp_offset(obj.s + a, obj.n - a, 1));
     }
-    if (obj.k == V_UNDEF && obj.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (it was indexed)", obj.s);
-    fail(R->e, line, MOFO_EFORMAT, "a %s cannot be indexed", kind_name(obj.k));
+    if (obj.k == V_UNDEF && obj.s) jj_fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (it was indexed)", obj.s);
+    jj_fail(R->e, line, MOFO_EFORMAT, "a %s cannot be indexed", kind_name(obj.k));
 }
 
 static value slice(rctx *R, const node *n) {
     value obj = eval(R, n->a);
     int64_t step = n->filt ? need_int(R, n->line, "a slice step", eval(R, n->filt)) : 1;
-    if (step == 0) fail(R->e, n->line, MOFO_EFORMAT, "slice step cannot be zero");
+    if (step == 0) jj_fail(R->e, n->line, MOFO_EFORMAT, "slice step cannot be zero");
     size_t len;
     if (obj.k == V_LIST) len = obj.l->n;
     else if (obj.k == V_STR) len = cp_count(obj.s, obj.n);
-    else fail(R->e, n->line, MOFO_EFORMAT, "a %s cannot be sliced", kind_name(obj.k));
+    else jj_fail(R->e, n->line, MOFO_EFORMAT, "a %s cannot be sliced", kind_name(obj.k));
     int64_t L = (int64_t)len, a, b;
     /* Python's slice.indices */
     if (n->b) {
@@ -1508,7 +582,7 @@ static value builtin_call(rctx *R, const node *n, int fn) {
     switch ((builtin)fn) {
     case F_RAISE: {
         value msg = arg(R, n, 0, NULL, 0, &a) ? stringify(R->e, a) : v_cstr("");
-        fail(R->e, n->line, MOFO_EFORMAT, "the template raised an exception: \"%.*s\"", (int)(msg.n > 300 ? 300 : msg.n), msg.s);
+        jj_fail(R->e, n->line, MOFO_EFORMAT, "the template raised an exception: \"%.*s\"", (int)(msg.n > 300 ? 300 : msg.n), msg.s);
     }
     case F_NAMESPACE: {
         dict *d = dict_new(R->e);
@@ -1524,12 +598,12 @@ static value builtin_call(rctx *R, const node *n, int fn) {
         int64_t p[3] = {0, 0, 1};
         size_t k = 0;
         for (; k < 3 && arg(R, n, k, NULL, 0, &a); k++) p[k] = need_int(R, n->line, "range", a);
-        if (k == 0) fail(R->e, n->line, MOFO_EFORMAT, "range() needs an argument");
+        if (k == 0) jj_fail(R->e, n->line, MOFO_EFORMAT, "range() needs an argument");
         int64_t lo = k == 1 ? 0 : p[0], hi = k == 1 ? p[0] : p[1], st = k == 3 ? p[2] : 1;
-        if (st == 0) fail(R->e, n->line, MOFO_EFORMAT, "range() step cannot be zero");
+        if (st == 0) jj_fail(R->e, n->line, MOFO_EFORMAT, "range() step cannot be zero");
         list *l = list_new(R->e, 8);
         for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
-            if (l->n >= 1000000) fail(R->e, n->line, MOFO_EFORMAT, "range() of more than 1000000 items");
+            if (l->n >= 1000000) jj_fail(R->e, n->line, MOFO_EFORMAT, "range() of more than 1000000 items");
             list_push(R->e, l, v_int(i));
         }
         return v_list(l);
@@ -1542,13 +616,19 @@ static value builtin_call(rctx *R, const node *n, int fn) {
         char f[256], o[512];
         snprintf(f, sizeof f, "%.*s", (int)fmt.n, fmt.s);
         size_t len = strftime(o, sizeof o, f, &tm);
-        return v_str(adup(R->e, o, len), len, NULL);
+        return v_str(jj_dup(R->e, o, len), len, NULL);
     }
     }
     return v_none();
 }
 
+
+static void step(rctx *R, int line) {
+    if (++R->steps > MAX_STEPS) jj_fail(R->e, line, MOFO_EFORMAT, "the template runs too long (over %d steps)", MAX_STEPS);
+}
+
 static value call_macro(rctx *R, const node *n, const node *mac) {
+    if (R->calls >= MAX_CALLS) jj_fail(R->e, n->line, MOFO_EFORMAT, "macro calls nested more than %d deep", MAX_CALLS);
     frame f = {R->top, dict_new(R->e)};
     for (size_t k = 0; k < mac->nnames; k++) {
         value v;
@@ -1559,7 +639,9 @@ static value call_macro(rctx *R, const node *n, const node *mac) {
     frame *up = R->top;
     R->out = &b;
     R->top = &f;
+    R->calls++;
     exec_list(R, mac->b);
+    R->calls--;
     R->top = up;
     R->out = saved;
     return sb_value(R->e, &b);
@@ -1578,7 +660,7 @@ static void ascii_case(char *s, size_t n, int mode) { /* 0 lower, 1 upper, 2 tit
 }
 
 static value change_case(rctx *R, value s, int mode) {
-    char *p = adup(R->e, s.s, s.n);
+    char *p = jj_dup(R->e, s.s, s.n);
     ascii_case(p, s.n, mode);
     return v_str(p, s.n, s.m);
 }
@@ -1633,7 +715,7 @@ static value split(rctx *R, int line, value s, const value *sep, int64_t maxspli
         }
         return v_list(l);
     }
-    if (sep->n == 0) fail(R->e, line, MOFO_EFORMAT, "split: empty separator");
+    if (sep->n == 0) jj_fail(R->e, line, MOFO_EFORMAT, "split: empty separator");
     for (;;) {
         const char *hit = (maxsplit < 0 || (int64_t)l->n < maxsplit) ? find_sub(s.s + i, s.n - i, sep->s, sep->n) : NULL;
         if (!hit) {
@@ -1661,7 +743,7 @@ static value method(rctx *R, const node *n, value obj, const char *name) {
             return split(R, line, obj, has ? &a : NULL, mx);
         }
         if (!strcmp(name, "startswith") || !strcmp(name, "endswith")) {
-            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "%s() needs an argument", name);
+            if (!arg(R, n, 0, NULL, 0, &a)) jj_fail(R->e, line, MOFO_EFORMAT, "%s() needs an argument", name);
             list one = {&a, 1, 1};
             list *opts = a.k == V_LIST ? a.l : &one;
             for (size_t k = 0; k < opts->n; k++) {
@@ -1681,12 +763,12 @@ static value method(rctx *R, const node *n, value obj, const char *name) {
         }
         if (!strcmp(name, "replace")) {
             value c;
-            if (!arg(R, n, 0, NULL, 0, &a) || !arg(R, n, 1, NULL, 0, &b)) fail(R->e, line, MOFO_EFORMAT, "replace() needs two arguments");
+            if (!arg(R, n, 0, NULL, 0, &a) || !arg(R, n, 1, NULL, 0, &b)) jj_fail(R->e, line, MOFO_EFORMAT, "replace() needs two arguments");
             int64_t cnt = arg(R, n, 2, "count", 0, &c) ? need_int(R, line, "replace's count", c) : -1;
             return replace(R, obj, need_str(R, line, "replace", a), need_str(R, line, "replace", b), cnt);
         }
         if (!strcmp(name, "find") || !strcmp(name, "count")) {
-            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "%s() needs an argument", name);
+            if (!arg(R, n, 0, NULL, 0, &a)) jj_fail(R->e, line, MOFO_EFORMAT, "%s() needs an argument", name);
             need_str(R, line, name, a);
             if (name[0] == 'f') {
                 const char *h = find_sub(obj.s, obj.n, a.s, a.n);
@@ -1698,7 +780,7 @@ static value method(rctx *R, const node *n, value obj, const char *name) {
             return v_int(k);
         }
         if (!strcmp(name, "join")) {
-            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "join() needs an argument");
+            if (!arg(R, n, 0, NULL, 0, &a)) jj_fail(R->e, line, MOFO_EFORMAT, "join() needs an argument");
             list *items = iter_items(R, line, a);
             sbuild sb = {0};
             for (size_t k = 0; k < items->n; k++) {
@@ -1728,21 +810,21 @@ static value method(rctx *R, const node *n, value obj, const char *name) {
             return v_list(l);
         }
         if (!strcmp(name, "get")) {
-            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "get() needs a key");
+            if (!arg(R, n, 0, NULL, 0, &a)) jj_fail(R->e, line, MOFO_EFORMAT, "get() needs a key");
             value *v = a.k == V_STR ? dict_find(obj.d, a.s, a.n) : NULL;
             if (v) return *v;
             return arg(R, n, 1, "default", 0, &b) ? b : v_none();
         }
     } else if (obj.k == V_LIST) {
         if (!strcmp(name, "append")) {
-            if (!arg(R, n, 0, NULL, 0, &a)) fail(R->e, line, MOFO_EFORMAT, "append() needs an argument");
+            if (!arg(R, n, 0, NULL, 0, &a)) jj_fail(R->e, line, MOFO_EFORMAT, "append() needs an argument");
             list_push(R->e, obj.l, a);
             return v_none();
         }
     } else if (obj.k == V_UNDEF) {
         attr(R, line, obj, name, strlen(name));
     }
-    fail(R->e, line, MOFO_EFORMAT, "a %s has no method '%s' here", kind_name(obj.k), name);
+    jj_fail(R->e, line, MOFO_EFORMAT, "a %s has no method '%s' here", kind_name(obj.k), name);
 }
 
 static value call(rctx *R, const node *n) {
@@ -1753,8 +835,8 @@ static value call(rctx *R, const node *n) {
     value f = eval(R, n->a);
     if (f.k == V_FUNC) return builtin_call(R, n, (int)f.i);
     if (f.k == V_MACRO) return call_macro(R, n, f.mac);
-    if (f.k == V_UNDEF && f.s) fail(R->e, n->line, MOFO_EFORMAT, "'%s' is undefined (called as a function)", f.s);
-    fail(R->e, n->line, MOFO_EFORMAT, "a %s cannot be called", kind_name(f.k));
+    if (f.k == V_UNDEF && f.s) jj_fail(R->e, n->line, MOFO_EFORMAT, "'%s' is undefined (called as a function)", f.s);
+    jj_fail(R->e, n->line, MOFO_EFORMAT, "a %s cannot be called", kind_name(f.k));
 }
 
 static value binop_eval(rctx *R, const node *n) {
@@ -1776,7 +858,7 @@ static value binop_eval(rctx *R, const node *n) {
             int r = memcmp(a.s, b.s, m);
             c = r ? (r < 0 ? -1 : 1) : a.n < b.n ? -1 : a.n > b.n;
         } else {
-            fail(R->e, line, MOFO_EFORMAT, "cannot compare a %s with a %s", kind_name(a.k), kind_name(b.k));
+            jj_fail(R->e, line, MOFO_EFORMAT, "cannot compare a %s with a %s", kind_name(a.k), kind_name(b.k));
         }
         int r = n->op == OP_LT ? c < 0 : n->op == OP_GT ? c > 0 : n->op == OP_LE ? c <= 0 : c >= 0;
         return v_bool(r);
@@ -1822,14 +904,14 @@ static value binop_eval(rctx *R, const node *n) {
     }
     if (n->op == OP_MUL && a.k == V_STR && (b.k == V_INT || b.k == V_BOOL)) {
         sbuild sb = {0};
-        for (int64_t k = 0; k < b.i && k < 100000; k++) sb_addv(&sb, a);
+        for (int64_t k = 0; k < b.i && sb.t.len <= MAX_OUTPUT; k++) sb_addv(&sb, a);
         return sb_value(R->e, &sb);
     }
     if (!is_num(a) || !is_num(b)) {
         static const char *sym[] = {"+", "-", "*", "/", "//", "%", "**"};
-        if (a.k == V_UNDEF && a.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (used with '%s')", a.s, sym[n->op]);
-        if (b.k == V_UNDEF && b.s) fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (used with '%s')", b.s, sym[n->op]);
-        fail(R->e, line, MOFO_EFORMAT, "unsupported operand types for %s: %s and %s", sym[n->op], kind_name(a.k), kind_name(b.k));
+        if (a.k == V_UNDEF && a.s) jj_fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (used with '%s')", a.s, sym[n->op]);
+        if (b.k == V_UNDEF && b.s) jj_fail(R->e, line, MOFO_EFORMAT, "'%s' is undefined (used with '%s')", b.s, sym[n->op]);
+        jj_fail(R->e, line, MOFO_EFORMAT, "unsupported operand types for %s: %s and %s", sym[n->op], kind_name(a.k), kind_name(b.k));
     }
     int fl = a.k == V_FLOAT || b.k == V_FLOAT;
     double x = num(a), y = num(b);
@@ -1838,11 +920,11 @@ static value binop_eval(rctx *R, const node *n) {
     case OP_SUB: return fl ? v_float(x - y) : v_int(a.i - b.i);
     case OP_MUL: return fl ? v_float(x * y) : v_int(a.i * b.i);
     case OP_DIV:
-        if (y == 0) fail(R->e, line, MOFO_EFORMAT, "division by zero");
+        if (y == 0) jj_fail(R->e, line, MOFO_EFORMAT, "division by zero");
         return v_float(x / y);
     case OP_FLOORDIV:
     case OP_MOD:
-        if (y == 0) fail(R->e, line, MOFO_EFORMAT, "division by zero");
+        if (y == 0) jj_fail(R->e, line, MOFO_EFORMAT, "division by zero");
         if (fl) {
             double q = floor(x / y);
             return n->op == OP_FLOORDIV ? v_float(q) : v_float(x - q * y);
@@ -1910,7 +992,7 @@ static value eval(rctx *R, const node *n) {
         }
         return v_dict(d);
     }
-    default: fail(R->e, n->line, MOFO_EFORMAT, "a statement where an expression belongs");
+    default: jj_fail(R->e, n->line, MOFO_EFORMAT, "a statement where an expression belongs");
     }
 }
 
@@ -1948,8 +1030,8 @@ static int apply_test(rctx *R, int line, const char *name, value v, const node *
     if (!has) {
         static const char *const binary[] = {"equalto", "eq", "==", "sameas", "ne", "!=", "lt", "<", "gt", ">", "le", "<=", "ge", ">=", "in", "divisibleby", NULL};
         for (size_t k = 0; binary[k]; k++)
-            if (!strcmp(name, binary[k])) fail(R->e, line, MOFO_EFORMAT, "the test '%s' needs an argument", name);
-        fail(R->e, line, MOFO_EFORMAT, "unknown test '%s'", name);
+            if (!strcmp(name, binary[k])) jj_fail(R->e, line, MOFO_EFORMAT, "the test '%s' needs an argument", name);
+        jj_fail(R->e, line, MOFO_EFORMAT, "unknown test '%s'", name);
     }
     if (!strcmp(name, "equalto") || !strcmp(name, "eq") || !strcmp(name, "==")) return equal(v, a);
     if (!strcmp(name, "sameas")) return equal(v, a) && v.k == a.k;
@@ -1971,11 +1053,11 @@ static int apply_test(rctx *R, int line, const char *name, value v, const node *
     static const char *const cmp[] = {"lt", "<", "gt", ">", "le", "<=", "ge", ">=", NULL};
     for (size_t k = 0; cmp[k]; k++)
         if (!strcmp(name, cmp[k])) {
-            if (!is_num(v) || !is_num(a)) fail(R->e, line, MOFO_EFORMAT, "the test '%s' compares numbers", name);
+            if (!is_num(v) || !is_num(a)) jj_fail(R->e, line, MOFO_EFORMAT, "the test '%s' compares numbers", name);
             double x = num(v), y = num(a);
             return k < 2 ? x < y : k < 4 ? x > y : k < 6 ? x <= y : x >= y;
         }
-    fail(R->e, line, MOFO_EFORMAT, "unknown test '%s'", name);
+    jj_fail(R->e, line, MOFO_EFORMAT, "unknown test '%s'", name);
 }
 
 /* select/reject/selectattr/rejectattr */
@@ -1983,10 +1065,10 @@ static value select_items(rctx *R, const node *f, value v, int by_attr, int keep
     list *items = iter_items(R, f->line, v), *out = list_new(R->e, items->n);
     value attrname;
     if (by_attr && (!arg(R, f, 0, NULL, 0, &attrname) || attrname.k != V_STR))
-        fail(R->e, f->line, MOFO_EFORMAT, "%s needs an attribute name", f->s);
+        jj_fail(R->e, f->line, MOFO_EFORMAT, "%s needs an attribute name", f->s);
     value testname = v_undef(NULL);
     int has_test = arg(R, f, by_attr ? 1 : 0, NULL, 0, &testname);
-    if (has_test && testname.k != V_STR) fail(R->e, f->line, MOFO_EFORMAT, "%s: the test's name must be a string", f->s);
+    if (has_test && testname.k != V_STR) jj_fail(R->e, f->line, MOFO_EFORMAT, "%s: the test's name must be a string", f->s);
     char tn[64];
     if (has_test) snprintf(tn, sizeof tn, "%.*s", (int)testname.n, testname.s);
     for (size_t i = 0; i < items->n; i++) {
@@ -2031,8 +1113,8 @@ static value apply_filter(rctx *R, const node *f, value v) {
         if (arg(R, f, 0, "indent", 0, &a) && a.k != V_NONE) indent = (int)need_int(R, line, "tojson's indent", a);
         mofo_strbuf o = {0};
         to_json(R->e, &o, v, indent, 0, line);
-        if (o.failed) fail(R->e, line, MOFO_ENOMEM, "out of memory");
-        value r = v_str(adup(R->e, o.data ? o.data : "", o.len), o.len, NULL);
+        if (o.failed) jj_fail(R->e, line, MOFO_ENOMEM, "out of memory");
+        value r = v_str(jj_dup(R->e, o.data ? o.data : "", o.len), o.len, NULL);
         mofo_sb_free(&o);
         return r;
     }
@@ -2077,7 +1159,7 @@ static value apply_filter(rctx *R, const node *f, value v) {
     }
     if (!strcmp(name, "replace")) {
         value b, c;
-        if (!arg(R, f, 0, "old", 0, &a) || !arg(R, f, 1, "new", 0, &b)) fail(R->e, line, MOFO_EFORMAT, "replace needs two arguments");
+        if (!arg(R, f, 0, "old", 0, &a) || !arg(R, f, 1, "new", 0, &b)) jj_fail(R->e, line, MOFO_EFORMAT, "replace needs two arguments");
         int64_t cnt = arg(R, f, 2, "count", 0, &c) && c.k != V_NONE ? need_int(R, line, "replace's count", c) : -1;
         return replace(R, stringify(R->e, v), need_str(R, line, "replace", a), need_str(R, line, "replace", b), cnt);
     }
@@ -2101,9 +1183,9 @@ static value apply_filter(rctx *R, const node *f, value v) {
             }
             return v_list(l);
         }
-        if (!arg(R, f, 0, NULL, 0, &at) || at.k != V_STR) fail(R->e, line, MOFO_EFORMAT, "map needs a filter name or attribute=");
+        if (!arg(R, f, 0, NULL, 0, &at) || at.k != V_STR) jj_fail(R->e, line, MOFO_EFORMAT, "map needs a filter name or attribute=");
         node sub = *f;
-        sub.s = adup(R->e, at.s, at.n);
+        sub.s = jj_dup(R->e, at.s, at.n);
         sub.args = f->nargs > 1 ? f->args + 1 : NULL;
         sub.kw = f->nargs > 1 ? f->kw + 1 : NULL;
         sub.nargs = f->nargs > 1 ? f->nargs - 1 : 0;
@@ -2151,7 +1233,7 @@ static value apply_filter(rctx *R, const node *f, value v) {
         if (v.k == V_FLOAT) return v_float(fabs(v.f));
         return v_int(llabs(need_int(R, line, "abs", v)));
     }
-    fail(R->e, line, MOFO_EFORMAT, "unsupported filter '%s'", name);
+    jj_fail(R->e, line, MOFO_EFORMAT, "unsupported filter '%s'", name);
 }
 
 /* ---- statements ---- */
@@ -2160,7 +1242,8 @@ static void emit(rctx *R, value v) {
     if (v.k != V_STR) v = stringify(R->e, v);
     if (R->generation >= 0) sb_add(R->out, v.s, v.n, R->generation ? ones(R->e, v.n) : NULL);
     else sb_addv(R->out, v);
-    if (R->out->t.failed || R->out->m.failed) fail(R->e, 0, MOFO_ENOMEM, "out of memory");
+    if (R->out->t.failed || R->out->m.failed) jj_fail(R->e, 0, MOFO_ENOMEM, "out of memory");
+    if (R->out->t.len > MAX_OUTPUT) jj_fail(R->e, 0, MOFO_EFORMAT, "the rendering is over %zu MiB", MAX_OUTPUT >> 20);
 }
 
 static void set_var(rctx *R, const char *name, value v) {
@@ -2196,12 +1279,13 @@ static void exec_for(rctx *R, const node *n) {
     f.vars = dict_new(R->e);
     R->top = &f;
     for (size_t i = 0; i < items->n; i++) {
+        step(R, n->line);
         value x = items->v[i];
         if (n->nnames == 1) {
             set_var(R, n->names[0], x);
         } else {
             if (x.k != V_LIST || x.l->n != n->nnames)
-                fail(R->e, n->line, MOFO_EFORMAT, "cannot unpack a %s into %zu loop targets", kind_name(x.k), n->nnames);
+                jj_fail(R->e, n->line, MOFO_EFORMAT, "cannot unpack a %s into %zu loop targets", kind_name(x.k), n->nnames);
             for (size_t k = 0; k < n->nnames; k++) set_var(R, n->names[k], x.l->v[k]);
         }
         dict *loop = dict_new(R->e);
@@ -2228,6 +1312,7 @@ static void exec_for(rctx *R, const node *n) {
 
 static void exec_list(rctx *R, const node *s) {
     for (; s && !R->brk; s = s->next) {
+        step(R, s->line);
         switch (s->k) {
         case S_TEXT: emit(R, v_str(s->s, s->n, NULL)); break;
         case S_OUT: emit(R, eval(R, s->a)); break;
@@ -2255,7 +1340,7 @@ static void exec_list(rctx *R, const node *s) {
             }
             if (s->nnames) {
                 value ns = lookup(R, s->s);
-                if (ns.k != V_DICT) fail(R->e, s->line, MOFO_EFORMAT, "set %s.%s: '%s' is not a namespace", s->s, s->names[0], s->s);
+                if (ns.k != V_DICT) jj_fail(R->e, s->line, MOFO_EFORMAT, "set %s.%s: '%s' is not a namespace", s->s, s->names[0], s->s);
                 dict_setc(R->e, ns.d, s->names[0], v);
             } else {
                 set_var(R, s->s, v);
@@ -2272,22 +1357,22 @@ static void exec_list(rctx *R, const node *s) {
         }
         case S_BREAK: R->brk = 1; break;
         case S_CONTINUE: R->brk = 2; break;
-        default: fail(R->e, s->line, MOFO_EFORMAT, "an expression where a statement belongs");
+        default: jj_fail(R->e, s->line, MOFO_EFORMAT, "an expression where a statement belongs");
         }
     }
 }
 
 int mofo_jinja_render(const mofo_jinja *t, const mofo_jinja_vars *v, mofo_strbuf *text, mofo_strbuf *trained, mofo_err *err) {
     jmp_buf jb;
-    env e = {NULL, &jb, err, t->name};
+    env e = {.jb = &jb, .err = err, .name = t->name};
     sbuild out = {0};
     if (setjmp(jb)) {
         mofo_sb_free(&out.t);
         mofo_sb_free(&out.m);
-        arena_free(e.head);
+        jj_arena_free(e.head);
         return err ? err->code : MOFO_EFORMAT;
     }
-    rctx R = {&e, v, dict_new(&e), NULL, &out, t->has_generation ? 0 : -1, 0};
+    rctx R = {.e = &e, .in = v, .globals = dict_new(&e), .out = &out, .generation = t->has_generation ? 0 : -1};
     if (v->extra && v->extra->type == MOFO_JSON_OBJECT)
         for (const mofo_json *c = v->extra->child; c; c = c->next)
             dict_set(&e, R.globals, v_str(c->key, c->key_len, NULL), from_json(&e, c, 0));
@@ -2304,12 +1389,12 @@ int mofo_jinja_render(const mofo_jinja *t, const mofo_jinja_vars *v, mofo_strbuf
     frame top = {NULL, dict_new(&e)};
     R.top = &top;
     exec_list(&R, t->body);
-    if (out.t.failed || out.m.failed) fail(&e, 0, MOFO_ENOMEM, "out of memory");
+    if (out.t.failed || out.m.failed) jj_fail(&e, 0, MOFO_ENOMEM, "out of memory");
     mofo_sb_append(text, out.t.data ? out.t.data : "", out.t.len);
     mofo_sb_append(trained, out.m.data ? out.m.data : "", out.m.len);
     mofo_sb_free(&out.t);
     mofo_sb_free(&out.m);
-    arena_free(e.head);
+    jj_arena_free(e.head);
     if (text->failed || trained->failed) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     return 0;
 }
