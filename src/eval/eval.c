@@ -88,44 +88,27 @@ int mofo_prompt_ids(const mofo_tokenizer *tok, const char *prompt, size_t len, i
         return mofo_tokenizer_encode(tok, prompt, len, 0, out, err);
     }
     mofo_strbuf sb = {0};
-    if (tpl == MOFO_TPL_MODEL) {
-        if (!chat) return mofo_errf(err, MOFO_EINVAL, "the template \"model\" needs the model's chat template");
+    {
+        /* one user turn rendered with add_generation_prompt; BOS as the data sets have it */
+        mofo_chat *own = NULL;
+        int rc = 0;
+        if (tpl == MOFO_TPL_MODEL && !chat) rc = mofo_errf(err, MOFO_EINVAL, "the template \"model\" needs the model's chat template");
+        else if (tpl != MOFO_TPL_MODEL) rc = mofo_chat_for(&own, (mofo_chat_template)tpl, tok, err);
         mofo_strbuf conv = {0};
         mofo_sb_puts(&conv, "[{\"role\": \"user\", \"content\": ");
         mofo_sb_json_string(&conv, prompt, len);
         mofo_sb_puts(&conv, "}]");
-        mofo_json_doc *d = conv.failed ? NULL : mofo_json_parse(conv.data, conv.len, err);
-        int rc = d ? mofo_chat_render(chat, mofo_json_root(d), 1, NULL, &sb, NULL, err) : mofo_errf(err, MOFO_ENOMEM, "out of memory");
-        if (!rc) rc = mofo_tokenizer_encode(tok, sb.data ? sb.data : "", sb.len, 0, out, err);
+        mofo_json_doc *d = rc || conv.failed ? NULL : mofo_json_parse(conv.data, conv.len, err);
+        if (!rc && !d) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        if (!rc && tpl != MOFO_TPL_LLAMA2 && tpl != MOFO_TPL_MODEL && mofo_tokenizer_adds_bos(tok)) put_bos(tok, &sb);
+        if (!rc) rc = mofo_chat_render(own ? own : chat, mofo_json_root(d), 1, NULL, &sb, NULL, err);
         mofo_json_free(d);
         mofo_sb_free(&conv);
-        mofo_sb_free(&sb);
-        return rc;
-    }
-    int bos_first = tpl == MOFO_TPL_LLAMA2 || mofo_tokenizer_adds_bos(tok);
-    if (bos_first) put_bos(tok, &sb);
-    switch ((mofo_chat_template)tpl) {
-    case MOFO_TPL_TULU:
-        mofo_sb_puts(&sb, "<|user|>\n");
-        mofo_sb_append(&sb, prompt, len);
-        mofo_sb_puts(&sb, "\n<|assistant|>\n");
-        break;
-    case MOFO_TPL_CHATML:
-        mofo_sb_puts(&sb, "<|im_start|>user\n");
-        mofo_sb_append(&sb, prompt, len);
-        mofo_sb_puts(&sb, "<|im_end|>\n<|im_start|>assistant\n");
-        break;
-    case MOFO_TPL_LLAMA2:
-        mofo_sb_puts(&sb, "[INST] ");
-        mofo_sb_append(&sb, prompt, len);
-        mofo_sb_puts(&sb, " [/INST]");
-        break;
-    case MOFO_TPL_PLAIN:
-        mofo_sb_append(&sb, prompt, len);
-        break;
-    default:
-        mofo_sb_free(&sb);
-        return mofo_errf(err, MOFO_EINVAL, "unknown chat template %d", tpl);
+        mofo_chat_free(own);
+        if (rc) {
+            mofo_sb_free(&sb);
+            return rc;
+        }
     }
     int rc = sb.failed ? mofo_errf(err, MOFO_ENOMEM, "out of memory")
                        : mofo_tokenizer_encode(tok, sb.data ? sb.data : "", sb.len, 0, out, err);

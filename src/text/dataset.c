@@ -1,4 +1,5 @@
 /* JSONL data sets: formats -> conversations -> chat template -> ids and labels; batches. */
+#define _POSIX_C_SOURCE 200809L
 #include "text/dataset.h"
 
 #include <stdio.h>
@@ -77,114 +78,59 @@ typedef struct {
     mofo_strbuf text;
     size_t spans[2 * 256]; /* trained byte ranges [s, e) of text */
     size_t nspans;
-    int overflow;
 } render;
 
-static void put(render *r, const char *s, size_t n) { mofo_sb_append(&r->text, s, n); }
-static void puts_(render *r, const char *s) { mofo_sb_puts(&r->text, s); }
+/* The built-in templates (dataset.h) in transformers' Jinja; {% generation %} marks the trained
+ * text. tulu is open-instruct's template with that mark. */
+static const char *const BUILTIN_SRC[] = {
+    [MOFO_TPL_TULU] =
+        "{% for m in messages %}{% if m.role == 'system' %}{{ '<|system|>\n' + m.content + '\n' }}"
+        "{% elif m.role == 'user' %}{{ '<|user|>\n' + m.content + '\n' }}"
+        "{% else %}{{ '<|assistant|>\n' }}{% generation %}{{ m.content + eos_token }}{% endgeneration %}"
+        "{% if not loop.last %}{{ '\n' }}{% endif %}{% endif %}"
+        "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}{% endfor %}",
+    [MOFO_TPL_CHATML] =
+        "{% for m in messages %}{{ '<|im_start|>' + m.role + '\n' }}{% if m.role == 'assistant' %}"
+        "{% generation %}{{ m.content + '<|im_end|>' }}{% endgeneration %}{% else %}{{ m.content + '<|im_end|>' }}"
+        "{% endif %}{{ '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+    [MOFO_TPL_LLAMA2] =
+        "{% if messages[0].role == 'system' %}{% set sys = messages[0].content %}{% set loop_messages = messages[1:] %}"
+        "{% else %}{% set loop_messages = messages %}{% endif %}{% for m in loop_messages %}"
+        "{% if m.role == 'system' %}{{ raise_exception('llama2 takes a system message only first') }}"
+        "{% elif m.role == 'user' %}{{ bos_token + '[INST] ' }}{% if loop.first and sys is defined %}"
+        "{{ '<<SYS>>\n' + sys + '\n<</SYS>>\n\n' }}{% endif %}{{ m.content + ' [/INST]' }}"
+        "{% else %}{{ ' ' }}{% generation %}{{ m.content + ' ' + eos_token }}{% endgeneration %}{% endif %}{% endfor %}",
+    [MOFO_TPL_PLAIN] =
+        "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content + eos_token }}"
+        "{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}",
+};
 
-/* Appends s then tail (the end token), both trained. */
-static void put_trained(render *r, const char *s, size_t n, const char *tail, size_t tn) {
-    size_t start = r->text.len;
-    put(r, s, n);
-    put(r, tail, tn);
-    if (r->nspans >= 256) {
-        r->overflow = 1;
-        return;
-    }
-    r->spans[2 * r->nspans] = start;
-    r->spans[2 * r->nspans + 1] = r->text.len;
-    r->nspans++;
+const char *mofo_chat_template_source(mofo_chat_template t) {
+    return (unsigned)t < sizeof BUILTIN_SRC / sizeof BUILTIN_SRC[0] ? BUILTIN_SRC[t] : NULL;
 }
 
-static int render_chat(render *r, const msg *m, size_t nm, const mofo_tokenizer *tok, mofo_chat_template tpl, mofo_err *err) {
-    size_t eos_n = 0, bos_n = 0;
-    const char *eos = mofo_tokenizer_token(tok, mofo_tokenizer_eos(tok), &eos_n);
-    const char *bos = mofo_tokenizer_token(tok, mofo_tokenizer_bos(tok), &bos_n);
-    if (!eos && tpl != MOFO_TPL_CHATML)
+int mofo_chat_builtin(mofo_chat **out, mofo_chat_template t, const char *bos, const char *eos, mofo_err *err) {
+    const char *src = mofo_chat_template_source(t);
+    *out = NULL;
+    if (!src) return mofo_errf(err, MOFO_EINVAL, "\"%s\" is not a built-in chat template", mofo_chat_template_name(t));
+    if (!eos && t != MOFO_TPL_CHATML)
         return mofo_errf(err, MOFO_EINVAL, "the tokenizer has no EOS token (set eos_token in tokenizer_config.json)");
-    if (!bos) bos = "", bos_n = 0;
-    switch (tpl) {
-    case MOFO_TPL_TULU:
-        for (size_t i = 0; i < nm; i++) {
-            if (m[i].role == ROLE_SYSTEM || m[i].role == ROLE_USER) {
-                puts_(r, m[i].role == ROLE_SYSTEM ? "<|system|>\n" : "<|user|>\n");
-                put(r, m[i].s, m[i].n);
-                puts_(r, "\n");
-            } else {
-                puts_(r, "<|assistant|>\n");
-                put_trained(r, m[i].s, m[i].n, eos, eos_n);
-                if (i + 1 < nm) puts_(r, "\n");
-            }
-        }
-        break;
-    case MOFO_TPL_CHATML:
-        for (size_t i = 0; i < nm; i++) {
-            static const char *roles[] = {"system", "user", "assistant"};
-            puts_(r, "<|im_start|>");
-            puts_(r, roles[m[i].role]);
-            puts_(r, "\n");
-            if (m[i].role == ROLE_ASSISTANT) {
-                put_trained(r, m[i].s, m[i].n, "<|im_end|>", 10);
-            } else {
-                put(r, m[i].s, m[i].n);
-                puts_(r, "<|im_end|>");
-            }
-            puts_(r, "\n");
-        }
-        break;
-    case MOFO_TPL_LLAMA2: {
-        size_t i = 0;
-        const msg *sys = NULL;
-        if (nm > 0 && m[0].role == ROLE_SYSTEM) sys = &m[i++];
-        int first = 1;
-        for (; i < nm; i++) {
-            if (m[i].role == ROLE_SYSTEM)
-                return mofo_errf(err, MOFO_EFORMAT, "messages[%zu]: llama2 takes a system message only first", i);
-            if (m[i].role == ROLE_USER) {
-                put(r, bos, bos_n);
-                puts_(r, "[INST] ");
-                if (first && sys) {
-                    puts_(r, "<<SYS>>\n");
-                    put(r, sys->s, sys->n);
-                    puts_(r, "\n<</SYS>>\n\n");
-                }
-                put(r, m[i].s, m[i].n);
-                puts_(r, " [/INST]");
-            } else {
-                puts_(r, " ");
-                size_t start = r->text.len;
-                put(r, m[i].s, m[i].n);
-                puts_(r, " ");
-                put(r, eos, eos_n);
-                if (r->nspans < 256) {
-                    r->spans[2 * r->nspans] = start;
-                    r->spans[2 * r->nspans + 1] = r->text.len;
-                    r->nspans++;
-                } else {
-                    r->overflow = 1;
-                }
-            }
-            first = 0;
-        }
-        break;
-    }
-    case MOFO_TPL_PLAIN:
-        for (size_t i = 0; i < nm; i++) {
-            if (m[i].role == ROLE_ASSISTANT) put_trained(r, m[i].s, m[i].n, eos, eos_n);
-            else put(r, m[i].s, m[i].n);
-        }
-        break;
-    case MOFO_TPL_MODEL: return mofo_errf(err, MOFO_EINVAL, "the model's template is rendered by render_model");
-    }
-    if (r->overflow) return mofo_errf(err, MOFO_EFORMAT, "more than 256 assistant messages");
-    if (r->text.failed) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
-    return 0;
+    return mofo_chat_from_source(out, src, strlen(src), mofo_chat_template_name(t), bos ? bos : "", eos, NULL, 0, err);
 }
 
-/* The model's own template: messages (a JSON array) rendered, its trained bytes made spans. */
-static int render_model(render *r, const mofo_chat *chat, const mofo_json *messages, mofo_err *err) {
-    if (!chat) return mofo_errf(err, MOFO_EINVAL, "the template \"model\" needs the model's chat template");
+int mofo_chat_for(mofo_chat **out, mofo_chat_template t, const mofo_tokenizer *tok, mofo_err *err) {
+    size_t bn = 0, en = 0;
+    const char *b = tok ? mofo_tokenizer_token(tok, mofo_tokenizer_bos(tok), &bn) : NULL;
+    const char *e = tok ? mofo_tokenizer_token(tok, mofo_tokenizer_eos(tok), &en) : NULL;
+    char *bos = b ? strndup(b, bn) : NULL, *eos = e ? strndup(e, en) : NULL;
+    int rc = (b && !bos) || (e && !eos) ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : mofo_chat_builtin(out, t, bos, eos, err);
+    free(bos);
+    free(eos);
+    return rc;
+}
+
+/* messages (a JSON array) rendered by chat, its trained bytes made spans */
+static int render_messages(render *r, const mofo_chat *chat, const mofo_json *messages, mofo_err *err) {
     mofo_strbuf mask = {0};
     int rc = mofo_chat_render(chat, messages, 0, NULL, &r->text, &mask, err);
     for (size_t i = 0; !rc && i < mask.len;) {
@@ -377,16 +323,20 @@ int mofo_example_from_json(const mofo_json *o, mofo_data_format fmt, const mofo_
     render r;
     r.text = (mofo_strbuf){0};
     r.nspans = 0;
-    r.overflow = 0;
-    if (!rc && tpl == MOFO_TPL_MODEL) {
+    /* the model's template, or a built-in one (made here when the caller has none at hand) */
+    const mofo_chat *chat = opt->chat;
+    mofo_chat *own = NULL;
+    if (!rc && !chat && tpl == MOFO_TPL_MODEL)
+        rc = mofo_errf(err, MOFO_EINVAL, "the template \"model\" needs the model's chat template");
+    if (!rc && !chat && !(rc = mofo_chat_for(&own, tpl, tok, err))) chat = own;
+    if (!rc) {
         /* the messages as written (a template may read more fields than role and content) */
         mofo_json_doc *d = list ? NULL : messages_json(m, nm, err);
         if (!list && !d) rc = err ? err->code : MOFO_ENOMEM;
-        if (!rc) rc = render_model(&r, opt->chat, list ? list : mofo_json_root(d), err);
+        if (!rc) rc = render_messages(&r, chat, list ? list : mofo_json_root(d), err);
         mofo_json_free(d);
-    } else if (!rc) {
-        rc = render_chat(&r, m, nm, tok, tpl, err);
     }
+    mofo_chat_free(own);
     int add_bos = tpl != MOFO_TPL_LLAMA2 && tpl != MOFO_TPL_MODEL && mofo_tokenizer_adds_bos(tok) && mofo_tokenizer_bos(tok) >= 0;
     if (!rc) rc = encode_render(&r, tok, add_bos, ex, err);
     mofo_sb_free(&r.text);
@@ -499,8 +449,23 @@ int mofo_dataset_load_buffer(mofo_dataset *ds, const char *name, const char *tex
         for (first = 0; first < nl && (fmt = detect_line(&lines[first])) == MOFO_FMT_AUTO; first++) {
         }
     if (fmt != MOFO_FMT_AUTO) ds->format = fmt;
+    /* a built-in template, made once for all lines */
+    mofo_data_opts oo = *o;
+    mofo_chat *own = NULL;
+    int chat_fmt = fmt == MOFO_FMT_MESSAGES || fmt == MOFO_FMT_PROMPT_COMPLETION || fmt == MOFO_FMT_ALPACA || fmt == MOFO_FMT_METAMATH;
+    if (!o->chat && o->tpl != MOFO_TPL_MODEL && chat_fmt && tok && first < nl) {
+        int rc = mofo_chat_for(&own, o->tpl, tok, err);
+        if (rc) {
+            int ln = lines[first].line; /* the first line that needs the template */
+            free(lines);
+            return mofo_err_prefix(err, "%s:%d", name, ln);
+        }
+        oo.chat = own;
+    }
+    o = &oo;
     jl_result *res = calloc(nl ? nl : 1, sizeof *res);
     if (!res) {
+        mofo_chat_free(own);
         free(lines);
         return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", name);
     }
@@ -552,6 +517,7 @@ int mofo_dataset_load_buffer(mofo_dataset *ds, const char *name, const char *tex
     }
     free(res);
     free(lines);
+    mofo_chat_free(own);
     return rc;
 }
 

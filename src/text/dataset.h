@@ -36,7 +36,7 @@
 
 #define MOFO_IGNORE_INDEX (-100)
 
-/* Chat templates (EOS is the tokenizer's end-of-sequence token, written as its text so that it is
+/* Chat templates, each written in Jinja and rendered as chat_template.h says (EOS is the tokenizer's end-of-sequence token, written as its text so that it is
  * matched as a special token exactly as transformers would; BOS likewise, and only where the
  * tokenizer adds one when asked for special tokens, except llama2 which writes it per turn):
  *   tulu    open-instruct's, as the MoFO paper used:  [BOS] then per message
@@ -63,6 +63,12 @@ typedef enum {
     MOFO_FMT_TOKENS
 } mofo_data_format;
 
+/* A built-in template (not MODEL) as a mofo_chat: its Jinja source (mofo_chat_template_source)
+ * with bos/eos as the template's bos_token/eos_token (bos NULL: ""; eos NULL is an error but for
+ * chatml); mofo_chat_for takes them from the tokenizer's BOS and EOS. */
+int mofo_chat_builtin(mofo_chat **out, mofo_chat_template t, const char *bos, const char *eos, mofo_err *err);
+int mofo_chat_for(mofo_chat **out, mofo_chat_template t, const mofo_tokenizer *tok, mofo_err *err);
+const char *mofo_chat_template_source(mofo_chat_template t); /* NULL for MODEL */
 /* "tulu", "chatml", "llama2", "plain", "model" -> 0 and *out; -1 for an unknown name. */
 int mofo_chat_template_parse(const char *name, mofo_chat_template *out);
 const char *mofo_chat_template_name(mofo_chat_template t);
