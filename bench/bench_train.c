@@ -115,12 +115,13 @@ int bench_train(int argc, char **argv) {
             rc = 1;
             break;
         }
-        float loss = NAN;
+        float loss = NAN, loss_first = NAN; /* the loss of the warm-up step, then of the last */
         for (int s = -1; s < steps && rc == 0; s++) {
             double a = (1e3 * cli_now());
             mofo_model_zero_grads(m);
             rc = mofo_model_forward(m, ids, tg, B, T, &loss, &err);
             double b = (1e3 * cli_now());
+            if (s < 0) loss_first = loss;
             if (rc == 0) rc = mofo_model_backward(m, ids, tg, &err);
             double c = (1e3 * cli_now());
             if (rc == 0) rc = mofo_optim_step(opt, 1e-4, &err);
@@ -143,8 +144,8 @@ int bench_train(int argc, char **argv) {
         if (json_out)
             printf("{\"arch\": \"%s\", \"size\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
                    "\"ms_per_step\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"optimizer_ms\": %.1f, "
-                   "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, \"loss\": %.4f}\n",
-                   arch, size, B, T, nt, ms, f, bk, om, tps, rss, predicted_mb, loss);
+                   "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, \"loss_first\": %.4f, \"loss\": %.4f}\n",
+                   arch, size, B, T, nt, ms, f, bk, om, tps, rss, predicted_mb, loss_first, loss);
         else
             printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, rss, loss);
         fflush(stdout);

@@ -38,10 +38,11 @@ static void run(const char *name) {
         CHECK(t != NULL, "%s missing in merged", m->p[i].name);
         if (!t) continue;
         float *want = malloc(sizeof(float) * t->numel), *got = malloc(sizeof(float) * t->numel);
-        mofo_st_to_f32(merged, t, want, t->numel, &err);
+        CHECK(mofo_st_to_f32(merged, t, want, t->numel, &err) == 0, "%s", err.msg);
         mofo_model_param_file_layout(m, i, m->params + m->p[i].offset, got);
         double e = rel_err(got, want, t->numel);
-        CHECK(e <= 1e-6, "%s: merged %s relative error %g", name, m->p[i].name, e);
+        /* measured 0 (the same float products as PEFT's merge; AVX2 EPYC); a float's rounding */
+        CHECK(e <= 1e-7, "%s: merged %s relative error %g", name, m->p[i].name, e);
         worst = fmax(worst, e);
         free(want);
         free(got);
@@ -57,17 +58,18 @@ static void run(const char *name) {
     memcpy(ids, ids_t->data, sizeof(int) * B * T);
     for (int i = 0; i < B * T; i++) tg[i] = (i % T) + 1 < T ? ids[i + 1] : -100;
     float loss = NAN, want_loss;
-    mofo_st_to_f32(ref, ls, &want_loss, 1, &err);
+    CHECK(mofo_st_to_f32(ref, ls, &want_loss, 1, &err) == 0, "%s", err.msg);
     CHECK(mofo_model_forward(m, ids, tg, B, T, &loss, &err) == 0, "%s", err.msg);
     float *wl = malloc(sizeof(float) * lg->numel);
-    mofo_st_to_f32(ref, lg, wl, lg->numel, &err);
+    CHECK(mofo_st_to_f32(ref, lg, wl, lg->numel, &err) == 0, "%s", err.msg);
     double le = 0, lmax = 0;
     for (int64_t i = 0; i < (int64_t)B * T * V; i++) {
         le = fmax(le, fabs(m->a.logits[i] - wl[i]));
         lmax = fmax(lmax, fabs(wl[i]));
     }
-    CHECK(le <= 1e-5 * lmax, "%s: logits differ by %g (max %g)", name, le, lmax);
-    CHECK(fabs(loss - want_loss) <= 1e-5, "%s: loss %.7f vs %.7f", name, loss, want_loss);
+    /* measured (AVX2 EPYC): logits within 1.2e-6 of the largest, losses within 4.8e-7: 10x */
+    CHECK(le <= 1.2e-5 * lmax, "%s: logits differ by %g (max %g)", name, le, lmax);
+    CHECK(fabs(loss - want_loss) <= 5e-6, "%s: loss %.7f vs %.7f", name, loss, want_loss);
     mofo_model_zero_grads(m);
     CHECK(mofo_model_backward(m, ids, tg, &err) == 0, "%s", err.msg);
     mofo_lora_backward(l, m);
@@ -82,9 +84,10 @@ static void run(const char *name) {
             CHECK(t != NULL, "%s missing", gn);
             if (!t) continue;
             float *want = malloc(sizeof(float) * t->numel);
-            mofo_st_to_f32(ref, t, want, t->numel, &err);
+            CHECK(mofo_st_to_f32(ref, t, want, t->numel, &err) == 0, "%s", err.msg);
             double e = rel_err(ab ? l->t[i].gB : l->t[i].gA, want, t->numel);
-            CHECK(e <= 1e-4, "%s: %s relative error %g", name, gn, e);
+            /* measured <= 2.3e-6 (llama-tiny; AVX2 EPYC): 10x */
+            CHECK(e <= 2.3e-5, "%s: %s relative error %g", name, gn, e);
             gworst = fmax(gworst, e);
             free(want);
         }

@@ -38,8 +38,9 @@ static void check_model(const char *name) {
         double d = fabs(ref_logits[i] - m->a.logits[i]);
         if (d > md) md = d;
     }
-    CHECK(md <= 1e-4 * mx, "%s: logits differ by %g (max |logit| %g)", name, md, mx);
-    CHECK(fabs(loss - ref_loss) <= 1e-5, "%s: loss %.8f vs %.8f", name, loss, ref_loss);
+    /* measured (AVX2 EPYC): logits within 5.7e-7 of the largest, losses within 5e-7: 10x */
+    CHECK(md <= 6e-6 * mx, "%s: logits differ by %g (max |logit| %g)", name, md, mx);
+    CHECK(fabs(loss - ref_loss) <= 5e-6, "%s: loss %.8f vs %.8f", name, loss, ref_loss);
     printf("%s: logits max diff %.3g of %.3g, loss %.7f vs %.7f\n", name, md, mx, loss, ref_loss);
 
     /* evaluation mode: the same logits and loss from one layer's buffers, and no backward after it */
@@ -67,7 +68,8 @@ static void check_model(const char *name) {
         CHECK(mofo_st_to_f32(ref, gt, want, p->numel, &err) == 0, "%s", err.msg);
         mofo_model_param_file_layout(m, i, m->grads + p->offset, got);
         double e = rel_err(got, want, (long)p->numel);
-        CHECK(e <= 1e-3, "%s: gradient of %s: relative error %g", name, p->name, e);
+        /* measured <= 1.04e-6 (llama-tiny-bf16; AVX2 EPYC): 10x */
+        CHECK(e <= 1e-5, "%s: gradient of %s: relative error %g", name, p->name, e);
         if (e > worst) worst = e;
         n_checked++;
         free(want);

@@ -55,6 +55,7 @@ static void run(const char *name, const char *method) {
     if (!bt) goto out;
     int S = (int)bt->shape[0], B = (int)bt->shape[1], T = (int)bt->shape[2];
     int *ids = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
+    double lworst = 0; /* the largest loss difference */
     for (int s = 0; s <= S; s++) {
         int b0 = s == S ? 0 : s; /* after the last step: the loss on batch 0 */
         memcpy(ids, (const int *)bt->data + (size_t)b0 * B * T, sizeof(int) * B * T);
@@ -62,12 +63,15 @@ static void run(const char *name, const char *method) {
         float loss = NAN;
         if (s < S) {
             CHECK(mofo_model_train_step(m, opt, ids, tg, B, T, 1e-3, &loss, &err) == 0, "%s", err.msg);
-            CHECK(fabs(loss - num_at(losses, s)) <= 1e-5, "%s %s step %d: loss %.7f vs %.7f", name, method, s + 1,
+            /* measured <= 4.8e-7 (AVX2 EPYC): 10x */
+            CHECK(fabs(loss - num_at(losses, s)) <= 5e-6, "%s %s step %d: loss %.7f vs %.7f", name, method, s + 1,
                   loss, num_at(losses, s));
+            lworst = fmax(lworst, fabs(loss - num_at(losses, s)));
         } else {
             CHECK(mofo_model_forward(m, ids, tg, B, T, &loss, &err) == 0, "%s", err.msg);
-            CHECK(fabs(loss - after->number) <= 1e-5, "%s %s: loss after %.7f vs %.7f", name, method, loss,
+            CHECK(fabs(loss - after->number) <= 5e-6, "%s %s: loss after %.7f vs %.7f", name, method, loss,
                   after->number);
+            lworst = fmax(lworst, fabs(loss - after->number));
         }
     }
     double worst = 0;
@@ -95,12 +99,13 @@ static void run(const char *name, const char *method) {
         } else {
             e = rel_err(got, want, (long)p->numel);
         }
-        CHECK(e <= 1e-4, "%s %s: %s: relative error %g", name, method, p->name, e);
+        /* measured <= 3.4e-6 (GPT-2 AdamW; AVX2 EPYC): 10x */
+        CHECK(e <= 3e-5, "%s %s: %s: relative error %g", name, method, p->name, e);
         if (e > worst) worst = e;
         free(want);
         free(got);
     }
-    printf("%-16s %-6s 3 steps: worst parameter relative error %.3g\n", name, method, worst);
+    printf("%-16s %-6s 3 steps: worst parameter relative error %.3g, worst loss difference %.3g\n", name, method, worst, lworst);
     free(ids);
     free(tg);
 out:
