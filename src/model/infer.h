@@ -1,9 +1,10 @@
 /* Inference: incremental decoding with a KV cache, greedy and temperature/top-p sampling.
  *
- * The cache holds, per layer, the keys and values of every position fed so far: k and v of shape
- * (L, NKV, T_max, HD). Feeding n new tokens runs the layers of layers.c on those n rows only (RoPE at
- * their absolute positions, or learned positions from wpe) and attends over the cached positions
- * 0..pos+n-1, causally and within the sliding window when the model has one.
+ * The cache holds, per layer, the keys and values of every position fed so far. Feeding n new
+ * tokens runs the training forward's block (block.h) on those n rows only (RoPE at their absolute
+ * positions, or learned positions from wpe), attending over the cached positions 0..pos+n-1,
+ * causally and within the sliding window when the model has one. Fed from position 0, the cache's
+ * logits equal mofo_model_forward's bit for bit.
  *
  * No global state: the RNG is a uint64_t the caller owns (splitmix64 + xorshift-style draws). */
 #ifndef MOFO_MODEL_INFER_H
@@ -11,16 +12,19 @@
 
 #include <stdint.h>
 
+#include "model/block.h"
 #include "model/model.h"
 
 typedef struct mofo_infer {
     int T_max;        /* positions the cache holds */
     int pos;          /* positions fed so far */
-    int n_cap;        /* rows the scratch buffers hold (tokens fed per call) */
-    float *k, *v;     /* (L, NKV, T_max, HD) */
+    int n_cap;        /* rows the scratch holds (tokens fed per call) */
+    float *kv;        /* (L, T_max, 2 NKV HD): each position's NKV key heads, then its NKV value heads */
     float *rope_cos, *rope_sin; /* (T_max, HD/2), RoPE only */
-    /* scratch for n_cap rows */
-    float *x, *ln, *stat1, *stat2, *qkv, *atty, *r2, *fc, *fch, *att; /* att (NH, T_max) */
+    float *scratch;   /* one allocation for n_cap rows: */
+    float *x, *y;     /* (n_cap, C): a layer's input and output */
+    mofo_block_acts a;
+    float *attn;      /* (n_cap, T_max) attention scores */
     float *logits;    /* (V): the last fed position's logits */
 } mofo_infer;
 

@@ -183,31 +183,30 @@ static int row_start(int t, int window) { return window > 0 && t - window + 1 > 
 
 /* The heads run one after another, each product on all of OpenBLAS's threads and each row loop on
  * OpenMP's: calling BLAS from inside an OpenMP region costs more than it saves here (measured). */
-void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HD, int window,
-                       float *scratch) {
-    int QKV = (NH + 2 * NKV) * HD, A = NH * HD, G = NH / NKV;
-    float scale = 1.0f / sqrtf((float)HD), *P = scratch;
+void attention_forward(float *out, float *lse, const float *q, int ldq, const float *k, const float *v, int ldkv,
+                       int B, int T, int pos0, int NH, int NKV, int HD, int window, float *scratch) {
+    int A = NH * HD, G = NH / NKV, P = pos0 + T;
+    float scale = 1.0f / sqrtf((float)HD), *S = scratch;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const float *base = qkv + (size_t)b * T * QKV;
-            const float *q = base + (size_t)h * HD, *k = base + (size_t)(NH + h / G) * HD,
-                        *v = base + (size_t)(NH + NKV + h / G) * HD;
+            const float *qh = q + (size_t)b * T * ldq + (size_t)h * HD;
+            const float *kh = k + (size_t)b * P * ldkv + (size_t)(h / G) * HD;
+            const float *vh = v + (size_t)b * P * ldkv + (size_t)(h / G) * HD;
             float *l = lse + ((size_t)b * NH + h) * T;
-            attn_scores(P, q, k, T, QKV, HD, scale);
+            mofo_sgemm(false, true, T, P, HD, scale, qh, ldq, kh, ldkv, 0.0f, S, P);
 #pragma omp parallel for schedule(static) if (T >= 128)
             for (int t = 0; t < T; t++) {
-                float *p = P + (size_t)t * T;
-                int t0 = row_start(t, window);
+                float *p = S + (size_t)t * P;
+                int pt = pos0 + t, u0 = row_start(pt, window);
                 float mx = -INFINITY;
-                for (int u = t0; u <= t; u++) mx = p[u] > mx ? p[u] : mx;
+                for (int u = u0; u <= pt; u++) mx = p[u] > mx ? p[u] : mx;
                 float sum = 0;
-                for (int u = t0; u <= t; u++) sum += (p[u] = expf(p[u] - mx));
+                for (int u = u0; u <= pt; u++) sum += (p[u] = expf(p[u] - mx));
                 float inv = 1.0f / sum;
-                for (int u = 0; u < T; u++) p[u] = u >= t0 && u <= t ? p[u] * inv : 0.0f;
+                for (int u = 0; u < P; u++) p[u] = u >= u0 && u <= pt ? p[u] * inv : 0.0f;
                 l[t] = mx + logf(sum);
             }
-            mofo_sgemm(false, false, T, HD, T, 1.0f, P, T, v, QKV, 0.0f, out + (size_t)b * T * A + (size_t)h * HD,
-                       A);
+            mofo_sgemm(false, false, T, HD, P, 1.0f, S, P, vh, ldkv, 0.0f, out + (size_t)b * T * A + (size_t)h * HD, A);
         }
 }
 

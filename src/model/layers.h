@@ -37,10 +37,12 @@ void rope_forward(float *qkv, const float *cos_t, const float *sin_t, int B, int
 // dqkv (B,T,QKV): the transposed rotation, in place
 void rope_backward(float *dqkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD);
 
-// qkv (B,T,QKV) -> out (B,T,NH*HD), lse (B,NH,T) the log-sum-exp of each row's scaled scores; causal,
-// window 0 = unlimited. Scores and probabilities live only in scratch (T*T floats).
-void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV, int HD, int window,
-                       float *scratch);
+// q (B,T,ldq): NH query heads of HD from column 0; k, v (B,P,ldkv) with P = pos0 + T: NKV heads of HD
+// each from their pointers. Query t of a sequence sits at position pos0 + t and sees the keys u in
+// [pos0 + t - window + 1, pos0 + t] (window 0: from 0) -> out (B,T,NH*HD), lse (B,NH,T) the log-sum-exp
+// of each row's scaled scores. Scores and probabilities live only in scratch (T*P floats).
+void attention_forward(float *out, float *lse, const float *q, int ldq, const float *k, const float *v, int ldkv,
+                       int B, int T, int pos0, int NH, int NKV, int HD, int window, float *scratch);
 // dout (B,T,NH*HD), out and lse of the forward -> dqkv (B,T,QKV) +=: the probabilities are recomputed
 // (flash-attention style); scratch: 2*T*T floats
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B,

@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
-#include "layers.h"
+#include "model/block.h"
+#include "model/layers.h"
 
 /* ---- the parameter table ---- */
 
@@ -228,12 +229,11 @@ void mofo_model_zero_grads(mofo_model *m) {
     if (m->grads) memset(m->grads, 0, m->n_floats * sizeof *m->grads);
 }
 
-static size_t fc_width(const mofo_model_config *c);
 
 mofo_param_kind mofo_model_param_kind(const mofo_model *m, int i) {
     const float *x = m->params + m->p[i].offset;
     const mofo_weights *w = &m->w;
-    const size_t C = (size_t)m->cfg.C, FC = fc_width(&m->cfg);
+    const size_t C = (size_t)m->cfg.C, FC = mofo_fc_width(&m->cfg);
     if (x == w->wte || x == w->wpe) return MOFO_KIND_EMBED;
     if (x == w->lm_head) return MOFO_KIND_HEAD;
     if (x == w->lnf_w || x == w->lnf_b) return MOFO_KIND_NORM;
@@ -464,11 +464,10 @@ void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
 
 /* ---- activations ---- */
 
-static size_t fc_width(const mofo_model_config *c) { return c->act == MOFO_ACT_SWIGLU ? 2 * (size_t)c->FF : (size_t)c->FF; }
 
 static size_t act_floats(const mofo_model_config *c, int B, int T, int kept) {
     size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
-           FC = fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
+           FC = mofo_fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
     size_t per_layer = N * (4 * C + 4 + QKV + A + FC + FF) + LSE;
     size_t top = N * C + N * (C + 2) + N * (size_t)c->V + N;
     size_t scratch = N * (3 * C + QKV + A + FC + FF) + 2 * (size_t)T * T + (size_t)T * c->HD;
@@ -489,7 +488,7 @@ static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     if (!base) return mofo_errf(err, MOFO_ENOMEM, "out of memory for activations (B=%d, T=%d: %zu MB)", B, T,
                                 total * 4 >> 20);
     size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD,
-           QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD, FC = fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
+           QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD, FC = mofo_fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
     float *p = base;
 #define TAKE(field, n) (a->field = p, p += (n))
     TAKE(resid, (L + 1) * N * C);
@@ -540,20 +539,24 @@ static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     return 0;
 }
 
-static void norm_fwd(const mofo_model_config *c, float *out, float *mean, float *rstd, const float *inp,
-                     const float *w, const float *b, int N) {
-    if (c->norm == MOFO_NORM_LAYERNORM)
-        layernorm_forward(out, mean, rstd, inp, w, b, N, c->C, (float)c->norm_eps);
-    else
-        rmsnorm_forward(out, rstd, inp, w, N, c->C, (float)c->norm_eps);
-}
-
-static void norm_bwd(const mofo_model_config *c, float *dinp, float *dw, float *db, const float *dout,
-                     const float *inp, const float *w, const float *mean, const float *rstd, int N) {
-    if (c->norm == MOFO_NORM_LAYERNORM)
-        layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c->C);
-    else
-        rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->C);
+/* Layer slot k's activations (k = l when training; 0, reused by every layer, when evaluating). */
+static mofo_block_acts layer_acts(const mofo_model *m, size_t k) {
+    const mofo_model_config *c = &m->cfg;
+    const mofo_acts *a = &m->a;
+    size_t N = (size_t)a->B * a->T, C = c->C, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
+           A = (size_t)c->NH * c->HD, LSE = (size_t)a->B * c->NH * a->T;
+    return (mofo_block_acts){.ln1 = a->ln1 + k * N * C,
+                             .ln1_mean = a->ln1_mean + k * N,
+                             .ln1_rstd = a->ln1_rstd + k * N,
+                             .qkv = a->qkv + k * N * QKV,
+                             .lse = a->lse + k * LSE,
+                             .atty = a->atty + k * N * A,
+                             .r2 = a->resid2 + k * N * C,
+                             .ln2 = a->ln2 + k * N * C,
+                             .ln2_mean = a->ln2_mean + k * N,
+                             .ln2_rstd = a->ln2_rstd + k * N,
+                             .fc = a->fc + k * N * mofo_fc_width(c),
+                             .fch = a->fch + k * N * (size_t)c->FF};
 }
 
 static int forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, int train,
@@ -574,37 +577,17 @@ static int forward(mofo_model *m, const int *inputs, const int *targets, int B, 
     int rc = acts_alloc(m, B, T, train ? c->L : 1, err);
     if (rc) return rc;
     mofo_acts *a = &m->a;
-    int N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD, FF = c->FF;
+    int N = B * T, C = c->C, L = c->L;
     /* training keeps every layer's activations; evaluation reuses layer 0's and alternates two
      * residual slots */
-#define SLOT(l) ((size_t)(train ? (l) : 0))
 #define RES(l) (a->resid + (size_t)(train ? (l) : (l) % 2) * N * C)
-    int FC = (int)fc_width(c);
-    size_t LSE = (size_t)B * c->NH * T;
     embed_forward(a->resid, inputs, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe : NULL, B, T, C);
     for (int l = 0; l < L; l++) {
-        const mofo_layer_w *w = &m->w.layer[l];
-        size_t k = SLOT(l);
-        float *x = RES(l), *ln1 = a->ln1 + k * N * C, *qkv = a->qkv + k * N * QKV, *lse = a->lse + k * LSE,
-              *atty = a->atty + k * N * A, *r2 = a->resid2 + k * N * C, *ln2 = a->ln2 + k * N * C,
-              *fc = a->fc + k * N * FC, *fch = a->fch + k * N * FF, *y = RES(l + 1);
-        norm_fwd(c, ln1, a->ln1_mean + k * N, a->ln1_rstd + k * N, x, w->ln1_w, w->ln1_b, N);
-        matmul_forward(qkv, ln1, w->qkv_w, w->qkv_b, N, C, QKV);
-        if (c->pos == MOFO_POS_ROPE) rope_forward(qkv, a->rope_cos, a->rope_sin, B, T, c->NH, c->NKV, c->HD);
-        attention_forward(atty, lse, qkv, B, T, c->NH, c->NKV, c->HD, c->sliding_window, a->attn_scratch);
-        matmul_forward(r2, atty, w->o_w, w->o_b, N, A, C);
-        for (size_t i = 0; i < (size_t)N * C; i++) r2[i] += x[i];
-        norm_fwd(c, ln2, a->ln2_mean + k * N, a->ln2_rstd + k * N, r2, w->ln2_w, w->ln2_b, N);
-        matmul_forward(fc, ln2, w->fc_w, w->fc_b, N, C, FC);
-        if (c->act == MOFO_ACT_SWIGLU)
-            swiglu_forward(fch, fc, N, FF);
-        else
-            gelu_forward(fch, fc, (size_t)N * FF);
-        matmul_forward(y, fch, w->proj_w, w->proj_b, N, FF, C);
-        for (size_t i = 0; i < (size_t)N * C; i++) y[i] += r2[i];
+        mofo_block_acts la = layer_acts(m, train ? (size_t)l : 0);
+        mofo_block_forward(c, &m->w.layer[l], RES(l + 1), RES(l), &la, B, T, 0, a->rope_cos, a->rope_sin, NULL,
+                           a->attn_scratch);
     }
-    norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
-#undef SLOT
+    mofo_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
 #undef RES
     matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
     m->n_valid = 0;
@@ -635,43 +618,22 @@ int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mo
     if (!a->ready) return mofo_errf(err, MOFO_EINVAL, "backward needs a successful forward pass with targets first");
     int rc = mofo_model_alloc_grads(m, err);
     if (rc) return rc;
-    int B = a->B, T = a->T, N = B * T, C = c->C, L = c->L, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD,
-        FF = c->FF, FC = (int)fc_width(c);
-    size_t LSE = (size_t)B * c->NH * T, NC = (size_t)N * C;
+    int B = a->B, T = a->T, N = B * T, C = c->C, L = c->L;
+    size_t NC = (size_t)N * C;
     if (m->n_valid == 0) return 0; /* nothing counted: zero gradient */
     a->ready = 0; /* the logits become their gradient: a second backward would be wrong */
     crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
     float *dlogits = a->logits;
     matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
     memset(a->dres, 0, NC * sizeof *a->dres);
-    norm_bwd(c, a->dres, m->g.lnf_w, m->g.lnf_b, a->dln, a->resid + (size_t)L * NC, m->w.lnf_w, a->lnf_mean,
-             a->lnf_rstd, N);
+    mofo_norm_backward(c, a->dres, m->g.lnf_w, m->g.lnf_b, a->dln, a->resid + (size_t)L * NC, m->w.lnf_w,
+                       a->lnf_mean, a->lnf_rstd, N);
+    mofo_block_scratch s = {
+        .dres2 = a->dres2, .dln = a->dln, .dqkv = a->dqkv, .datty = a->datty, .dfc = a->dfc, .dfch = a->dfch};
     for (int l = L - 1; l >= 0; l--) {
-        const mofo_layer_w *w = &m->w.layer[l];
-        mofo_layer_w *g = &m->g.layer[l];
-        float *x = a->resid + (size_t)l * NC, *ln1 = a->ln1 + (size_t)l * NC, *qkv = a->qkv + (size_t)l * N * QKV,
-              *lse = a->lse + l * LSE, *atty = a->atty + (size_t)l * N * A, *r2 = a->resid2 + (size_t)l * NC,
-              *ln2 = a->ln2 + (size_t)l * NC, *fc = a->fc + (size_t)l * N * FC, *fch = a->fch + (size_t)l * N * FF;
-        /* MLP block: y = r2 + proj(act(fc(norm2(r2)))) */
-        memcpy(a->dres2, a->dres, NC * sizeof *a->dres);
-        matmul_backward(a->dfch, g->proj_w, g->proj_b, a->dres, fch, w->proj_w, N, FF, C);
-        if (c->act == MOFO_ACT_SWIGLU)
-            swiglu_backward(a->dfc, fc, a->dfch, N, FF);
-        else
-            gelu_backward(a->dfc, fc, a->dfch, (size_t)N * FF);
-        matmul_backward(a->dln, g->fc_w, g->fc_b, a->dfc, ln2, w->fc_w, N, C, FC);
-        norm_bwd(c, a->dres2, g->ln2_w, g->ln2_b, a->dln, r2, w->ln2_w, a->ln2_mean + (size_t)l * N,
-                 a->ln2_rstd + (size_t)l * N, N);
-        /* attention block: r2 = x + o(attn(qkv(norm1(x)))) */
-        memcpy(a->dres, a->dres2, NC * sizeof *a->dres);
-        matmul_backward(a->datty, g->o_w, g->o_b, a->dres2, atty, w->o_w, N, A, C);
-        memset(a->dqkv, 0, (size_t)N * QKV * sizeof *a->dqkv);
-        attention_backward(a->dqkv, a->datty, qkv, atty, lse, B, T, c->NH, c->NKV, c->HD, c->sliding_window,
-                           a->attn_scratch);
-        if (c->pos == MOFO_POS_ROPE) rope_backward(a->dqkv, a->rope_cos, a->rope_sin, B, T, c->NH, c->NKV, c->HD);
-        matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, ln1, w->qkv_w, N, C, QKV);
-        norm_bwd(c, a->dres, g->ln1_w, g->ln1_b, a->dln, x, w->ln1_w, a->ln1_mean + (size_t)l * N,
-                 a->ln1_rstd + (size_t)l * N, N);
+        mofo_block_acts la = layer_acts(m, (size_t)l);
+        mofo_block_backward(c, &m->w.layer[l], &m->g.layer[l], a->dres, a->resid + (size_t)l * NC, &la, &s, B, T,
+                            a->rope_cos, a->rope_sin, a->attn_scratch);
     }
     embed_backward(m->g.wte, c->pos == MOFO_POS_LEARNED ? m->g.wpe : NULL, a->dres, inputs, B, T, C);
     return 0;

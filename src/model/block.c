@@ -1,0 +1,89 @@
+/* The transformer block (see block.h). */
+#include "model/block.h"
+
+#include <string.h>
+
+#include "model/layers.h"
+
+size_t mofo_fc_width(const mofo_model_config *c) {
+    return c->act == MOFO_ACT_SWIGLU ? 2 * (size_t)c->FF : (size_t)c->FF;
+}
+
+void mofo_norm_forward(const mofo_model_config *c, float *out, float *mean, float *rstd, const float *inp,
+                       const float *w, const float *b, int N) {
+    if (c->norm == MOFO_NORM_LAYERNORM)
+        layernorm_forward(out, mean, rstd, inp, w, b, N, c->C, (float)c->norm_eps);
+    else
+        rmsnorm_forward(out, rstd, inp, w, N, c->C, (float)c->norm_eps);
+}
+
+void mofo_norm_backward(const mofo_model_config *c, float *dinp, float *dw, float *db, const float *dout,
+                        const float *inp, const float *w, const float *mean, const float *rstd, int N) {
+    if (c->norm == MOFO_NORM_LAYERNORM)
+        layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c->C);
+    else
+        rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c->C);
+}
+
+/* Copies the new rows' key and value heads (T, QKV) into cache rows pos0..pos0+T-1 (T_max, 2 NKV HD). */
+static void cache_store(float *cache, const float *qkv, int T, int pos0, int NH, int NKV, int HD) {
+    size_t QKV = (size_t)(NH + 2 * NKV) * HD, KV = 2 * (size_t)NKV * HD;
+    for (int t = 0; t < T; t++)
+        memcpy(cache + (size_t)(pos0 + t) * KV, qkv + (size_t)t * QKV + (size_t)NH * HD, KV * sizeof(float));
+}
+
+void mofo_block_forward(const mofo_model_config *c, const mofo_layer_w *w, float *y, const float *x,
+                        const mofo_block_acts *a, int B, int T, int pos0, const float *rope_cos,
+                        const float *rope_sin, float *cache, float *attn_scratch) {
+    int N = B * T, C = c->C, NH = c->NH, NKV = c->NKV, HD = c->HD, A = NH * HD, QKV = (NH + 2 * NKV) * HD,
+        FF = c->FF, FC = (int)mofo_fc_width(c);
+    mofo_norm_forward(c, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N);
+    matmul_forward(a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, QKV);
+    if (c->pos == MOFO_POS_ROPE) rope_forward(a->qkv, rope_cos, rope_sin, B, T, NH, NKV, HD);
+    const float *k = a->qkv + (size_t)NH * HD, *v = a->qkv + (size_t)(NH + NKV) * HD;
+    int ldkv = QKV;
+    if (cache) {
+        cache_store(cache, a->qkv, T, pos0, NH, NKV, HD);
+        k = cache;
+        v = cache + (size_t)NKV * HD;
+        ldkv = 2 * NKV * HD;
+    }
+    attention_forward(a->atty, a->lse, a->qkv, QKV, k, v, ldkv, B, T, pos0, NH, NKV, HD, c->sliding_window,
+                      attn_scratch);
+    matmul_forward(a->r2, a->atty, w->o_w, w->o_b, N, A, C);
+    for (size_t i = 0; i < (size_t)N * C; i++) a->r2[i] += x[i];
+    mofo_norm_forward(c, a->ln2, a->ln2_mean, a->ln2_rstd, a->r2, w->ln2_w, w->ln2_b, N);
+    matmul_forward(a->fc, a->ln2, w->fc_w, w->fc_b, N, C, FC);
+    if (c->act == MOFO_ACT_SWIGLU)
+        swiglu_forward(a->fch, a->fc, N, FF);
+    else
+        gelu_forward(a->fch, a->fc, (size_t)N * FF);
+    matmul_forward(y, a->fch, w->proj_w, w->proj_b, N, FF, C);
+    for (size_t i = 0; i < (size_t)N * C; i++) y[i] += a->r2[i];
+}
+
+void mofo_block_backward(const mofo_model_config *c, const mofo_layer_w *w, mofo_layer_w *g, float *dres,
+                         const float *x, const mofo_block_acts *a, const mofo_block_scratch *s, int B, int T,
+                         const float *rope_cos, const float *rope_sin, float *attn_scratch) {
+    int N = B * T, C = c->C, NH = c->NH, NKV = c->NKV, HD = c->HD, A = NH * HD, QKV = (NH + 2 * NKV) * HD,
+        FF = c->FF, FC = (int)mofo_fc_width(c);
+    size_t NC = (size_t)N * C;
+    /* MLP: y = r2 + proj(act(fc(norm2(r2)))) */
+    memcpy(s->dres2, dres, NC * sizeof *dres);
+    matmul_backward(s->dfch, g->proj_w, g->proj_b, dres, a->fch, w->proj_w, N, FF, C);
+    if (c->act == MOFO_ACT_SWIGLU)
+        swiglu_backward(s->dfc, a->fc, s->dfch, N, FF);
+    else
+        gelu_backward(s->dfc, a->fc, s->dfch, (size_t)N * FF);
+    matmul_backward(s->dln, g->fc_w, g->fc_b, s->dfc, a->ln2, w->fc_w, N, C, FC);
+    mofo_norm_backward(c, s->dres2, g->ln2_w, g->ln2_b, s->dln, a->r2, w->ln2_w, a->ln2_mean, a->ln2_rstd, N);
+    /* attention: r2 = x + o(attn(qkv(norm1(x)))) */
+    memcpy(dres, s->dres2, NC * sizeof *dres);
+    matmul_backward(s->datty, g->o_w, g->o_b, s->dres2, a->atty, w->o_w, N, A, C);
+    memset(s->dqkv, 0, (size_t)N * QKV * sizeof *s->dqkv);
+    attention_backward(s->dqkv, s->datty, a->qkv, a->atty, a->lse, B, T, NH, NKV, HD, c->sliding_window,
+                       attn_scratch);
+    if (c->pos == MOFO_POS_ROPE) rope_backward(s->dqkv, rope_cos, rope_sin, B, T, NH, NKV, HD);
+    matmul_backward(s->dln, g->qkv_w, g->qkv_b, s->dqkv, a->ln1, w->qkv_w, N, C, QKV);
+    mofo_norm_backward(c, dres, g->ln1_w, g->ln1_b, s->dln, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, N);
+}
