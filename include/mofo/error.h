@@ -6,6 +6,8 @@
 #ifndef MOFO_ERROR_H
 #define MOFO_ERROR_H
 
+#include "mofo/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,21 +31,21 @@ typedef struct mofo_err {
 } mofo_err;
 
 /* Records a formatted message in err (which may be NULL) and returns code. */
-int mofo_errf(mofo_err *err, int code, const char *fmt, ...)
+MOFO_API int mofo_errf(mofo_err *err, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
 
 /* Prepends "prefix: " to the message already in err (no-op when err is NULL); returns err->code. */
-int mofo_err_prefix(mofo_err *err, const char *fmt, ...)
+MOFO_API int mofo_err_prefix(mofo_err *err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
 /* A short name of a status code ("invalid argument", ...). */
-const char *mofo_strstatus(int code);
+MOFO_API const char *mofo_strstatus(int code);
 
 #ifdef __cplusplus
 }

@@ -98,20 +98,20 @@ typedef struct mofo_options {
 } mofo_options;
 
 /* Defaults for a rule (see the fields). */
-void mofo_options_init(mofo_options *o, mofo_rule rule);
+MOFO_API void mofo_options_init(mofo_options *o, mofo_rule rule);
 /* Sets one option by name from text, as a command line or config file gives it: rule, filter,
  * partition, rows_per_block, policy, ties, alpha, beta1, beta2, eps, weight_decay, seed, threads,
  * track_coverage, device (cpu, cuda), stochastic_rounding (0, 1). An unknown name or a value that
  * does not parse fails and names it. Setting
  * "rule" resets the betas to that rule's defaults. */
-int mofo_options_set(mofo_options *o, const char *name, const char *value, mofo_err *err);
+MOFO_API int mofo_options_set(mofo_options *o, const char *name, const char *value, mofo_err *err);
 /* Checks every field; the message names the first bad option and its allowed range. */
-int mofo_options_check(const mofo_options *o, mofo_err *err);
+MOFO_API int mofo_options_check(const mofo_options *o, mofo_err *err);
 
-const char *mofo_rule_name(mofo_rule r);
-const char *mofo_filter_name(mofo_filter f);
-const char *mofo_partition_name(mofo_partition p);
-const char *mofo_device_name(mofo_device d);
+MOFO_API const char *mofo_rule_name(mofo_rule r);
+MOFO_API const char *mofo_filter_name(mofo_filter f);
+MOFO_API const char *mofo_partition_name(mofo_partition p);
+MOFO_API const char *mofo_device_name(mofo_device d);
 
 /* A parameter group: options shared by the tensors registered into it. */
 typedef struct mofo_group {
@@ -122,34 +122,34 @@ typedef struct mofo_group {
 } mofo_group;
 
 /* lr_scale 1 and the options' weight decay and alpha; filtered unless the filter is NONE. */
-void mofo_group_init(mofo_group *g, const mofo_options *o);
+MOFO_API void mofo_group_init(mofo_group *g, const mofo_options *o);
 
 typedef struct mofo_optim mofo_optim;
 
-mofo_optim *mofo_optim_create(const mofo_options *o, mofo_err *err);
-void mofo_optim_destroy(mofo_optim *opt);
+MOFO_API mofo_optim *mofo_optim_create(const mofo_options *o, mofo_err *err);
+MOFO_API void mofo_optim_destroy(mofo_optim *opt);
 
 /* Adds a group; returns its id (>= 0) or a negative status. */
-int mofo_optim_add_group(mofo_optim *opt, const mofo_group *g, mofo_err *err);
+MOFO_API int mofo_optim_add_group(mofo_optim *opt, const mofo_group *g, mofo_err *err);
 
 #define MOFO_GROUP_AUTO (-1) /* let the options' policy choose filtered/dense and the decay */
 
 /* Registers a tensor (before the first step). data and grad are fp32 arrays of prod(shape) entries,
  * row-major, owned by the caller, and must stay valid while the optimizer lives. The optimizer
  * reads grad and updates data in place. Returns the parameter's index or a negative status. */
-int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const float *grad,
+MOFO_API int mofo_optim_add_param(mofo_optim *opt, const char *name, float *data, const float *grad,
                          int ndim, const int64_t *shape, int group, mofo_err *err);
 
 /* Registers bf16 parameters (MOFO_DEVICE_CUDA only): data and grad are device arrays of prod(shape)
  * bf16 values (the bits of __nv_bfloat16). The optimizer keeps fp32 master weights, initialised from
  * data now, and fp32 moments; each step updates the master weights and writes them rounded to bf16
  * into data (to nearest even, or stochastically with the option stochastic_rounding). */
-int mofo_optim_add_param_bf16(mofo_optim *opt, const char *name, uint16_t *data, const uint16_t *grad, int ndim,
+MOFO_API int mofo_optim_add_param_bf16(mofo_optim *opt, const char *name, uint16_t *data, const uint16_t *grad, int ndim,
                               const int64_t *shape, int group, mofo_err *err);
 
 /* One step with learning rate lr (>= 0). A NaN or infinite gradient refuses the step: parameters
  * and state stay untouched and the message names the tensor and the entry. */
-int mofo_optim_step(mofo_optim *opt, double lr, mofo_err *err);
+MOFO_API int mofo_optim_step(mofo_optim *opt, double lr, mofo_err *err);
 
 /* Per-block statistics of the last step. */
 typedef struct mofo_block_stats {
@@ -173,24 +173,24 @@ typedef struct mofo_stats {
 } mofo_stats;
 
 /* Valid until the next step or destroy. */
-const mofo_stats *mofo_optim_stats(const mofo_optim *opt);
-int mofo_optim_n_params(const mofo_optim *opt);
-const char *mofo_optim_param_name(const mofo_optim *opt, int i);
+MOFO_API const mofo_stats *mofo_optim_stats(const mofo_optim *opt);
+MOFO_API int mofo_optim_n_params(const mofo_optim *opt);
+MOFO_API const char *mofo_optim_param_name(const mofo_optim *opt, int i);
 /* 1 when parameter i is filtered, 0 when dense. */
-int mofo_optim_param_filtered(const mofo_optim *opt, int i);
+MOFO_API int mofo_optim_param_filtered(const mofo_optim *opt, int i);
 
 /* The state (moments, step count, coverage bits, the options that shape it) as a safetensors file
  * with tensors "m/NAME", "v/NAME" (AdamW) and "updated/NAME" (coverage bits), written atomically.
  * Load checks that the file belongs to the same rule and parameters; a resumed run continues bit
  * for bit like the uninterrupted one. */
-int mofo_optim_save(const mofo_optim *opt, const char *path, mofo_err *err);
-int mofo_optim_load(mofo_optim *opt, const char *path, mofo_err *err);
+MOFO_API int mofo_optim_save(const mofo_optim *opt, const char *path, mofo_err *err);
+MOFO_API int mofo_optim_load(mofo_optim *opt, const char *path, mofo_err *err);
 
 /* Direct access to the moment buffers of parameter i (v is NULL for Lion and SGDM); device pointers
  * under MOFO_DEVICE_CUDA. A state saved on one device loads on the other (bf16 parameters add their
  * master weights, "master/NAME", which only a CUDA optimizer with the same bf16 parameter loads). */
-float *mofo_optim_m(mofo_optim *opt, int i);
-float *mofo_optim_v(mofo_optim *opt, int i);
+MOFO_API float *mofo_optim_m(mofo_optim *opt, int i);
+MOFO_API float *mofo_optim_v(mofo_optim *opt, int i);
 
 #ifdef __cplusplus
 }

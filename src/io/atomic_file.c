@@ -19,8 +19,10 @@ int mofo_afile_open(mofo_afile *af, const char *path, mofo_err *err) {
     size_t n = strlen(path) + 32;
     af->path = dup_str(path);
     af->tmp = malloc(n);
-    if (!af->path || !af->tmp) {
-        mofo_afile_abort(af);
+    if (!af->path || !af->tmp) { /* nothing created yet: tmp holds no name to unlink */
+        free(af->path);
+        free(af->tmp);
+        memset(af, 0, sizeof *af);
         return mofo_errf(err, MOFO_ENOMEM, "%s: out of memory", path);
     }
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
