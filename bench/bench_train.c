@@ -1,5 +1,6 @@
-/* mofo bench train: training steps (forward + backward + MoFO step) of randomly initialised models
- * shaped like GPT-2 small (124M) or TinyLlama-1.1B, at 1 and 2 threads.
+/* mofo bench train: training steps (forward + backward + optimizer step) of randomly initialised
+ * models shaped like GPT-2 small (124M) or TinyLlama-1.1B, at 1 and 2 threads, with MoFO, dense
+ * AdamW or LoRA (the frozen base gets no gradient: one process per method to compare peak RSS).
  *
  * Each row: the median over the timed steps (after one warm-up step) of the whole step and of its
  * parts, tokens per second, and the process's peak RSS so far. Memory is also predicted: weights +
@@ -19,10 +20,12 @@
 #include "cli/threads.h"
 #include "model/model.h"
 #include "mofo/optim.h"
+#include "train/lora.h"
 #include "cli/timing.h"
 
 static const char *arch = "gpt2", *size;
 static int64_t batch, seq, threads, steps = 3;
+static const char *method = "mofo";
 static int json_out;
 
 static const arg_spec SPECS[] = {
@@ -32,12 +35,14 @@ static const arg_spec SPECS[] = {
     {"seq", ARG_INT, &seq, "T", "tokens per sequence (default 64 for gpt2, 128 for llama)"},
     {"threads", ARG_INT, &threads, "N", "one row with N threads (default: rows for 1 and 2)"},
     {"steps", ARG_INT, &steps, "S", "timed steps per row after a warm-up step (default 3)"},
+    {"method", ARG_STR, &method, "M", "mofo (alpha 0.15; the default) | adamw | lora (rank 8 on every linear layer, "
+                                      "AdamW on the adapters, the base frozen)"},
     {"json", ARG_FLAG, &json_out, NULL, "one JSON object per row"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void bench_train_help(FILE *out) {
-    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--batch B] [--seq T] [--threads N] [--json]",
+    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--threads N] [--json]",
               SPECS, N_SPECS);
 }
 
@@ -57,6 +62,11 @@ int bench_train(int argc, char **argv) {
         fprintf(stderr, "mofo bench train: --batch, --seq and --steps must be positive\n");
         return 2;
     }
+    int lora = strcmp(method, "lora") == 0, dense = strcmp(method, "adamw") == 0;
+    if (!lora && !dense && strcmp(method, "mofo") != 0) {
+        fprintf(stderr, "mofo bench train: --method '%s': use mofo, adamw or lora\n", method);
+        return 2;
+    }
     mofo_err err = {0};
     mofo_model_config cfg;
     if (mofo_config_preset(&cfg, arch, size, &err)) {
@@ -69,9 +79,13 @@ int bench_train(int argc, char **argv) {
         return 2;
     }
     mofo_model *m = NULL;
+    mofo_lora *l = NULL;
     double t0 = (1e3 * cli_now());
-    if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) || mofo_model_alloc_grads(m, &err)) {
+    if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) ||
+        (lora ? mofo_lora_create(&l, m, "q,k,v,o,gate,up,down", 8, 16, 1, &err) || mofo_lora_attach(l, m, &err)
+              : mofo_model_alloc_grads(m, &err))) {
         fprintf(stderr, "mofo bench train: %s\n", err.msg);
+        mofo_lora_free(l);
         mofo_model_free(m);
         return 1;
     }
@@ -84,10 +98,11 @@ int bench_train(int argc, char **argv) {
     }
     for (int i = 0; i < B * T; i++) tg[i] = (i % T) + 1 < T ? ids[i + 1] : -100;
     double params_m = m->n_floats / 1e6, acts_mb = mofo_model_act_floats(&cfg, B, T) * 4.0 / (1 << 20),
-           predicted_mb = m->n_floats * 16.0 / (1 << 20) + acts_mb;
+           predicted_mb = m->n_floats * (lora ? 4.0 : 16.0) / (1 << 20) + acts_mb; /* LoRA: weights only */
     if (!json_out) {
-        printf("mofo bench train: %s %s (%.1fM parameters), B=%d T=%d, MoFO alpha 0.15, %d timed steps per row\n",
-               arch, size, params_m, B, T, (int)steps);
+        printf("mofo bench train: %s %s (%.1fM parameters), B=%d T=%d, %s, %d timed steps per row\n", arch, size,
+               params_m, B, T,
+               lora ? "LoRA rank 8 (AdamW on the adapters)" : dense ? "AdamW (dense)" : "MoFO alpha 0.15", (int)steps);
         int par = openblas_get_parallel();
         const char *wait = getenv("OMP_WAIT_POLICY");
         double load[1] = {0};
@@ -95,8 +110,9 @@ int bench_train(int argc, char **argv) {
         printf("OpenBLAS %s build%s%s; load average before the run %.2f (other processes share the cores)\n",
                par == 2 ? "OpenMP" : par == 1 ? "pthreads" : "sequential", wait ? ", OMP_WAIT_POLICY=" : "",
                wait ? wait : "", load[0]);
-        printf("memory predicted: weights+grads+m+v %.0f MB + activations %.0f MB = %.0f MB; init %.1f s\n\n",
-               m->n_floats * 16.0 / (1 << 20), acts_mb, predicted_mb, init_ms / 1e3);
+        printf("memory predicted: %s %.0f MB + activations %.0f MB = %.0f MB; init %.1f s\n\n",
+               lora ? "weights (adapters aside)" : "weights+grads+m+v", m->n_floats * (lora ? 4.0 : 16.0) / (1 << 20),
+               acts_mb, predicted_mb, init_ms / 1e3);
         printf("%7s %11s %10s %11s %12s %10s %12s %8s\n", "threads", "ms/step", "forward", "backward", "optimizer",
                "tokens/s", "peak RSS MB", "loss");
     }
@@ -108,8 +124,9 @@ int bench_train(int argc, char **argv) {
         mofo_options_init(&o, MOFO_RULE_ADAMW);
         o.weight_decay = 0.01;
         o.threads = nt;
+        if (lora || dense) o.filter = MOFO_FILTER_NONE;
         mofo_optim *opt = mofo_optim_create(&o, &err);
-        if (!opt || mofo_model_register(m, opt, &err)) {
+        if (!opt || (lora ? mofo_lora_register(l, opt, &err) : mofo_model_register(m, opt, &err))) {
             fprintf(stderr, "mofo bench train: %s\n", err.msg);
             mofo_optim_destroy(opt);
             rc = 1;
@@ -119,6 +136,7 @@ int bench_train(int argc, char **argv) {
         for (int s = -1; s < steps && rc == 0; s++) {
             double a = (1e3 * cli_now());
             mofo_model_zero_grads(m);
+            if (l) mofo_lora_zero_grads(l);
             rc = mofo_model_forward(m, ids, tg, B, T, &loss, &err);
             double b = (1e3 * cli_now());
             if (s < 0) loss_first = loss;
@@ -142,10 +160,10 @@ int bench_train(int argc, char **argv) {
         double ms = cli_median(tot, S), f = cli_median(fw, S), bk = cli_median(bw, S), om = cli_median(op, S);
         double tps = B * T / (ms / 1e3), rss = peak_rss_mb();
         if (json_out)
-            printf("{\"arch\": \"%s\", \"size\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
+            printf("{\"arch\": \"%s\", \"size\": \"%s\", \"method\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
                    "\"ms_per_step\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"optimizer_ms\": %.1f, "
                    "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, \"loss_first\": %.4f, \"loss\": %.4f}\n",
-                   arch, size, B, T, nt, ms, f, bk, om, tps, rss, predicted_mb, loss_first, loss);
+                   arch, size, method, B, T, nt, ms, f, bk, om, tps, rss, predicted_mb, loss_first, loss);
         else
             printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, rss, loss);
         fflush(stdout);
@@ -153,6 +171,7 @@ int bench_train(int argc, char **argv) {
     free(tot);
     free(ids);
     free(tg);
+    mofo_lora_free(l);
     mofo_model_free(m);
     return rc;
 }

@@ -283,7 +283,7 @@ static void lora_train(const char *name, double first_loss) {
     if (base && merged && l) {
         float *b0 = malloc(base->n_floats * sizeof *b0);
         memcpy(b0, base->params, base->n_floats * sizeof *b0);
-        mofo_lora_merge(l, base, b0);
+        mofo_lora_merge(l, base, b0, base->params);
         CHECK(memcmp(base->params, merged->params, base->n_floats * sizeof *b0) == 0,
               "%s: --merge is not base + s B A of the saved adapter", name);
         int64_t moved = 0;

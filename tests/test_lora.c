@@ -1,6 +1,7 @@
-/* LoRA against PEFT 0.21 (fixtures *-lora/): loading adapter/ gives the reference logits and loss and,
- * through dW, the adapter gradients; merging gives merged.safetensors; an adapter saved by mofo has
- * PEFT's names, shapes and config fields and loads back to the same numbers. */
+/* LoRA against PEFT 0.21 (fixtures *-lora/): merging adapter/ gives merged.safetensors; attached to
+ * the frozen base it gives the reference logits, loss and adapter gradients with no weight
+ * gradient; an adapter saved by mofo has PEFT's names, shapes and config fields and loads back to
+ * the same numbers. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
@@ -27,9 +28,9 @@ static void run(const char *name) {
     CHECK(mofo_st_open(&merged, p, &err) == 0, "%s", err.msg);
     if (!m || !l || !ref || !merged) goto out;
     CHECK(l->r == 4 && l->scale == 2.0, "%s: r %d scale %g", name, l->r, l->scale);
-    float *base = malloc(m->n_floats * sizeof *base);
-    memcpy(base, m->params, m->n_floats * sizeof *base);
-    mofo_lora_merge(l, m, base);
+    float *mp = malloc(m->n_floats * sizeof *mp); /* the merged model's parameters */
+    memcpy(mp, m->params, m->n_floats * sizeof *mp);
+    mofo_lora_merge(l, m, m->params, mp);
 
     /* merged weights */
     double worst = 0;
@@ -39,7 +40,7 @@ static void run(const char *name) {
         if (!t) continue;
         float *want = malloc(sizeof(float) * t->numel), *got = malloc(sizeof(float) * t->numel);
         CHECK(mofo_st_to_f32(merged, t, want, t->numel, &err) == 0, "%s", err.msg);
-        mofo_model_param_file_layout(m, i, m->params + m->p[i].offset, got);
+        mofo_model_param_file_layout(m, i, mp + m->p[i].offset, got);
         double e = rel_err(got, want, t->numel);
         /* measured 0 (the same float products as PEFT's merge; AVX2 EPYC); a float's rounding */
         CHECK(e <= 1e-7, "%s: merged %s relative error %g", name, m->p[i].name, e);
@@ -48,7 +49,11 @@ static void run(const char *name) {
         free(got);
     }
 
-    /* logits, loss and adapter gradients */
+    free(mp);
+
+    /* logits, loss and adapter gradients as training computes them: the adapters attached to the
+     * frozen base, no merged weights and no weight gradients */
+    CHECK(mofo_lora_attach(l, m, &err) == 0, "%s", err.msg);
     const mofo_st_tensor *ids_t = mofo_st_find(ref, "input_ids"), *lg = mofo_st_find(ref, "logits"),
                          *ls = mofo_st_find(ref, "loss");
     CHECK(ids_t && lg && ls, "%s: ref tensors", name);
@@ -67,12 +72,13 @@ static void run(const char *name) {
         le = fmax(le, fabs(m->a.logits[i] - wl[i]));
         lmax = fmax(lmax, fabs(wl[i]));
     }
-    /* measured (AVX2 EPYC): logits within 1.2e-6 of the largest, losses within 4.8e-7: 10x */
-    CHECK(le <= 1.2e-5 * lmax, "%s: logits differ by %g (max %g)", name, le, lmax);
+    /* measured through the attached adapters (Xeon, AVX-512): logits within 8.5e-7 of the largest
+     * (the merged weights gave 1.2e-6 on an AVX2 EPYC), losses within 4.8e-7: 10x */
+    CHECK(le <= 8.5e-6 * lmax, "%s: logits differ by %g (max %g)", name, le, lmax);
     CHECK(fabs(loss - want_loss) <= 5e-6, "%s: loss %.7f vs %.7f", name, loss, want_loss);
-    mofo_model_zero_grads(m);
+    mofo_lora_zero_grads(l);
     CHECK(mofo_model_backward(m, ids, tg, &err) == 0, "%s", err.msg);
-    mofo_lora_backward(l, m);
+    CHECK(m->grads == NULL, "%s: the frozen base got a gradient buffer", name);
     double gworst = 0;
     for (int i = 0; i < l->n; i++) {
         for (int ab = 0; ab < 2; ab++) {
@@ -86,7 +92,7 @@ static void run(const char *name) {
             float *want = malloc(sizeof(float) * t->numel);
             CHECK(mofo_st_to_f32(ref, t, want, t->numel, &err) == 0, "%s", err.msg);
             double e = rel_err(ab ? l->t[i].gB : l->t[i].gA, want, t->numel);
-            /* measured <= 2.3e-6 (llama-tiny; AVX2 EPYC): 10x */
+            /* measured <= 2.3e-6 (llama-tiny; AVX2 EPYC through dW, Xeon through the adapters): 10x */
             CHECK(e <= 2.3e-5, "%s: %s relative error %g", name, gn, e);
             gworst = fmax(gworst, e);
             free(want);
@@ -151,7 +157,6 @@ static void run(const char *name) {
         }
     }
 out2:
-    free(base);
 out:
     mofo_lora_free(l);
     mofo_st_close(ref);

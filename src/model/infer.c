@@ -24,7 +24,7 @@ static int scratch_alloc(mofo_infer *s, const mofo_model_config *c, int n, mofo_
     if (n <= s->n_cap) return 0;
     size_t N = (size_t)n, C = c->C, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD, A = (size_t)c->NH * c->HD,
            FC = mofo_fc_width(c), FF = c->FF;
-    size_t total = N * (7 * C + 4 + QKV + A + FC + FF + (size_t)c->NH + (size_t)s->T_max);
+    size_t total = N * (7 * C + 4 + QKV + A + FC + FF + (size_t)c->NH + (size_t)s->T_max + 2 * (size_t)s->lora_r);
     free(s->scratch);
     s->n_cap = 0;
     float *p = s->scratch = malloc(total * sizeof *p);
@@ -45,6 +45,7 @@ static int scratch_alloc(mofo_infer *s, const mofo_model_config *c, int n, mofo_
     TAKE(s->a.fc, N * FC);
     TAKE(s->a.fch, N * FF);
     TAKE(s->attn, N * (size_t)s->T_max);
+    TAKE(s->lora, N * 2 * (size_t)s->lora_r);
 #undef TAKE
     s->n_cap = n;
     return 0;
@@ -57,6 +58,7 @@ int mofo_infer_init(mofo_infer *s, const mofo_model *m, int T_max, mofo_err *err
     if (c->pos == MOFO_POS_LEARNED && T_max > c->max_T)
         return mofo_errf(err, MOFO_EINVAL, "%d positions exceed the model's %d learned positions", T_max, c->max_T);
     s->T_max = T_max;
+    s->lora_r = mofo_model_lora_max_rank(m);
     size_t kv = (size_t)c->L * T_max * 2 * c->NKV * c->HD;
     s->kv = malloc(kv * sizeof(float));
     s->logits = malloc((size_t)c->V * sizeof(float));
@@ -96,6 +98,9 @@ static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->V)
             return mofo_errf(err, MOFO_EINVAL, "token id %d is outside the vocabulary (0..%d)", ids[i], c->V - 1);
+    if (mofo_model_lora_max_rank(m) > s->lora_r)
+        return mofo_errf(err, MOFO_EINVAL, "the model's adapters (rank %d) were attached after its KV cache was made",
+                         mofo_model_lora_max_rank(m));
     int rc = scratch_alloc(s, c, n, err);
     if (rc) return rc;
     int C = c->C;
@@ -104,7 +109,8 @@ static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float
     const float *sin_t = s->rope_sin ? s->rope_sin + (size_t)s->pos * half : NULL;
     embed_forward(s->x, ids, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe + (size_t)s->pos * C : NULL, 1, n, C);
     for (int l = 0; l < c->L; l++) {
-        mofo_block_forward(c, &m->w.layer[l], s->y, s->x, &s->a, 1, n, s->pos, cos_t, sin_t, s->kv + l * layer_kv,
+        mofo_block_lora lo = mofo_model_layer_lora(m, l, s->lora);
+        mofo_block_forward(c, &m->w.layer[l], &lo, s->y, s->x, &s->a, 1, n, s->pos, cos_t, sin_t, s->kv + l * layer_kv,
                            s->attn);
         float *t = s->x;
         s->x = s->y;

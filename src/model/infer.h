@@ -25,6 +25,8 @@ typedef struct mofo_infer {
     float *x, *y;     /* (n_cap, C): a layer's input and output */
     mofo_block_acts a;
     float *attn;      /* (n_cap, T_max) attention scores */
+    int lora_r;       /* the model's largest adapter rank when the cache was made (0: none) */
+    float *lora;      /* (n_cap, 2 lora_r) the adapters' scratch */
     float *logits;    /* (V): the last fed position's logits */
 } mofo_infer;
 

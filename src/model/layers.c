@@ -20,6 +20,7 @@ void embed_forward(float *out, const int *ids, const float *wte, const float *wp
 }
 
 void embed_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T, int C) {
+    if (!dwte) return; /* frozen embeddings */
     /* rows may repeat: parallel over channels, serial over positions */
 #pragma omp parallel for
     for (int i = 0; i < C; i++)
@@ -67,6 +68,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
             dx[i] += (dn - a - nrm * c) * r;
         }
     }
+    if (!dw) return; /* frozen gain and bias */
 #pragma omp parallel for
     for (int i = 0; i < C; i++) {
         double sw = 0, sb = 0;
@@ -105,6 +107,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
         float c = (float)(s * r * r * r / C);
         for (int i = 0; i < C; i++) dx[i] += w[i] * dy[i] * r - x[i] * c;
     }
+    if (!dw) return; /* frozen gain */
 #pragma omp parallel for
     for (int i = 0; i < C; i++) {
         double sw = 0;
@@ -127,7 +130,7 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int N, int C, int OC) {
     if (dinp) mofo_sgemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-    mofo_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dw) mofo_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (dbias) {
 #pragma omp parallel for
         for (int j = 0; j < OC; j++) {

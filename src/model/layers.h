@@ -1,7 +1,8 @@
 /* The layers of the transformer as free functions over plain fp32 arrays (llm.c style).
  * N = B*T rows. Backward functions overwrite the input gradient where marked "=" and accumulate
- * where marked "+="; parameter gradients always accumulate. Matrix products go through BLAS,
- * the rest is OpenMP. One GPU backend later implements the same list. */
+ * where marked "+="; parameter gradients accumulate, and are not computed where NULL (frozen
+ * weights). Matrix products go through BLAS, the rest is OpenMP. One GPU backend later implements
+ * the same list. */
 #ifndef MOFO_LAYERS_H
 #define MOFO_LAYERS_H
 

@@ -198,6 +198,7 @@ void mofo_model_free(mofo_model *m) {
     free(m->p);
     free(m->params);
     free(m->grads);
+    free(m->lora_scratch);
     free(m->w.layer);
     free(m->g.layer);
     free(m->a.resid);
@@ -205,7 +206,7 @@ void mofo_model_free(mofo_model *m) {
 }
 
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
-    if (m->grads) return 0;
+    if (m->grads || m->frozen) return 0;
     m->grads = calloc(m->n_floats, sizeof *m->grads);
     if (!m->grads) return mofo_errf(err, MOFO_ENOMEM, "out of memory for the gradients (%zu floats)", m->n_floats);
     /* the same layout as the parameters: rebind by offset */
@@ -539,6 +540,51 @@ static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     return 0;
 }
 
+int mofo_model_set_adapters(mofo_model *m, const mofo_adapter *a, int n, int frozen, mofo_err *err) {
+    for (int i = 0; i < n; i++)
+        if (a[i].layer < 0 || a[i].layer >= m->cfg.L || (i && a[i].layer < a[i - 1].layer))
+            return mofo_errf(err, MOFO_EINVAL, "adapter %d: layer %d out of order or outside 0..%d", i, a[i].layer,
+                             m->cfg.L - 1);
+    m->adapters = n ? a : NULL;
+    m->n_adapters = n;
+    m->frozen = frozen;
+    if (frozen && m->grads) {
+        free(m->grads);
+        m->grads = NULL;
+        memset(&m->g, 0, offsetof(mofo_weights, layer));
+        memset(m->g.layer, 0, (size_t)m->cfg.L * sizeof *m->g.layer);
+    }
+    return 0;
+}
+
+int mofo_model_lora_max_rank(const mofo_model *m) {
+    int r = 0;
+    for (int i = 0; i < m->n_adapters; i++) r = m->adapters[i].r > r ? m->adapters[i].r : r;
+    return r;
+}
+
+/* Scratch for the adapters on N rows. */
+static int lora_reserve(mofo_model *m, int N, mofo_err *err) {
+    size_t need = 2 * (size_t)N * (size_t)mofo_model_lora_max_rank(m);
+    if (need <= m->lora_scratch_floats) return 0;
+    free(m->lora_scratch);
+    m->lora_scratch_floats = 0;
+    if (!(m->lora_scratch = malloc(need * sizeof(float))))
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for the adapters' scratch (%zu floats)", need);
+    m->lora_scratch_floats = need;
+    return 0;
+}
+
+mofo_block_lora mofo_model_layer_lora(const mofo_model *m, int l, float *scratch) {
+    mofo_block_lora v = {.scratch = scratch};
+    for (int i = 0; i < m->n_adapters; i++)
+        if (m->adapters[i].layer == l) {
+            if (!v.n) v.a = &m->adapters[i];
+            v.n++;
+        }
+    return v;
+}
+
 /* Layer slot k's activations (k = l when training; 0, reused by every layer, when evaluating). */
 static mofo_block_acts layer_acts(const mofo_model *m, size_t k) {
     const mofo_model_config *c = &m->cfg;
@@ -575,6 +621,7 @@ static int forward(mofo_model *m, const int *inputs, const int *targets, int B, 
                              targets[i], i);
     }
     int rc = acts_alloc(m, B, T, train ? c->L : 1, err);
+    if (!rc) rc = lora_reserve(m, B * T, err);
     if (rc) return rc;
     mofo_acts *a = &m->a;
     int N = B * T, C = c->C, L = c->L;
@@ -584,7 +631,8 @@ static int forward(mofo_model *m, const int *inputs, const int *targets, int B, 
     embed_forward(a->resid, inputs, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe : NULL, B, T, C);
     for (int l = 0; l < L; l++) {
         mofo_block_acts la = layer_acts(m, train ? (size_t)l : 0);
-        mofo_block_forward(c, &m->w.layer[l], RES(l + 1), RES(l), &la, B, T, 0, a->rope_cos, a->rope_sin, NULL,
+        mofo_block_lora lo = mofo_model_layer_lora(m, l, m->lora_scratch);
+        mofo_block_forward(c, &m->w.layer[l], &lo, RES(l + 1), RES(l), &la, B, T, 0, a->rope_cos, a->rope_sin, NULL,
                            a->attn_scratch);
     }
     mofo_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
@@ -632,7 +680,8 @@ int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mo
         .dres2 = a->dres2, .dln = a->dln, .dqkv = a->dqkv, .datty = a->datty, .dfc = a->dfc, .dfch = a->dfch};
     for (int l = L - 1; l >= 0; l--) {
         mofo_block_acts la = layer_acts(m, (size_t)l);
-        mofo_block_backward(c, &m->w.layer[l], &m->g.layer[l], a->dres, a->resid + (size_t)l * NC, &la, &s, B, T,
+        mofo_block_lora lo = mofo_model_layer_lora(m, l, m->lora_scratch);
+        mofo_block_backward(c, &m->w.layer[l], &m->g.layer[l], &lo, a->dres, a->resid + (size_t)l * NC, &la, &s, B, T,
                             a->rope_cos, a->rope_sin, a->attn_scratch);
     }
     embed_backward(m->g.wte, c->pos == MOFO_POS_LEARNED ? m->g.wpe : NULL, a->dres, inputs, B, T, C);

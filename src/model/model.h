@@ -117,6 +117,8 @@ typedef struct mofo_acts {
     size_t n_floats;
 } mofo_acts;
 
+struct mofo_adapter; /* model/block.h */
+
 typedef struct mofo_model {
     mofo_model_config cfg;
     char *config_json;      /* the checkpoint's config.json text, written back unchanged on save */
@@ -129,6 +131,12 @@ typedef struct mofo_model {
     mofo_acts a;
     int threads;            /* 0: OpenMP's default */
     int n_valid;            /* positions that counted in the last loss */
+    /* LoRA (mofo_model_set_adapters): adapters the forward adds, sorted by layer; the caller's */
+    const struct mofo_adapter *adapters;
+    int n_adapters;
+    int frozen;             /* the model's own weights get no gradient and no gradient buffer */
+    float *lora_scratch;    /* 2 N r_max floats */
+    size_t lora_scratch_floats;
 } mofo_model;
 
 /* A model with this config and weights drawn from N(0, std) (norm gains from 1 + N(0, std)). */
@@ -164,7 +172,13 @@ const mofo_param *mofo_model_param(const mofo_model *m, const char *name);
 /* Copies parameter i in the file's layout (transposed back for Conv1D) into out (numel floats). */
 void mofo_model_param_file_layout(const mofo_model *m, int i, const float *src, float *out);
 
-/* Allocates (zeroed) gradients; called by backward when needed. */
+/* Attaches n LoRA adapters (block.h; sorted by layer; n = 0 detaches): the forward and the KV
+ * cache add them, the backward accumulates their gA and gB. frozen: the model's own weights get no
+ * gradient, so the backward skips every weight-gradient product and no gradient buffer is
+ * allocated (any held is freed). The adapters stay the caller's and must outlive their use. */
+int mofo_model_set_adapters(mofo_model *m, const struct mofo_adapter *a, int n, int frozen, mofo_err *err);
+
+/* Allocates (zeroed) gradients; called by backward when needed (never for a frozen model). */
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err);
 void mofo_model_zero_grads(mofo_model *m);
 

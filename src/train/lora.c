@@ -11,14 +11,18 @@
 
 #include "io/atomic_file.h"
 #include "model/blas.h"
+#include "model/block.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "io/strbuf.h"
 #include "text/utf8.h"
+#include "train/train.h"
 
 void mofo_lora_free(mofo_lora *l) {
     if (!l) return;
     for (int i = 0; i < l->n; i++) free(l->t[i].A); /* one allocation per target */
+    free(l->ad);
+    free(l->scratch);
     for (int i = 0; i < l->n_modules; i++) free(l->modules[i]);
     free(l->modules);
     free(l->t);
@@ -263,24 +267,64 @@ int mofo_lora_save(const mofo_lora *l, const mofo_model *m, const char *dir, con
     return rc;
 }
 
-void mofo_lora_merge(const mofo_lora *l, mofo_model *m, const float *base) {
+int mofo_lora_attach(mofo_lora *l, mofo_model *m, mofo_err *err) {
+    free(l->ad);
+    free(l->scratch);
+    l->ad = calloc((size_t)l->n, sizeof *l->ad);
+    int64_t most = 0;
+    for (int i = 0; i < l->n; i++) most = l->t[i].OC * l->t[i].C > most ? l->t[i].OC * l->t[i].C : most;
+    l->scratch = malloc((size_t)most * sizeof *l->scratch);
+    if (!l->ad || !l->scratch) return mofo_errf(err, MOFO_ENOMEM, "out of memory for %d adapters", l->n);
     for (int i = 0; i < l->n; i++) {
-        const mofo_lora_target *t = &l->t[i];
-        float *W = m->params + m->p[t->param].offset; /* (OC, C) */
-        if (base != m->params) memcpy(W, base + m->p[t->param].offset, sizeof(float) * (size_t)(t->OC * t->C));
-        mofo_sgemm(false, false, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r, t->A, (int)t->C, 1.0f, W,
-                   (int)t->C);
+        mofo_lora_target *t = &l->t[i];
+        mofo_adapter *a = &l->ad[i];
+        if (mofo_model_param_site(m, t->param, &a->layer, &a->site, &a->row0))
+            return mofo_errf(err, MOFO_EINVAL, "LoRA on '%s': not a matrix of a block", m->p[t->param].name);
+        a->OC = (int)t->OC, a->C = (int)t->C, a->r = l->r, a->scale = (float)l->scale;
+        a->A = t->A, a->B = t->B, a->gA = t->gA, a->gB = t->gB;
+    }
+    return mofo_model_set_adapters(m, l->ad, l->n, 1, err);
+}
+
+int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, mofo_err *err) {
+    for (int i = 0; i < l->n; i++) {
+        const mofo_lora_target *lt = &l->t[i];
+        int64_t sa[2] = {l->r, lt->C}, sb[2] = {lt->OC, l->r};
+        int r = mofo_optim_add_param(opt, lt->a_name, lt->A, lt->gA, 2, sa, MOFO_GROUP_AUTO, err);
+        if (r >= 0) r = mofo_optim_add_param(opt, lt->b_name, lt->B, lt->gB, 2, sb, MOFO_GROUP_AUTO, err);
+        if (r < 0) return r;
+    }
+    return 0;
+}
+
+void mofo_lora_zero_grads(mofo_lora *l) {
+    for (int i = 0; i < l->n; i++) /* gA and gB are contiguous */
+        memset(l->t[i].gA, 0, sizeof(float) * (size_t)l->r * (size_t)(l->t[i].C + l->t[i].OC));
+}
+
+/* W (OC, C) = W0 + s B A */
+static void merge_target(const mofo_lora *l, const mofo_lora_target *t, const float *W0, float *W) {
+    if (W != W0) memcpy(W, W0, sizeof(float) * (size_t)(t->OC * t->C));
+    mofo_sgemm(false, false, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r, t->A, (int)t->C, 1.0f, W,
+               (int)t->C);
+}
+
+void mofo_lora_merge(const mofo_lora *l, const mofo_model *m, const float *base, float *out) {
+    for (int i = 0; i < l->n; i++) {
+        size_t off = m->p[l->t[i].param].offset;
+        merge_target(l, &l->t[i], base + off, out + off);
     }
 }
 
-void mofo_lora_backward(mofo_lora *l, const mofo_model *m) {
+void mofo_lora_diff(const mofo_lora *l, const mofo_model *m, struct mofo_diff *d) {
+    int64_t rest = (int64_t)m->n_floats;
     for (int i = 0; i < l->n; i++) {
-        mofo_lora_target *t = &l->t[i];
-        const float *dW = m->grads + m->p[t->param].offset; /* (OC, C) */
-        int OC = (int)t->OC, C = (int)t->C, r = l->r;
-        float s = (float)l->scale;
-        /* dB (OC, r) = s dW A^T;  dA (r, C) = s B^T dW */
-        mofo_sgemm(false, true, OC, r, C, s, dW, C, t->A, C, 0.0f, t->gB, r);
-        mofo_sgemm(true, false, r, C, OC, s, t->B, r, dW, C, 0.0f, t->gA, C);
+        const mofo_lora_target *t = &l->t[i];
+        const float *W0 = m->params + m->p[t->param].offset;
+        merge_target(l, t, W0, l->scratch);
+        mofo_diff_accum(d, W0, l->scratch, t->OC * t->C);
+        rest -= t->OC * t->C;
     }
+    /* the other tensors are frozen: unchanged */
+    d->numel += rest;
 }

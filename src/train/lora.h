@@ -1,11 +1,11 @@
-/* LoRA adapters as PEFT stores them, trained through the model's own weight gradients.
+/* LoRA adapters as PEFT stores them, trained at LoRA's cost.
  *
  * For a targeted weight W0 (OC, C) (in memory; GPT-2's Conv1D weights are (OC, C) here too), the
- * adapter holds A (r, C) and B (OC, r) and the layer computes x (W0 + s B A)^T with s = alpha / r
- * (alpha / sqrt(r) with rsLoRA). Without dropout that is the same function as PEFT's
- * x W0^T + s (x A^T) B^T, so training runs the ordinary model on the merged weights
- * W = W0 + s B A and takes the adapter gradients from the weight gradient dW (OC, C) by the chain
- * rule:  dB = s dW A^T (OC, r),  dA = s B^T dW (r, C). The base weights never change.
+ * adapter holds A (r, C) and B (OC, r) and the layer computes PEFT's x W0^T + s (x A^T) B^T with
+ * s = alpha / r (alpha / sqrt(r) with rsLoRA). Training attaches the adapters to the model's block
+ * (mofo_lora_attach; model/block.h has the products): the frozen base gets no weight gradient and
+ * no gradient buffer, the adapters get dB = s dY^T (x A^T) and dA = s (dY B)^T x. The base weights
+ * never change; the merged model W0 + s B A is made only to be saved or measured.
  *
  * Files: adapter_model.safetensors with "base_model.model.MODULE.lora_A.weight" [r, C] and
  * ".lora_B.weight" [OC, r], and adapter_config.json (peft_type LORA, r, lora_alpha, target_modules,
@@ -17,6 +17,10 @@
 
 #include "model/model.h"
 #include "mofo/error.h"
+#include "mofo/optim.h"
+
+struct mofo_adapter;
+struct mofo_diff;
 
 typedef struct mofo_lora_target {
     int param;            /* index into the model's parameters */
@@ -34,6 +38,8 @@ typedef struct mofo_lora {
     int n;
     char **modules;       /* target_modules as written to adapter_config.json */
     int n_modules;
+    struct mofo_adapter *ad; /* (n) the targets as the model's block sees them (mofo_lora_attach) */
+    float *scratch;       /* one target's merged weight, for mofo_lora_diff */
 } mofo_lora;
 
 /* Adapters on every 2-dim weight whose module (its name without ".weight") is one of targets
@@ -50,10 +56,19 @@ int mofo_lora_load_weights(mofo_lora *l, const char *dir, mofo_err *err);
 int mofo_lora_save(const mofo_lora *l, const mofo_model *m, const char *dir, const char *base_name, mofo_err *err);
 void mofo_lora_free(mofo_lora *l);
 
-/* params of every target = base + s B A (other parameters untouched). base: (n_floats), the model's
- * layout; m->params itself merges in place. */
-void mofo_lora_merge(const mofo_lora *l, mofo_model *m, const float *base);
-/* gA, gB from the model's weight gradients (m->grads) at the targets. */
-void mofo_lora_backward(mofo_lora *l, const mofo_model *m);
+/* Attaches the adapters to m (mofo_model_set_adapters, the model frozen): its forward computes
+ * x W0^T + s (x A^T) B^T on every target and its backward accumulates gA and gB without any
+ * weight gradient; m->params stay the base weights. */
+int mofo_lora_attach(mofo_lora *l, mofo_model *m, mofo_err *err);
+/* Registers every A and B (PEFT's names, MOFO_GROUP_AUTO) with their gradients gA, gB in opt. */
+int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, mofo_err *err);
+/* gA = gB = 0 on every target. */
+void mofo_lora_zero_grads(mofo_lora *l);
+/* out = base + s B A on every target (out and base: the model's layout, n_floats; out may be base;
+ * the other tensors of out untouched). */
+void mofo_lora_merge(const mofo_lora *l, const mofo_model *m, const float *base, float *out);
+/* The merged model's difference from m->params (the base) into d, target by target through a
+ * scratch of one target's size (no full-size copy). */
+void mofo_lora_diff(const mofo_lora *l, const mofo_model *m, struct mofo_diff *d);
 
 #endif

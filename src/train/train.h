@@ -14,9 +14,9 @@
  *          attn.c_proj and mlp.c_proj. A frozen matrix's bias is frozen with it; norms train.
  *          Over any two consecutive layers exactly half of the attention and MLP matrices train.
  *          Frozen tensors are not given to the optimizer, so not even weight decay touches them.
- *   lora, lora-mofo  adapters B A on the targeted linear layers (train/lora.h); the model runs on
- *          the merged weights W0 + s B A and only A and B are given to the optimizer (lora-mofo:
- *          with MoFO's filter, alpha per adapter matrix).
+ *   lora, lora-mofo  adapters B A on the targeted linear layers (train/lora.h), attached to the
+ *          frozen base (x W0^T + s (x A^T) B^T; no weight gradient); only A and B are given to the
+ *          optimizer (lora-mofo: with MoFO's filter, alpha per adapter matrix).
  *
  * Steps, batches and data order: a micro-batch is B rows (examples, truncated to seq_len, padded
  * on the right); an epoch is ceil(n / B) micro-batches (the last one padded with empty rows);

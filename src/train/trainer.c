@@ -105,15 +105,9 @@ static int build_optimizer(mofo_trainer *t, mofo_err *err) {
                                      p->shape, MOFO_GROUP_AUTO, err);
         if (r < 0) return r;
     }
-    for (int i = 0; t->lora && i < t->lora->n; i++) {
-        mofo_lora_target *lt = &t->lora->t[i];
-        int64_t sa[2] = {t->lora->r, lt->C}, sb[2] = {lt->OC, t->lora->r};
-        int r = mofo_optim_add_param(t->opt, lt->a_name, lt->A, lt->gA, 2, sa, MOFO_GROUP_AUTO, err);
-        if (r >= 0) r = mofo_optim_add_param(t->opt, lt->b_name, lt->B, lt->gB, 2, sb, MOFO_GROUP_AUTO, err);
-        if (r < 0) return r;
-        t->trainable_entries += (sa[0] * sa[1] + sb[0] * sb[1]);
-    }
-    return 0;
+    if (!t->lora) return 0;
+    for (int i = 0; i < t->lora->n; i++) t->trainable_entries += (int64_t)t->lora->r * (t->lora->t[i].C + t->lora->t[i].OC);
+    return mofo_lora_register(t->lora, t->opt, err);
 }
 
 /* positions trained in example e once cut to T tokens (labels[0] is never a target) */
@@ -234,23 +228,24 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
     if ((rc = load_data(t, err))) goto fail;
     t->total_steps = o->steps > 0 ? o->steps : (o->epochs * t->n_batches + o->grad_accum - 1) / o->grad_accum;
     if ((rc = mofo_warmup_steps(o->warmup, t->total_steps, &t->warmup_steps, err))) goto fail;
-    t->theta0 = malloc(t->m->n_floats * sizeof *t->theta0);
+    /* LoRA never changes the base: its distances come from the adapters (mofo_lora_diff) */
+    t->theta0 = is_lora(o) ? NULL : malloc(t->m->n_floats * sizeof *t->theta0);
     t->trainable = malloc((size_t)t->m->n_p);
     t->perm = malloc(t->train.n * sizeof *t->perm);
     t->ids = malloc(sizeof(int) * (size_t)t->B * (size_t)t->T);
     t->tg = malloc(sizeof(int) * (size_t)t->B * (size_t)t->T);
-    if (!t->theta0 || !t->trainable || !t->perm || !t->ids || !t->tg) {
+    if ((!t->theta0 && !is_lora(o)) || !t->trainable || !t->perm || !t->ids || !t->tg) {
         rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         goto fail;
     }
-    memcpy(t->theta0, t->m->params, t->m->n_floats * sizeof *t->theta0);
+    if (t->theta0) memcpy(t->theta0, t->m->params, t->m->n_floats * sizeof *t->theta0);
     for (int i = 0; i < t->m->n_p; i++)
         t->trainable[i] = !is_lora(o) && !(o->method == MOFO_METHOD_HFT && mofo_hft_frozen(t->m->p[i].name));
     if (is_lora(o)) {
         if ((rc = mofo_lora_create(&t->lora, t->m, o->lora_targets ? o->lora_targets : "", o->lora_rank, o->lora_alpha,
-                                   o->seed, err)))
+                                   o->seed, err)) ||
+            (rc = mofo_lora_attach(t->lora, t->m, err)))
             goto fail;
-        mofo_lora_merge(t->lora, t->m, t->theta0);
     }
     if ((rc = build_optimizer(t, err))) goto fail;
     *out = t;
@@ -321,8 +316,8 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     mofo_model *m = t->m;
     memset(mt, 0, sizeof *mt);
     double lr = mofo_lr_at(t->o.sched, t->o.lr, t->warmup_steps, t->total_steps, t->step);
-    if (t->lora) mofo_lora_merge(t->lora, m, t->theta0);
     mofo_model_zero_grads(m);
+    if (t->lora) mofo_lora_zero_grads(t->lora);
     double loss_sum = 0;
     int counted = 0, rc;
     for (int a = 0; a < t->o.grad_accum; a++) {
@@ -340,16 +335,18 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     }
     if (counted > 1) {
         float s = 1.0f / (float)counted;
-        for (size_t i = 0; i < m->n_floats; i++) m->grads[i] *= s;
-    }
-    double sq = 0;
-    if (t->lora) {
-        mofo_lora_backward(t->lora, m);
-        for (int i = 0; i < t->lora->n; i++) {
+        for (size_t i = 0; m->grads && i < m->n_floats; i++) m->grads[i] *= s;
+        for (int i = 0; t->lora && i < t->lora->n; i++) {
             const mofo_lora_target *lt = &t->lora->t[i];
             int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC); /* gA and gB are contiguous */
-            for (int64_t k = 0; k < n; k++) sq += (double)lt->gA[k] * lt->gA[k];
+            for (int64_t k = 0; k < n; k++) lt->gA[k] *= s;
         }
+    }
+    double sq = 0;
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        const mofo_lora_target *lt = &t->lora->t[i];
+        int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC);
+        for (int64_t k = 0; k < n; k++) sq += (double)lt->gA[k] * lt->gA[k];
     }
     for (int i = 0; i < m->n_p; i++) {
         if (!t->trainable[i]) continue;
@@ -377,10 +374,12 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     if ((rc = mofo_optim_step(t->opt, lr, err))) return rc;
     t->step++;
     t->tokens += mt->tokens;
-    if (t->lora) mofo_lora_merge(t->lora, m, t->theta0); /* the model as it now is, for metrics and saves */
     const mofo_stats *st = mofo_optim_stats(t->opt);
     mofo_diff d = {0};
-    mofo_diff_accum(&d, t->theta0, m->params, (int64_t)m->n_floats);
+    if (t->lora)
+        mofo_lora_diff(t->lora, m, &d);
+    else
+        mofo_diff_accum(&d, t->theta0, m->params, (int64_t)m->n_floats);
     mt->step = t->step;
     mt->loss = counted ? loss_sum / counted : NAN;
     mt->lr = lr;
@@ -534,7 +533,6 @@ int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err) {
     if (t->lora) {
         snprintf(path, sizeof path, "%s/adapter", dir);
         if ((rc = mofo_lora_load_weights(t->lora, path, err))) goto out;
-        mofo_lora_merge(t->lora, t->m, t->theta0);
     }
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
     if ((rc = mofo_optim_load(t->opt, path, err))) goto out;
@@ -560,7 +558,16 @@ int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *er
         int rc = mofo_lora_save(t->lora, t->m, p, t->o.model_dir, err);
         if (rc) return rc;
     }
-    int rc = mofo_model_save(t->m, dir, 0, err);
+    /* the merged model: W0 + s B A on the targets, in a copy (the base stays the base) */
+    mofo_model merged = *t->m;
+    if (t->lora) {
+        if (!(merged.params = malloc(t->m->n_floats * sizeof *merged.params)))
+            return mofo_errf(err, MOFO_ENOMEM, "out of memory for the merged model (%zu floats)", t->m->n_floats);
+        memcpy(merged.params, t->m->params, t->m->n_floats * sizeof *merged.params);
+        mofo_lora_merge(t->lora, t->m, t->m->params, merged.params);
+    }
+    int rc = mofo_model_save(&merged, dir, 0, err);
+    if (t->lora) free(merged.params);
     if (rc == 0) rc = mofo_copy_tokenizer_files(tok_dir(&t->o), dir, err);
     return rc;
 }
