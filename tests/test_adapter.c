@@ -3,6 +3,7 @@
  * (ref.safetensors); `mofo ppl --adapter` gives the merged model's loss and `mofo generate --adapter` runs;
  * adapters that do not fit or use what a merge cannot reproduce are refused. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <unistd.h>
 #include <math.h>
 #include <stdlib.h>
@@ -74,6 +75,7 @@ static void check_model(const char *name) {
         char cmd[2000], list[600] = "", out_path[] = "/tmp/mofo-test-adapter-out-XXXXXX";
         for (int t = 0; t < T; t++) snprintf(list + strlen(list), sizeof list - strlen(list), t ? ",%d" : "%d", ids[t]);
         int fd = mkstemp(out_path);
+        CHECK(fd >= 0, "%s: cannot make %s for the command checks: %s", name, out_path, strerror(errno));
         if (fd >= 0) {
             snprintf(cmd, sizeof cmd, "'%s' ppl --model '%s' --adapter '%s' --ids %s --json > '%s'", MOFO_BIN, dir, adir,
                      list, out_path);
@@ -125,9 +127,12 @@ int main(void) {
           "'%s'", err.msg);
     /* DoRA is refused, naming the field */
     char tmp[] = "/tmp/mofo-test-adapter-XXXXXX", path[600], cmd[700];
-    if (mkdtemp(tmp)) {
+    int made = mkdtemp(tmp) != NULL;
+    CHECK(made, "cannot make %s: %s", tmp, strerror(errno));
+    if (made) {
         snprintf(path, sizeof path, "%s/adapter_config.json", tmp);
         FILE *f = fopen(path, "w");
+        CHECK(f != NULL, "cannot write %s: %s", path, strerror(errno));
         if (f) fputs("{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"use_dora\": true}", f), fclose(f);
         CHECK(m && mofo_adapter_merge(m, tmp, NULL, &err) != 0 && strstr(err.msg, "use_dora"), "'%s'", err.msg);
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

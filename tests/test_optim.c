@@ -227,7 +227,7 @@ static void run_init(run *r, const mofo_options *o, int sort_select) {
     mofo_err err = {0};
     r->opt = mofo_optim_create(o, &err);
     CHECK(r->opt != NULL, "%s", err.msg);
-    if (sort_select) mofo_optim_select_by_sort(r->opt, &err);
+    if (sort_select) CHECK(mofo_optim_select_by_sort(r->opt, &err) == 0, "%s", err.msg);
     rng_state = 99;
     for (int i = 0; i < N_T; i++) {
         int64_t n = numel_of(i);
@@ -236,7 +236,9 @@ static void run_init(run *r, const mofo_options *o, int sort_select) {
         for (int64_t e = 0; e < n; e++) r->p[i][e] = uniform();
         char name[32];
         snprintf(name, sizeof name, "layer.%d.weight", i);
-        mofo_optim_add_param(r->opt, name, r->p[i], r->g[i], SHAPES[i][1] ? 2 : 1, SHAPES[i], MOFO_GROUP_AUTO, &err);
+        CHECK(mofo_optim_add_param(r->opt, name, r->p[i], r->g[i], SHAPES[i][1] ? 2 : 1, SHAPES[i], MOFO_GROUP_AUTO,
+                                   &err) >= 0,
+              "%s", err.msg);
     }
 }
 

@@ -2,11 +2,11 @@
  * CUDA device it prints "skipped: no CUDA device" and exits 77, which ctest shows as skipped.
  *
  * Each case runs the same parameters and gradients through a CPU and a CUDA optimizer and compares,
- * after every step: parameters, m and v within relative error 1e-5 (norm of the difference over the
- * norm of the CPU's; both evaluate the same expressions of kernels.h without FMA contraction, so
- * they are expected to agree bit for bit, and the test also reports the entries that differ), the
- * entries updated per parameter and per block exactly, coverage exactly, and the update norm within
- * 1e-5 (summed in another order). Cases: the PyTorch fixtures; random tensors of sizes 1 to 50M
+ * after every step: parameters, m and v bit for bit (both evaluate the same expressions of kernels.h
+ * without FMA contraction, as the README states; a failure gives the entries that differ and the
+ * relative errors), the entries updated per parameter and per block exactly, coverage exactly, and
+ * the update norm within 1e-5 (a sum in another order: measured 0 on the simulator, whose kernels
+ * sum in the CPU's order, and never yet on a GPU). Cases: the PyTorch fixtures; random tensors of sizes 1 to 50M
  * (odd sizes, many ties, all entries equal, alpha from 1/numel to 1); every rule, filter,
  * partition and tie mode; bf16 parameters against the CPU on their fp32 master weights (rounded to
  * nearest even: the bf16 bits must equal the CPU's rounded bits); stochastic rounding (each bf16
@@ -21,6 +21,7 @@
 #include <cuda_runtime_api.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -223,13 +224,11 @@ static void compare(const char *label, int k, const run *cpu, const run *gpu, co
         float *pc = weights(cpu, md, t), *pg = weights(gpu, md, t);
         float *mc = get(cpu, mofo_optim_m(cpu->opt, t), n), *mg = get(gpu, mofo_optim_m(gpu->opt, t), n);
         float *vc = get(cpu, mofo_optim_v(cpu->opt, t), n), *vg = get(gpu, mofo_optim_v(gpu->opt, t), n);
-        double ep = rel_err(pg, pc, n), em = rel_err(mg, mc, n), ev = rel_err(vg, vc, n);
-        int64_t dp = differing(pg, pc, n), dm = differing(mg, mc, n);
-        CHECK(ep <= 1e-5 && em <= 1e-5 && ev <= 1e-5, "%s step %d %s (%lld entries): rel err p %.3g m %.3g v %.3g", label,
-              k + 1, md->names[t], (long long)n, ep, em, ev);
-        if (dp || dm)
-            printf("  note: %s step %d %s: %lld weights and %lld m differ in their bits\n", label, k + 1, md->names[t],
-                   (long long)dp, (long long)dm);
+        int64_t dp = differing(pg, pc, n), dm = differing(mg, mc, n), dv = differing(vg, vc, n);
+        CHECK(dp == 0 && dm == 0 && dv == 0,
+              "%s step %d %s (%lld entries): %lld weights, %lld m, %lld v differ in their bits (rel err %.3g %.3g %.3g)",
+              label, k + 1, md->names[t], (long long)n, (long long)dp, (long long)dm, (long long)dv, rel_err(pg, pc, n),
+              rel_err(mg, mc, n), rel_err(vg, vc, n));
         if (gpu->cuda && md->bf16) { /* the bf16 parameters are the master weights rounded */
             uint16_t *b = malloc((size_t)n * 2);
             CU(cudaMemcpy(b, gpu->p[t], (size_t)n * 2, cudaMemcpyDeviceToHost));
@@ -261,7 +260,7 @@ static void compare(const char *label, int k, const run *cpu, const run *gpu, co
     for (int t = 0; t < md->n; t++)
         CHECK(sc->param_updated[t] == sg->param_updated[t], "%s step %d %s: updated CPU %lld GPU %lld", label, k + 1,
               md->names[t], (long long)sc->param_updated[t], (long long)sg->param_updated[t]);
-    CHECK(sc->n_blocks == sg->n_blocks, "%s: blocks", label);
+    /* the same host code plans both, so the block lists have the same length by construction */
     int64_t block_diff = 0;
     for (int b = 0; b < sc->n_blocks && sc->n_blocks == sg->n_blocks; b++) block_diff += sc->blocks[b].updated != sg->blocks[b].updated;
     CHECK(block_diff == 0, "%s step %d: %lld blocks updated a different count", label, k + 1, (long long)block_diff);
@@ -298,25 +297,30 @@ static void fixture_cases(void) {
         if (!f) return;
         model md = {0};
         md.steps = 4;
-        for (int t = 0; t < 6; t++) {
+        int ok = 1;
+        for (int t = 0; t < 6 && ok; t++) {
             char key[64];
             snprintf(key, sizeof key, "init/%s", names[t]);
             const mofo_st_tensor *x = mofo_st_find(f, key);
+            CHECK(x != NULL, "%s: %s missing", path, key);
+            if (!(ok = x != NULL)) break;
             add_tensor(&md, names[t], x->ndim, x->shape[0], x->ndim == 2 ? x->shape[1] : 0);
             md.init[t] = malloc((size_t)x->numel * 4);
-            mofo_st_to_f32(f, x, md.init[t], x->numel, &err);
-            for (int k = 0; k < 4; k++) {
+            CHECK(mofo_st_to_f32(f, x, md.init[t], x->numel, &err) == 0, "%s", err.msg);
+            for (int k = 0; k < 4 && ok; k++) {
                 snprintf(key, sizeof key, "grad%d/%s", k + 1, names[t]);
                 const mofo_st_tensor *g = mofo_st_find(f, key);
+                CHECK(g != NULL && g->numel == x->numel, "%s: %s missing or of another size", path, key);
+                if (!(ok = g != NULL && g->numel == x->numel)) break;
                 md.grad[k][t] = malloc((size_t)g->numel * 4);
-                mofo_st_to_f32(f, g, md.grad[k][t], g->numel, &err);
+                CHECK(mofo_st_to_f32(f, g, md.grad[k][t], g->numel, &err) == 0, "%s", err.msg);
             }
         }
         mofo_options o;
         mofo_options_init(&o, MOFO_RULE_ADAMW);
         o.weight_decay = 0.01;
         if (which) o.filter = MOFO_FILTER_NONE;
-        run_case(which ? "fixture adamw" : "fixture mofo", &o, &md);
+        if (ok) run_case(which ? "fixture adamw" : "fixture mofo", &o, &md);
         free_model(&md);
         mofo_st_close(f);
     }
@@ -452,7 +456,10 @@ static void nonfinite_case(void) {
  * to the uninterrupted GPU run. */
 static void state_case(void) {
     char dir[] = "/tmp/mofo_cuda_XXXXXX", f1[64], f2[64];
-    if (!mkdtemp(dir)) return;
+    if (!mkdtemp(dir)) {
+        CHECK(0, "state round trip: cannot make a temporary directory %s: %s", dir, strerror(errno));
+        return;
+    }
     snprintf(f1, sizeof f1, "%s/gpu.safetensors", dir);
     snprintf(f2, sizeof f2, "%s/cpu.safetensors", dir);
     model md = {0};
@@ -484,10 +491,9 @@ static void state_case(void) {
     for (int t = 0; t < md.n; t++) {
         float *pw = weights(&whole, &md, t), *pc = weights(&c, &md, t);
         float *mw = get(&whole, mofo_optim_m(whole.opt, t), md.numel[t]), *mc = get(&c, mofo_optim_m(c.opt, t), md.numel[t]);
-        double ep = rel_err(pc, pw, md.numel[t]), em = rel_err(mc, mw, md.numel[t]);
-        CHECK(ep <= 1e-5 && em <= 1e-5, "state round trip %s: rel err p %.3g m %.3g", md.names[t], ep, em);
-        if (differing(pw, pc, md.numel[t]) || differing(mw, mc, md.numel[t]))
-            printf("  note: state round trip %s: some bits differ from the uninterrupted GPU run\n", md.names[t]);
+        int64_t dp = differing(pw, pc, md.numel[t]), dm = differing(mw, mc, md.numel[t]);
+        CHECK(dp == 0 && dm == 0, "state round trip %s: %lld weights and %lld m differ from the uninterrupted GPU run",
+              md.names[t], (long long)dp, (long long)dm);
         free(pw), free(pc), free(mw), free(mc);
     }
     const mofo_stats *sw = mofo_optim_stats(whole.opt), *sc = mofo_optim_stats(c.opt);
