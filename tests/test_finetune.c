@@ -407,10 +407,10 @@ static void errors(void) {
         int status;
     } cases[] = {
         {"unknown flag", "--bogus 1", "unknown flag '--bogus'", 2},
-        {"lr 0", "--lr 0", "--lr 0: the learning rate must be > 0", 2},
+        {"lr 0", "--lr 0", "lr 0: the learning rate must be > 0", 2},
         {"lr < 0", "--lr -1e-3", "the learning rate must be > 0", 2},
         {"bad method", "--method sgd", "--method 'sgd'", 2},
-        {"l2 without reg", "--method l2", "needs --reg > 0", 2},
+        {"l2 without reg", "--method l2", "needs reg > 0", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 1 %s", m, data, out, cases[i].args);

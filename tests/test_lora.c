@@ -181,7 +181,7 @@ static void create_defaults(void) {
     }
     mofo_lora_free(l);
     l = NULL;
-    CHECK(mofo_lora_create(&l, m, "nothing_here", 4, 8, 1, &err) != 0 && strstr(err.msg, "matches no linear layer"),
+    CHECK(mofo_lora_create(&l, m, "nothing_here", 4, 8, 1, &err) != 0 && strstr(err.msg, "match no linear layer"),
           "no target: %s", err.msg);
     mofo_model_free(m);
 }

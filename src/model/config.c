@@ -190,7 +190,10 @@ int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, cons
         }
         const char *dt = get_str(r.root, "dtype");
         if (!dt) dt = get_str(r.root, "torch_dtype");
-        cfg->rope_half = !dt ? 0 : strcmp(dt, "bfloat16") == 0 ? 1 : strcmp(dt, "float16") == 0 ? 2 : 0;
+        cfg->rope_dtype = !dt                            ? MOFO_DT_F32
+                         : strcmp(dt, "bfloat16") == 0 ? MOFO_DT_BF16
+                         : strcmp(dt, "float16") == 0  ? MOFO_DT_F16
+                                                       : MOFO_DT_F32;
         if (qwen) {
             /* Qwen2Attention: q/k/v with biases, o_proj without; Qwen2MLP without (fixed, no config field) */
             cfg->qkv_bias = 1;
@@ -282,7 +285,7 @@ int mofo_config_preset(mofo_model_config *c, const char *arch, const char *size,
         } else if (strcmp(size, "tiny") == 0) {
             c->V = 211, c->max_T = 32, c->C = 48, c->L = 2, c->NH = 4;
         } else {
-            return mofo_errf(err, MOFO_EINVAL, "--size '%s': gpt2 comes in 124M or tiny", size);
+            return mofo_errf(err, MOFO_EINVAL, "size '%s': gpt2 comes in 124M or tiny", size);
         }
         c->NKV = c->NH;
         c->HD = c->C / c->NH;
@@ -302,11 +305,11 @@ int mofo_config_preset(mofo_model_config *c, const char *arch, const char *size,
         } else if (strcmp(size, "demo") == 0) { /* mofo demo's base: 0.9M parameters with the byte tokenizer */
             c->V = 261, c->C = 128, c->L = 4, c->NH = 4, c->NKV = 4, c->FF = 384, c->max_T = 256;
         } else {
-            return mofo_errf(err, MOFO_EINVAL, "--size '%s': llama comes in 1.1B, demo or tiny", size);
+            return mofo_errf(err, MOFO_EINVAL, "size '%s': llama comes in 1.1B, demo or tiny", size);
         }
         c->HD = c->C / c->NH;
     } else {
-        return mofo_errf(err, MOFO_EINVAL, "--arch '%s': gpt2 or llama", arch);
+        return mofo_errf(err, MOFO_EINVAL, "arch '%s': gpt2 or llama", arch);
     }
     return mofo_config_check(c, arch, err);
 }

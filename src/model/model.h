@@ -40,8 +40,9 @@ typedef struct mofo_model_config {
     mofo_rope_kind rope_scaling;
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_T;
-    int rope_half;         /* 1 (bf16), 2 (f16): config.json's dtype is half precision, and transformers,
-                              which loads such a model in that dtype, rounds RoPE's inverse frequencies */
+    mofo_dtype rope_dtype; /* BF16 or F16: config.json's dtype is half precision, and transformers,
+                              which loads such a model in that dtype, rounds RoPE's inverse frequencies
+                              to it; any other value (F32 as parsed, 0 in a zeroed config): no rounding */
     int sliding_window;    /* 0: none; else key j is visible from query i when i - j < window */
     int qkv_bias, o_bias, mlp_bias;
     int tied;              /* lm_head shares the token embedding */

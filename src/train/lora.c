@@ -104,8 +104,8 @@ static uint64_t splitmix64(uint64_t *s) {
 int mofo_lora_create(mofo_lora **out, const mofo_model *m, const char *targets, int r, double alpha, uint64_t seed,
                      mofo_err *err) {
     *out = NULL;
-    if (r < 1) return mofo_errf(err, MOFO_EINVAL, "--lora-rank %d: must be >= 1", r);
-    if (!(alpha > 0)) return mofo_errf(err, MOFO_EINVAL, "--lora-alpha %g: must be > 0", alpha);
+    if (r < 1) return mofo_errf(err, MOFO_EINVAL, "LoRA rank %d: must be >= 1", r);
+    if (!(alpha > 0)) return mofo_errf(err, MOFO_EINVAL, "LoRA alpha %g: must be > 0", alpha);
     mofo_lora *l = calloc(1, sizeof *l);
     if (!l) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     l->r = r, l->alpha = alpha, l->scale = alpha / r;
@@ -120,7 +120,7 @@ int mofo_lora_create(mofo_lora **out, const mofo_model *m, const char *targets, 
         while (*s == ',' || *s == ' ') s++;
     }
     if (rc == 0) rc = find_targets(l, m, err);
-    if (rc == 0 && l->n == 0) rc = mofo_errf(err, MOFO_EINVAL, "--lora-targets '%s' matches no linear layer of the model", targets);
+    if (rc == 0 && l->n == 0) rc = mofo_errf(err, MOFO_EINVAL, "LoRA targets '%s' match no linear layer of the model", targets);
     uint64_t st = seed;
     for (int i = 0; i < l->n && rc == 0; i++) {
         mofo_lora_target *t = &l->t[i];

@@ -41,13 +41,13 @@ double mofo_lr_at(mofo_sched_kind k, double lr, int64_t W, int64_t S, int64_t s)
 }
 
 int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err) {
-    if (!(warmup >= 0) || !isfinite(warmup)) return mofo_errf(err, MOFO_EINVAL, "--warmup %g is negative", warmup);
+    if (!(warmup >= 0) || !isfinite(warmup)) return mofo_errf(err, MOFO_EINVAL, "warmup %g is negative", warmup);
     if (warmup > 0 && warmup < 1) {
         *W = (int64_t)ceil(warmup * (double)S);
         return 0;
     }
     if (warmup != floor(warmup))
-        return mofo_errf(err, MOFO_EINVAL, "--warmup %g: give a ratio in (0, 1) or a whole number of steps", warmup);
+        return mofo_errf(err, MOFO_EINVAL, "warmup %g: give a ratio in (0, 1) or a whole number of steps", warmup);
     *W = (int64_t)warmup;
     return 0;
 }
@@ -79,9 +79,9 @@ int mofo_hft_frozen(const char *name) {
     return 0;
 }
 
-double mofo_penalty_grad(int kind, double reg, const float *theta, const float *theta0, float *g, int64_t n) {
+double mofo_penalty_grad(mofo_penalty kind, double reg, const float *theta, const float *theta0, float *g, int64_t n) {
     double pen = 0;
-    if (kind == 1) {
+    if (kind == MOFO_PENALTY_L1) {
         for (int64_t i = 0; i < n; i++) {
             float d = theta[i] - theta0[i];
             pen += fabs((double)d);

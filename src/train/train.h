@@ -66,8 +66,9 @@ int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err);
 /* 1 when Half Fine-Tuning freezes the parameter named name (GPT-2 or Llama naming). */
 int mofo_hft_frozen(const char *name);
 
-/* Adds the L1 (kind 1) or L2 (kind 2) pull's gradient to g (n entries) and returns the penalty. */
-double mofo_penalty_grad(int kind, double reg, const float *theta, const float *theta0, float *g, int64_t n);
+/* Adds the L1 or L2 pull's gradient to g (n entries) and returns the penalty. */
+typedef enum { MOFO_PENALTY_L1 = 1, MOFO_PENALTY_L2 = 2 } mofo_penalty;
+double mofo_penalty_grad(mofo_penalty kind, double reg, const float *theta, const float *theta0, float *g, int64_t n);
 
 /* The difference of two arrays of n entries: sum of squares of b - a and the entries not bitwise
  * equal (so -0 vs +0 counts, a NaN that stays the same does not). */

@@ -46,22 +46,22 @@ static const char *tok_dir(const mofo_train_opts *o) { return o->tokenizer_dir ?
 static int is_lora(const mofo_train_opts *o) { return o->method == MOFO_METHOD_LORA || o->method == MOFO_METHOD_LORA_MOFO; }
 
 static int check_opts(const mofo_train_opts *o, mofo_err *err) {
-    if (!(o->lr > 0) || !isfinite(o->lr)) return mofo_errf(err, MOFO_EINVAL, "--lr %g: the learning rate must be > 0", o->lr);
-    if (o->batch < 1) return mofo_errf(err, MOFO_EINVAL, "--batch %d: must be >= 1", o->batch);
-    if (o->grad_accum < 1) return mofo_errf(err, MOFO_EINVAL, "--grad-accum %d: must be >= 1", o->grad_accum);
-    if (o->seq_len < 2) return mofo_errf(err, MOFO_EINVAL, "--seq-len %d: must be >= 2", o->seq_len);
+    if (!(o->lr > 0) || !isfinite(o->lr)) return mofo_errf(err, MOFO_EINVAL, "lr %g: the learning rate must be > 0", o->lr);
+    if (o->batch < 1) return mofo_errf(err, MOFO_EINVAL, "batch %d: must be >= 1", o->batch);
+    if (o->grad_accum < 1) return mofo_errf(err, MOFO_EINVAL, "grad_accum %d: must be >= 1", o->grad_accum);
+    if (o->seq_len < 2) return mofo_errf(err, MOFO_EINVAL, "seq_len %d: must be >= 2", o->seq_len);
     if (o->steps < 0 || (o->steps == 0 && o->epochs < 1))
-        return mofo_errf(err, MOFO_EINVAL, "--steps or --epochs must be >= 1");
-    if (!(o->clip >= 0)) return mofo_errf(err, MOFO_EINVAL, "--clip %g: must be >= 0 (0 disables)", o->clip);
-    if (!(o->reg >= 0)) return mofo_errf(err, MOFO_EINVAL, "--reg %g: must be >= 0", o->reg);
+        return mofo_errf(err, MOFO_EINVAL, "steps or epochs must be >= 1");
+    if (!(o->clip >= 0)) return mofo_errf(err, MOFO_EINVAL, "clip %g: must be >= 0 (0 disables)", o->clip);
+    if (!(o->reg >= 0)) return mofo_errf(err, MOFO_EINVAL, "reg %g: must be >= 0", o->reg);
     if ((o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2) && !(o->reg > 0))
-        return mofo_errf(err, MOFO_EINVAL, "--method %s needs --reg > 0", mofo_method_name(o->method));
+        return mofo_errf(err, MOFO_EINVAL, "method %s needs reg > 0", mofo_method_name(o->method));
     if (o->scratch && is_lora(o)) return mofo_errf(err, MOFO_EINVAL, "a model made from scratch trains without LoRA");
     if (o->scratch && !o->tokenizer_dir) return mofo_errf(err, MOFO_EINVAL, "a model made from scratch needs a tokenizer");
     if (o->scratch && !(o->init_std >= 0 && isfinite(o->init_std)))
-        return mofo_errf(err, MOFO_EINVAL, "--init-std %g: must be >= 0", o->init_std);
+        return mofo_errf(err, MOFO_EINVAL, "init_std %g: must be >= 0", o->init_std);
     if (!(o->val_split >= 0 && o->val_split < 1))
-        return mofo_errf(err, MOFO_EINVAL, "--val-split %g: must be in [0, 1)", o->val_split);
+        return mofo_errf(err, MOFO_EINVAL, "val_split %g: must be in [0, 1)", o->val_split);
     return 0;
 }
 
@@ -353,7 +353,7 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
         const mofo_param *p = &m->p[i];
         float *g = m->grads + p->offset;
         if (t->o.method == MOFO_METHOD_L1 || t->o.method == MOFO_METHOD_L2)
-            mt->penalty += mofo_penalty_grad(t->o.method == MOFO_METHOD_L1 ? 1 : 2, t->o.reg, m->params + p->offset,
+            mt->penalty += mofo_penalty_grad(t->o.method == MOFO_METHOD_L1 ? MOFO_PENALTY_L1 : MOFO_PENALTY_L2, t->o.reg, m->params + p->offset,
                                              t->theta0 + p->offset, g, p->numel);
         for (int64_t k = 0; k < p->numel; k++) sq += (double)g[k] * g[k];
     }
