@@ -420,6 +420,60 @@ static void test_groups_and_stats(void) {
     mofo_optim_destroy(opt);
 }
 
+/* A state restored by hand (what the PyTorch binding does): m, v and the coverage bits copied
+ * through the pointers into a fresh optimizer, mofo_optim_restore, then both take the same steps:
+ * equal bit for bit, with the same coverage; mofo_optim_set_param moves a parameter to other
+ * arrays, and the step then reads and writes those. */
+static void test_restore_and_set_param(void) {
+    mofo_options o;
+    mofo_options_init(&o, MOFO_RULE_ADAMW);
+    o.weight_decay = 0.01;
+    run a, b;
+    run_init(&a, &o, 0);
+    run_init(&b, &o, 0);
+    run_steps(&a, 1, 3);
+    mofo_err err = {0};
+    for (int i = 0; i < N_T; i++) {
+        int64_t n = numel_of(i);
+        memcpy(b.p[i], a.p[i], (size_t)n * 4);
+        memcpy(mofo_optim_m(b.opt, i), mofo_optim_m(a.opt, i), (size_t)n * 4);
+        memcpy(mofo_optim_v(b.opt, i), mofo_optim_v(a.opt, i), (size_t)n * 4);
+        memcpy(mofo_optim_touched(b.opt, i), mofo_optim_touched(a.opt, i), (size_t)(n + 63) / 64 * 8);
+    }
+    CHECK(mofo_optim_restore(b.opt, 3, &err) == 0, "%s", err.msg);
+    CHECK(mofo_optim_stats(b.opt)->ever_updated == mofo_optim_stats(a.opt)->ever_updated,
+          "restored coverage %lld, want %lld", (long long)mofo_optim_stats(b.opt)->ever_updated,
+          (long long)mofo_optim_stats(a.opt)->ever_updated);
+    CHECK(mofo_optim_restore(b.opt, -1, &err) != 0 && strstr(err.msg, "step -1"), "negative step: %s", err.msg);
+    run_steps(&a, 4, 6);
+    run_steps(&b, 4, 6);
+    CHECK(same_params(&a, &b), "a state restored by hand does not continue bit for bit");
+    CHECK(mofo_optim_stats(b.opt)->step == 6 && mofo_optim_stats(b.opt)->ever_updated ==
+                                                   mofo_optim_stats(a.opt)->ever_updated,
+          "restored run: step %lld", (long long)mofo_optim_stats(b.opt)->step);
+    /* parameter 1 moved to copies: the step updates the copies, the old arrays stay */
+    int64_t n1 = numel_of(1);
+    float *p2 = malloc((size_t)n1 * 4), *g2 = malloc((size_t)n1 * 4), *old = malloc((size_t)n1 * 4);
+    memcpy(p2, b.p[1], (size_t)n1 * 4);
+    memcpy(old, b.p[1], (size_t)n1 * 4);
+    CHECK(mofo_optim_set_param(b.opt, 1, p2, g2, &err) == 0, "%s", err.msg);
+    CHECK(mofo_optim_set_param(b.opt, 7, p2, g2, &err) != 0 && strstr(err.msg, "parameter 7"), "bad index: %s",
+          err.msg);
+    rng_state = 1007;
+    for (int i = 0; i < N_T; i++) /* step 7's gradients, as run_steps draws them */
+        for (int64_t e = 0; e < numel_of(i); e++) {
+            float gv = uniform() + 0.2f * sinf((float)e);
+            a.g[i][e] = gv;
+            (i == 1 ? g2 : b.g[i])[e] = gv;
+        }
+    CHECK(mofo_optim_step(a.opt, 1e-3, &err) == 0 && mofo_optim_step(b.opt, 1e-3, &err) == 0, "%s", err.msg);
+    CHECK(memcmp(p2, a.p[1], (size_t)n1 * 4) == 0 && memcmp(b.p[1], old, (size_t)n1 * 4) == 0,
+          "set_param: the step did not move to the new arrays");
+    free(p2), free(g2), free(old);
+    run_free(&a);
+    run_free(&b);
+}
+
 int main(void) {
     test_against_reference();
     test_sort_path_and_alpha_one();
@@ -427,5 +481,6 @@ int main(void) {
     test_random_filter();
     test_policies();
     test_groups_and_stats();
+    test_restore_and_set_param();
     return CHECK_DONE();
 }

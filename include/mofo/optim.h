@@ -151,6 +151,11 @@ MOFO_API int mofo_optim_add_param_bf16(mofo_optim *opt, const char *name, uint16
  * and state stay untouched and the message names the tensor and the entry. */
 MOFO_API int mofo_optim_step(mofo_optim *opt, double lr, mofo_err *err);
 
+/* Points parameter i at other arrays of the same shape: for callers whose buffers move between
+ * steps, such as a framework that reallocates gradients (CPU; a CUDA optimizer's arrays are fixed at
+ * its first step). */
+MOFO_API int mofo_optim_set_param(mofo_optim *opt, int i, float *data, const float *grad, mofo_err *err);
+
 /* Per-block statistics of the last step. */
 typedef struct mofo_block_stats {
     int param;      /* the parameter the block starts in (PARTITION_MODEL: -1) */
@@ -191,6 +196,16 @@ MOFO_API int mofo_optim_load(mofo_optim *opt, const char *path, mofo_err *err);
  * master weights, "master/NAME", which only a CUDA optimizer with the same bf16 parameter loads). */
 MOFO_API float *mofo_optim_m(mofo_optim *opt, int i);
 MOFO_API float *mofo_optim_v(mofo_optim *opt, int i);
+/* The coverage bits of parameter i: ceil(numel / 64) words, bit e of word w set once entry 64 w + e
+ * has moved; NULL without track_coverage (device memory under CUDA). */
+MOFO_API uint64_t *mofo_optim_touched(mofo_optim *opt, int i);
+/* A state restored by hand, as a language binding does from its own format: after m, v and the
+ * coverage bits have been written through the pointers above, sets the step count (the bias
+ * correction's t; >= 0) and recounts the entries ever updated. CPU only. The threshold brackets,
+ * which only save time, start afresh. */
+MOFO_API int mofo_optim_restore(mofo_optim *opt, int64_t step, mofo_err *err);
+/* sizeof(mofo_options), for bindings that allocate one without the header. */
+MOFO_API size_t mofo_options_size(void);
 
 #ifdef __cplusplus
 }

@@ -355,5 +355,40 @@ const char *mofo_optim_param_name(const mofo_optim *opt, int i) {
 int mofo_optim_param_filtered(const mofo_optim *opt, int i) {
     return i >= 0 && i < opt->n_params && opt->groups[opt->params[i].group].filtered;
 }
+int mofo_optim_set_param(mofo_optim *opt, int i, float *data, const float *grad, mofo_err *err) {
+    if (i < 0 || i >= opt->n_params)
+        return mofo_errf(err, MOFO_EINVAL, "parameter %d: the optimizer holds %d", i, opt->n_params);
+    param_state *p = &opt->params[i];
+    if (!data || !grad) return mofo_errf(err, MOFO_EINVAL, "'%s': NULL data or gradient", p->name);
+    if (opt->opt.device != MOFO_DEVICE_CPU && opt->planned)
+        return mofo_errf(err, MOFO_EINVAL, "'%s': a CUDA optimizer's arrays are fixed at its first step", p->name);
+    p->data = data;
+    p->grad = grad;
+    return 0;
+}
+
+uint64_t *mofo_optim_touched(mofo_optim *opt, int i) {
+    return i >= 0 && i < opt->n_params ? opt->params[i].touched : NULL;
+}
+
+int mofo_optim_restore(mofo_optim *opt, int64_t step, mofo_err *err) {
+    if (step < 0) return mofo_errf(err, MOFO_EINVAL, "step %lld: must be >= 0", (long long)step);
+    if (opt->opt.device != MOFO_DEVICE_CPU)
+        return mofo_errf(err, MOFO_EINVAL, "restoring a state by hand is CPU only (use mofo_optim_load)");
+    int64_t ever = 0;
+    for (int i = 0; i < opt->n_params; i++)
+        for (int64_t w = 0; opt->params[i].touched && w < (opt->params[i].numel + 63) / 64; w++)
+            ever += __builtin_popcountll(opt->params[i].touched[w]);
+    opt->step = step;
+    opt->ever_updated = ever;
+    opt->stats.step = step;
+    opt->stats.ever_updated = ever;
+    opt->stats.entries = opt->entries;
+    opt->stats.coverage = opt->entries ? (double)ever / (double)opt->entries : 0;
+    return 0;
+}
+
+size_t mofo_options_size(void) { return sizeof(mofo_options); }
+
 float *mofo_optim_m(mofo_optim *opt, int i) { return i >= 0 && i < opt->n_params ? opt->params[i].m : NULL; }
 float *mofo_optim_v(mofo_optim *opt, int i) { return i >= 0 && i < opt->n_params ? opt->params[i].v : NULL; }
