@@ -50,7 +50,7 @@ static void test_base(void) {
     CHECK(mofo_tokenizer_load_dir(&tok, MOFO_DEMO_BASE, &err) == 0, "%s", err.msg);
     if (!m || !tok) return;
     mofo_demo_scores s;
-    CHECK(mofo_demo_evaluate(m, tok, world, MOFO_DEMO_KNOWLEDGE | MOFO_DEMO_PPL, NULL, &s, &err) == 0, "%s", err.msg);
+    CHECK(mofo_demo_evaluate(m, tok, world, MOFO_DEMO_KNOWLEDGE | MOFO_DEMO_PPL, &s, &err) == 0, "%s", err.msg);
     printf("shipped base: knowledge EM %.4f, MC %.4f, ppl %.4f (%zu parameters)\n", s.knowledge_em, s.knowledge_mc,
            s.ppl, m->n_floats);
     /* >= 500 items of each kind and >= 90% on both (the targets); checked at the scores measured on
@@ -154,6 +154,9 @@ static void check_results(const char *dir, const char *stem, const char *kind, i
                              "lr\0val_loss\0val_acc\0drop\0changed_fraction\0seed\0";
              *k; k += strlen(k) + 1)
             CHECK(isfinite(num(r, k)), "%s: %s is not a number", run_name, k);
+        /* every run trained: its weights moved (LoRA's merged ones too) */
+        CHECK(num(r, "l2_distance") > 0 && num(r, "changed_fraction") > 0, "%s: L2 %g, changed %g: nothing moved",
+              run_name, num(r, "l2_distance"), num(r, "changed_fraction"));
         CHECK(fabs(num(r, "drop") - 100 * (num(base, "knowledge_acc") - num(r, "knowledge_acc"))) < 1e-9,
               "%s: drop %.17g is not base - run", run_name, num(r, "drop"));
         CHECK(num(r, "knowledge_acc") == (num(r, "knowledge_em") + num(r, "knowledge_mc")) / 2,

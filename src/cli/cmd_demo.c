@@ -115,9 +115,12 @@ static int run_one(demo *d, const planned_run *p, const char *data_path, mofo_de
     if (!rc) rc = demo_train(d, t, u->loss, &u->ms_per_step, &u->coverage, err);
     if (!rc) rc = mofo_trainer_eval(t, &u->val_loss, err);
     val.task_acc = NAN;
-    if (!rc && p->seed == 1) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, NULL, &val, err);
-    if (!rc) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, d->base->params, &u->s,
-                                     err);
+    if (!rc && p->seed == 1) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_VAL, &val, err);
+    if (!rc) rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE, &u->s, err);
+    float *trained = NULL; /* the trained weights: LoRA's merged into a copy */
+    if (!rc && !(trained = mofo_trainer_weights(t, err))) rc = err->code;
+    if (!rc) mofo_demo_distance(t->m, trained, d->base->params, &u->s);
+    if (trained != t->m->params) free(trained);
     if (rc) {
         mofo_err_prefix(err, "%s lr %g seed %d", p->name, p->lr, p->seed);
         mofo_trainer_free(t);
@@ -167,7 +170,7 @@ static int choose(demo *d, const planned_run *plan, int first, int last, mofo_de
     if (demo_make_dir(out_dir)) return mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", out_dir, strerror(errno));
     mofo_demo_scores p;
     int rc = mofo_trainer_save_final(kept[chosen], out_dir, err);
-    if (!rc) rc = mofo_demo_evaluate(kept[chosen]->m, kept[chosen]->tok, d->world, MOFO_DEMO_PPL, NULL, &p, err);
+    if (!rc) rc = mofo_demo_evaluate(kept[chosen]->m, kept[chosen]->tok, d->world, MOFO_DEMO_PPL, &p, err);
     if (!rc) u->s.ppl = p.ppl;
     mofo_demo_eval_command(out_dir, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE | MOFO_DEMO_PPL, u->eval_command,
                            sizeof u->eval_command);
@@ -370,7 +373,7 @@ int cmd_demo(int argc, char **argv) {
     fprintf(stderr, "mofo demo: base %s (%zu parameters), world of %d people in %s, %d steps of %d examples per run\n"
                     "matrix products: %s\n",
             d->base_dir, d->base->n_floats, d->wo.n_people, d->world, d->steps, d->batch, mofo_blas_kernel());
-    if (mofo_demo_evaluate(d->base, d->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE | MOFO_DEMO_PPL, NULL, &base,
+    if (mofo_demo_evaluate(d->base, d->tok, d->world, MOFO_DEMO_TASK | MOFO_DEMO_KNOWLEDGE | MOFO_DEMO_PPL, &base,
                            &err)) {
         rc = demo_fail("scoring the base", &err);
         goto done;

@@ -71,7 +71,7 @@ static int run_sequence(demo *d, const demo_method *m, char train[][2300], char 
         if ((rc = mofo_trainer_create(&t, &o, err)) || (rc = demo_train(d, t, loss, &ms_step, NULL, err)) ||
             (rc = demo_make_dir(dir) ? mofo_errf(err, MOFO_EIO, "%s: cannot create", dir) : 0) ||
             (rc = mofo_trainer_save_final(t, dir, err)) ||
-            (rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_KNOWLEDGE, NULL, &k, err))) {
+            (rc = mofo_demo_evaluate(t->m, t->tok, d->world, MOFO_DEMO_KNOWLEDGE, &k, err))) {
             mofo_trainer_free(t);
             break;
         }

@@ -28,8 +28,8 @@ int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char 
     return rc;
 }
 
-int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, const float *base,
-                       mofo_demo_scores *s, mofo_err *err) {
+int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, mofo_demo_scores *s,
+                       mofo_err *err) {
     *s = (mofo_demo_scores){NAN, NAN, NAN, NAN, NAN, NAN, NAN, {NAN, NAN, NAN, NAN, NAN}, 0, 0, 0};
     char path[4200];
     int rc = 0;
@@ -55,20 +55,21 @@ int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *wor
         if ((rc = mofo_eval_ppl(m, tok, path, &p, err))) return rc;
         s->ppl = exp(p.nll / (double)p.tokens);
     }
-    if (base) {
-        double sq = 0, kind_sq[MOFO_N_KINDS] = {0};
-        int64_t changed = 0;
-        for (int i = 0; i < m->n_p; i++) {
-            mofo_diff df = {0};
-            size_t off = m->p[i].offset;
-            mofo_diff_accum(&df, base + off, m->params + off, m->p[i].numel);
-            sq += df.sq, changed += df.changed, kind_sq[mofo_model_param_kind(m, i)] += df.sq;
-        }
-        s->l2_distance = sqrt(sq);
-        s->changed_fraction = (double)changed / (double)m->n_floats;
-        for (int k = 0; k < MOFO_N_KINDS; k++) s->l2_kind[k] = sqrt(kind_sq[k]);
-    }
     return 0;
+}
+
+void mofo_demo_distance(const mofo_model *m, const float *params, const float *base, mofo_demo_scores *s) {
+    double sq = 0, kind_sq[MOFO_N_KINDS] = {0};
+    int64_t changed = 0;
+    for (int i = 0; i < m->n_p; i++) {
+        mofo_diff df = {0};
+        size_t off = m->p[i].offset;
+        mofo_diff_accum(&df, base + off, params + off, m->p[i].numel);
+        sq += df.sq, changed += df.changed, kind_sq[mofo_model_param_kind(m, i)] += df.sq;
+    }
+    s->l2_distance = sqrt(sq);
+    s->changed_fraction = (double)changed / (double)m->n_floats;
+    for (int k = 0; k < MOFO_N_KINDS; k++) s->l2_kind[k] = sqrt(kind_sq[k]);
 }
 
 void mofo_demo_eval_command(const char *model_dir, const char *world_dir, int what, char *out, size_t cap) {

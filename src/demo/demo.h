@@ -41,10 +41,12 @@ enum {
 #define MOFO_DEMO_MATH_MAX_NEW 24
 #define MOFO_DEMO_FACT_MAX_NEW 12
 
-/* Scores model m (tokenizer tok) on the files in world_dir; base (may be NULL: no distance) holds the
- * base model's n_floats parameters for l2_distance. */
-int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, const float *base,
-                       mofo_demo_scores *s, mofo_err *err);
+/* Scores model m (tokenizer tok) on the files in world_dir. */
+int mofo_demo_evaluate(mofo_model *m, const mofo_tokenizer *tok, const char *world_dir, int what, mofo_demo_scores *s,
+                       mofo_err *err);
+/* l2_distance, l2_kind and changed_fraction of params (m's layout: a trained model's weights, LoRA's
+ * merged) from base (the base model's). */
+void mofo_demo_distance(const mofo_model *m, const float *params, const float *base, mofo_demo_scores *s);
 
 /* Exact match on a gen: file of word problems, scored as task_acc (tulu prompt, greedy). */
 int mofo_demo_evaluate_gen(mofo_model *m, const mofo_tokenizer *tok, const char *path, double *acc, int *n,

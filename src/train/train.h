@@ -176,6 +176,10 @@ int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err);
  * files copied from model_dir. LoRA: the adapter (adapter_model.safetensors, adapter_config.json)
  * and the tokenizer files; with merge, the merged model there and the adapter in DIR/adapter. */
 int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err);
+/* The trained weights in the model's layout: t->m->params, or for LoRA a malloc'ed copy with the
+ * adapters merged (W0 + s B A; the caller frees it when it is not t->m->params); NULL when out of
+ * memory. */
+float *mofo_trainer_weights(const mofo_trainer *t, mofo_err *err);
 
 /* One metrics JSONL line (with the newline). */
 void mofo_step_metrics_json(const mofo_step_metrics *mt, mofo_strbuf *sb);

@@ -547,6 +547,18 @@ out:
     return rc;
 }
 
+float *mofo_trainer_weights(const mofo_trainer *t, mofo_err *err) {
+    if (!t->lora) return t->m->params;
+    float *w = malloc(t->m->n_floats * sizeof *w);
+    if (!w) {
+        mofo_errf(err, MOFO_ENOMEM, "out of memory for the merged model (%zu floats)", t->m->n_floats);
+        return NULL;
+    }
+    memcpy(w, t->m->params, t->m->n_floats * sizeof *w);
+    mofo_lora_merge(t->lora, t->m, t->m->params, w);
+    return w;
+}
+
 int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err) {
     if (t->lora && !t->o.merge) {
         int rc = mofo_lora_save(t->lora, t->m, dir, t->o.model_dir, err);
@@ -558,16 +570,10 @@ int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *er
         int rc = mofo_lora_save(t->lora, t->m, p, t->o.model_dir, err);
         if (rc) return rc;
     }
-    /* the merged model: W0 + s B A on the targets, in a copy (the base stays the base) */
-    mofo_model merged = *t->m;
-    if (t->lora) {
-        if (!(merged.params = malloc(t->m->n_floats * sizeof *merged.params)))
-            return mofo_errf(err, MOFO_ENOMEM, "out of memory for the merged model (%zu floats)", t->m->n_floats);
-        memcpy(merged.params, t->m->params, t->m->n_floats * sizeof *merged.params);
-        mofo_lora_merge(t->lora, t->m, t->m->params, merged.params);
-    }
+    mofo_model merged = *t->m; /* LoRA: W0 + s B A on the targets, in a copy (the base stays the base) */
+    if (!(merged.params = mofo_trainer_weights(t, err))) return err ? err->code : MOFO_ENOMEM;
     int rc = mofo_model_save(&merged, dir, 0, err);
-    if (t->lora) free(merged.params);
+    if (merged.params != t->m->params) free(merged.params);
     if (rc == 0) rc = mofo_copy_tokenizer_files(tok_dir(&t->o), dir, err);
     return rc;
 }
