@@ -31,7 +31,7 @@ static void fill_grad(float *g, int64_t n, grad_kind kind) {
         g[i] = kind == GRAD_SMOOTH ? uniform() : kind == GRAD_TIES ? levels[next_u32() % 4] : 0.375f;
 }
 
-/* ---- the reference: AdamW with a sort-based top-k mask, written plainly ---- */
+/* ---- the reference: each rule with a sort-based top-k mask, written plainly ---- */
 
 typedef struct ref_param {
     int64_t numel, rows;
@@ -46,14 +46,14 @@ static int desc_float(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* thr = the k-th largest |m| over the given ranges (one block), k = max(1, floor(alpha * size)) */
-static float ref_threshold(float **ms, const int64_t *lens, int nr, double alpha) {
+/* thr = the k-th largest score over the given ranges (one block), k = max(1, floor(alpha * size)) */
+static float ref_threshold(float **scores, const int64_t *lens, int nr, double alpha) {
     int64_t total = 0;
     for (int r = 0; r < nr; r++) total += lens[r];
     float *a = malloc((size_t)total * sizeof *a);
     int64_t j = 0;
     for (int r = 0; r < nr; r++)
-        for (int64_t i = 0; i < lens[r]; i++) a[j++] = fabsf(ms[r][i]);
+        for (int64_t i = 0; i < lens[r]; i++) a[j++] = scores[r][i];
     qsort(a, (size_t)total, sizeof *a, desc_float);
     int64_t k = (int64_t)floor(alpha * (double)total);
     if (k < 1) k = 1;
@@ -62,30 +62,54 @@ static float ref_threshold(float **ms, const int64_t *lens, int nr, double alpha
     return thr;
 }
 
+/* The rule of one step, from the formulas of optim.h (AdamW as torch.optim.AdamW evaluates it):
+ * updates m (and v) in place and gives the momentum the filter scores and the proposed update. */
+static void ref_rule(mofo_rule rule, float g, float *m, float *v, int64_t t, double lr, float *mom, float *delta) {
+    if (rule == MOFO_RULE_ADAMW) {
+        const double b1 = 0.9, b2 = 0.999;
+        *m = *m + (float)(1 - b1) * (g - *m);
+        *v = *v * (float)b2;
+        *v = *v + (float)(1 - b2) * g * g;
+        float h = sqrtf(*v) / (float)sqrt(1 - pow(b2, (double)t)) + 1e-8f;
+        *mom = *m;
+        *delta = (float)(-(lr / (1 - pow(b1, (double)t)))) * *m / h;
+    } else if (rule == MOFO_RULE_LION) { /* c = b1 m + (1-b1) g; p -= lr sign(c); m = b2 m + (1-b2) g */
+        float c = 0.9f * *m + (float)(1 - 0.9) * g;
+        *mom = c;
+        *delta = (float)-lr * (float)((c > 0) - (c < 0));
+        *m = 0.99f * *m + (float)(1 - 0.99) * g;
+    } else { /* SGD with heavy-ball momentum: m = b1 m + g; p -= lr m */
+        *m = *m * 0.9f + g;
+        *mom = *m;
+        *delta = (float)-lr * *m;
+    }
+}
+
 /* One step of the reference over all parameters. partition: 0 tensor, 1 rows (rows_per_block), 2 model.
+ * The filter scores |momentum|, |g| or |update|; under the random filter the mask is the one given
+ * in random_sel (numel per parameter: what the library chose, whose count the caller checks).
  * updated[i] receives the moved entries of parameter i. */
 static void ref_step(ref_param *ps, int np, const float *const *grads, int64_t t, double lr, double alpha,
-                     int partition, int64_t rows_per_block, int64_t *updated) {
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    float c1 = (float)(1.0 - b1), b2f = (float)b2, c2 = (float)(1.0 - b2), bc2s = (float)sqrt(bc2), epsf = (float)eps;
-    float ns = (float)(-(lr / bc1));
-    for (int i = 0; i < np; i++)
+                     mofo_rule rule, mofo_filter filter, int partition, int64_t rows_per_block,
+                     uint8_t *const *random_sel, int64_t *updated) {
+    float *score[16], *delta[16];
+    for (int i = 0; i < np; i++) {
+        score[i] = malloc((size_t)ps[i].numel * sizeof(float));
+        delta[i] = malloc((size_t)ps[i].numel * sizeof(float));
         for (int64_t e = 0; e < ps[i].numel; e++) {
-            float g = grads[i][e];
-            ps[i].m[e] = ps[i].m[e] + c1 * (g - ps[i].m[e]);
-            ps[i].v[e] = ps[i].v[e] * b2f;
-            ps[i].v[e] = ps[i].v[e] + c2 * g * g;
+            float g = grads[i][e], mom;
+            ref_rule(rule, g, &ps[i].m[e], ps[i].v ? &ps[i].v[e] : NULL, t, lr, &mom, &delta[i][e]);
+            score[i][e] = fabsf(filter == MOFO_FILTER_GRADIENT ? g : filter == MOFO_FILTER_UPDATE ? delta[i][e] : mom);
         }
-    /* thresholds: thr_of[i][e] for each entry's block (stored per parameter row group) */
+    }
     float model_thr = 0;
     if (partition == 2) {
-        float *ms[16];
+        float *sc[16];
         int64_t lens[16];
         int nr = 0;
         for (int i = 0; i < np; i++)
-            if (ps[i].filtered) ms[nr] = ps[i].m, lens[nr++] = ps[i].numel;
-        if (nr) model_thr = ref_threshold(ms, lens, nr, alpha);
+            if (ps[i].filtered) sc[nr] = score[i], lens[nr++] = ps[i].numel;
+        if (nr) model_thr = ref_threshold(sc, lens, nr, alpha);
     }
     for (int i = 0; i < np; i++) {
         float decay = (float)(1.0 - lr * ps[i].wd);
@@ -93,18 +117,21 @@ static void ref_step(ref_param *ps, int np, const float *const *grads, int64_t t
         updated[i] = 0;
         for (int64_t r = 0; r < ps[i].rows; r += per) {
             int64_t lo = r * row_len, len = (r + per < ps[i].rows ? per : ps[i].rows - r) * row_len;
-            float *mr = ps[i].m + lo;
-            float thr = !ps[i].filtered ? 0 : partition == 2 ? model_thr : ref_threshold(&mr, &len, 1, alpha);
+            float *sr = score[i] + lo;
+            float thr = !ps[i].filtered || filter == MOFO_FILTER_RANDOM ? 0
+                        : partition == 2                              ? model_thr
+                                                                      : ref_threshold(&sr, &len, 1, alpha);
             for (int64_t e = lo; e < lo + len; e++) {
-                float h = sqrtf(ps[i].v[e]) / bc2s + epsf;
-                float d = ns * ps[i].m[e] / h;
                 float decayed = ps[i].p[e] * decay;
-                int sel = !ps[i].filtered || fabsf(ps[i].m[e]) >= thr;
-                ps[i].p[e] = sel ? decayed + d : decayed;
+                int sel = !ps[i].filtered ||
+                          (filter == MOFO_FILTER_RANDOM ? random_sel[i][e] != 0 : score[i][e] >= thr);
+                ps[i].p[e] = sel ? decayed + delta[i][e] : decayed;
                 ps[i].moved[e] |= (uint8_t)sel;
                 updated[i] += sel;
             }
         }
+        free(score[i]);
+        free(delta[i]);
     }
 }
 
@@ -119,6 +146,8 @@ typedef struct case_spec {
     int partition;
     int64_t rows_per_block;
     int threads, steps;
+    mofo_rule rule;     /* default (0) AdamW */
+    mofo_filter filter; /* default (0) momentum */
 } case_spec;
 
 static unsigned settled_seen; /* bit s set once a block was settled by way s (SETTLED_*) */
@@ -126,7 +155,10 @@ static unsigned settled_seen; /* bit s set once a block was settled by way s (SE
 static void run_case(const case_spec *cs) {
     rng_state = 777;
     mofo_options o;
-    mofo_options_init(&o, MOFO_RULE_ADAMW);
+    mofo_options_init(&o, cs->rule);
+    o.filter = cs->filter;
+    o.ties = cs->filter == MOFO_FILTER_RANDOM ? MOFO_TIES_EXACT_K : MOFO_TIES_KEEP;
+    o.seed = 5;
     o.alpha = cs->alpha;
     o.weight_decay = 0.05;
     o.partition = (mofo_partition)cs->partition;
@@ -140,8 +172,9 @@ static void run_case(const case_spec *cs) {
         int64_t rows = cs->shapes[i][0], cols = cs->shapes[i][1], n = rows * (cols ? cols : 1);
         p[i] = malloc((size_t)n * sizeof(float));
         g[i] = malloc((size_t)n * sizeof(float));
-        ref[i] = (ref_param){n, cols ? rows : 1, malloc((size_t)n * 4), calloc((size_t)n, 4), calloc((size_t)n, 4),
-                             calloc((size_t)n, 1), cols != 0, cols ? 0.05 : 0.0};
+        ref[i] = (ref_param){n, cols ? rows : 1, malloc((size_t)n * 4), calloc((size_t)n, 4),
+                             cs->rule == MOFO_RULE_ADAMW ? calloc((size_t)n, 4) : NULL, calloc((size_t)n, 1), cols != 0,
+                             cols ? 0.05 : 0.0};
         for (int64_t e = 0; e < n; e++) p[i][e] = ref[i].p[e] = uniform();
         char name[16];
         snprintf(name, sizeof name, "t%d", i);
@@ -158,14 +191,35 @@ static void run_case(const case_spec *cs) {
                 for (int64_t e = 0; e < ref[i].numel; e += 7) g[i][e] += 0.01f * uniform();
         }
         int64_t want[4];
-        ref_step(ref, cs->np, (const float *const *)g, t, 1e-2, cs->alpha, cs->partition, o.rows_per_block, want);
+        float *before[4];
+        for (int i = 0; i < cs->np; i++) { /* the random filter's mask: read off the library's step */
+            before[i] = malloc((size_t)ref[i].numel * 4);
+            memcpy(before[i], p[i], (size_t)ref[i].numel * 4);
+        }
         CHECK(mofo_optim_step(opt, 1e-2, &err) == 0, "%s", err.msg);
+        uint8_t *sel[4];
+        for (int i = 0; i < cs->np; i++) {
+            sel[i] = malloc((size_t)ref[i].numel);
+            float decay = (float)(1.0 - 1e-2 * ref[i].wd);
+            for (int64_t e = 0; e < ref[i].numel; e++) sel[i][e] = p[i][e] != before[i][e] * decay;
+        }
+        ref_step(ref, cs->np, (const float *const *)g, t, 1e-2, cs->alpha, cs->rule, cs->filter, cs->partition,
+                 o.rows_per_block, sel, want);
+        for (int i = 0; i < cs->np; i++) {
+            if (cs->filter == MOFO_FILTER_RANDOM && ref[i].filtered) { /* exactly k per tensor */
+                int64_t k = (int64_t)floor(cs->alpha * (double)ref[i].numel);
+                CHECK(want[i] == (k < 1 ? 1 : k), "%s: step %d tensor %d: %lld moved, k = %lld", cs->what, t, i,
+                      (long long)want[i], (long long)(k < 1 ? 1 : k));
+            }
+            free(before[i]);
+            free(sel[i]);
+        }
         for (int b = 0; b < opt->n_blocks; b++) settled_seen |= 1u << opt->blocks[b].settled;
         const mofo_stats *st = mofo_optim_stats(opt);
         for (int i = 0; i < cs->np; i++) {
             int64_t n = ref[i].numel;
             int same = memcmp(p[i], ref[i].p, (size_t)n * 4) == 0 && memcmp(mofo_optim_m(opt, i), ref[i].m, (size_t)n * 4) == 0 &&
-                       memcmp(mofo_optim_v(opt, i), ref[i].v, (size_t)n * 4) == 0;
+                       (!ref[i].v || memcmp(mofo_optim_v(opt, i), ref[i].v, (size_t)n * 4) == 0);
             CHECK(same, "%s: step %d tensor %d: p, m, v differ from the reference", cs->what, t, i);
             CHECK(st->param_updated[i] == want[i], "%s: step %d tensor %d: moved %lld, reference %lld", cs->what, t, i,
                   (long long)st->param_updated[i], (long long)want[i]);
@@ -190,20 +244,32 @@ static void run_case(const case_spec *cs) {
 
 static void test_against_reference(void) {
     const case_spec cases[] = {
-        {"one entry", 1, {{1, 1}}, GRAD_SMOOTH, 0.15, 0, 0, 1, 3},
-        {"small mixed", 3, {{7, 5}, {9, 0}, {64, 48}}, GRAD_SMOOTH, 0.15, 0, 0, 1, 6},
-        {"block just above the small size", 1, {{4097, 1}}, GRAD_SMOOTH, 0.15, 0, 0, 1, 8},
-        {"one chunk", 1, {{256, 250}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 10},
-        {"many chunks", 2, {{1000, 300}, {300, 0}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 12},
-        {"many chunks, 1 thread", 1, {{700, 333}}, GRAD_SMOOTH, 0.1, 0, 0, 1, 8},
-        {"ties", 2, {{32, 32}, {400, 500}}, GRAD_TIES, 0.15, 0, 0, 2, 6},
-        {"all equal", 1, {{300, 300}}, GRAD_EQUAL, 0.15, 0, 0, 2, 4},
-        {"alpha = 1/numel", 1, {{300, 301}}, GRAD_SMOOTH, 1.0 / (300 * 301), 0, 0, 2, 5},
-        {"alpha = 0.5", 1, {{300, 301}}, GRAD_SMOOTH, 0.5, 0, 0, 2, 5},
-        {"alpha = 1", 1, {{300, 301}}, GRAD_SMOOTH, 1.0, 0, 0, 2, 4},
-        {"rows, 3 per block", 2, {{10, 64}, {100, 700}}, GRAD_SMOOTH, 0.15, 1, 3, 2, 6},
-        {"rows, big blocks", 1, {{1000, 200}}, GRAD_SMOOTH, 0.15, 1, 400, 2, 6},
-        {"whole model", 3, {{100, 700}, {64, 48}, {50, 0}}, GRAD_SMOOTH, 0.15, 2, 0, 2, 8},
+        {"one entry", 1, {{1, 1}}, GRAD_SMOOTH, 0.15, 0, 0, 1, 3, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"small mixed", 3, {{7, 5}, {9, 0}, {64, 48}}, GRAD_SMOOTH, 0.15, 0, 0, 1, 6, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"block just above the small size", 1, {{4097, 1}}, GRAD_SMOOTH, 0.15, 0, 0, 1, 8, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"one chunk", 1, {{256, 250}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 10, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"many chunks", 2, {{1000, 300}, {300, 0}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 12, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"many chunks, 1 thread", 1, {{700, 333}}, GRAD_SMOOTH, 0.1, 0, 0, 1, 8, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"ties", 2, {{32, 32}, {400, 500}}, GRAD_TIES, 0.15, 0, 0, 2, 6, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"all equal", 1, {{300, 300}}, GRAD_EQUAL, 0.15, 0, 0, 2, 4, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"alpha = 1/numel", 1, {{300, 301}}, GRAD_SMOOTH, 1.0 / (300 * 301), 0, 0, 2, 5, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"alpha = 0.5", 1, {{300, 301}}, GRAD_SMOOTH, 0.5, 0, 0, 2, 5, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"alpha = 1", 1, {{300, 301}}, GRAD_SMOOTH, 1.0, 0, 0, 2, 4, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"rows, 3 per block", 2, {{10, 64}, {100, 700}}, GRAD_SMOOTH, 0.15, 1, 3, 2, 6, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"rows, big blocks", 1, {{1000, 200}}, GRAD_SMOOTH, 0.15, 1, 400, 2, 6, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        {"whole model", 3, {{100, 700}, {64, 48}, {50, 0}}, GRAD_SMOOTH, 0.15, 2, 0, 2, 8, MOFO_RULE_ADAMW, MOFO_FILTER_MOMENTUM},
+        /* the other rules and filters against the same plain reference */
+        {"lion", 3, {{300, 200}, {64, 48}, {50, 0}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 6, MOFO_RULE_LION, MOFO_FILTER_MOMENTUM},
+        {"lion, rows", 1, {{100, 70}}, GRAD_SMOOTH, 0.2, 1, 7, 2, 5, MOFO_RULE_LION, MOFO_FILTER_MOMENTUM},
+        {"sgdm", 3, {{300, 200}, {64, 48}, {50, 0}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 6, MOFO_RULE_SGDM, MOFO_FILTER_MOMENTUM},
+        {"sgdm, whole model", 2, {{100, 70}, {33, 9}}, GRAD_SMOOTH, 0.1, 2, 0, 1, 5, MOFO_RULE_SGDM, MOFO_FILTER_MOMENTUM},
+        {"gradient filter", 2, {{300, 200}, {50, 0}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 6, MOFO_RULE_ADAMW,
+         MOFO_FILTER_GRADIENT},
+        {"update filter", 2, {{300, 200}, {50, 0}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 6, MOFO_RULE_ADAMW, MOFO_FILTER_UPDATE},
+        {"update filter, sgdm", 1, {{120, 90}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 5, MOFO_RULE_SGDM, MOFO_FILTER_UPDATE},
+        {"gradient filter, lion", 1, {{120, 90}}, GRAD_SMOOTH, 0.3, 0, 0, 2, 5, MOFO_RULE_LION, MOFO_FILTER_GRADIENT},
+        {"random filter", 2, {{300, 200}, {50, 0}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 6, MOFO_RULE_ADAMW, MOFO_FILTER_RANDOM},
+        {"random filter, sgdm", 1, {{120, 90}}, GRAD_SMOOTH, 0.15, 0, 0, 2, 5, MOFO_RULE_SGDM, MOFO_FILTER_RANDOM},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     CHECK(settled_seen & (1u << SETTLED_EXACT), "no block was settled from all its keys (small blocks)");
