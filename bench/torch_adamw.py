@@ -7,27 +7,17 @@ written with torch.topk per tensor (--mofo), for the side-by-side table of the d
 """
 import argparse
 import json
+import os
 import statistics
+import sys
 
 import torch
 
-
-def gpt2(C, V=50257, P=1024, L=12):
-    shapes = [(V, C), (P, C)]
-    for _ in range(L):
-        shapes += [(C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, 4 * C), (4 * C,), (4 * C, C), (C,)]
-    return shapes + [(C,), (C,)]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from mofo.bench import gpt2_shapes, tinyllama_shapes, topk_mofo_step  # noqa: E402 (the shared definitions)
 
 
-def tinyllama():
-    C, KV, F, V = 2048, 256, 5632, 32000
-    shapes = [(V, C)]
-    for _ in range(22):
-        shapes += [(C, C), (KV, C), (KV, C), (C, C), (F, C), (F, C), (C, F), (C,), (C,)]
-    return shapes + [(C,), (V, C)]
-
-
-SHAPES = {"124M": lambda: gpt2(768), "1.1B": tinyllama, "1.5B": lambda: gpt2(1600, L=48)}
+SHAPES = {"124M": gpt2_shapes, "1.1B": tinyllama_shapes, "1.5B": lambda: gpt2_shapes(1600, L=48)}
 
 
 def median_ms(fn, warmup, reps):
@@ -42,26 +32,6 @@ def median_ms(fn, warmup, reps):
         b.synchronize()
         times.append(a.elapsed_time(b))
     return statistics.median(times)
-
-
-def mofo_step(params, states, lr, alpha=0.15, b1=0.9, b2=0.999, eps=1e-8, wd=0.01, step=[0]):
-    """The authors' MoFO: dense Adam moments, top-k of |m| per 2+-dim tensor (torch.topk)."""
-    step[0] += 1
-    t = step[0]
-    with torch.no_grad():
-        for p, (m, v) in zip(params, states):
-            g = p.grad
-            p.mul_(1 - lr * wd)
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / (1 - b2 ** t) ** 0.5).add_(eps)
-            upd = m / denom * (lr / (1 - b1 ** t))
-            if p.dim() >= 2:
-                flat = m.abs().flatten()
-                k = max(1, int(flat.numel() * alpha))
-                thr = torch.topk(flat, k, sorted=False).values.min()
-                upd = upd * (m.abs() >= thr)
-            p.sub_(upd)
 
 
 def main():
@@ -90,7 +60,13 @@ def main():
         del opt
         if args.mofo:
             states = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
-            row["authors_mofo_ms"] = median_ms(lambda: mofo_step(params, states, 1e-4), 2, max(3, args.reps // 4))
+            t = [0]
+
+            def authors_step():
+                t[0] += 1
+                topk_mofo_step(params, states, 1e-4, t[0])
+
+            row["authors_mofo_ms"] = median_ms(authors_step, 2, max(3, args.reps // 4))
             del states
         del params
         torch.cuda.empty_cache()

@@ -10,51 +10,58 @@ gradients. Only CPU tensors: this binding has no CUDA path yet."""
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
 
 import torch
 
-import mofo.torch
 
-
-def gpt2_small_shapes():
-    C, V, T, L = 768, 50257, 1024, 12
-    shapes = [(V, C), (T, C)]
+def gpt2_shapes(C=768, V=50257, P=1024, L=12):
+    """The parameter shapes of a GPT-2 (small by default; C=1600, L=48 for 1.5B)."""
+    shapes = [(V, C), (P, C)]
     for _ in range(L):
         shapes += [(C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, 4 * C), (4 * C,), (4 * C, C), (C,)]
     return shapes + [(C,), (C,)]
 
 
-class TopkMoFO(torch.optim.Optimizer):
-    """MoFO the way the authors' class steps it: AdamW's moments, then torch.topk of |m| per tensor."""
+def tinyllama_shapes():
+    C, KV, F, V = 2048, 256, 5632, 32000
+    shapes = [(V, C)]
+    for _ in range(22):
+        shapes += [(C, C), (KV, C), (KV, C), (C, C), (F, C), (F, C), (C, F), (C,), (C,)]
+    return shapes + [(C,), (V, C)]
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, alpha=0.15):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, alpha=alpha))
 
-    @torch.no_grad()
+def topk_mofo_step(params, states, lr, t, alpha=0.15, b1=0.9, b2=0.999, eps=1e-8, wd=0.01):
+    """Step t of MoFO as the authors' AdamW_MoFO takes it: dense Adam moments, then torch.topk of |m|
+    on every 2+-dim tensor (entries tied at the threshold move too); states: (m, v) per parameter."""
+    with torch.no_grad():
+        for p, (m, v) in zip(params, states):
+            g = p.grad
+            p.mul_(1 - lr * wd)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / (1 - b2 ** t) ** 0.5).add_(eps)
+            upd = m / denom * (lr / (1 - b1 ** t))
+            if p.dim() >= 2:
+                flat = m.abs().flatten()
+                k = max(1, int(flat.numel() * alpha))
+                thr = torch.topk(flat, k, sorted=False).values.min()
+                upd = upd * (m.abs() >= thr)
+            p.sub_(upd)
+
+
+class TopkMoFO:
+    """topk_mofo_step as an object with step(), for time_steps."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr, self.t = list(params), lr, 0
+        self.states = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+
     def step(self):
-        for group in self.param_groups:
-            lr, (b1, b2), eps, wd, alpha = group["lr"], group["betas"], group["eps"], group["weight_decay"], group["alpha"]
-            for p in group["params"]:
-                st = self.state[p]
-                if not st:
-                    st["step"], st["exp_avg"], st["exp_avg_sq"] = 0, torch.zeros_like(p), torch.zeros_like(p)
-                st["step"] += 1
-                t, m, v, g = st["step"], st["exp_avg"], st["exp_avg_sq"], p.grad
-                p.mul_(1 - lr * wd)
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                denom = (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps)
-                update = m
-                if p.dim() >= 2:
-                    k = max(1, int(p.numel() * alpha))
-                    mask = torch.zeros(p.numel(), dtype=torch.bool)
-                    mask[torch.topk(m.abs().flatten(), k).indices] = True
-                    update = m * mask.view_as(p)
-                p.addcdiv_(update, denom, value=-lr / (1 - b1 ** t))
+        self.t += 1
+        topk_mofo_step(self.params, self.states, self.lr, self.t)
 
 
 def time_steps(make, params, steps):
@@ -87,8 +94,10 @@ def main(argv=None):
     if a.steps < 1 or a.topk_steps < 1:
         print("mofo.bench: --steps and --topk-steps must be >= 1", file=sys.stderr)
         return 2
+    import mofo.torch  # here, so that the shapes and the topk step import without libmofo (bench/torch_adamw.py)
+
     gen = torch.Generator().manual_seed(0)
-    shapes = gpt2_small_shapes()
+    shapes = gpt2_shapes()
     params = [torch.nn.Parameter(torch.randn(s, generator=gen) * 0.02) for s in shapes]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen) * 1e-3
@@ -96,7 +105,7 @@ def main(argv=None):
     foreach = {"foreach": True} if "foreach" in torch.optim.AdamW.__init__.__code__.co_varnames else {}
     rows = [
         ("torch AdamW", lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.01, **foreach), a.steps),
-        ("topk MoFO", lambda ps: TopkMoFO(ps, lr=1e-4, weight_decay=0.01), a.topk_steps),
+        ("topk MoFO", lambda ps: TopkMoFO(ps, lr=1e-4), a.topk_steps),
         ("mofo.torch.MoFO", lambda ps: mofo.torch.MoFO(ps, lr=1e-4, weight_decay=0.01), a.steps),
     ]
     if not a.json:
