@@ -18,14 +18,14 @@ int main(void) {
                     "\"num_key_value_heads\":2,\"intermediate_size\":100,\"vocab_size\":50,\"rope_theta\":500000.0,"
                     "\"rms_norm_eps\":1e-6,\"torch_dtype\":\"bfloat16\"}", &err) == 0, "%s", err.msg);
     CHECK(c.HD == 8 && c.NKV == 2 && c.rope_theta == 500000.0 && c.norm_eps == 1e-6 && !c.tied && !c.qkv_bias &&
-          c.norm == MOFO_NORM_RMSNORM && c.act == MOFO_ACT_SWIGLU && c.pos == MOFO_POS_ROPE && c.rope_dtype == MOFO_DT_BF16,
+          c.norm == MOFO_NORM_RMSNORM && c.act == MOFO_ACT_SWIGLU && c.pos == MOFO_POS_ROPE && c.rope_round == MOFO_ROPE_ROUND_BF16,
           "llama (transformers 4)");
     /* transformers 5: rope_parameters, explicit head_dim, MQA, tied */
     CHECK(parse(&c, "{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
                     "\"num_key_value_heads\":1,\"head_dim\":32,\"intermediate_size\":100,\"vocab_size\":50,"
                     "\"rope_parameters\":{\"rope_theta\":1000000.0,\"rope_type\":\"default\"},"
                     "\"tie_word_embeddings\":true,\"dtype\":\"float32\"}", &err) == 0, "%s", err.msg);
-    CHECK(c.HD == 32 && c.NKV == 1 && c.rope_theta == 1000000.0 && c.tied && c.rope_dtype == MOFO_DT_F32, "llama (transformers 5)");
+    CHECK(c.HD == 32 && c.NKV == 1 && c.rope_theta == 1000000.0 && c.tied && c.rope_round == MOFO_ROPE_ROUND_NONE, "llama (transformers 5)");
     /* qwen2: q/k/v biases, no o bias; sliding window only when use_sliding_window */
     CHECK(parse(&c, "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
                     "\"num_key_value_heads\":2,\"intermediate_size\":100,\"vocab_size\":50,\"sliding_window\":32,"

@@ -274,7 +274,7 @@ static void check_case(const real_cfg *e) {
             CHECK(c.rope_low_freq_factor == 1.0 && c.rope_high_freq_factor == 4.0 && c.rope_original_max_T == 8192,
                   "%s: llama3 rope %g %g %d", e->file, c.rope_low_freq_factor, c.rope_high_freq_factor,
                   c.rope_original_max_T);
-        CHECK(c.rope_dtype == MOFO_DT_BF16, "%s: torch_dtype bfloat16", e->file);
+        CHECK(c.rope_round == MOFO_ROPE_ROUND_BF16, "%s: torch_dtype bfloat16", e->file);
     }
     CHECK(c.sliding_window == e->window, "%s: sliding window %d, expected %d", e->file, c.sliding_window, e->window);
     check_table(e, &c);

@@ -190,10 +190,10 @@ int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, cons
         }
         const char *dt = get_str(r.root, "dtype");
         if (!dt) dt = get_str(r.root, "torch_dtype");
-        cfg->rope_dtype = !dt                            ? MOFO_DT_F32
-                         : strcmp(dt, "bfloat16") == 0 ? MOFO_DT_BF16
-                         : strcmp(dt, "float16") == 0  ? MOFO_DT_F16
-                                                       : MOFO_DT_F32;
+        cfg->rope_round = !dt                            ? MOFO_ROPE_ROUND_NONE
+                         : strcmp(dt, "bfloat16") == 0 ? MOFO_ROPE_ROUND_BF16
+                         : strcmp(dt, "float16") == 0  ? MOFO_ROPE_ROUND_F16
+                                                       : MOFO_ROPE_ROUND_NONE;
         if (qwen) {
             /* Qwen2Attention: q/k/v with biases, o_proj without; Qwen2MLP without (fixed, no config field) */
             cfg->qkv_bias = 1;

@@ -428,8 +428,8 @@ int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes
 /* ---- RoPE ---- */
 
 /* x rounded to bf16 or f16 and back */
-static float round_half(float x, mofo_dtype dt) {
-    if (dt == MOFO_DT_BF16) {
+static float round_half(float x, mofo_rope_round r) {
+    if (r == MOFO_ROPE_ROUND_BF16) {
         uint32_t b = (uint32_t)mofo_f32_to_bf16(x) << 16;
         memcpy(&x, &b, 4);
         return x;
@@ -459,7 +459,7 @@ void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
         }
         inv[i] = (float)f;
         /* a model loaded in bf16/f16 by transformers holds the buffer in that dtype */
-        if (c->rope_dtype == MOFO_DT_BF16 || c->rope_dtype == MOFO_DT_F16) inv[i] = round_half(inv[i], c->rope_dtype);
+        if (c->rope_round != MOFO_ROPE_ROUND_NONE) inv[i] = round_half(inv[i], c->rope_round);
     }
 }
 

@@ -26,6 +26,8 @@ typedef enum { MOFO_POS_LEARNED, MOFO_POS_ROPE } mofo_pos_kind;
 typedef enum { MOFO_NAMES_GPT2, MOFO_NAMES_LLAMA } mofo_names_kind;
 /* RoPE's rope_type: default; linear (inv_freq / factor); llama3 (Llama 3.1's smooth interpolation) */
 typedef enum { MOFO_ROPE_DEFAULT, MOFO_ROPE_LINEAR, MOFO_ROPE_LLAMA3 } mofo_rope_kind;
+/* The rounding of RoPE's inverse frequencies; NONE (0) in a zeroed config. */
+typedef enum { MOFO_ROPE_ROUND_NONE, MOFO_ROPE_ROUND_BF16, MOFO_ROPE_ROUND_F16 } mofo_rope_round;
 
 typedef struct mofo_model_config {
     char model_type[32];   /* "gpt2", "llama", "mistral", "qwen2" */
@@ -40,9 +42,8 @@ typedef struct mofo_model_config {
     mofo_rope_kind rope_scaling;
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_T;
-    mofo_dtype rope_dtype; /* BF16 or F16: config.json's dtype is half precision, and transformers,
-                              which loads such a model in that dtype, rounds RoPE's inverse frequencies
-                              to it; any other value (F32 as parsed, 0 in a zeroed config): no rounding */
+    mofo_rope_round rope_round; /* config.json's dtype is half precision: transformers, which loads
+                              such a model in that dtype, rounds RoPE's inverse frequencies to it */
     int sliding_window;    /* 0: none; else key j is visible from query i when i - j < window */
     int qkv_bias, o_bias, mlp_bias;
     int tied;              /* lm_head shares the token embedding */
