@@ -100,9 +100,8 @@ static const char *const BUILTIN_SRC[] = {
         "{% elif m.role == 'user' %}{{ bos_token + '[INST] ' }}{% if loop.first and sys is defined %}"
         "{{ '<<SYS>>\n' + sys + '\n<</SYS>>\n\n' }}{% endif %}{{ m.content + ' [/INST]' }}"
         "{% else %}{{ ' ' }}{% generation %}{{ m.content + ' ' + eos_token }}{% endgeneration %}{% endif %}{% endfor %}",
-    [MOFO_TPL_PLAIN] =
-        "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content + eos_token }}"
-        "{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}",
+    [MOFO_TPL_PLAIN] = ("{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content + eos_token }}"
+                        "{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}"),
 };
 
 const char *mofo_chat_template_source(mofo_chat_template t) {
