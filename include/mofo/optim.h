@@ -28,6 +28,7 @@
 #ifndef MOFO_OPTIM_H
 #define MOFO_OPTIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mofo/error.h"
