@@ -121,7 +121,8 @@ void bench_optim_help(FILE *out) {
             "Times one optimizer step on a GPT-2-small-shaped parameter set in fp32: AdamW, MoFO (alpha 0.15),\n"
             "MoFO with thresholds from a full sort, and the floor: one pass that reads p, g, m, v and writes\n"
             "p, m, v (28 bytes per parameter), the traffic of an Adam step without its arithmetic, measured\n"
-            "in the same run. Medians of --reps steps after a warm-up.\n\n"
+            "in the same run. Medians of --reps steps after a warm-up; AdamW and MoFO again on gradients that\n"
+            "change every step (half of each entry redrawn, the scale drifting), as in training.\n\n"
             "  --params N      parameter count, with an optional K/M/B suffix (default 124M: GPT-2 small)\n"
             "  --threads N     run at N threads only (default: 1 and 2)\n"
             "  --reps N        timed steps per row (default 5; the sort row takes at most 3)\n"
@@ -132,8 +133,9 @@ void bench_optim_help(FILE *out) {
             "                  per parameter (28 bytes of traffic, the floor), medians of CUDA-event timings;\n"
             "                  --params 124M (GPT-2), 1.1B (TinyLlama) or 1.5B (GPT-2 XL); --dtype fp32 or bf16\n"
             "                  (bf16 parameters and gradients, fp32 master weights); --reps (20), --warmup (10)\n"
-            "  --json          one JSON object (adamw_ms, mofo_ms, mofo_early_ms, sort_mofo_ms, copy_floor_ms (the floor) at the\n"
-            "                  largest thread count, and a row per thread count under \"runs\")\n");
+            "  --json          one JSON object (adamw_ms, mofo_ms, mofo_early_ms, sort_mofo_ms, copy_floor_ms (the floor),\n"
+            "                  adamw_changing_ms, mofo_changing_ms at the largest thread count, and a row per thread\n"
+            "                  count under \"runs\")\n");
 }
 
 static int parse_count(const char *s, int64_t *out) {

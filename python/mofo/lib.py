@@ -45,13 +45,10 @@ def _candidates():
 def _load():
     tried = []
     for path in _candidates():
-        if os.environ.get("MOFO_LIBRARY") or os.path.exists(path) or not os.path.isabs(path):
-            try:
-                return ctypes.CDLL(path), path
-            except OSError as e:
-                tried.append("%s (%s)" % (path, e))
-        else:
-            tried.append("%s (absent)" % path)
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            tried.append("%s (%s)" % (path, e))
     raise ImportError("mofo: libmofo not found; build it (cmake --build build) and set MOFO_LIBRARY to the "
                       "libmofo.so file. Tried: " + "; ".join(tried))
 
@@ -138,6 +135,10 @@ class Optimizer:
         err = _Err()
         if _step(self._h, float(lr), ctypes.byref(err)):
             _fail(err, "MoFO step refused")
+
+    def steps(self):
+        """Steps taken (the bias correction's t)."""
+        return _stats(self._h).contents.step
 
     def stats(self):
         s = _stats(self._h).contents

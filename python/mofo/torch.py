@@ -177,7 +177,7 @@ class MoFO(torch.optim.Optimizer):
                 grads.append(self._grad(p, name))
                 g.c.set(i, p.data_ptr(), grads[-1].data_ptr())
             g.c.step(group["lr"])
-            n = float(g.c.stats()["step"])
+            n = float(g.c.steps())
             for p in g.params:
                 self.state[p]["step"].fill_(n)
         return loss
@@ -231,4 +231,4 @@ class MoFO(torch.optim.Optimizer):
                 raise ValueError("mofo: group %d: its tensors were saved at different steps %s" % (gi, sorted(steps)))
             g.c.restore(steps.pop())
             for p, _ in with_state:
-                self.state[p]["step"].fill_(float(g.c.stats()["step"]))
+                self.state[p]["step"].fill_(float(g.c.steps()))
