@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the build in $1 into a scratch prefix and builds a small program against libmofo through
-# pkg-config, statically and shared, then runs both: the installed headers and library work alone.
+# Installs the build in $1 into a scratch prefix and builds small programs against the installed
+# headers through pkg-config, statically and shared, then runs them: a libmofo optimizer step, and
+# examples/finetune.c (libmofo-engine: load a fixture model, train two steps, save, load back).
 set -euo pipefail
 build=${1:-build}
 prefix=$(mktemp -d)
@@ -31,4 +32,21 @@ static_libs=$(pkg-config --static --libs mofo)
 cc -std=c11 "$prefix/use.c" -o "$prefix/use-static" $(pkg-config --cflags mofo) "$(pkg-config --variable=libdir mofo)/libmofo.a" ${static_libs//-lmofo/}
 "$prefix/use-shared"
 "$prefix/use-static"
+
+# the engine: examples/finetune.c on llama-tiny (vocabulary 203) with rows of ids from a fixed LCG
+src=$(cd "$(dirname "$0")/.." && pwd)
+awk 'BEGIN { s = 11; for (r = 0; r < 16; r++) { printf "{\"input_ids\": ["; for (t = 0; t < 20; t++) {
+  s = (s * 1103515245 + 12345) % 2147483648; printf "%s%d", t ? ", " : "", int(s / 65536) % 203 } print "]}" } }' \
+  > "$prefix/data.jsonl"
+cc -std=c11 "$src/examples/finetune.c" -o "$prefix/finetune-shared" $(pkg-config --cflags --libs mofo-engine) \
+  -Wl,-rpath,"$(pkg-config --variable=libdir mofo-engine)"
+libdir=$(pkg-config --variable=libdir mofo-engine)
+engine_static=$(pkg-config --static --libs mofo-engine)
+engine_static=${engine_static//-lmofo-engine/}
+cc -std=c11 "$src/examples/finetune.c" -o "$prefix/finetune-static" $(pkg-config --cflags mofo-engine) \
+  "$libdir/libmofo-engine.a" "$libdir/libmofo.a" ${engine_static//-lmofo /}
+"$prefix/finetune-shared" "$src/tests/fixtures/llama-tiny" "$prefix/data.jsonl" "$prefix/out-shared"
+"$prefix/finetune-static" "$src/tests/fixtures/llama-tiny" "$prefix/data.jsonl" "$prefix/out-static"
+cmp "$prefix/out-shared/model.safetensors" "$prefix/out-static/model.safetensors"
+echo "installed libmofo-engine: ok (shared and static builds wrote the same model)"
 "$prefix/bin/mofo" version

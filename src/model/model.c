@@ -608,7 +608,7 @@ static mofo_block_acts layer_acts(const mofo_model *m, size_t k) {
 static int forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, int train,
                    mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
-    m->a.ready = 0;
+    m->a.ready = m->a.logits_ok = 0;
     if (B <= 0 || T <= 0) return mofo_errf(err, MOFO_EINVAL, "batch %d x %d tokens: both must be positive", B, T);
     if (c->pos == MOFO_POS_LEARNED && T > c->max_T)
         return mofo_errf(err, MOFO_EINVAL, "%d tokens exceed the model's %d positions", T, c->max_T);
@@ -638,6 +638,7 @@ static int forward(mofo_model *m, const int *inputs, const int *targets, int B, 
     mofo_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
 #undef RES
     matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
+    a->logits_ok = 1;
     m->n_valid = 0;
     if (targets) {
         m->n_valid = crossentropy_forward(a->losses, a->logits, targets, N, c->V);
@@ -660,6 +661,23 @@ int mofo_model_eval(mofo_model *m, const int *inputs, const int *targets, int B,
     return forward(m, inputs, targets, B, T, loss, 0, err);
 }
 
+int mofo_model_logits(const mofo_model *m, float *out, mofo_err *err) {
+    const mofo_acts *a = &m->a;
+    if (!a->logits_ok) return mofo_errf(err, MOFO_EINVAL, "no logits: run a forward pass first (a backward consumes them)");
+    memcpy(out, a->logits, (size_t)a->B * a->T * m->cfg.V * sizeof *out);
+    return 0;
+}
+
+void mofo_model_get_info(const mofo_model *m, mofo_model_info *info) {
+    const mofo_model_config *c = &m->cfg;
+    memset(info, 0, sizeof *info);
+    snprintf(info->model_type, sizeof info->model_type, "%s", c->model_type);
+    info->vocab = c->V, info->channels = c->C, info->layers = c->L, info->heads = c->NH, info->kv_heads = c->NKV;
+    info->head_dim = c->HD, info->mlp_width = c->FF, info->max_positions = c->max_T;
+    info->n_tensors = m->n_p;
+    for (int i = 0; i < m->n_p; i++) info->n_params += m->p[i].numel;
+}
+
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
     mofo_acts *a = &m->a;
@@ -669,7 +687,7 @@ int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mo
     int B = a->B, T = a->T, N = B * T, C = c->C, L = c->L;
     size_t NC = (size_t)N * C;
     if (m->n_valid == 0) return 0; /* nothing counted: zero gradient */
-    a->ready = 0; /* the logits become their gradient: a second backward would be wrong */
+    a->ready = a->logits_ok = 0; /* the logits become their gradient: a second backward would be wrong */
     crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
     float *dlogits = a->logits;
     matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);

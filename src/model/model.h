@@ -10,7 +10,8 @@
  * same holds for gate/up.
  *
  * Naming: B batch, T time, C channels, V vocabulary, NH query heads, NKV key/value heads, HD head
- * size, FF MLP width, L layers. */
+ * size, FF MLP width, L layers. The public part (load, save, forward, backward, the training
+ * step) is declared in include/mofo/engine.h. */
 #ifndef MOFO_MODEL_H
 #define MOFO_MODEL_H
 
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "io/safetensors.h"
+#include "mofo/engine.h"
 #include "mofo/error.h"
 
 typedef enum { MOFO_NORM_LAYERNORM, MOFO_NORM_RMSNORM } mofo_norm_kind;
@@ -100,6 +102,7 @@ typedef struct mofo_acts {
     int B, T;
     int kept;       /* layers whose activations the buffers hold: L (training) or 1 (evaluation) */
     int ready;      /* the last forward pass succeeded with targets: backward may run */
+    int logits_ok;  /* logits holds the last forward's logits (not yet their gradient) */
     float *resid;   /* (L+1, B, T, C): input of each layer, then the last layer's output */
     float *ln1, *ln1_mean, *ln1_rstd;   /* (L, B, T, C), (L, B, T), (L, B, T) */
     float *qkv;     /* (L, B, T, QKV) after bias and RoPE */
@@ -131,7 +134,6 @@ typedef struct mofo_model {
     size_t n_floats;
     mofo_weights w, g;      /* pointers into params and grads */
     mofo_acts a;
-    int threads;            /* 0: OpenMP's default */
     int n_valid;            /* positions that counted in the last loss */
     /* LoRA (mofo_model_set_adapters): adapters the forward adds, sorted by layer; the caller's */
     const struct mofo_adapter *adapters;
@@ -148,14 +150,6 @@ int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t s
  * The draws are mofo_model_create's: the same (seed, std) gives the same matrices on any thread count. */
 int mofo_model_create_hf_init(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std,
                               mofo_err *err);
-/* Loads a checkpoint directory: config.json and model.safetensors or model.safetensors.index.json
- * with its shards. F32, BF16 and F16 become fp32. */
-int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err);
-/* Saves config.json and the weights under their original names, dtypes and layouts; one file when the
- * weights fit in max_shard_bytes (0: 5 GB), else shards with model.safetensors.index.json. Each file
- * is written atomically; the index last. */
-int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes, mofo_err *err);
-void mofo_model_free(mofo_model *m);
 
 /* What a parameter is for, read from the role it was loaded into (the family's naming already mapped). */
 typedef enum {
@@ -182,32 +176,11 @@ int mofo_model_set_adapters(mofo_model *m, const struct mofo_adapter *a, int n, 
 
 /* Allocates (zeroed) gradients; called by backward when needed (never for a frozen model). */
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err);
-void mofo_model_zero_grads(mofo_model *m);
-
-/* Forward pass over inputs (B, T) token ids. With targets (B, T; -100 = ignored) the mean
- * cross-entropy over the counted positions goes to *loss (NaN when none counts) and the
- * activations are kept for backward. Logits end in m->a.logits. */
-int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
-                       mofo_err *err);
-/* The same forward pass without keeping activations for backward: one layer's buffers serve all
- * layers, so memory does not grow with L. Logits and loss as mofo_model_forward's. */
-int mofo_model_eval(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss, mofo_err *err);
-/* Backward of the last forward (which had targets): accumulates into m->grads. */
-int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err);
 
 /* RoPE's inverse frequencies (HD/2 of them) for this config, as transformers computes them. */
 void mofo_rope_inv_freq(const mofo_model_config *cfg, float *inv_freq);
 
 /* Floats of activations (and backward scratch) for B x T: the README's formula. */
 size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T);
-
-/* ---- training (train_step.c) ---- */
-struct mofo_optim;
-/* Registers every parameter in opt by name and shape (MOFO_GROUP_AUTO). Gradients are allocated. */
-int mofo_model_register(mofo_model *m, struct mofo_optim *opt, mofo_err *err);
-/* One training step: zero gradients, forward, backward, mofo_optim_step(lr). The loss before the
- * step goes to *loss. */
-int mofo_model_train_step(mofo_model *m, struct mofo_optim *opt, const int *inputs, const int *targets,
-                          int B, int T, double lr, float *loss, mofo_err *err);
 
 #endif

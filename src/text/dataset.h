@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "io/json.h"
+#include "mofo/engine.h"
 #include "mofo/error.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -51,7 +52,7 @@
  *           apply_chat_template renders it; the text is tokenized without added special tokens
  *           (the template writes BOS itself); trained: each assistant turn as chat_template.h says
  * Contents are used exactly as given (no stripping). */
-typedef enum { MOFO_TPL_TULU, MOFO_TPL_CHATML, MOFO_TPL_LLAMA2, MOFO_TPL_PLAIN, MOFO_TPL_MODEL } mofo_chat_template;
+/* mofo_chat_template: include/mofo/engine.h */
 
 typedef enum {
     MOFO_FMT_AUTO,

@@ -37,19 +37,9 @@
 #include "text/dataset.h"
 #include "train/lora.h"
 
-typedef enum {
-    MOFO_METHOD_MOFO,
-    MOFO_METHOD_ADAMW,
-    MOFO_METHOD_L1,
-    MOFO_METHOD_L2,
-    MOFO_METHOD_HFT,
-    MOFO_METHOD_LORA,     /* LoRA adapters (train/lora.h), dense updates; the base weights frozen */
-    MOFO_METHOD_LORA_MOFO /* LoRA with MoFO's filter on the adapter matrices */
-} mofo_method;
-typedef enum { MOFO_SCHED_CONSTANT, MOFO_SCHED_LINEAR, MOFO_SCHED_COSINE } mofo_sched_kind;
+/* mofo_method, mofo_sched_kind, mofo_train_opts, mofo_step_metrics and the trainer's public
+ * functions: include/mofo/engine.h */
 
-int mofo_method_parse(const char *s, mofo_method *out);
-const char *mofo_method_name(mofo_method m);
 int mofo_sched_parse(const char *s, mofo_sched_kind *out);
 const char *mofo_sched_name(mofo_sched_kind k);
 
@@ -79,58 +69,7 @@ typedef struct mofo_diff {
 } mofo_diff;
 void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n);
 
-typedef struct mofo_train_opts {
-    const char *model_dir, *data_path, *out_dir;
-    mofo_method method;
-    mofo_rule rule;
-    double alpha;                 /* mofo; default 0.15 */
-    double reg;                   /* l1/l2 strength */
-    double lr;                    /* > 0 */
-    mofo_sched_kind sched;
-    double warmup;                /* see mofo_warmup_steps */
-    int64_t epochs, steps;        /* steps > 0 overrides epochs */
-    int batch, grad_accum, seq_len;
-    double clip;                  /* global gradient norm; 0 disables */
-    double weight_decay;
-    double beta1, beta2, eps;     /* < 0: the rule's default */
-    uint64_t seed;
-    int shuffle;
-    mofo_chat_template tpl;       /* MODEL: the chat template of the tokenizer's directory */
-    double val_split;
-    int pack;                     /* concatenate the training examples, in an order drawn anew each epoch,
-                                     into full rows of seq_len tokens, as pre-training does; no target
-                                     crosses an example boundary */
-    int threads;
-    int lora_rank;                /* default 8 */
-    double lora_alpha;            /* default 16 */
-    const char *lora_targets;     /* default "q,k,v,o,gate,up,down" */
-    int merge;                    /* LoRA: the final model merged into OUT, the adapter in OUT/adapter */
-    /* From scratch (mofo pretrain): with scratch set, model_dir is unused; the model is made from
-     * *scratch by mofo_model_create_hf_init(init_seed, init_std) and the tokenizer (required) read from
-     * tokenizer_dir, whose files the checkpoints and the final model copy. Not with the LoRA methods. */
-    const mofo_model_config *scratch;
-    uint64_t init_seed;
-    double init_std;              /* default 0.02, transformers' initializer_range */
-    const char *tokenizer_dir;    /* NULL: model_dir */
-} mofo_train_opts;
-
-void mofo_train_opts_init(mofo_train_opts *o);
-
-typedef struct mofo_step_metrics {
-    int64_t step;          /* steps done, this one included */
-    double loss;           /* mean of the micro-batches' mean losses, before the step */
-    double lr;
-    double grad_norm;      /* global, of the trainable gradients (penalty included), before clipping */
-    double penalty;        /* l1/l2: the penalty term before the step */
-    double updated_frac;   /* entries the step moved / trainable entries (mofo_stats.updated / entries) */
-    double coverage;       /* trainable entries moved at least once / trainable entries */
-    double dist_l2;        /* ||theta - theta0|| over all parameters, after the step */
-    double changed_frac;   /* entries differing from theta0, after the step */
-    int64_t tokens;        /* trained tokens in this step */
-    double epoch;          /* epochs done (fractional) */
-} mofo_step_metrics;
-
-typedef struct mofo_trainer {
+struct mofo_trainer {
     mofo_train_opts o;
     mofo_model *m;
     float *theta0;          /* (n_floats) the pre-trained weights (from scratch: the initial ones) */
@@ -153,29 +92,15 @@ typedef struct mofo_trainer {
     size_t *perm;           /* (train.n) this epoch's order */
     int64_t perm_epoch;
     int *ids, *tg;          /* (B,T) inputs and next-token targets */
-} mofo_trainer;
+};
 
-/* Loads the model and its tokenizer (when present), or with o->scratch makes the model and loads the
- * tokenizer of o->tokenizer_dir (*o->scratch must outlive the trainer); loads the data, builds the
- * optimizer. */
-int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *err);
-void mofo_trainer_free(mofo_trainer *t);
-/* One optimizer step. */
-int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err);
-/* Token-weighted mean loss on the held-out split (NaN when there is none). */
-int mofo_trainer_eval(mofo_trainer *t, double *loss, mofo_err *err);
+/* mofo_trainer_save_checkpoint writes the model in fp32 (config.json + model.safetensors, tokenizer
+ * files), optimizer.safetensors (mofo_optim_save) and trainer_state.json (step, data position, seed,
+ * the options that shape the run) into DIR's sibling ".NAME.tmp" and renames it into place, so a
+ * failure leaves no partial DIR and every earlier checkpoint intact; mofo_trainer_resume checks that
+ * the checkpoint was written with the same run's options. mofo_trainer_save_final writes
+ * safetensors in the checkpoint's own dtypes and copies the tokenizer files from model_dir. */
 
-/* A checkpoint directory: the model in fp32 (config.json + model.safetensors, tokenizer files),
- * optimizer.safetensors (mofo_optim_save), trainer_state.json (step, data position, seed, the
- * options that shape the run). Written into DIR's sibling ".NAME.tmp" and renamed into place, so
- * a failure leaves no partial DIR and every earlier checkpoint intact. */
-int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_err *err);
-/* Continues from a checkpoint written by the same run's options (checked). */
-int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err);
-/* The final model in out_dir: config.json, safetensors in the checkpoint's own dtypes, tokenizer
- * files copied from model_dir. LoRA: the adapter (adapter_model.safetensors, adapter_config.json)
- * and the tokenizer files; with merge, the merged model there and the adapter in DIR/adapter. */
-int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err);
 /* The trained weights in the model's layout: t->m->params, or for LoRA a malloc'ed copy with the
  * adapters merged (W0 + s B A; the caller frees it when it is not t->m->params); NULL when out of
  * memory. */

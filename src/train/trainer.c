@@ -15,6 +15,11 @@
 #include "text/utf8.h"
 #include "train.h"
 
+size_t mofo_train_opts_size(void) { return sizeof(mofo_train_opts); }
+int64_t mofo_trainer_total_steps(const mofo_trainer *t) { return t->total_steps; }
+int64_t mofo_trainer_steps_done(const mofo_trainer *t) { return t->step; }
+mofo_model *mofo_trainer_model(mofo_trainer *t) { return t->m; }
+
 void mofo_train_opts_init(mofo_train_opts *o) {
     memset(o, 0, sizeof *o);
     o->method = MOFO_METHOD_MOFO;
@@ -210,7 +215,6 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
         snprintf(path, sizeof path, "%s/tokenizer.json", tok_dir(o));
         if (stat(path, &st) == 0 && (rc = mofo_tokenizer_load_dir(&t->tok, tok_dir(o), err))) goto fail;
     }
-    t->m->threads = o->threads;
     t->pad_id = 0;
     if (t->tok) {
         int32_t p = mofo_tokenizer_pad(t->tok), e = mofo_tokenizer_eos(t->tok);
@@ -314,6 +318,8 @@ static int epoch_order(mofo_trainer *t, int64_t epoch, mofo_err *err) {
 
 int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     mofo_model *m = t->m;
+    mofo_step_metrics unused;
+    if (!mt) mt = &unused;
     memset(mt, 0, sizeof *mt);
     double lr = mofo_lr_at(t->o.sched, t->o.lr, t->warmup_steps, t->total_steps, t->step);
     mofo_model_zero_grads(m);
