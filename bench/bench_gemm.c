@@ -17,7 +17,7 @@
 #include "cli/threads.h"
 #include "cli/timing.h"
 #include "fma_peak.h"
-#include "model/blas.h"
+#include "backend/blas.h"
 
 static int64_t threads, reps = 5;
 static int json_out, all_cores;

@@ -2,8 +2,6 @@
 set(MOFO_MODEL_SOURCES
   src/io/checkpoint.c
   src/model/config.c
-  src/model/blas.c
-  src/model/layers.c
   src/model/block.c
   src/model/model.c
   src/model/train_step.c

@@ -7,7 +7,7 @@
 #include <strings.h>
 
 #include "check.h"
-#include "model/blas.h"
+#include "backend/blas.h"
 
 static void test_decision(void) {
     const mofo_cpu_features none = {false, false}, avx2 = {true, false}, avx512 = {true, true};

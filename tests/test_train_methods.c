@@ -82,7 +82,7 @@ static void penalty_fd(int kind) {
     const double reg = 0.3;
     float zero[N];
     memset(zero, 0, sizeof zero);
-    double pen = mofo_penalty_grad(kind, reg, th, th0, g, N);
+    double pen = mofo_backend_cpu()->penalty_grad(kind, reg, th, th0, g, N);
     double want = 0;
     for (int i = 0; i < N; i++) {
         double d = (double)(th[i] - th0[i]);
@@ -104,8 +104,8 @@ static void penalty_fd(int kind) {
         tp[i] += h;
         tm[i] -= h;
         memset(scratch, 0, sizeof scratch);
-        double fp = mofo_penalty_grad(kind, reg, tp, th0, scratch, N);
-        double fm = mofo_penalty_grad(kind, reg, tm, th0, scratch, N);
+        double fp = mofo_backend_cpu()->penalty_grad(kind, reg, tp, th0, scratch, N);
+        double fm = mofo_backend_cpu()->penalty_grad(kind, reg, tm, th0, scratch, N);
         double fd = (fp - fm) / ((double)tp[i] - (double)tm[i]);
         double an = (double)g[i] - 0.5;
         double e = fabs(fd - an) / fmax(1e-3, fabs(fd));
@@ -159,7 +159,7 @@ static void penalty_in_step(int kind) {
                   mofo_model_backward(m, ids, tg, &err) == 0,
               "%s", err.msg);
         memcpy(gref, m->grads, n * sizeof *gref);
-        mofo_penalty_grad(kind, o.reg, before, t->theta0, gref, (int64_t)n);
+        mofo_backend_cpu()->penalty_grad(kind, o.reg, before, t->theta0, gref, (int64_t)n);
         mofo_step_metrics mt;
         CHECK(mofo_trainer_step(t, &mt, &err) == 0, "%s", err.msg);
         CHECK(fabs(mt.loss - loss) <= 1e-6, "step loss %g vs %g", mt.loss, loss);

@@ -15,7 +15,7 @@
 #include "demo/report.h"
 #include "io/atomic_file.h"
 #include "io/strbuf.h"
-#include "model/blas.h"
+#include "backend/blas.h"
 #include "threads.h"
 #include "timing.h"
 

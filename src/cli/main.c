@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "model/blas.h"
+#include "backend/blas.h"
 #include "mofo_version.h"
 
 static int cmd_version(int argc, char **argv) {

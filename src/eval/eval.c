@@ -8,7 +8,7 @@
 #include "io/json.h"
 #include "io/strbuf.h"
 #include "model/infer.h"
-#include "model/layers.h"
+#include "backend/backend.h"
 #include "text/utf8.h"
 
 /* ---- JSONL ---- */
@@ -293,7 +293,8 @@ static int loglik_shared_prefix(mc_ctx *c, int *const *seq, const size_t *S, con
         mofo_infer_free(kv);
         rc = mofo_infer_init(kv, c->m, T, err);
     }
-    float *logits = malloc(sizeof(float) * (size_t)rows * (size_t)V), *losses = malloc(sizeof(float) * (size_t)rows);
+    const mofo_backend *be = c->m->be;
+    float *logits = be->alloc((size_t)rows * (size_t)V), *losses = be->alloc((size_t)rows);
     int *tg = malloc(sizeof(int) * (size_t)rows); /* logits (rows, V), losses and tg (rows) */
     if (!rc && (!logits || !losses || !tg)) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
     if (!rc) mofo_infer_reset(kv);
@@ -302,13 +303,11 @@ static int loglik_shared_prefix(mc_ctx *c, int *const *seq, const size_t *S, con
         int n_in = (int)(S[b] - 1 - P); /* inputs seq[b][P..S[b]-1) predict seq[b][P+1..S[b]) */
         if ((rc = mofo_infer_feed_rows(kv, c->m, seq[b] + P, n_in, logits, err))) break;
         for (int t = 0; t < n_in; t++) tg[t] = P + (size_t)t + 1 >= n_ctx[b] ? seq[b][P + (size_t)t + 1] : MOFO_IGNORE_INDEX;
-        crossentropy_forward(losses, logits, tg, n_in, V);
-        double sum = 0;
-        for (int t = 0; t < n_in; t++) sum += losses[t]; /* 0 where ignored */
-        ll[b] = -sum;
+        be->crossentropy_forward(losses, logits, tg, n_in, V);
+        ll[b] = -be->sum(losses, (size_t)n_in); /* 0 where ignored */
         mofo_infer_rewind(kv, (int)P);
     }
-    free(logits), free(losses), free(tg);
+    be->free(logits), be->free(losses), free(tg);
     return rc;
 }
 

@@ -16,6 +16,7 @@
 #ifndef MOFO_MODEL_BLOCK_H
 #define MOFO_MODEL_BLOCK_H
 
+#include "backend/backend.h"
 #include "model/model.h"
 
 /* What one layer's forward writes for N rows (and its backward reads). */
@@ -76,23 +77,23 @@ int mofo_model_param_site(const mofo_model *m, int i, int *layer, mofo_site *sit
 size_t mofo_fc_width(const mofo_model_config *c);
 
 /* The config's norm (LayerNorm or RMSNorm) over N rows of C: inp -> out, mean and rstd per row. */
-void mofo_norm_forward(const mofo_model_config *c, float *out, float *mean, float *rstd, const float *inp,
+void mofo_norm_forward(const mofo_backend *be, const mofo_model_config *c, float *out, float *mean, float *rstd, const float *inp,
                        const float *w, const float *b, int N);
 /* dinp (N, C) +=, dw, db (C) += */
-void mofo_norm_backward(const mofo_model_config *c, float *dinp, float *dw, float *db, const float *dout,
+void mofo_norm_backward(const mofo_backend *be, const mofo_model_config *c, float *dinp, float *dw, float *db, const float *dout,
                         const float *inp, const float *w, const float *mean, const float *rstd, int N);
 
 /* x (N, C) -> y (N, C) (y may not alias x), the activations into a. rope_cos/rope_sin (T, HD/2):
  * the table's rows for positions pos0..pos0+T-1 (RoPE only). attn_scratch: T (pos0 + T) floats.
  * lora: this layer's adapters, or NULL. */
-void mofo_block_forward(const mofo_model_config *c, const mofo_layer_w *w, const mofo_block_lora *lora, float *y,
+void mofo_block_forward(const mofo_backend *be, const mofo_model_config *c, const mofo_layer_w *w, const mofo_block_lora *lora, float *y,
                         const float *x, const mofo_block_acts *a, int B, int T, int pos0, const float *rope_cos,
                         const float *rope_sin, float *cache, float *attn_scratch);
 
 /* The backward of mofo_block_forward without a cache: dres (N, C) holds dL/dy on entry and dL/dx on
  * return; the parameter gradients accumulate into g (a NULL pointer there: a frozen tensor, no
  * gradient computed) and the adapters' into their gA, gB. attn_scratch: 2 T T floats. */
-void mofo_block_backward(const mofo_model_config *c, const mofo_layer_w *w, mofo_layer_w *g,
+void mofo_block_backward(const mofo_backend *be, const mofo_model_config *c, const mofo_layer_w *w, mofo_layer_w *g,
                          const mofo_block_lora *lora, float *dres,
                          const float *x, const mofo_block_acts *a, const mofo_block_scratch *s, int B, int T,
                          const float *rope_cos, const float *rope_sin, float *attn_scratch);

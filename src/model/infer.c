@@ -5,15 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/layers.h"
+#include "backend/backend.h"
 
 void mofo_infer_free(mofo_infer *s) {
     if (!s) return;
-    free(s->kv);
-    free(s->rope_cos);
-    free(s->rope_sin);
-    free(s->scratch);
-    free(s->logits);
+    if (s->be) {
+        s->be->free(s->kv);
+        s->be->free(s->rope_cos);
+        s->be->free(s->rope_sin);
+        s->be->free(s->scratch);
+        s->be->free(s->logits);
+    }
     memset(s, 0, sizeof *s);
 }
 
@@ -25,9 +27,9 @@ static int scratch_alloc(mofo_infer *s, const mofo_model_config *c, int n, mofo_
     size_t N = (size_t)n, C = c->C, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD, A = (size_t)c->NH * c->HD,
            FC = mofo_fc_width(c), FF = c->FF;
     size_t total = N * (7 * C + 4 + QKV + A + FC + FF + (size_t)c->NH + (size_t)s->T_max + 2 * (size_t)s->lora_r);
-    free(s->scratch);
+    s->be->free(s->scratch);
     s->n_cap = 0;
-    float *p = s->scratch = malloc(total * sizeof *p);
+    float *p = s->scratch = s->be->alloc(total);
     if (!p) return mofo_errf(err, MOFO_ENOMEM, "out of memory for inference scratch (%d rows: %zu MB)", n, total * 4 >> 20);
 #define TAKE(field, count) (field = p, p += (count))
     TAKE(s->x, N * C);
@@ -58,22 +60,16 @@ int mofo_infer_init(mofo_infer *s, const mofo_model *m, int T_max, mofo_err *err
     if (c->pos == MOFO_POS_LEARNED && T_max > c->max_T)
         return mofo_errf(err, MOFO_EINVAL, "%d positions exceed the model's %d learned positions", T_max, c->max_T);
     s->T_max = T_max;
+    s->be = m->be;
     s->lora_r = mofo_model_lora_max_rank(m);
-    size_t kv = (size_t)c->L * T_max * 2 * c->NKV * c->HD;
-    s->kv = malloc(kv * sizeof(float));
-    s->logits = malloc((size_t)c->V * sizeof(float));
+    size_t kv = (size_t)c->L * T_max * 2 * c->NKV * c->HD, half = (size_t)c->HD / 2;
+    s->kv = s->be->alloc(kv);
+    s->logits = s->be->alloc((size_t)c->V);
     int bad = !s->kv || !s->logits;
     if (!bad && c->pos == MOFO_POS_ROPE) {
-        size_t half = (size_t)c->HD / 2;
-        float *inv = malloc(half * sizeof *inv);
-        s->rope_cos = malloc((size_t)T_max * half * sizeof(float));
-        s->rope_sin = malloc((size_t)T_max * half * sizeof(float));
-        bad = !inv || !s->rope_cos || !s->rope_sin;
-        if (!bad) {
-            mofo_rope_inv_freq(c, inv);
-            rope_table(s->rope_cos, s->rope_sin, T_max, c->HD, inv);
-        }
-        free(inv);
+        s->rope_cos = s->be->alloc((size_t)T_max * half);
+        s->rope_sin = s->be->alloc((size_t)T_max * half);
+        bad = !s->rope_cos || !s->rope_sin || mofo_rope_upload(s->be, c, s->rope_cos, s->rope_sin, T_max, err);
     }
     if (!bad && scratch_alloc(s, c, 1, err)) bad = 1;
     if (bad) {
@@ -107,10 +103,11 @@ static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float
     size_t half = (size_t)c->HD / 2, layer_kv = (size_t)s->T_max * 2 * c->NKV * c->HD;
     const float *cos_t = s->rope_cos ? s->rope_cos + (size_t)s->pos * half : NULL;
     const float *sin_t = s->rope_sin ? s->rope_sin + (size_t)s->pos * half : NULL;
-    embed_forward(s->x, ids, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe + (size_t)s->pos * C : NULL, 1, n, C);
+    const mofo_backend *be = m->be;
+    be->embed_forward(s->x, ids, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe + (size_t)s->pos * C : NULL, 1, n, C);
     for (int l = 0; l < c->L; l++) {
         mofo_block_lora lo = mofo_model_layer_lora(m, l, s->lora);
-        mofo_block_forward(c, &m->w.layer[l], &lo, s->y, s->x, &s->a, 1, n, s->pos, cos_t, sin_t, s->kv + l * layer_kv,
+        mofo_block_forward(be, c, &m->w.layer[l], &lo, s->y, s->x, &s->a, 1, n, s->pos, cos_t, sin_t, s->kv + l * layer_kv,
                            s->attn);
         float *t = s->x;
         s->x = s->y;
@@ -118,9 +115,9 @@ static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float
     }
     /* the final norm and lm_head: on every row, or on the last one only */
     int first = rows ? 0 : n - 1;
-    mofo_norm_forward(c, s->a.ln1, s->a.ln1_mean, s->a.ln1_rstd, s->x + (size_t)first * C, m->w.lnf_w, m->w.lnf_b,
+    mofo_norm_forward(be, c, s->a.ln1, s->a.ln1_mean, s->a.ln1_rstd, s->x + (size_t)first * C, m->w.lnf_w, m->w.lnf_b,
                       n - first);
-    matmul_forward(rows ? rows : s->logits, s->a.ln1, m->w.lm_head, NULL, n - first, C, c->V);
+    be->matmul_forward(rows ? rows : s->logits, s->a.ln1, m->w.lm_head, NULL, n - first, C, c->V);
     s->pos += n;
     return 0;
 }

@@ -15,7 +15,9 @@
 #include "model/block.h"
 #include "model/model.h"
 
+/* The cache's arrays are the model's backend's (kv, tables, scratch, logits). */
 typedef struct mofo_infer {
+    const struct mofo_backend *be;
     int T_max;        /* positions the cache holds */
     int pos;          /* positions fed so far */
     int n_cap;        /* rows the scratch holds (tokens fed per call) */

@@ -9,7 +9,6 @@
 
 #include "io/checkpoint.h"
 #include "model/block.h"
-#include "model/layers.h"
 
 /* ---- the parameter table ---- */
 
@@ -173,6 +172,7 @@ static int model_new(mofo_model **out, const mofo_model_config *cfg, param_role 
     mofo_model *m = calloc(1, sizeof *m);
     if (!m) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     m->cfg = *cfg;
+    m->be = mofo_backend_cpu();
     table tb = {0};
     build_table(&tb, cfg);
     m->p = tb.p;
@@ -180,7 +180,7 @@ static int model_new(mofo_model **out, const mofo_model_config *cfg, param_role 
     m->n_floats = tb.offset;
     m->w.layer = calloc((size_t)cfg->L, sizeof *m->w.layer);
     m->g.layer = calloc((size_t)cfg->L, sizeof *m->g.layer);
-    m->params = malloc(m->n_floats * sizeof *m->params);
+    m->params = m->be->alloc(m->n_floats);
     if (tb.oom || !m->w.layer || !m->g.layer || !m->params) {
         free(tb.role);
         mofo_model_free(m);
@@ -196,18 +196,18 @@ void mofo_model_free(mofo_model *m) {
     if (!m) return;
     free(m->config_json);
     free(m->p);
-    free(m->params);
-    free(m->grads);
-    free(m->lora_scratch);
+    m->be->free(m->params);
+    m->be->free(m->grads);
+    m->be->free(m->lora_scratch);
     free(m->w.layer);
     free(m->g.layer);
-    free(m->a.resid);
+    m->be->free(m->a.resid);
     free(m);
 }
 
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
     if (m->grads || m->frozen) return 0;
-    m->grads = calloc(m->n_floats, sizeof *m->grads);
+    m->grads = m->be->alloc(m->n_floats);
     if (!m->grads) return mofo_errf(err, MOFO_ENOMEM, "out of memory for the gradients (%zu floats)", m->n_floats);
     /* the same layout as the parameters: rebind by offset */
     mofo_layer_w *gl = m->g.layer;
@@ -227,7 +227,7 @@ int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
 }
 
 void mofo_model_zero_grads(mofo_model *m) {
-    if (m->grads) memset(m->grads, 0, m->n_floats * sizeof *m->grads);
+    if (m->grads) m->be->fill(m->grads, 0.0f, m->n_floats);
 }
 
 
@@ -439,6 +439,16 @@ static float round_half(float x, mofo_rope_round r) {
     return e ? ldexpf(1.0f + man / 1024.0f, e - 15) : ldexpf((float)man, -24);
 }
 
+static void rope_table(float *cos_t, float *sin_t, int T, int HD, const float *inv_freq) {
+    int H2 = HD / 2;
+    for (int i = 0; i < H2; i++)
+        for (int t = 0; t < T; t++) {
+            float ang = (float)t * inv_freq[i]; /* the angle in fp32, as transformers */
+            cos_t[(size_t)t * H2 + i] = cosf(ang);
+            sin_t[(size_t)t * H2 + i] = sinf(ang);
+        }
+}
+
 void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
     int H2 = c->HD / 2;
     for (int i = 0; i < H2; i++) {
@@ -463,6 +473,24 @@ void mofo_rope_inv_freq(const mofo_model_config *c, float *inv) {
     }
 }
 
+int mofo_rope_upload(const mofo_backend *be, const mofo_model_config *c, float *cos_t, float *sin_t, int T,
+                     mofo_err *err) {
+    size_t half = (size_t)c->HD / 2;
+    float *inv = malloc(half * sizeof *inv), *host = malloc(2 * (size_t)T * half * sizeof *host);
+    if (!inv || !host) {
+        free(inv);
+        free(host);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for RoPE's tables of %d positions", T);
+    }
+    mofo_rope_inv_freq(c, inv);
+    rope_table(host, host + (size_t)T * half, T, c->HD, inv);
+    be->upload(cos_t, host, (size_t)T * half);
+    be->upload(sin_t, host + (size_t)T * half, (size_t)T * half);
+    free(inv);
+    free(host);
+    return 0;
+}
+
 /* ---- activations ---- */
 
 
@@ -480,12 +508,13 @@ size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) { return 
 /* Activations for B x T keeping `kept` layers' worth (L for training, 1 for evaluation). */
 static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     mofo_acts *a = &m->a;
+    int rc;
     if (a->resid && a->B == B && a->T == T && a->kept >= kept) return 0;
-    free(a->resid);
+    m->be->free(a->resid);
     memset(a, 0, sizeof *a);
     const mofo_model_config *c = &m->cfg;
     size_t total = act_floats(c, B, T, kept);
-    float *base = malloc(total * sizeof *base);
+    float *base = m->be->alloc(total);
     if (!base) return mofo_errf(err, MOFO_ENOMEM, "out of memory for activations (B=%d, T=%d: %zu MB)", B, T,
                                 total * 4 >> 20);
     size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD,
@@ -526,16 +555,10 @@ static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     a->B = B;
     a->T = T;
     a->kept = kept;
-    if (c->pos == MOFO_POS_ROPE) {
-        float *inv = malloc((size_t)(c->HD / 2) * sizeof *inv);
-        if (!inv) {
-            free(a->resid);
-            memset(a, 0, sizeof *a);
-            return mofo_errf(err, MOFO_ENOMEM, "out of memory");
-        }
-        mofo_rope_inv_freq(c, inv);
-        rope_table(a->rope_cos, a->rope_sin, T, c->HD, inv);
-        free(inv);
+    if (c->pos == MOFO_POS_ROPE && (rc = mofo_rope_upload(m->be, c, a->rope_cos, a->rope_sin, T, err))) {
+        m->be->free(a->resid);
+        memset(a, 0, sizeof *a);
+        return rc;
     }
     return 0;
 }
@@ -549,7 +572,7 @@ int mofo_model_set_adapters(mofo_model *m, const mofo_adapter *a, int n, int fro
     m->n_adapters = n;
     m->frozen = frozen;
     if (frozen && m->grads) {
-        free(m->grads);
+        m->be->free(m->grads);
         m->grads = NULL;
         memset(&m->g, 0, offsetof(mofo_weights, layer));
         memset(m->g.layer, 0, (size_t)m->cfg.L * sizeof *m->g.layer);
@@ -567,9 +590,9 @@ int mofo_model_lora_max_rank(const mofo_model *m) {
 static int lora_reserve(mofo_model *m, int N, mofo_err *err) {
     size_t need = 2 * (size_t)N * (size_t)mofo_model_lora_max_rank(m);
     if (need <= m->lora_scratch_floats) return 0;
-    free(m->lora_scratch);
+    m->be->free(m->lora_scratch);
     m->lora_scratch_floats = 0;
-    if (!(m->lora_scratch = malloc(need * sizeof(float))))
+    if (!(m->lora_scratch = m->be->alloc(need)))
         return mofo_errf(err, MOFO_ENOMEM, "out of memory for the adapters' scratch (%zu floats)", need);
     m->lora_scratch_floats = need;
     return 0;
@@ -628,22 +651,22 @@ static int forward(mofo_model *m, const int *inputs, const int *targets, int B, 
     /* training keeps every layer's activations; evaluation reuses layer 0's and alternates two
      * residual slots */
 #define RES(l) (a->resid + (size_t)(train ? (l) : (l) % 2) * N * C)
-    embed_forward(a->resid, inputs, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe : NULL, B, T, C);
+    const mofo_backend *be = m->be;
+    be->embed_forward(a->resid, inputs, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe : NULL, B, T, C);
     for (int l = 0; l < L; l++) {
         mofo_block_acts la = layer_acts(m, train ? (size_t)l : 0);
         mofo_block_lora lo = mofo_model_layer_lora(m, l, m->lora_scratch);
-        mofo_block_forward(c, &m->w.layer[l], &lo, RES(l + 1), RES(l), &la, B, T, 0, a->rope_cos, a->rope_sin, NULL,
+        mofo_block_forward(be, c, &m->w.layer[l], &lo, RES(l + 1), RES(l), &la, B, T, 0, a->rope_cos, a->rope_sin, NULL,
                            a->attn_scratch);
     }
-    mofo_norm_forward(c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
+    mofo_norm_forward(be, c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
 #undef RES
-    matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
+    be->matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
     a->logits_ok = 1;
     m->n_valid = 0;
     if (targets) {
-        m->n_valid = crossentropy_forward(a->losses, a->logits, targets, N, c->V);
-        double s = 0;
-        for (int i = 0; i < N; i++) s += a->losses[i];
+        m->n_valid = be->crossentropy_forward(a->losses, a->logits, targets, N, c->V);
+        double s = be->sum(a->losses, (size_t)N);
         if (loss) *loss = m->n_valid ? (float)(s / m->n_valid) : NAN;
         a->ready = train;
     } else if (loss) {
@@ -664,7 +687,7 @@ int mofo_model_eval(mofo_model *m, const int *inputs, const int *targets, int B,
 int mofo_model_logits(const mofo_model *m, float *out, mofo_err *err) {
     const mofo_acts *a = &m->a;
     if (!a->logits_ok) return mofo_errf(err, MOFO_EINVAL, "no logits: run a forward pass first (a backward consumes them)");
-    memcpy(out, a->logits, (size_t)a->B * a->T * m->cfg.V * sizeof *out);
+    m->be->download(out, a->logits, (size_t)a->B * a->T * m->cfg.V);
     return 0;
 }
 
@@ -688,20 +711,21 @@ int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mo
     size_t NC = (size_t)N * C;
     if (m->n_valid == 0) return 0; /* nothing counted: zero gradient */
     a->ready = a->logits_ok = 0; /* the logits become their gradient: a second backward would be wrong */
-    crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
+    const mofo_backend *be = m->be;
+    be->crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
     float *dlogits = a->logits;
-    matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
-    memset(a->dres, 0, NC * sizeof *a->dres);
-    mofo_norm_backward(c, a->dres, m->g.lnf_w, m->g.lnf_b, a->dln, a->resid + (size_t)L * NC, m->w.lnf_w,
+    be->matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
+    be->fill(a->dres, 0.0f, NC);
+    mofo_norm_backward(be, c, a->dres, m->g.lnf_w, m->g.lnf_b, a->dln, a->resid + (size_t)L * NC, m->w.lnf_w,
                        a->lnf_mean, a->lnf_rstd, N);
     mofo_block_scratch s = {
         .dres2 = a->dres2, .dln = a->dln, .dqkv = a->dqkv, .datty = a->datty, .dfc = a->dfc, .dfch = a->dfch};
     for (int l = L - 1; l >= 0; l--) {
         mofo_block_acts la = layer_acts(m, (size_t)l);
         mofo_block_lora lo = mofo_model_layer_lora(m, l, m->lora_scratch);
-        mofo_block_backward(c, &m->w.layer[l], &m->g.layer[l], &lo, a->dres, a->resid + (size_t)l * NC, &la, &s, B, T,
+        mofo_block_backward(be, c, &m->w.layer[l], &m->g.layer[l], &lo, a->dres, a->resid + (size_t)l * NC, &la, &s, B, T,
                             a->rope_cos, a->rope_sin, a->attn_scratch);
     }
-    embed_backward(m->g.wte, c->pos == MOFO_POS_LEARNED ? m->g.wpe : NULL, a->dres, inputs, B, T, C);
+    be->embed_backward(m->g.wte, c->pos == MOFO_POS_LEARNED ? m->g.wpe : NULL, a->dres, inputs, B, T, C);
     return 0;
 }

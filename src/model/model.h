@@ -9,6 +9,10 @@
  * for the matrix product while staying three tensors for the optimizer and the checkpoint; the
  * same holds for gate/up.
  *
+ * The arrays (params, grads, activations) are the backend's (backend/backend.h), which runs every
+ * operation on them; loading and saving read and write them on the host, which the CPU backend's
+ * memory is.
+ *
  * Naming: B batch, T time, C channels, V vocabulary, NH query heads, NKV key/value heads, HD head
  * size, FF MLP width, L layers. The public part (load, save, forward, backward, the training
  * step) is declared in include/mofo/engine.h. */
@@ -126,6 +130,7 @@ struct mofo_adapter; /* model/block.h */
 
 typedef struct mofo_model {
     mofo_model_config cfg;
+    const struct mofo_backend *be; /* where the parameters, gradients and activations live and run */
     char *config_json;      /* the checkpoint's config.json text, written back unchanged on save */
     size_t config_len;
     mofo_param *p;
@@ -179,6 +184,10 @@ int mofo_model_alloc_grads(mofo_model *m, mofo_err *err);
 
 /* RoPE's inverse frequencies (HD/2 of them) for this config, as transformers computes them. */
 void mofo_rope_inv_freq(const mofo_model_config *cfg, float *inv_freq);
+/* RoPE's tables cos, sin (T, HD/2) for positions 0..T-1 (Hugging Face's rotate_half convention),
+ * computed on the host and uploaded into the backend arrays cos_t, sin_t. */
+int mofo_rope_upload(const struct mofo_backend *be, const mofo_model_config *c, float *cos_t, float *sin_t, int T,
+                     mofo_err *err);
 
 /* Floats of activations (and backward scratch) for B x T: the README's formula. */
 size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T);

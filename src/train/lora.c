@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 
 #include "io/atomic_file.h"
-#include "model/blas.h"
 #include "model/block.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -20,9 +19,9 @@
 
 void mofo_lora_free(mofo_lora *l) {
     if (!l) return;
-    for (int i = 0; i < l->n; i++) free(l->t[i].A); /* one allocation per target */
+    for (int i = 0; l->be && i < l->n; i++) l->be->free(l->t[i].A); /* one allocation per target */
     free(l->ad);
-    free(l->scratch);
+    if (l->be) l->be->free(l->scratch);
     for (int i = 0; i < l->n_modules; i++) free(l->modules[i]);
     free(l->modules);
     free(l->t);
@@ -56,9 +55,9 @@ static int suffix_match(const char *module, const char *suf) {
     return a == b ? strcmp(module, suf) == 0 : a > b && module[a - b - 1] == '.' && strcmp(module + a - b, suf) == 0;
 }
 
-static int alloc_target(mofo_lora_target *t, int r) {
+static int alloc_target(const mofo_backend *be, mofo_lora_target *t, int r) {
     size_t n = (size_t)r * (size_t)(t->C + t->OC);
-    float *buf = calloc(2 * n, sizeof *buf);
+    float *buf = be->alloc(2 * n);
     if (!buf) return -1;
     t->A = buf;                   /* (r, C) */
     t->B = buf + (size_t)r * t->C; /* (OC, r) */
@@ -69,6 +68,7 @@ static int alloc_target(mofo_lora_target *t, int r) {
 
 /* the targets: 2-dim weights whose module matches one of mods */
 static int find_targets(mofo_lora *l, const mofo_model *m, mofo_err *err) {
+    l->be = m->be;
     for (int i = 0; i < m->n_p; i++) {
         const mofo_param *p = &m->p[i];
         size_t len = strlen(p->name);
@@ -78,7 +78,8 @@ static int find_targets(mofo_lora *l, const mofo_model *m, mofo_err *err) {
         int hit = 0;
         for (int j = 0; j < l->n_modules && !hit; j++) hit = suffix_match(module, l->modules[j]);
         if (!hit) continue;
-        if (strstr(module, "embed") || strstr(module, "wte") || strstr(module, "wpe") || strstr(module, "lm_head"))
+        mofo_param_kind kind = mofo_model_param_kind(m, i);
+        if (kind == MOFO_KIND_EMBED || kind == MOFO_KIND_HEAD)
             return mofo_errf(err, MOFO_EINVAL, "LoRA on '%s': only linear layers are supported", p->name);
         mofo_lora_target *nt = realloc(l->t, (size_t)(l->n + 1) * sizeof *nt);
         if (!nt) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
@@ -88,7 +89,7 @@ static int find_targets(mofo_lora *l, const mofo_model *m, mofo_err *err) {
         t->param = i, t->OC = p->shape[0], t->C = p->shape[1];
         snprintf(t->a_name, sizeof t->a_name, "base_model.model.%s.lora_A.weight", module);
         snprintf(t->b_name, sizeof t->b_name, "base_model.model.%s.lora_B.weight", module);
-        if (alloc_target(t, l->r)) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        if (alloc_target(l->be, t, l->r)) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
         l->n++;
     }
     return 0;
@@ -269,11 +270,11 @@ int mofo_lora_save(const mofo_lora *l, const mofo_model *m, const char *dir, con
 
 int mofo_lora_attach(mofo_lora *l, mofo_model *m, mofo_err *err) {
     free(l->ad);
-    free(l->scratch);
+    l->be->free(l->scratch);
     l->ad = calloc((size_t)l->n, sizeof *l->ad);
     int64_t most = 0;
     for (int i = 0; i < l->n; i++) most = l->t[i].OC * l->t[i].C > most ? l->t[i].OC * l->t[i].C : most;
-    l->scratch = malloc((size_t)most * sizeof *l->scratch);
+    l->scratch = l->be->alloc((size_t)most);
     if (!l->ad || !l->scratch) return mofo_errf(err, MOFO_ENOMEM, "out of memory for %d adapters", l->n);
     for (int i = 0; i < l->n; i++) {
         mofo_lora_target *t = &l->t[i];
@@ -299,13 +300,13 @@ int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, mofo_err *err) {
 
 void mofo_lora_zero_grads(mofo_lora *l) {
     for (int i = 0; i < l->n; i++) /* gA and gB are contiguous */
-        memset(l->t[i].gA, 0, sizeof(float) * (size_t)l->r * (size_t)(l->t[i].C + l->t[i].OC));
+        l->be->fill(l->t[i].gA, 0.0f, (size_t)l->r * (size_t)(l->t[i].C + l->t[i].OC));
 }
 
 /* W (OC, C) = W0 + s B A */
 static void merge_target(const mofo_lora *l, const mofo_lora_target *t, const float *W0, float *W) {
-    if (W != W0) memcpy(W, W0, sizeof(float) * (size_t)(t->OC * t->C));
-    mofo_sgemm(false, false, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r, t->A, (int)t->C, 1.0f, W,
+    if (W != W0) l->be->copy(W, W0, (size_t)(t->OC * t->C));
+    l->be->gemm(false, false, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r, t->A, (int)t->C, 1.0f, W,
                (int)t->C);
 }
 

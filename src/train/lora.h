@@ -31,6 +31,7 @@ typedef struct mofo_lora_target {
 } mofo_lora_target;
 
 typedef struct mofo_lora {
+    const struct mofo_backend *be; /* the model's: where A, B, their gradients and the scratch live */
     int r;
     double alpha, scale;
     int rslora;

@@ -79,25 +79,6 @@ int mofo_hft_frozen(const char *name) {
     return 0;
 }
 
-double mofo_penalty_grad(mofo_penalty kind, double reg, const float *theta, const float *theta0, float *g, int64_t n) {
-    double pen = 0;
-    if (kind == MOFO_PENALTY_L1) {
-        for (int64_t i = 0; i < n; i++) {
-            float d = theta[i] - theta0[i];
-            pen += fabs((double)d);
-            g[i] += d > 0 ? (float)reg : d < 0 ? (float)-reg : 0.0f;
-        }
-        return reg * pen;
-    }
-    float r2 = (float)(2 * reg);
-    for (int64_t i = 0; i < n; i++) {
-        float d = theta[i] - theta0[i];
-        pen += (double)d * d;
-        g[i] += r2 * d;
-    }
-    return reg * pen;
-}
-
 void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n) {
     /* fixed chunks summed in order: the same result whatever the thread count */
     enum { CHUNKS = 64 };

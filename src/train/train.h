@@ -31,6 +31,7 @@
 
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "io/strbuf.h"
 #include "model/model.h"
 #include "mofo/optim.h"
@@ -56,9 +57,6 @@ int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err);
 /* 1 when Half Fine-Tuning freezes the parameter named name (GPT-2 or Llama naming). */
 int mofo_hft_frozen(const char *name);
 
-/* Adds the L1 or L2 pull's gradient to g (n entries) and returns the penalty. */
-typedef enum { MOFO_PENALTY_L1 = 1, MOFO_PENALTY_L2 = 2 } mofo_penalty;
-double mofo_penalty_grad(mofo_penalty kind, double reg, const float *theta, const float *theta0, float *g, int64_t n);
 
 /* The difference of two arrays of n entries: sum of squares of b - a and the entries not bitwise
  * equal (so -0 vs +0 counts, a NaN that stays the same does not). */
@@ -68,6 +66,13 @@ typedef struct mofo_diff {
     double base_sq; /* sum a^2 */
 } mofo_diff;
 void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n);
+
+/* One trainable gradient array: parameter param's (-1: an adapter's gA and gB). */
+typedef struct grad_span {
+    float *g;
+    int64_t n;
+    int param;
+} grad_span;
 
 struct mofo_trainer {
     mofo_train_opts o;
@@ -92,6 +97,7 @@ struct mofo_trainer {
     size_t *perm;           /* (train.n) this epoch's order */
     int64_t perm_epoch;
     int *ids, *tg;          /* (B,T) inputs and next-token targets */
+    grad_span *spans;       /* (n_p + adapters) the step's trainable gradients */
 };
 
 /* mofo_trainer_save_checkpoint writes the model in fp32 (config.json + model.safetensors, tokenizer

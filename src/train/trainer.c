@@ -251,6 +251,10 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
             (rc = mofo_lora_attach(t->lora, t->m, err)))
             goto fail;
     }
+    if (!(t->spans = malloc((size_t)(t->m->n_p + (t->lora ? t->lora->n : 0)) * sizeof *t->spans))) {
+        rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        goto fail;
+    }
     if ((rc = build_optimizer(t, err))) goto fail;
     *out = t;
     return 0;
@@ -272,6 +276,7 @@ void mofo_trainer_free(mofo_trainer *t) {
     mofo_dataset_free(&t->val);
     free(t->theta0);
     free(t->trainable);
+    free(t->spans);
     free(t->perm);
     free(t->ids);
     free(t->tg);
@@ -339,44 +344,31 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
         /* with --steps, the last step of an --epochs run may hold fewer micro-batches */
         if (t->o.steps == 0 && t->micro >= t->o.epochs * t->n_batches) break;
     }
-    if (counted > 1) {
-        float s = 1.0f / (float)counted;
-        for (size_t i = 0; m->grads && i < m->n_floats; i++) m->grads[i] *= s;
-        for (int i = 0; t->lora && i < t->lora->n; i++) {
-            const mofo_lora_target *lt = &t->lora->t[i];
-            int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC); /* gA and gB are contiguous */
-            for (int64_t k = 0; k < n; k++) lt->gA[k] *= s;
-        }
-    }
-    double sq = 0;
-    for (int i = 0; t->lora && i < t->lora->n; i++) {
+    /* the trainable gradients: the model's trainable tensors', then each adapter's gA and gB */
+    const mofo_backend *be = m->be;
+    int n_spans = 0;
+    for (int i = 0; i < m->n_p; i++)
+        if (t->trainable[i]) t->spans[n_spans++] = (grad_span){m->grads + m->p[i].offset, m->p[i].numel, i};
+    for (int i = 0; t->lora && i < t->lora->n; i++) { /* gA and gB are contiguous */
         const mofo_lora_target *lt = &t->lora->t[i];
-        int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC);
-        for (int64_t k = 0; k < n; k++) sq += (double)lt->gA[k] * lt->gA[k];
+        t->spans[n_spans++] = (grad_span){lt->gA, (int64_t)t->lora->r * (lt->C + lt->OC), -1};
     }
-    for (int i = 0; i < m->n_p; i++) {
-        if (!t->trainable[i]) continue;
-        const mofo_param *p = &m->p[i];
-        float *g = m->grads + p->offset;
-        if (t->o.method == MOFO_METHOD_L1 || t->o.method == MOFO_METHOD_L2)
-            mt->penalty += mofo_penalty_grad(t->o.method == MOFO_METHOD_L1 ? MOFO_PENALTY_L1 : MOFO_PENALTY_L2, t->o.reg, m->params + p->offset,
-                                             t->theta0 + p->offset, g, p->numel);
-        for (int64_t k = 0; k < p->numel; k++) sq += (double)g[k] * g[k];
+    if (counted > 1)
+        for (int i = 0; i < n_spans; i++) be->scale(t->spans[i].g, 1.0f / (float)counted, (size_t)t->spans[i].n);
+    double sq = 0;
+    int penalty = t->o.method == MOFO_METHOD_L1 ? MOFO_PENALTY_L1 : t->o.method == MOFO_METHOD_L2 ? MOFO_PENALTY_L2 : 0;
+    for (int i = 0; i < n_spans; i++) {
+        const grad_span *sp = &t->spans[i];
+        if (penalty && sp->param >= 0) {
+            size_t off = m->p[sp->param].offset;
+            mt->penalty += be->penalty_grad((mofo_penalty)penalty, t->o.reg, m->params + off, t->theta0 + off, sp->g, sp->n);
+        }
+        sq += be->sumsq(sp->g, (size_t)sp->n);
     }
     mt->grad_norm = sqrt(sq);
-    if (t->o.clip > 0 && mt->grad_norm > t->o.clip) { /* torch.nn.utils.clip_grad_norm_ */
-        float s = (float)(t->o.clip / (mt->grad_norm + 1e-6));
-        for (int i = 0; i < m->n_p; i++) {
-            if (!t->trainable[i]) continue;
-            float *g = m->grads + m->p[i].offset;
-            for (int64_t k = 0; k < m->p[i].numel; k++) g[k] *= s;
-        }
-        for (int i = 0; t->lora && i < t->lora->n; i++) {
-            const mofo_lora_target *lt = &t->lora->t[i];
-            int64_t n = (int64_t)t->lora->r * (lt->C + lt->OC);
-            for (int64_t k = 0; k < n; k++) lt->gA[k] *= s;
-        }
-    }
+    if (t->o.clip > 0 && mt->grad_norm > t->o.clip) /* torch.nn.utils.clip_grad_norm_ */
+        for (int i = 0; i < n_spans; i++)
+            be->scale(t->spans[i].g, (float)(t->o.clip / (mt->grad_norm + 1e-6)), (size_t)t->spans[i].n);
     if ((rc = mofo_optim_step(t->opt, lr, err))) return rc;
     t->step++;
     t->tokens += mt->tokens;

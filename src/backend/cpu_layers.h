@@ -1,8 +1,5 @@
-/* The layers of the transformer as free functions over plain fp32 arrays (llm.c style).
- * N = B*T rows. Backward functions overwrite the input gradient where marked "=" and accumulate
- * where marked "+="; parameter gradients accumulate, and are not computed where NULL (frozen
- * weights). Matrix products go through BLAS, the rest is OpenMP. One GPU backend later implements
- * the same list. */
+/* The CPU backend's layers (backend.h says what each computes): free functions over plain fp32
+ * arrays (llm.c style), matrix products through BLAS, the rest OpenMP. Only cpu.c calls them. */
 #ifndef MOFO_LAYERS_H
 #define MOFO_LAYERS_H
 
@@ -31,8 +28,6 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                      int N, int C, int OC);
 
-// inv_freq (HD/2) -> cos, sin (T, HD/2) for positions 0..T-1 (Hugging Face's rotate_half convention)
-void rope_table(float *cos_t, float *sin_t, int T, int HD, const float *inv_freq);
 // qkv (B,T,QKV): rotates the NH query heads and NKV key heads in place
 void rope_forward(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD);
 // dqkv (B,T,QKV): the transposed rotation, in place

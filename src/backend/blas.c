@@ -1,6 +1,6 @@
 /* Matrix products through OpenBLAS, its core chosen from the CPU's features (blas.h says why). */
 #define _POSIX_C_SOURCE 200809L
-#include "blas.h"
+#include "backend/blas.h"
 
 #include <cblas.h>
 #include <pthread.h>

@@ -1,6 +1,6 @@
 /* CPU layers: BLAS for matrix products, OpenMP loops elsewhere. */
-#include "layers.h"
-#include "blas.h"
+#include "backend/cpu_layers.h"
+#include "backend/blas.h"
 
 #include <math.h>
 #include <string.h>
@@ -139,16 +139,6 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
             dbias[j] += s;
         }
     }
-}
-
-void rope_table(float *cos_t, float *sin_t, int T, int HD, const float *inv_freq) {
-    int H2 = HD / 2;
-    for (int i = 0; i < H2; i++)
-        for (int t = 0; t < T; t++) {
-            float ang = (float)t * inv_freq[i]; /* the angle in fp32, as transformers */
-            cos_t[(size_t)t * H2 + i] = cosf(ang);
-            sin_t[(size_t)t * H2 + i] = sinf(ang);
-        }
 }
 
 static void rope_apply(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD,
