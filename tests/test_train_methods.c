@@ -54,7 +54,7 @@ static void hft_names(void) {
                             "model.layers.1.mlp.down_proj.weight", "model.layers.12.mlp.up_proj.weight",
                             "transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.attn.c_attn.weight",
                             "transformer.h.0.attn.c_attn.bias", "transformer.h.0.mlp.c_fc.weight",
-                            "h.1.attn.c_proj.weight", "transformer.h.1.mlp.c_proj.bias", "transformer.h.11.mlp.c_proj.weight"};
+                            "transformer.h.1.attn.c_proj.weight", "transformer.h.1.mlp.c_proj.bias", "transformer.h.11.mlp.c_proj.weight"};
     const char *trained[] = {"model.norm.weight", "model.layers.0.self_attn.v_proj.weight",
                              "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight",
                              "model.layers.0.input_layernorm.weight", "model.layers.1.self_attn.q_proj.weight",
@@ -63,9 +63,29 @@ static void hft_names(void) {
                              "transformer.ln_f.weight", "transformer.h.0.attn.c_proj.weight",
                              "transformer.h.0.mlp.c_proj.weight", "transformer.h.0.ln_1.weight",
                              "transformer.h.1.attn.c_attn.weight", "transformer.h.1.mlp.c_fc.bias"};
-    for (size_t i = 0; i < sizeof frozen / sizeof *frozen; i++) CHECK(mofo_hft_frozen(frozen[i]), "%s trains", frozen[i]);
-    for (size_t i = 0; i < sizeof trained / sizeof *trained; i++)
-        CHECK(!mofo_hft_frozen(trained[i]), "%s frozen", trained[i]);
+    /* the names as the paper's rule gives them, looked up in the tables of a GPT-2 124M and a
+     * TinyLlama-shaped model with q/k/v biases (as Qwen2 has) */
+    mofo_model_config gpt2, llama;
+    mofo_param *pg = NULL, *pl = NULL;
+    int ng = 0, nl = 0;
+    mofo_err err = {0};
+    CHECK(mofo_config_preset(&gpt2, "gpt2", "124M", &err) == 0 && mofo_config_preset(&llama, "llama", "1.1B", &err) == 0,
+          "%s", err.msg);
+    llama.qkv_bias = 1;
+    CHECK(mofo_model_param_table(&gpt2, &pg, &ng, NULL, &err) == 0 && mofo_model_param_table(&llama, &pl, &nl, NULL, &err) == 0,
+          "%s", err.msg);
+    for (int want = 0; want < 2; want++) {
+        const char **names = want ? frozen : trained;
+        size_t n = want ? sizeof frozen / sizeof *frozen : sizeof trained / sizeof *trained;
+        for (size_t i = 0; i < n; i++) {
+            const mofo_param *p = NULL;
+            for (int k = 0; k < ng && !p; k++) p = strcmp(pg[k].name, names[i]) == 0 ? &pg[k] : NULL;
+            for (int k = 0; k < nl && !p; k++) p = strcmp(pl[k].name, names[i]) == 0 ? &pl[k] : NULL;
+            CHECK(p && mofo_hft_frozen(p) == want, "%s: %s", names[i], !p ? "not in the table" : want ? "trains" : "frozen");
+        }
+    }
+    free(pg);
+    free(pl);
 }
 
 /* the pull's gradient against central differences of the value it returns */

@@ -20,13 +20,13 @@ void embed_forward(float *out, const int *ids, const float *wte, const float *wp
 }
 
 void embed_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T, int C) {
-    if (!dwte) return; /* frozen embeddings */
+    if (!dwte && !dwpe) return; /* frozen embeddings */
     /* rows may repeat: parallel over channels, serial over positions */
 #pragma omp parallel for
     for (int i = 0; i < C; i++)
         for (int bt = 0; bt < B * T; bt++) {
             float d = dout[(size_t)bt * C + i];
-            dwte[(size_t)ids[bt] * C + i] += d;
+            if (dwte) dwte[(size_t)ids[bt] * C + i] += d;
             if (dwpe) dwpe[(size_t)(bt % T) * C + i] += d;
         }
 }
@@ -234,8 +234,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                     dp[u] = p[u] * (dp[u] - D); /* dS */
                 }
             }
-            /* dQ = scale dS K, dK += scale dS^T Q, dV += P^T dO */
-            mofo_sgemm(false, false, T, HD, T, scale, dP, T, k, QKV, 0.0f, dbase + (size_t)h * HD, QKV);
+            /* dQ += scale dS K, dK += scale dS^T Q, dV += P^T dO */
+            mofo_sgemm(false, false, T, HD, T, scale, dP, T, k, QKV, 1.0f, dbase + (size_t)h * HD, QKV);
             mofo_sgemm(true, false, T, HD, T, scale, dP, T, q, QKV, 1.0f, dk, QKV);
             mofo_sgemm(true, false, T, HD, T, 1.0f, P, T, dy, A, 1.0f, dv, QKV);
         }

@@ -24,22 +24,18 @@ void mofo_norm_backward(const mofo_backend *be, const mofo_model_config *c, floa
 
 int mofo_model_param_site(const mofo_model *m, int i, int *layer, mofo_site *site, int *row0) {
     const mofo_model_config *c = &m->cfg;
-    const float *x = m->params + m->p[i].offset;
-    if (m->p[i].ndim != 2) return -1;
-    int C = c->C, A = c->NH * c->HD, QKV = (c->NH + 2 * c->NKV) * c->HD, FC = (int)mofo_fc_width(c);
-    for (int l = 0; l < c->L; l++) {
-        const mofo_layer_w *w = &m->w.layer[l];
-        struct {
-            const float *base;
-            int rows, cols;
-        } at[MOFO_N_SITES] = {{w->qkv_w, QKV, C}, {w->o_w, C, A}, {w->fc_w, FC, C}, {w->proj_w, C, c->FF}};
-        for (int k = 0; k < MOFO_N_SITES; k++)
-            if (x >= at[k].base && x < at[k].base + (size_t)at[k].rows * at[k].cols) {
-                *layer = l, *site = (mofo_site)k, *row0 = (int)((x - at[k].base) / at[k].cols);
-                return 0;
-            }
+    int Q = c->NH * c->HD, KV = c->NKV * c->HD;
+    *layer = m->p[i].layer;
+    switch (m->p[i].role) {
+    case MOFO_ROLE_Q_W: case MOFO_ROLE_QKV_W: *site = MOFO_SITE_QKV, *row0 = 0; return 0;
+    case MOFO_ROLE_K_W: *site = MOFO_SITE_QKV, *row0 = Q; return 0;
+    case MOFO_ROLE_V_W: *site = MOFO_SITE_QKV, *row0 = Q + KV; return 0;
+    case MOFO_ROLE_O_W: *site = MOFO_SITE_O, *row0 = 0; return 0;
+    case MOFO_ROLE_GATE_W: case MOFO_ROLE_FC_W: *site = MOFO_SITE_FC, *row0 = 0; return 0;
+    case MOFO_ROLE_UP_W: *site = MOFO_SITE_FC, *row0 = c->FF; return 0;
+    case MOFO_ROLE_DOWN_W: *site = MOFO_SITE_PROJ, *row0 = 0; return 0;
+    default: return -1;
     }
-    return -1;
 }
 
 /* The adapters of one site: out (N, ldo) += s (x A^T) B^T on their rows; x (N, C). */

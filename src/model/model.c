@@ -10,184 +10,63 @@
 #include "io/checkpoint.h"
 #include "model/block.h"
 
-/* ---- the parameter table ---- */
+/* ---- the parameter table (family.c) ---- */
 
-/* Where a tensor's pointer goes; CONT: continues the previous tensor (k, v after q; up after gate). */
-enum {
-    S_CONT, S_WTE, S_WPE, S_LNF_W, S_LNF_B, S_LM_HEAD,
-    S_LN1_W, S_LN1_B, S_QKV_W, S_QKV_B, S_O_W, S_O_B, S_LN2_W, S_LN2_B, S_FC_W, S_FC_B, S_PROJ_W, S_PROJ_B
-};
-
-typedef struct {
-    int slot, layer;
-} param_role;
-
-typedef struct {
-    mofo_param *p;
-    param_role *role;
-    int n, cap;
-    size_t offset;
-    int oom;
-} table;
-
-static void add(table *tb, int slot, int layer, const char *name, int ndim, int64_t s0, int64_t s1, int transposed) {
-    if (tb->oom) return;
-    if (tb->n == tb->cap) {
-        int cap = tb->cap ? 2 * tb->cap : 64;
-        mofo_param *p = realloc(tb->p, (size_t)cap * sizeof *p);
-        if (p) tb->p = p;
-        param_role *r = p ? realloc(tb->role, (size_t)cap * sizeof *r) : NULL;
-        if (!p || !r) {
-            tb->oom = 1;
-            return;
-        }
-        tb->role = r;
-        tb->cap = cap;
-    }
-    mofo_param *p = &tb->p[tb->n];
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
-    p->shape[0] = s0;
-    p->shape[1] = ndim == 2 ? s1 : 0;
-    p->numel = ndim == 2 ? s0 * s1 : s0;
-    p->transposed = transposed;
-    p->dtype = MOFO_DT_F32;
-    p->offset = tb->offset;
-    tb->offset += (size_t)p->numel;
-    tb->role[tb->n] = (param_role){slot, layer};
-    tb->n++;
-}
-
-static void build_table(table *tb, const mofo_model_config *c) {
-    char n[96];
-    int C = c->C, HD = c->HD, Q = c->NH * HD, KV = c->NKV * HD, FF = c->FF;
-    if (c->names == MOFO_NAMES_GPT2) {
-        const char *P = "transformer.";
-        snprintf(n, sizeof n, "%swte.weight", P), add(tb, S_WTE, -1, n, 2, c->V, C, 0);
-        snprintf(n, sizeof n, "%swpe.weight", P), add(tb, S_WPE, -1, n, 2, c->max_T, C, 0);
-        for (int l = 0; l < c->L; l++) {
-#define NM(fmt) (snprintf(n, sizeof n, "%sh.%d." fmt, P, l), n)
-            add(tb, S_LN1_W, l, NM("ln_1.weight"), 1, C, 0, 0);
-            add(tb, S_LN1_B, l, NM("ln_1.bias"), 1, C, 0, 0);
-            add(tb, S_QKV_W, l, NM("attn.c_attn.weight"), 2, Q + 2 * KV, C, 1);
-            add(tb, S_QKV_B, l, NM("attn.c_attn.bias"), 1, Q + 2 * KV, 0, 0);
-            add(tb, S_O_W, l, NM("attn.c_proj.weight"), 2, C, Q, 1);
-            add(tb, S_O_B, l, NM("attn.c_proj.bias"), 1, C, 0, 0);
-            add(tb, S_LN2_W, l, NM("ln_2.weight"), 1, C, 0, 0);
-            add(tb, S_LN2_B, l, NM("ln_2.bias"), 1, C, 0, 0);
-            add(tb, S_FC_W, l, NM("mlp.c_fc.weight"), 2, FF, C, 1);
-            add(tb, S_FC_B, l, NM("mlp.c_fc.bias"), 1, FF, 0, 0);
-            add(tb, S_PROJ_W, l, NM("mlp.c_proj.weight"), 2, C, FF, 1);
-            add(tb, S_PROJ_B, l, NM("mlp.c_proj.bias"), 1, C, 0, 0);
-#undef NM
-        }
-        snprintf(n, sizeof n, "%sln_f.weight", P), add(tb, S_LNF_W, -1, n, 1, C, 0, 0);
-        snprintf(n, sizeof n, "%sln_f.bias", P), add(tb, S_LNF_B, -1, n, 1, C, 0, 0);
-    } else {
-        add(tb, S_WTE, -1, "model.embed_tokens.weight", 2, c->V, C, 0);
-        for (int l = 0; l < c->L; l++) {
-#define NM(fmt) (snprintf(n, sizeof n, "model.layers.%d." fmt, l), n)
-            add(tb, S_LN1_W, l, NM("input_layernorm.weight"), 1, C, 0, 0);
-            add(tb, S_QKV_W, l, NM("self_attn.q_proj.weight"), 2, Q, C, 0);
-            add(tb, S_CONT, l, NM("self_attn.k_proj.weight"), 2, KV, C, 0);
-            add(tb, S_CONT, l, NM("self_attn.v_proj.weight"), 2, KV, C, 0);
-            if (c->qkv_bias) {
-                add(tb, S_QKV_B, l, NM("self_attn.q_proj.bias"), 1, Q, 0, 0);
-                add(tb, S_CONT, l, NM("self_attn.k_proj.bias"), 1, KV, 0, 0);
-                add(tb, S_CONT, l, NM("self_attn.v_proj.bias"), 1, KV, 0, 0);
-            }
-            add(tb, S_O_W, l, NM("self_attn.o_proj.weight"), 2, C, Q, 0);
-            if (c->o_bias) add(tb, S_O_B, l, NM("self_attn.o_proj.bias"), 1, C, 0, 0);
-            add(tb, S_LN2_W, l, NM("post_attention_layernorm.weight"), 1, C, 0, 0);
-            add(tb, S_FC_W, l, NM("mlp.gate_proj.weight"), 2, FF, C, 0);
-            add(tb, S_CONT, l, NM("mlp.up_proj.weight"), 2, FF, C, 0);
-            if (c->mlp_bias) {
-                add(tb, S_FC_B, l, NM("mlp.gate_proj.bias"), 1, FF, 0, 0);
-                add(tb, S_CONT, l, NM("mlp.up_proj.bias"), 1, FF, 0, 0);
-            }
-            add(tb, S_PROJ_W, l, NM("mlp.down_proj.weight"), 2, C, FF, 0);
-            if (c->mlp_bias) add(tb, S_PROJ_B, l, NM("mlp.down_proj.bias"), 1, C, 0, 0);
-#undef NM
-        }
-        add(tb, S_LNF_W, -1, "model.norm.weight", 1, C, 0, 0);
-    }
-    if (!c->tied) add(tb, S_LM_HEAD, -1, "lm_head.weight", 2, c->V, C, 0);
-}
-
-int mofo_model_param_table(const mofo_model_config *cfg, mofo_param **out, int *n, size_t *n_floats,
-                           mofo_err *err) {
-    *out = NULL;
-    *n = 0;
-    int rc = mofo_config_check(cfg, "config", err);
-    if (rc) return rc;
-    table tb = {0};
-    build_table(&tb, cfg);
-    free(tb.role);
-    if (tb.oom) {
-        free(tb.p);
-        return mofo_errf(err, MOFO_ENOMEM, "out of memory for the parameter table");
-    }
-    *out = tb.p;
-    *n = tb.n;
-    if (n_floats) *n_floats = tb.offset;
-    return 0;
-}
-
-/* Points w's fields into base following the table. */
-static void bind(mofo_weights *w, mofo_layer_w *layers, const table *tb, float *base, int L) {
+/* Points w's fields into base following the table: each role's tensor, where q's continues with k
+ * and v (one (QKV, C) matrix) and gate's with up (one (2 FF, C) matrix), as family.c orders them. */
+static void bind(mofo_weights *w, mofo_layer_w *layers, const mofo_param *p, int n, float *base, int L) {
     memset(w, 0, sizeof *w);
     memset(layers, 0, (size_t)L * sizeof *layers);
     w->layer = layers;
-    for (int i = 0; i < tb->n; i++) {
-        float *ptr = base + tb->p[i].offset;
-        mofo_layer_w *ly = tb->role[i].layer >= 0 ? &layers[tb->role[i].layer] : NULL;
-        switch (tb->role[i].slot) {
-        case S_CONT: break;
-        case S_WTE: w->wte = ptr; break;
-        case S_WPE: w->wpe = ptr; break;
-        case S_LNF_W: w->lnf_w = ptr; break;
-        case S_LNF_B: w->lnf_b = ptr; break;
-        case S_LM_HEAD: w->lm_head = ptr; break;
-        case S_LN1_W: ly->ln1_w = ptr; break;
-        case S_LN1_B: ly->ln1_b = ptr; break;
-        case S_QKV_W: ly->qkv_w = ptr; break;
-        case S_QKV_B: ly->qkv_b = ptr; break;
-        case S_O_W: ly->o_w = ptr; break;
-        case S_O_B: ly->o_b = ptr; break;
-        case S_LN2_W: ly->ln2_w = ptr; break;
-        case S_LN2_B: ly->ln2_b = ptr; break;
-        case S_FC_W: ly->fc_w = ptr; break;
-        case S_FC_B: ly->fc_b = ptr; break;
-        case S_PROJ_W: ly->proj_w = ptr; break;
-        case S_PROJ_B: ly->proj_b = ptr; break;
+    for (int i = 0; i < n; i++) {
+        float *ptr = base + p[i].offset;
+        mofo_layer_w *ly = p[i].layer >= 0 ? &layers[p[i].layer] : NULL;
+        switch (p[i].role) {
+        case MOFO_ROLE_EMBED: w->wte = ptr; break;
+        case MOFO_ROLE_POS_EMBED: w->wpe = ptr; break;
+        case MOFO_ROLE_NORMF_W: w->lnf_w = ptr; break;
+        case MOFO_ROLE_NORMF_B: w->lnf_b = ptr; break;
+        case MOFO_ROLE_LM_HEAD: w->lm_head = ptr; break;
+        case MOFO_ROLE_NORM1_W: ly->ln1_w = ptr; break;
+        case MOFO_ROLE_NORM1_B: ly->ln1_b = ptr; break;
+        case MOFO_ROLE_Q_W: case MOFO_ROLE_QKV_W: ly->qkv_w = ptr; break;
+        case MOFO_ROLE_Q_B: case MOFO_ROLE_QKV_B: ly->qkv_b = ptr; break;
+        case MOFO_ROLE_O_W: ly->o_w = ptr; break;
+        case MOFO_ROLE_O_B: ly->o_b = ptr; break;
+        case MOFO_ROLE_NORM2_W: ly->ln2_w = ptr; break;
+        case MOFO_ROLE_NORM2_B: ly->ln2_b = ptr; break;
+        case MOFO_ROLE_GATE_W: case MOFO_ROLE_FC_W: ly->fc_w = ptr; break;
+        case MOFO_ROLE_GATE_B: case MOFO_ROLE_FC_B: ly->fc_b = ptr; break;
+        case MOFO_ROLE_DOWN_W: ly->proj_w = ptr; break;
+        case MOFO_ROLE_DOWN_B: ly->proj_b = ptr; break;
+        case MOFO_ROLE_K_W: case MOFO_ROLE_V_W: case MOFO_ROLE_K_B: case MOFO_ROLE_V_B: case MOFO_ROLE_UP_W:
+        case MOFO_ROLE_UP_B: break; /* continue q's / gate's */
         }
     }
     if (!w->lm_head) w->lm_head = w->wte;
 }
 
 /* A model with the table built and parameters allocated (uninitialised). */
-static int model_new(mofo_model **out, const mofo_model_config *cfg, param_role **roles, mofo_err *err) {
+static int model_new(mofo_model **out, const mofo_model_config *cfg, mofo_err *err) {
     *out = NULL;
     mofo_model *m = calloc(1, sizeof *m);
     if (!m) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     m->cfg = *cfg;
     m->be = mofo_backend_cpu();
-    table tb = {0};
-    build_table(&tb, cfg);
-    m->p = tb.p;
-    m->n_p = tb.n;
-    m->n_floats = tb.offset;
+    int rc = mofo_model_param_table(cfg, &m->p, &m->n_p, &m->n_floats, err);
+    if (rc) {
+        free(m);
+        return rc;
+    }
     m->w.layer = calloc((size_t)cfg->L, sizeof *m->w.layer);
     m->g.layer = calloc((size_t)cfg->L, sizeof *m->g.layer);
     m->params = m->be->alloc(m->n_floats);
-    if (tb.oom || !m->w.layer || !m->g.layer || !m->params) {
-        free(tb.role);
+    if (!m->w.layer || !m->g.layer || !m->params) {
+        size_t n = m->n_floats;
         mofo_model_free(m);
-        return mofo_errf(err, MOFO_ENOMEM, "out of memory for %zu parameters", tb.offset);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory for %zu parameters", n);
     }
-    bind(&m->w, m->w.layer, &tb, m->params, cfg->L);
-    *roles = tb.role;
+    bind(&m->w, m->w.layer, m->p, m->n_p, m->params, cfg->L);
     *out = m;
     return 0;
 }
@@ -231,23 +110,19 @@ void mofo_model_zero_grads(mofo_model *m) {
 }
 
 
-mofo_param_kind mofo_model_param_kind(const mofo_model *m, int i) {
-    const float *x = m->params + m->p[i].offset;
-    const mofo_weights *w = &m->w;
-    const size_t C = (size_t)m->cfg.C, FC = mofo_fc_width(&m->cfg);
-    if (x == w->wte || x == w->wpe) return MOFO_KIND_EMBED;
-    if (x == w->lm_head) return MOFO_KIND_HEAD;
-    if (x == w->lnf_w || x == w->lnf_b) return MOFO_KIND_NORM;
-    for (int l = 0; l < m->cfg.L; l++) {
-        const mofo_layer_w *y = &w->layer[l];
-        if (x == y->ln1_w || x == y->ln1_b || x == y->ln2_w || x == y->ln2_b) return MOFO_KIND_NORM;
-        /* fc holds gate and up (two checkpoint tensors, up continuing gate): a range, not a pointer */
-        if ((x >= y->fc_w && x < y->fc_w + FC * C) || (y->fc_b && x >= y->fc_b && x < y->fc_b + FC) ||
-            x == y->proj_w || x == y->proj_b)
-            return MOFO_KIND_MLP;
+mofo_param_kind mofo_role_kind(mofo_role r) {
+    switch (r) {
+    case MOFO_ROLE_EMBED: case MOFO_ROLE_POS_EMBED: return MOFO_KIND_EMBED;
+    case MOFO_ROLE_LM_HEAD: return MOFO_KIND_HEAD;
+    case MOFO_ROLE_NORM1_W: case MOFO_ROLE_NORM1_B: case MOFO_ROLE_NORM2_W: case MOFO_ROLE_NORM2_B:
+    case MOFO_ROLE_NORMF_W: case MOFO_ROLE_NORMF_B: return MOFO_KIND_NORM;
+    case MOFO_ROLE_GATE_W: case MOFO_ROLE_UP_W: case MOFO_ROLE_FC_W: case MOFO_ROLE_GATE_B: case MOFO_ROLE_UP_B:
+    case MOFO_ROLE_FC_B: case MOFO_ROLE_DOWN_W: case MOFO_ROLE_DOWN_B: return MOFO_KIND_MLP;
+    default: return MOFO_KIND_ATTN; /* q/k/v and output projections, their biases */
     }
-    return MOFO_KIND_ATTN; /* what remains: q/k/v and output projections */
 }
+
+mofo_param_kind mofo_model_param_kind(const mofo_model *m, int i) { return mofo_role_kind(m->p[i].role); }
 
 const char *mofo_param_kind_name(mofo_param_kind k) {
     static const char *const N[MOFO_N_KINDS] = {"embeddings", "attention", "mlp", "norms", "lm_head"};
@@ -290,10 +165,8 @@ static int create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed,
     *out = NULL;
     int rc = mofo_config_check(cfg, "config", err);
     if (rc) return rc;
-    param_role *roles;
     mofo_model *m;
-    if ((rc = model_new(&m, cfg, &roles, err))) return rc;
-    free(roles);
+    if ((rc = model_new(&m, cfg, err))) return rc;
     for (int i = 0; i < m->n_p; i++) {
         mofo_param *p = &m->p[i];
         float *d = m->params + p->offset;
@@ -379,9 +252,7 @@ int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err) {
     mofo_model_config cfg;
     rc = mofo_config_parse(&cfg, ck->config, ck->config_len, ck->config_path, err);
     mofo_model *m = NULL;
-    param_role *roles = NULL;
-    if (rc == 0) rc = model_new(&m, &cfg, &roles, err);
-    free(roles);
+    if (rc == 0) rc = model_new(&m, &cfg, err);
     for (int i = 0; rc == 0 && i < m->n_p; i++) rc = load_param(m, &m->p[i], ck, err);
     if (rc == 0) {
         m->config_json = ck->config; /* keep the text as it was */

@@ -65,9 +65,28 @@ char *mofo_config_to_json(const mofo_model_config *cfg);
 /* Preset shapes for benchmarks: arch "gpt2" / "llama", size "124M" / "1.1B" / "tiny". */
 int mofo_config_preset(mofo_model_config *cfg, const char *arch, const char *size, mofo_err *err);
 
+/* What a tensor is in the transformer, whatever its family calls it (family.c maps the names).
+ * QKV_W is GPT-2's fused q/k/v matrix (c_attn), FC_W its MLP input (c_fc); DOWN_W the MLP output
+ * (down_proj, GPT-2's mlp.c_proj). */
+typedef enum {
+    MOFO_ROLE_EMBED, MOFO_ROLE_POS_EMBED,
+    MOFO_ROLE_NORM1_W, MOFO_ROLE_NORM1_B,
+    MOFO_ROLE_Q_W, MOFO_ROLE_K_W, MOFO_ROLE_V_W, MOFO_ROLE_QKV_W,
+    MOFO_ROLE_Q_B, MOFO_ROLE_K_B, MOFO_ROLE_V_B, MOFO_ROLE_QKV_B,
+    MOFO_ROLE_O_W, MOFO_ROLE_O_B,
+    MOFO_ROLE_NORM2_W, MOFO_ROLE_NORM2_B,
+    MOFO_ROLE_GATE_W, MOFO_ROLE_UP_W, MOFO_ROLE_FC_W,
+    MOFO_ROLE_GATE_B, MOFO_ROLE_UP_B, MOFO_ROLE_FC_B,
+    MOFO_ROLE_DOWN_W, MOFO_ROLE_DOWN_B,
+    MOFO_ROLE_NORMF_W, MOFO_ROLE_NORMF_B,
+    MOFO_ROLE_LM_HEAD
+} mofo_role;
+
 /* One named parameter tensor. */
 typedef struct mofo_param {
     char name[96];     /* the checkpoint's name */
+    mofo_role role;
+    int layer;         /* -1 outside the layers */
     int ndim;          /* 1 or 2 */
     int64_t shape[2];  /* in memory: (OC, C) for matrices */
     int transposed;    /* stored [C, OC] in the file (GPT-2 Conv1D) */
@@ -75,6 +94,10 @@ typedef struct mofo_param {
     size_t offset;     /* into params / grads, in floats */
     int64_t numel;
 } mofo_param;
+
+/* PEFT's target_modules name of the layer matrix with this role in the config's family ("q_proj",
+ * GPT-2's "c_attn", ...), or NULL. */
+const char *mofo_family_module(const mofo_model_config *cfg, mofo_role role);
 
 /* The parameter table a model with this config has (the one mofo_model_create and mofo_model_load
  * build: checkpoint names, shapes, offsets, F32 dtype) without allocating the parameters, so that a
@@ -156,7 +179,7 @@ int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t s
 int mofo_model_create_hf_init(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std,
                               mofo_err *err);
 
-/* What a parameter is for, read from the role it was loaded into (the family's naming already mapped). */
+/* What a parameter is for, read from its role. */
 typedef enum {
     MOFO_KIND_EMBED, /* token (and learned position) embeddings */
     MOFO_KIND_ATTN,  /* q/k/v and output projections, their biases */
@@ -166,6 +189,7 @@ typedef enum {
     MOFO_N_KINDS
 } mofo_param_kind;
 mofo_param_kind mofo_model_param_kind(const mofo_model *m, int i);
+mofo_param_kind mofo_role_kind(mofo_role r);
 const char *mofo_param_kind_name(mofo_param_kind k); /* "embeddings", "attention", "mlp", "norms", "lm_head" */
 
 /* The parameter named name, or NULL. */

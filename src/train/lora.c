@@ -40,13 +40,20 @@ static int add_module(mofo_lora *l, const char *s, size_t n) {
     return 0;
 }
 
-/* a short name -> the module suffix for this family */
-static const char *expand(const char *s, size_t n, mofo_names_kind k) {
-    static const char *shortn[] = {"q", "k", "v", "o", "gate", "up", "down"};
-    static const char *llama[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    static const char *gpt2[] = {"c_attn", "c_attn", "c_attn", "attn.c_proj", "c_fc", "c_fc", "mlp.c_proj"};
-    for (int i = 0; i < 7; i++)
-        if (strlen(shortn[i]) == n && memcmp(shortn[i], s, n) == 0) return k == MOFO_NAMES_GPT2 ? gpt2[i] : llama[i];
+/* a short name -> the module of that role in the model's family (a fused matrix where it has one) */
+static const char *expand(const char *s, size_t n, const mofo_model_config *c) {
+    static const struct {
+        const char *name;
+        mofo_role role, fused;
+    } SHORT[] = {{"q", MOFO_ROLE_Q_W, MOFO_ROLE_QKV_W},      {"k", MOFO_ROLE_K_W, MOFO_ROLE_QKV_W},
+                 {"v", MOFO_ROLE_V_W, MOFO_ROLE_QKV_W},      {"o", MOFO_ROLE_O_W, MOFO_ROLE_O_W},
+                 {"gate", MOFO_ROLE_GATE_W, MOFO_ROLE_FC_W}, {"up", MOFO_ROLE_UP_W, MOFO_ROLE_FC_W},
+                 {"down", MOFO_ROLE_DOWN_W, MOFO_ROLE_DOWN_W}};
+    for (size_t i = 0; i < sizeof SHORT / sizeof SHORT[0]; i++)
+        if (strlen(SHORT[i].name) == n && memcmp(SHORT[i].name, s, n) == 0) {
+            const char *mod = mofo_family_module(c, SHORT[i].role);
+            return mod ? mod : mofo_family_module(c, SHORT[i].fused);
+        }
     return NULL;
 }
 
@@ -114,7 +121,7 @@ int mofo_lora_create(mofo_lora **out, const mofo_model *m, const char *targets, 
     for (const char *s = targets; *s && rc == 0;) {
         size_t n = strcspn(s, ", ");
         if (n) {
-            const char *e = expand(s, n, m->cfg.names);
+            const char *e = expand(s, n, &m->cfg);
             if (add_module(l, e ? e : s, e ? strlen(e) : n)) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         }
         s += n;

@@ -52,31 +52,18 @@ int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err) {
     return 0;
 }
 
-/* the layer index in "model.layers.N." / "h.N." (GPT-2, with or without "transformer."), or -1 */
-static int layer_of(const char *name) {
-    const char *p = strstr(name, "layers.");
-    size_t skip = 7;
-    if (!p) {
-        p = strncmp(name, "h.", 2) == 0 ? name : strstr(name, ".h.");
-        skip = p == name ? 2 : 3;
+int mofo_hft_frozen(const mofo_param *p) {
+    switch (p->role) {
+    case MOFO_ROLE_EMBED: case MOFO_ROLE_POS_EMBED: case MOFO_ROLE_LM_HEAD: return 1;
+    /* even layers: q, k (GPT-2: the fused c_attn), gate, up (c_fc), with their biases */
+    case MOFO_ROLE_Q_W: case MOFO_ROLE_K_W: case MOFO_ROLE_QKV_W: case MOFO_ROLE_Q_B: case MOFO_ROLE_K_B:
+    case MOFO_ROLE_QKV_B: case MOFO_ROLE_GATE_W: case MOFO_ROLE_UP_W: case MOFO_ROLE_FC_W: case MOFO_ROLE_GATE_B:
+    case MOFO_ROLE_UP_B: case MOFO_ROLE_FC_B: return p->layer % 2 == 0;
+    /* odd layers: v, o, down */
+    case MOFO_ROLE_V_W: case MOFO_ROLE_V_B: case MOFO_ROLE_O_W: case MOFO_ROLE_O_B: case MOFO_ROLE_DOWN_W:
+    case MOFO_ROLE_DOWN_B: return p->layer % 2 == 1;
+    default: return 0; /* norms train */
     }
-    if (!p) return -1;
-    char *end;
-    long l = strtol(p + skip, &end, 10);
-    return end != p + skip && *end == '.' ? (int)l : -1;
-}
-
-int mofo_hft_frozen(const char *name) {
-    int l = layer_of(name);
-    if (l < 0) /* outside the layers: embeddings and lm_head frozen, the final norm trains */
-        return strstr(name, "embed_tokens") || strstr(name, "wte") || strstr(name, "wpe") || strstr(name, "lm_head");
-    static const char *even[] = {".q_proj.", ".k_proj.", ".gate_proj.", ".up_proj.", ".attn.c_attn.", ".mlp.c_fc."};
-    static const char *odd[] = {".v_proj.", ".o_proj.", ".down_proj.", ".attn.c_proj.", ".mlp.c_proj."};
-    const char **set = l % 2 == 0 ? even : odd;
-    int n = l % 2 == 0 ? 6 : 5;
-    for (int i = 0; i < n; i++)
-        if (strstr(name, set[i])) return 1;
-    return 0;
 }
 
 void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n) {

@@ -54,8 +54,8 @@ double mofo_lr_at(mofo_sched_kind k, double lr, int64_t W, int64_t S, int64_t s)
 /* --warmup: a value in (0, 1) is a ratio of S (ceil, as transformers), an integer >= 0 is steps. */
 int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err);
 
-/* 1 when Half Fine-Tuning freezes the parameter named name (GPT-2 or Llama naming). */
-int mofo_hft_frozen(const char *name);
+/* 1 when Half Fine-Tuning freezes the parameter (by its role and layer). */
+int mofo_hft_frozen(const mofo_param *p);
 
 
 /* The difference of two arrays of n entries: sum of squares of b - a and the entries not bitwise

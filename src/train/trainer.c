@@ -244,7 +244,7 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
     }
     if (t->theta0) memcpy(t->theta0, t->m->params, t->m->n_floats * sizeof *t->theta0);
     for (int i = 0; i < t->m->n_p; i++)
-        t->trainable[i] = !is_lora(o) && !(o->method == MOFO_METHOD_HFT && mofo_hft_frozen(t->m->p[i].name));
+        t->trainable[i] = !is_lora(o) && !(o->method == MOFO_METHOD_HFT && mofo_hft_frozen(&t->m->p[i]));
     if (is_lora(o)) {
         if ((rc = mofo_lora_create(&t->lora, t->m, o->lora_targets ? o->lora_targets : "", o->lora_rank, o->lora_alpha,
                                    o->seed, err)) ||
