@@ -81,7 +81,7 @@ static void hft_names(void) {
             const mofo_param *p = NULL;
             for (int k = 0; k < ng && !p; k++) p = strcmp(pg[k].name, names[i]) == 0 ? &pg[k] : NULL;
             for (int k = 0; k < nl && !p; k++) p = strcmp(pl[k].name, names[i]) == 0 ? &pl[k] : NULL;
-            CHECK(p && mofo_hft_frozen(p) == want, "%s: %s", names[i], !p ? "not in the table" : want ? "trains" : "frozen");
+            CHECK(p && !mofo_method_def_of(MOFO_METHOD_HFT)->trains(p) == want, "%s: %s", names[i], !p ? "not in the table" : want ? "trains" : "frozen");
         }
     }
     free(pg);

@@ -93,7 +93,8 @@ typedef enum {
     MOFO_METHOD_L2,
     MOFO_METHOD_HFT,
     MOFO_METHOD_LORA,
-    MOFO_METHOD_LORA_MOFO
+    MOFO_METHOD_LORA_MOFO,
+    MOFO_N_METHODS
 } mofo_method;
 /* "mofo", "adamw", ... -> 0 and *out; -1 for an unknown name. */
 MOFO_API int mofo_method_parse(const char *s, mofo_method *out);

@@ -126,7 +126,7 @@ static int run_one(demo *d, const planned_run *p, const char *data_path, mofo_de
         mofo_trainer_free(t);
         return rc;
     }
-    if (!(o.method == MOFO_METHOD_MOFO || o.method == MOFO_METHOD_LORA_MOFO)) u->coverage = NAN; /* dense: all move */
+    if (!mofo_method_def_of(o.method)->filtered) u->coverage = NAN; /* dense: all move */
     u->val_acc = val.task_acc;
     char val_txt[32] = "";
     if (isfinite(u->val_acc)) snprintf(val_txt, sizeof val_txt, "val %.1f%%, ", 100 * u->val_acc);

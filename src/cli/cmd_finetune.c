@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "load.h"
 #include "threads.h"
+#include "train/method.h"
 #include "train/train.h"
 #include "train_run.h"
 
@@ -25,7 +26,7 @@ static const arg_spec OWN[] = {
     {"model", ARG_STR, &model_dir, "DIR", "the pre-trained checkpoint (config.json + safetensors); required"},
     {"data", ARG_STR, &data_path, "FILE", "JSONL training data (any format of 'mofo data'); required"},
     {"out", ARG_STR, &out_dir, "DIR", "output: the final model, checkpoint-STEP/, metrics.jsonl; required"},
-    {"method", ARG_STR, &method_s, "M", "mofo | adamw | l1 | l2 | hft | lora | lora-mofo (default mofo)"},
+    {"method", ARG_STR, &method_s, "M", "the fine-tuning method, one of Methods below (default mofo)"},
     {"alpha", ARG_DOUBLE, &alpha, "A", "mofo: fraction of each tensor updated per step (default 0.15)"},
     {"reg", ARG_DOUBLE, &reg, "R", "l1/l2: strength of the pull toward the pre-trained weights"},
     {"lora-rank", ARG_INT, &lora_rank, "R", "lora: adapter rank (default 8)"},
@@ -53,13 +54,12 @@ void cmd_finetune_help(FILE *out) {
     arg_spec specs[N_SPECS];
     reset_flags(specs);
     args_help(out, "finetune", "--model DIR --data FILE.jsonl --out DIR [flags]", specs, N_SPECS);
-    fprintf(out,
-            "\nMethods: mofo (MoFO: Adam moving only the top alpha of |momentum| in each 2+-dim tensor), adamw\n"
-            "(full fine-tuning), l1/l2 (adds reg*sum|w-w0| or reg*sum(w-w0)^2 to the loss), hft (Half\n"
-            "Fine-Tuning: embeddings and lm_head frozen; even layers freeze q,k,gate,up, odd layers v,o,down;\n"
-            "GPT-2: even layers c_attn and c_fc, odd layers attn.c_proj and mlp.c_proj), lora (PEFT-format\n"
-            "adapters, dense AdamW on them), lora-mofo (MoFO on the adapters).\n"
-            "Ctrl-C writes OUT/checkpoint-STEP and exits with status 130; --resume continues bit for bit.\n");
+    fprintf(out, "\nMethods (--method):\n");
+    for (int i = 0; i < MOFO_N_METHODS; i++) {
+        const mofo_method_def *d = mofo_method_def_of((mofo_method)i);
+        fprintf(out, "  %-10s %s\n", d->name, d->help);
+    }
+    fprintf(out, "Ctrl-C writes OUT/checkpoint-STEP and exits with status 130; --resume continues bit for bit.\n");
 }
 
 int cmd_finetune(int argc, char **argv) {
@@ -74,7 +74,7 @@ int cmd_finetune(int argc, char **argv) {
     mofo_train_opts_init(&o);
     o.model_dir = model_dir, o.data_path = data_path, o.out_dir = out_dir;
     if (method_s && mofo_method_parse(method_s, &o.method)) {
-        fprintf(stderr, "mofo finetune: --method '%s': use mofo, adamw, l1, l2, hft, lora or lora-mofo\n", method_s);
+        fprintf(stderr, "mofo finetune: --method '%s': use %s\n", method_s, mofo_method_names(", "));
         return 2;
     }
     if (optimizer_s) {

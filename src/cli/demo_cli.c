@@ -70,10 +70,10 @@ void demo_finetune_command(const mofo_train_opts *o, char *out, size_t cap) {
                                 (long long)o->steps, o->batch, o->seq_len, o->warmup, (unsigned long long)o->seed,
                                 o->val_split);
     if (n < cap && o->threads > 0) n += (size_t)snprintf(out + n, cap - n, " --threads %d", o->threads);
-    if (n < cap && o->method == MOFO_METHOD_MOFO) n += (size_t)snprintf(out + n, cap - n, " --alpha %g", o->alpha);
-    if (n < cap && (o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2))
-        n += (size_t)snprintf(out + n, cap - n, " --reg %g", o->reg);
-    if (n < cap && o->method == MOFO_METHOD_LORA) snprintf(out + n, cap - n, " --merge");
+    const mofo_method_def *d = mofo_method_def_of(o->method);
+    if (n < cap && d->filtered) n += (size_t)snprintf(out + n, cap - n, " --alpha %g", o->alpha);
+    if (n < cap && d->needs_reg) n += (size_t)snprintf(out + n, cap - n, " --reg %g", o->reg);
+    if (n < cap && d->adapters) snprintf(out + n, cap - n, " --merge");
 }
 
 int demo_train(const demo *d, mofo_trainer *t, float *loss, double *ms_per_step, double *coverage, mofo_err *err) {

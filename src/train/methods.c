@@ -1,5 +1,5 @@
-/* The pieces of fine-tuning that are pure functions: names, schedules, HFT's frozen set, the L1/L2
- * pull toward the pre-trained weights, weight differences, metrics lines, tokenizer file copies. */
+/* The pieces of fine-tuning that are pure functions: schedules, weight differences, metrics lines,
+ * tokenizer file copies. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
@@ -13,15 +13,8 @@
 #include "text/utf8.h"
 #include "train.h"
 
-static const char *METHODS[] = {"mofo", "adamw", "l1", "l2", "hft", "lora", "lora-mofo"};
 static const char *SCHEDS[] = {"constant", "linear", "cosine"};
 
-int mofo_method_parse(const char *s, mofo_method *out) {
-    for (int i = 0; i < 7; i++)
-        if (strcmp(s, METHODS[i]) == 0) return *out = (mofo_method)i, 0;
-    return -1;
-}
-const char *mofo_method_name(mofo_method m) { return (unsigned)m < 7 ? METHODS[m] : "?"; }
 int mofo_sched_parse(const char *s, mofo_sched_kind *out) {
     for (int i = 0; i < 3; i++)
         if (strcmp(s, SCHEDS[i]) == 0) return *out = (mofo_sched_kind)i, 0;
@@ -50,20 +43,6 @@ int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err) {
         return mofo_errf(err, MOFO_EINVAL, "warmup %g: give a ratio in (0, 1) or a whole number of steps", warmup);
     *W = (int64_t)warmup;
     return 0;
-}
-
-int mofo_hft_frozen(const mofo_param *p) {
-    switch (p->role) {
-    case MOFO_ROLE_EMBED: case MOFO_ROLE_POS_EMBED: case MOFO_ROLE_LM_HEAD: return 1;
-    /* even layers: q, k (GPT-2: the fused c_attn), gate, up (c_fc), with their biases */
-    case MOFO_ROLE_Q_W: case MOFO_ROLE_K_W: case MOFO_ROLE_QKV_W: case MOFO_ROLE_Q_B: case MOFO_ROLE_K_B:
-    case MOFO_ROLE_QKV_B: case MOFO_ROLE_GATE_W: case MOFO_ROLE_UP_W: case MOFO_ROLE_FC_W: case MOFO_ROLE_GATE_B:
-    case MOFO_ROLE_UP_B: case MOFO_ROLE_FC_B: return p->layer % 2 == 0;
-    /* odd layers: v, o, down */
-    case MOFO_ROLE_V_W: case MOFO_ROLE_V_B: case MOFO_ROLE_O_W: case MOFO_ROLE_O_B: case MOFO_ROLE_DOWN_W:
-    case MOFO_ROLE_DOWN_B: return p->layer % 2 == 1;
-    default: return 0; /* norms train */
-    }
 }
 
 void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n) {

@@ -1,22 +1,8 @@
 /* train/: the fine-tuning loop over one model, the paper's methods, learning-rate schedules,
  * checkpoints that resume bit for bit, and the distance between two sets of weights.
  *
- * Methods (all on top of one libmofo optimizer, whose base rule is AdamW, Lion or SGD-momentum):
- *   mofo   momentum-filtered: in each tensor with 2+ dims only the fraction alpha of entries with
- *          the largest |m| move; 1-dim tensors dense (libmofo's default policy)
- *   adamw  full fine-tuning, every entry dense
- *   l1/l2  full fine-tuning with a pull toward the pre-trained weights theta0 added to the loss:
- *          L1: reg * sum|theta - theta0|, gradient reg * sign(theta - theta0) (0 where equal);
- *          L2: reg * sum (theta - theta0)^2, gradient 2 reg (theta - theta0)
- *   hft    Half Fine-Tuning (Hui et al. 2024): embeddings (token and position) and lm_head frozen;
- *          in even layers (0, 2, ...) q,k (attention) and gate,up (MLP) frozen, in odd layers v,o
- *          and down; GPT-2 (fused c_attn): even layers freeze attn.c_attn and mlp.c_fc, odd layers
- *          attn.c_proj and mlp.c_proj. A frozen matrix's bias is frozen with it; norms train.
- *          Over any two consecutive layers exactly half of the attention and MLP matrices train.
- *          Frozen tensors are not given to the optimizer, so not even weight decay touches them.
- *   lora, lora-mofo  adapters B A on the targeted linear layers (train/lora.h), attached to the
- *          frozen base (x W0^T + s (x A^T) B^T; no weight gradient); only A and B are given to the
- *          optimizer (lora-mofo: with MoFO's filter, alpha per adapter matrix).
+ * Methods (train/method.h; each described in its file under train/method/) all run on one
+ * libmofo optimizer, whose base rule is AdamW, Lion or SGD-momentum.
  *
  * Steps, batches and data order: a micro-batch is B rows (examples, truncated to seq_len, padded
  * on the right); an epoch is ceil(n / B) micro-batches (the last one padded with empty rows);
@@ -37,6 +23,7 @@
 #include "mofo/optim.h"
 #include "text/dataset.h"
 #include "train/lora.h"
+#include "train/method.h"
 
 /* mofo_method, mofo_sched_kind, mofo_train_opts, mofo_step_metrics and the trainer's public
  * functions: include/mofo/engine.h */
@@ -53,9 +40,6 @@ const char *mofo_sched_name(mofo_sched_kind k);
 double mofo_lr_at(mofo_sched_kind k, double lr, int64_t W, int64_t S, int64_t s);
 /* --warmup: a value in (0, 1) is a ratio of S (ceil, as transformers), an integer >= 0 is steps. */
 int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err);
-
-/* 1 when Half Fine-Tuning freezes the parameter (by its role and layer). */
-int mofo_hft_frozen(const mofo_param *p);
 
 
 /* The difference of two arrays of n entries: sum of squares of b - a and the entries not bitwise

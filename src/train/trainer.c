@@ -48,7 +48,7 @@ void mofo_train_opts_init(mofo_train_opts *o) {
 /* the folder whose tokenizer files the run uses and copies */
 static const char *tok_dir(const mofo_train_opts *o) { return o->tokenizer_dir ? o->tokenizer_dir : o->model_dir; }
 
-static int is_lora(const mofo_train_opts *o) { return o->method == MOFO_METHOD_LORA || o->method == MOFO_METHOD_LORA_MOFO; }
+static int is_lora(const mofo_train_opts *o) { return mofo_method_def_of(o->method)->adapters; }
 
 static int check_opts(const mofo_train_opts *o, mofo_err *err) {
     if (!(o->lr > 0) || !isfinite(o->lr)) return mofo_errf(err, MOFO_EINVAL, "lr %g: the learning rate must be > 0", o->lr);
@@ -59,7 +59,8 @@ static int check_opts(const mofo_train_opts *o, mofo_err *err) {
         return mofo_errf(err, MOFO_EINVAL, "steps or epochs must be >= 1");
     if (!(o->clip >= 0)) return mofo_errf(err, MOFO_EINVAL, "clip %g: must be >= 0 (0 disables)", o->clip);
     if (!(o->reg >= 0)) return mofo_errf(err, MOFO_EINVAL, "reg %g: must be >= 0", o->reg);
-    if ((o->method == MOFO_METHOD_L1 || o->method == MOFO_METHOD_L2) && !(o->reg > 0))
+    if ((unsigned)o->method >= MOFO_N_METHODS) return mofo_errf(err, MOFO_EINVAL, "method %d: not a mofo_method", (int)o->method);
+    if (mofo_method_def_of(o->method)->needs_reg && !(o->reg > 0))
         return mofo_errf(err, MOFO_EINVAL, "method %s needs reg > 0", mofo_method_name(o->method));
     if (o->scratch && is_lora(o)) return mofo_errf(err, MOFO_EINVAL, "a model made from scratch trains without LoRA");
     if (o->scratch && !o->tokenizer_dir) return mofo_errf(err, MOFO_EINVAL, "a model made from scratch needs a tokenizer");
@@ -96,7 +97,7 @@ static int build_optimizer(mofo_trainer *t, mofo_err *err) {
     if (o->beta2 >= 0) mo.beta2 = o->beta2;
     if (o->eps >= 0) mo.eps = o->eps;
     mo.threads = o->threads;
-    if (o->method != MOFO_METHOD_MOFO && o->method != MOFO_METHOD_LORA_MOFO) mo.filter = MOFO_FILTER_NONE;
+    if (!mofo_method_def_of(o->method)->filtered) mo.filter = MOFO_FILTER_NONE;
     int rc = mofo_options_check(&mo, err);
     if (rc) return rc;
     if (!(t->opt = mofo_optim_create(&mo, err))) return err ? err->code : MOFO_EINVAL;
@@ -243,8 +244,9 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
         goto fail;
     }
     if (t->theta0) memcpy(t->theta0, t->m->params, t->m->n_floats * sizeof *t->theta0);
+    const mofo_method_def *method = mofo_method_def_of(o->method);
     for (int i = 0; i < t->m->n_p; i++)
-        t->trainable[i] = !is_lora(o) && !(o->method == MOFO_METHOD_HFT && mofo_hft_frozen(&t->m->p[i]));
+        t->trainable[i] = !method->adapters && (!method->trains || method->trains(&t->m->p[i]));
     if (is_lora(o)) {
         if ((rc = mofo_lora_create(&t->lora, t->m, o->lora_targets ? o->lora_targets : "", o->lora_rank, o->lora_alpha,
                                    o->seed, err)) ||
@@ -356,12 +358,12 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     if (counted > 1)
         for (int i = 0; i < n_spans; i++) be->scale(t->spans[i].g, 1.0f / (float)counted, (size_t)t->spans[i].n);
     double sq = 0;
-    int penalty = t->o.method == MOFO_METHOD_L1 ? MOFO_PENALTY_L1 : t->o.method == MOFO_METHOD_L2 ? MOFO_PENALTY_L2 : 0;
+    const mofo_method_def *method = mofo_method_def_of(t->o.method);
     for (int i = 0; i < n_spans; i++) {
         const grad_span *sp = &t->spans[i];
-        if (penalty && sp->param >= 0) {
+        if (method->grad_hook && sp->param >= 0) {
             size_t off = m->p[sp->param].offset;
-            mt->penalty += be->penalty_grad((mofo_penalty)penalty, t->o.reg, m->params + off, t->theta0 + off, sp->g, sp->n);
+            mt->penalty += method->grad_hook(be, t->o.reg, m->params + off, t->theta0 + off, sp->g, sp->n);
         }
         sq += be->sumsq(sp->g, (size_t)sp->n);
     }
