@@ -88,20 +88,7 @@ int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
     if (m->grads || m->frozen) return 0;
     m->grads = m->be->alloc(m->n_floats);
     if (!m->grads) return mofo_errf(err, MOFO_ENOMEM, "out of memory for the gradients (%zu floats)", m->n_floats);
-    /* the same layout as the parameters: rebind by offset */
-    mofo_layer_w *gl = m->g.layer;
-    memset(gl, 0, (size_t)m->cfg.L * sizeof *gl);
-    float *const *src = (float *const *)&m->w;
-    float **dst = (float **)&m->g;
-    size_t nptr = offsetof(mofo_weights, layer) / sizeof(float *);
-    for (size_t i = 0; i < nptr; i++) dst[i] = src[i] ? m->grads + (src[i] - m->params) : NULL;
-    m->g.layer = gl;
-    for (int l = 0; l < m->cfg.L; l++) {
-        float *const *ls = (float *const *)&m->w.layer[l];
-        float **ld = (float **)&gl[l];
-        for (size_t i = 0; i < sizeof(mofo_layer_w) / sizeof(float *); i++)
-            ld[i] = ls[i] ? m->grads + (ls[i] - m->params) : NULL;
-    }
+    bind(&m->g, m->g.layer, m->p, m->n_p, m->grads, m->cfg.L); /* the parameters' layout */
     return 0;
 }
 

@@ -306,8 +306,10 @@ int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, mofo_err *err) {
 }
 
 void mofo_lora_zero_grads(mofo_lora *l) {
-    for (int i = 0; i < l->n; i++) /* gA and gB are contiguous */
-        l->be->fill(l->t[i].gA, 0.0f, (size_t)l->r * (size_t)(l->t[i].C + l->t[i].OC));
+    for (int i = 0; i < l->n; i++) {
+        l->be->fill(l->t[i].gA, 0.0f, (size_t)l->r * (size_t)l->t[i].C);
+        l->be->fill(l->t[i].gB, 0.0f, (size_t)l->r * (size_t)l->t[i].OC);
+    }
 }
 
 /* W (OC, C) = W0 + s B A */

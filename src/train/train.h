@@ -51,7 +51,7 @@ typedef struct mofo_diff {
 } mofo_diff;
 void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n);
 
-/* One trainable gradient array: parameter param's (-1: an adapter's gA and gB). */
+/* One trainable gradient array: parameter param's (-1: an adapter's gA or gB). */
 typedef struct grad_span {
     float *g;
     int64_t n;
@@ -81,7 +81,7 @@ struct mofo_trainer {
     size_t *perm;           /* (train.n) this epoch's order */
     int64_t perm_epoch;
     int *ids, *tg;          /* (B,T) inputs and next-token targets */
-    grad_span *spans;       /* (n_p + adapters) the step's trainable gradients */
+    grad_span *spans;       /* (n_p + 2 adapters) the step's trainable gradients */
 };
 
 /* mofo_trainer_save_checkpoint writes the model in fp32 (config.json + model.safetensors, tokenizer

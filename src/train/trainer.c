@@ -253,7 +253,7 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
             (rc = mofo_lora_attach(t->lora, t->m, err)))
             goto fail;
     }
-    if (!(t->spans = malloc((size_t)(t->m->n_p + (t->lora ? t->lora->n : 0)) * sizeof *t->spans))) {
+    if (!(t->spans = malloc((size_t)(t->m->n_p + (t->lora ? 2 * t->lora->n : 0)) * sizeof *t->spans))) {
         rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         goto fail;
     }
@@ -351,9 +351,10 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     int n_spans = 0;
     for (int i = 0; i < m->n_p; i++)
         if (t->trainable[i]) t->spans[n_spans++] = (grad_span){m->grads + m->p[i].offset, m->p[i].numel, i};
-    for (int i = 0; t->lora && i < t->lora->n; i++) { /* gA and gB are contiguous */
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
         const mofo_lora_target *lt = &t->lora->t[i];
-        t->spans[n_spans++] = (grad_span){lt->gA, (int64_t)t->lora->r * (lt->C + lt->OC), -1};
+        t->spans[n_spans++] = (grad_span){lt->gA, (int64_t)t->lora->r * lt->C, -1};
+        t->spans[n_spans++] = (grad_span){lt->gB, (int64_t)t->lora->r * lt->OC, -1};
     }
     if (counted > 1)
         for (int i = 0; i < n_spans; i++) be->scale(t->spans[i].g, 1.0f / (float)counted, (size_t)t->spans[i].n);
