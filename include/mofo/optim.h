@@ -157,6 +157,22 @@ MOFO_API int mofo_optim_step(mofo_optim *opt, double lr, mofo_err *err);
  * its first step). */
 MOFO_API int mofo_optim_set_param(mofo_optim *opt, int i, float *data, const float *grad, mofo_err *err);
 
+/* ---- parameters sharded across processes (DeepSpeed ZeRO, FSDP: each process holds a slice) ----
+ * A per-slice top k is not the tensor's top k. Declaring parameter i a slice of a tensor of
+ * full_numel entries makes its threshold the k-th largest key of the whole tensor, k = max(1,
+ * floor(alpha full_numel)), found exactly by summing the slices' selection histograms with the
+ * all-reduce given here: per step, one all-reduce of 1 count, one of 4096 counts per sharded
+ * filtered tensor, and two of 1024 counts per such tensor (the three digits of a radix selection),
+ * never the moments. Every process must register its slices in the same order and step together,
+ * so the calls match. The slices' updates equal the unsharded tensor's bit for bit. CPU, partition
+ * TENSOR and ties KEEP only; set before the first step. A non-finite gradient on any process
+ * refuses the step on all of them. Statistics (updated, blocks) stay per process. */
+/* Sums counts[0..n) over the processes, in place (SUM of unsigned 64-bit integers); returns 0, or
+ * non-zero when the communication failed. */
+typedef int (*mofo_allreduce_fn)(uint64_t *counts, size_t n, void *ctx);
+MOFO_API int mofo_optim_set_allreduce(mofo_optim *opt, mofo_allreduce_fn fn, void *ctx, mofo_err *err);
+MOFO_API int mofo_optim_set_shard(mofo_optim *opt, int i, int64_t full_numel, mofo_err *err);
+
 /* Per-block statistics of the last step. */
 typedef struct mofo_block_stats {
     int param;      /* the parameter the block starts in (PARTITION_MODEL: -1) */

@@ -38,6 +38,7 @@ typedef struct param_state {
     int ndim;
     int64_t shape[8];
     int64_t numel;
+    int64_t full_numel; /* > 0: a slice of a tensor of full_numel entries on several processes */
     int group;         /* index into optim.groups */
     float *m, *v;      /* (numel) optimizer state; v only for AdamW (device memory under CUDA) */
     uint64_t *touched; /* (ceil(numel/64)) bit i set once entry i has moved; NULL without coverage */
@@ -94,6 +95,10 @@ typedef struct block {
     uint32_t *hist;            /* (MOFO_HIST_BINS) shared histogram of a block of several chunks */
     int64_t updated;           /* entries moved this step */
     uint32_t *sort_keys;       /* (numel) select_by_sort only */
+    int sharded;               /* a slice: k and the threshold are the whole tensor's (histograms summed) */
+    int shard_slot;            /* its place among the sharded blocks in the summed counts */
+    uint32_t shard_thr;        /* the threshold being selected across the processes: its digits so far */
+    int64_t shard_need;        /* the rank of the k-th largest among the keys that share those digits */
 } block;
 
 struct mofo_optim {
@@ -118,6 +123,10 @@ struct mofo_optim {
     struct thread_scratch *scratch; /* (scratch_threads) per-thread buffers of the step */
     int scratch_threads;
     struct cuda_step *cuda; /* MOFO_DEVICE_CUDA: the device tables of the step (cuda/step.cu) */
+    mofo_allreduce_fn allreduce; /* sums the sharded blocks' histograms over the processes */
+    void *allreduce_ctx;
+    int n_sharded;          /* sharded filtered blocks */
+    uint64_t *shard_counts; /* (1 + n_sharded MOFO_HIST_BINS) the counts being summed */
 };
 
 /* The bracket: radius wide on each side of center. */

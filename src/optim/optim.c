@@ -336,6 +336,7 @@ void mofo_optim_destroy(mofo_optim *opt) {
     free(opt->blocks);
     free(opt->block_stats);
     free(opt->param_updated);
+    free(opt->shard_counts);
     mofo_optim_free_scratch(opt);
     free(opt);
 }
@@ -364,6 +365,33 @@ int mofo_optim_set_param(mofo_optim *opt, int i, float *data, const float *grad,
         return mofo_errf(err, MOFO_EINVAL, "'%s': a CUDA optimizer's arrays are fixed at its first step", p->name);
     p->data = data;
     p->grad = grad;
+    return 0;
+}
+
+int mofo_optim_set_allreduce(mofo_optim *opt, mofo_allreduce_fn fn, void *ctx, mofo_err *err) {
+    if (opt->planned) return mofo_errf(err, MOFO_EINVAL, "the all-reduce must be given before the first step");
+    opt->allreduce = fn;
+    opt->allreduce_ctx = ctx;
+    return 0;
+}
+
+int mofo_optim_set_shard(mofo_optim *opt, int i, int64_t full_numel, mofo_err *err) {
+    if (i < 0 || i >= opt->n_params)
+        return mofo_errf(err, MOFO_EINVAL, "parameter %d: the optimizer holds %d", i, opt->n_params);
+    param_state *p = &opt->params[i];
+    if (opt->planned) return mofo_errf(err, MOFO_EINVAL, "'%s': shards are declared before the first step", p->name);
+    if (full_numel < p->numel)
+        return mofo_errf(err, MOFO_EINVAL, "'%s': a slice of %lld entries cannot come from a tensor of %lld", p->name,
+                         (long long)p->numel, (long long)full_numel);
+    if (opt->opt.device != MOFO_DEVICE_CPU)
+        return mofo_errf(err, MOFO_EINVAL, "'%s': sharded parameters are CPU only", p->name);
+    if (opt->opt.partition != MOFO_PARTITION_TENSOR)
+        return mofo_errf(err, MOFO_EINVAL, "'%s': sharded parameters need partition tensor (a slice may cut a "
+                                           "block of rows or the model's block)", p->name);
+    if (opt->opt.ties != MOFO_TIES_KEEP)
+        return mofo_errf(err, MOFO_EINVAL, "'%s': sharded parameters need ties keep (exact-k orders ties by their "
+                                           "index in the whole tensor)", p->name);
+    p->full_numel = full_numel;
     return 0;
 }
 

@@ -83,6 +83,15 @@ int mofo_optim_plan(mofo_optim *o, mofo_err *err) {
                     int64_t nr = rows - r < per ? rows - r : per;
                     int b = new_block(o, &bcap, i, r * row_len, nr * row_len, g->alpha, err);
                     if (b < 0) return b;
+                    if (p->full_numel > 0) { /* a slice: the whole tensor's k (partition tensor: one block) */
+                        block *bl = &o->blocks[b];
+                        double kf = floor(g->alpha * (double)p->full_numel);
+                        bl->k = kf < 1 ? 1 : kf > (double)p->full_numel ? p->full_numel : (int64_t)kf;
+                        bl->sharded = 1;
+                        bl->shard_slot = o->n_sharded;
+                        o->block_stats[b].k = bl->k;
+                        o->n_sharded++;
+                    }
                     rc = add_chunks(o, &ccap, i, b, r * row_len, nr * row_len, err);
                     end_block(o, b);
                 }
@@ -94,13 +103,20 @@ int mofo_optim_plan(mofo_optim *o, mofo_err *err) {
     for (int b = 0; b < o->n_blocks; b++) {
         block *bl = &o->blocks[b];
         bl->radius = MOFO_RADIUS_START;
-        if (o->select_by_sort) {
+        if (o->select_by_sort && !bl->sharded) {
             if (!(bl->sort_keys = malloc((size_t)bl->numel * sizeof(uint32_t))))
                 return mofo_errf(err, MOFO_ENOMEM, "out of memory planning the step");
-        } else if (bl->n_chunks > 1) {
+        } else if (bl->n_chunks > 1 || bl->sharded) {
             if (!(bl->hist = malloc(MOFO_HIST_BINS * sizeof(uint32_t))))
                 return mofo_errf(err, MOFO_ENOMEM, "out of memory planning the step");
         }
+    }
+    if (o->n_sharded) {
+        if (!o->allreduce)
+            return mofo_errf(err, MOFO_EINVAL, "%d parameters are sharded but no all-reduce was given "
+                                               "(mofo_optim_set_allreduce)", o->n_sharded);
+        if (!(o->shard_counts = malloc((1 + (size_t)o->n_sharded * MOFO_HIST_BINS) * sizeof *o->shard_counts)))
+            return mofo_errf(err, MOFO_ENOMEM, "out of memory planning the step");
     }
     o->planned = 1;
     return 0;

@@ -260,7 +260,7 @@ static void keep_inside(chunk *c, const block *b, const uint32_t *keys, const ui
 static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
     block *b = &s->o->blocks[c->block];
     tile_buf *tb = &ts->tile;
-    int small = b->n_chunks == 1 && b->numel <= SMALL_BLOCK;
+    int small = b->n_chunks == 1 && b->numel <= SMALL_BLOCK && !b->sharded;
     const uint32_t lo = b->lo, hi = b->hi;
     int64_t above = 0;
     c->bad = 0;
@@ -376,7 +376,7 @@ static void peek_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
     if (ts->hist_block != c->block) {
         flush_hist(s->o, ts);
         memset(ts->hist, 0, sizeof ts->hist);
-        if (b->n_chunks > 1) ts->hist_block = c->block;
+        if (b->n_chunks > 1 || b->sharded) ts->hist_block = c->block;
     }
     uint32_t *restrict h0 = ts->hist[0], *restrict h1 = ts->hist[1], *restrict h2 = ts->hist[2],
                       *restrict h3 = ts->hist[3];
@@ -394,7 +394,7 @@ static void peek_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
         }
         for (; i < n; i++) h0[keys[i] >> MOFO_HIST_SHIFT]++;
     }
-    if (b->n_chunks == 1) {
+    if (b->n_chunks == 1 && !b->sharded) {
         for (int i = 0; i < MOFO_HIST_BINS; i++) h0[i] += h1[i] + h2[i] + h3[i];
         settle_hist(b, h0);
     }
@@ -449,10 +449,127 @@ static int apply_chunk(const step_ctx *s, chunk *c, tile_buf *tb) {
     return 0;
 }
 
+/* Moves the candidates of chunk c whose key reaches thr (ties at thr: all, or under
+ * MOFO_TIES_EXACT_K in index order while *ties_left lasts); returns how many moved. */
+static int64_t move_candidates(mofo_optim *o, chunk *c, uint32_t thr, int64_t *ties_left) {
+    param_state *p = &o->params[c->param];
+    double sq = 0;
+    int64_t moved = 0;
+    for (int64_t q = 0; q < c->n_cand; q++) {
+        const candidate *cd = &c->cand[q];
+        if (cd->key < thr) continue;
+        if (cd->key == thr && o->opt.ties == MOFO_TIES_EXACT_K) {
+            if (*ties_left == 0) continue;
+            (*ties_left)--;
+        }
+        int64_t e = c->offset + cd->pos;
+        p->data[e] = p->data[e] + cd->delta; /* already decayed in pass 2 */
+        sq += (double)cd->delta * cd->delta;
+        uint64_t one = 1;
+        c->newly += mark_touched(p->touched, e, &one, 1);
+        c->updated++;
+        moved++;
+    }
+    c->sq_update += sq;
+    if (c->cap_cand > 4096 && c->n_cand < c->cap_cand / 8) { /* give back a spike's memory */
+        int64_t ncap = c->n_cand > 128 ? 2 * c->n_cand : 256;
+        candidate *nc = realloc(c->cand, (size_t)ncap * sizeof *nc);
+        if (nc) {
+            c->cand = nc;
+            c->cap_cand = ncap;
+        }
+    }
+    return moved;
+}
+
+/* ---- sharded blocks: the whole tensor's threshold from the slices' summed counts ----
+ * The keys' top 12 bits come from the peek's histogram, the next 10 and the last 10 from
+ * histograms of the candidates (the keys inside that bucket); each histogram is summed over the
+ * processes (shard_sum), so every process finds the same threshold, the k-th largest key of the
+ * whole tensor. */
+#define SHARD_DIGIT_BITS 10
+#define SHARD_DIGIT_BINS (1 << SHARD_DIGIT_BITS)
+
+static int shard_sum(mofo_optim *o, size_t n) { return o->allreduce(o->shard_counts, n, o->allreduce_ctx); }
+
+/* The bin (of bins, high to low) holding the need-th largest of the summed counts h; *above gets
+ * the count in the higher bins. Returns -1 when the counts hold fewer than need. */
+static int find_bin(const uint64_t *h, int bins, int64_t need, int64_t *above) {
+    int64_t acc = 0;
+    for (int i = bins - 1; i >= 0; i--) {
+        if (acc + (int64_t)h[i] >= need) {
+            *above = acc;
+            return i;
+        }
+        acc += (int64_t)h[i];
+    }
+    return -1;
+}
+
+/* After the summed peek histograms: each sharded block's bracket is the bucket holding its k-th
+ * largest key. Fails (nothing written yet) when the slices' sizes do not add up to the tensor's. */
+static int shard_settle_buckets(mofo_optim *o, mofo_err *err) {
+    for (int bi = 0; bi < o->n_blocks; bi++) {
+        block *b = &o->blocks[bi];
+        if (!b->sharded) continue;
+        const uint64_t *h = o->shard_counts + 1 + (size_t)b->shard_slot * MOFO_HIST_BINS;
+        uint64_t total = 0;
+        for (int i = 0; i < MOFO_HIST_BINS; i++) total += h[i];
+        const param_state *p = &o->params[o->chunks[b->first_chunk].param];
+        if (total != (uint64_t)p->full_numel)
+            return mofo_errf(err, MOFO_EINVAL, "parameter '%s': its slices hold %llu entries in all, not the %lld "
+                                               "declared (mofo_optim_set_shard); step %lld refused", p->name,
+                             (unsigned long long)total, (long long)p->full_numel, (long long)(o->step + 1));
+        int64_t above = 0;
+        int bucket = find_bin(h, MOFO_HIST_BINS, b->k, &above);
+        b->lo = (uint32_t)bucket << MOFO_HIST_SHIFT;
+        b->hi = b->lo | ((1u << MOFO_HIST_SHIFT) - 1);
+        b->above = above;
+        b->shard_thr = b->lo;
+        b->shard_need = b->k - above;
+        b->settled = SETTLED_HISTOGRAM;
+    }
+    return 0;
+}
+
+/* Counts sharded block b's candidates that share the digits of shard_thr above bit `shift` + 10,
+ * by their digit at shift, into its slot of shard_counts. */
+static void shard_count_digit(mofo_optim *o, const block *b, int shift) {
+    uint64_t *h = o->shard_counts + (size_t)b->shard_slot * SHARD_DIGIT_BINS;
+    memset(h, 0, SHARD_DIGIT_BINS * sizeof *h);
+    uint32_t high = b->shard_thr >> (shift + SHARD_DIGIT_BITS);
+    for (int i = 0; i < b->n_chunks; i++) {
+        const chunk *c = &o->chunks[b->first_chunk + i];
+        for (int64_t q = 0; q < c->n_cand; q++) {
+            uint32_t key = c->cand[q].key;
+            if (key >> (shift + SHARD_DIGIT_BITS) == high) h[(key >> shift) & (SHARD_DIGIT_BINS - 1)]++;
+        }
+    }
+}
+
+/* After the summed digit counts: the digit at shift of each sharded block's threshold. */
+static void shard_take_digit(mofo_optim *o, block *b, int shift) {
+    int64_t above = 0;
+    int d = find_bin(o->shard_counts + (size_t)b->shard_slot * SHARD_DIGIT_BINS, SHARD_DIGIT_BINS, b->shard_need,
+                     &above);
+    b->shard_thr |= (uint32_t)d << shift;
+    b->shard_need -= above;
+}
+
+/* A sharded block once its threshold is complete: the candidates at or above it move. */
+static int resolve_shard(mofo_optim *o, block *b) {
+    int64_t moved = 0, above = 0, no_limit = INT64_MAX;
+    for (int i = 0; i < b->n_chunks; i++) above += o->chunks[b->first_chunk + i].updated; /* this slice's, pass 2 */
+    for (int i = 0; i < b->n_chunks; i++) moved += move_candidates(o, &o->chunks[b->first_chunk + i], b->shard_thr, &no_limit);
+    b->updated = above + moved; /* this slice's */
+    return 0;
+}
+
 /* Moves the block's candidates whose key reaches the exact k-th largest, then centres next step's
  * bracket on this step's threshold. */
 static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
     const chunk *cs = &o->chunks[b->first_chunk];
+    if (b->sharded) return resolve_shard(o, b);
     int64_t n = 0, need = b->k - b->above; /* 1 <= need <= n */
     uint32_t thr = UINT32_MAX;             /* need == n: every candidate moves */
     for (int i = 0; i < b->n_chunks; i++) n += cs[i].n_cand;
@@ -473,35 +590,7 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
         for (int i = 0; i < b->n_chunks; i++)
             for (int64_t q = 0; q < cs[i].n_cand; q++) ties_left -= cs[i].cand[q].key > thr;
     int64_t moved = 0;
-    for (int i = 0; i < b->n_chunks; i++) {
-        chunk *c = &o->chunks[b->first_chunk + i];
-        param_state *p = &o->params[c->param];
-        double sq = 0;
-        for (int64_t q = 0; q < c->n_cand; q++) {
-            const candidate *cd = &c->cand[q];
-            if (cd->key < thr) continue;
-            if (cd->key == thr && o->opt.ties == MOFO_TIES_EXACT_K) {
-                if (ties_left == 0) continue;
-                ties_left--;
-            }
-            int64_t e = c->offset + cd->pos;
-            p->data[e] = p->data[e] + cd->delta; /* already decayed in pass 2 */
-            sq += (double)cd->delta * cd->delta;
-            uint64_t one = 1;
-            c->newly += mark_touched(p->touched, e, &one, 1);
-            c->updated++;
-            moved++;
-        }
-        c->sq_update += sq;
-        if (c->cap_cand > 4096 && c->n_cand < c->cap_cand / 8) { /* give back a spike's memory */
-            int64_t ncap = c->n_cand > 128 ? 2 * c->n_cand : 256;
-            candidate *nc = realloc(c->cand, (size_t)ncap * sizeof *nc);
-            if (nc) {
-                c->cand = nc;
-                c->cap_cand = ncap;
-            }
-        }
-    }
+    for (int i = 0; i < b->n_chunks; i++) moved += move_candidates(o, &o->chunks[b->first_chunk + i], thr, &ties_left);
     b->updated = b->above + moved;
     /* next step's bracket: centred on the threshold extrapolated from this step's move, twice as
        wide as this step's prediction missed by, shrinking by at most 4x a step */
@@ -614,7 +703,9 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
     for (int b = 0; b < o->n_blocks; b++) o->blocks[b].settled = 0;
 
     thread_scratch *scratch = o->scratch;
-    int failed = 0, nonfinite = 0;
+    int failed = 0, nonfinite = 0, local_nonfinite = 0;
+    int comm = 0;          /* sharded: 1 when an all-reduce failed before anything was written, 2 after */
+    int shard_refused = 0; /* sharded: the slices' sizes do not add up (err is set) */
 #pragma omp parallel num_threads(nt) reduction(| : failed)
     {
         thread_scratch *ts = &scratch[omp_get_thread_num()];
@@ -626,7 +717,16 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
             else state_chunk(&s, c, ts);
             nonfinite |= c->bad;
         }
-        if (!nonfinite) {
+        if (o->n_sharded) { /* on any process: every process refuses the step */
+#pragma omp single
+            {
+                local_nonfinite = nonfinite;
+                o->shard_counts[0] = (uint64_t)nonfinite;
+                if (shard_sum(o, 1)) comm = 1;
+                else nonfinite = o->shard_counts[0] != 0;
+            }
+        }
+        if (!nonfinite && !comm) {
 #pragma omp for schedule(dynamic) reduction(| : any_unsettled)
             for (int b = 0; b < o->n_blocks; b++) {
                 block *bl = &o->blocks[b];
@@ -643,23 +743,63 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
                 }
                 flush_hist(o, ts);
 #pragma omp barrier
+                if (o->n_sharded) { /* the sharded blocks' histograms summed over the processes */
+#pragma omp single
+                    {
+                        for (int b = 0; b < o->n_blocks; b++)
+                            if (o->blocks[b].sharded)
+                                for (int i = 0; i < MOFO_HIST_BINS; i++)
+                                    o->shard_counts[1 + (size_t)o->blocks[b].shard_slot * MOFO_HIST_BINS + i] =
+                                        o->blocks[b].hist[i];
+                        if (shard_sum(o, 1 + (size_t)o->n_sharded * MOFO_HIST_BINS)) comm = 1;
+                        else if (shard_settle_buckets(o, err)) shard_refused = 1;
+                    }
+                }
 #pragma omp for schedule(dynamic)
                 for (int b = 0; b < o->n_blocks; b++)
                     if (!o->blocks[b].settled && o->blocks[b].hist) settle_hist(&o->blocks[b], o->blocks[b].hist);
             }
+            if (!comm && !shard_refused) {
 #pragma omp for schedule(dynamic)
-            for (int ci = 0; ci < o->n_chunks; ci++) {
-                chunk *c = &o->chunks[ci];
-                if (c->block < 0) dense_chunk(&s, c, &ts->tile);
-                else if (apply_chunk(&s, c, &ts->tile)) failed = 1;
+                for (int ci = 0; ci < o->n_chunks; ci++) {
+                    chunk *c = &o->chunks[ci];
+                    if (c->block < 0) dense_chunk(&s, c, &ts->tile);
+                    else if (apply_chunk(&s, c, &ts->tile)) failed = 1;
+                }
+                /* sharded blocks: the threshold's last two digits from the candidates, summed */
+                for (int shift = SHARD_DIGIT_BITS; o->n_sharded && shift >= 0; shift -= SHARD_DIGIT_BITS) {
+#pragma omp for schedule(dynamic)
+                    for (int b = 0; b < o->n_blocks; b++)
+                        if (o->blocks[b].sharded) shard_count_digit(o, &o->blocks[b], shift);
+#pragma omp single
+                    if (!comm && shard_sum(o, (size_t)o->n_sharded * SHARD_DIGIT_BINS)) comm = 2;
+                    if (comm) break;
+#pragma omp for schedule(dynamic)
+                    for (int b = 0; b < o->n_blocks; b++)
+                        if (o->blocks[b].sharded) shard_take_digit(o, &o->blocks[b], shift);
+                }
+                if (!comm) {
+#pragma omp for schedule(dynamic)
+                    for (int b = 0; b < o->n_blocks; b++)
+                        if (resolve_block(o, &o->blocks[b], ts)) failed = 1;
+                }
             }
-#pragma omp for schedule(dynamic)
-            for (int b = 0; b < o->n_blocks; b++)
-                if (resolve_block(o, &o->blocks[b], ts)) failed = 1;
         }
     }
     free(consts);
-    if (nonfinite) return refuse_step(o, err);
+    if (comm == 1)
+        return mofo_errf(err, MOFO_EIO, "step %lld: the all-reduce of the sharded parameters' counts failed; step "
+                                        "refused, parameters and state unchanged", (long long)t);
+    if (shard_refused) return err ? err->code : MOFO_EINVAL;
+    if (nonfinite && (local_nonfinite || !o->n_sharded)) return refuse_step(o, err);
+    if (nonfinite)
+        return mofo_errf(err, MOFO_ENONFINITE, "step %lld refused: another process holding a slice of a sharded "
+                                               "parameter has a NaN or infinite gradient", (long long)t);
+    if (comm == 2) {
+        o->step = t;
+        return mofo_errf(err, MOFO_EIO, "step %lld: the all-reduce of the sharded parameters' counts failed after "
+                                        "the moments moved; the step is incomplete", (long long)t);
+    }
     o->step = t;
     if (failed) /* a candidate list could not grow: the state has moved, so the step counts */
         return mofo_errf(err, MOFO_ENOMEM, "step %lld: out of memory for the selection candidates; the step is "
