@@ -80,6 +80,10 @@ _m = _declare("mofo_optim_m", _vp, _vp, ctypes.c_int)
 _v = _declare("mofo_optim_v", _vp, _vp, ctypes.c_int)
 _touched = _declare("mofo_optim_touched", _vp, _vp, ctypes.c_int)
 _restore = _declare("mofo_optim_restore", ctypes.c_int, _vp, ctypes.c_int64, _ep)
+# int (*)(uint64_t *counts, size_t n, void *ctx): sums counts over the processes in place
+ALLREDUCE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_uint64), ctypes.c_size_t, ctypes.c_void_p)
+_set_allreduce = _declare("mofo_optim_set_allreduce", ctypes.c_int, _vp, ALLREDUCE_FN, _vp, _ep)
+_set_shard = _declare("mofo_optim_set_shard", ctypes.c_int, _vp, ctypes.c_int, ctypes.c_int64, _ep)
 
 
 def _fail(err, what):
@@ -131,9 +135,33 @@ class Optimizer:
         if _set_param(self._h, i, data_ptr, grad_ptr, ctypes.byref(err)):
             _fail(err, "mofo_optim_set_param")
 
+    def set_allreduce(self, fn):
+        """fn(counts) sums a ctypes uint64 array over the processes in place; an exception it raises
+        fails the step, and the step re-raises it."""
+        def trampoline(counts, n, _ctx):
+            try:
+                fn((ctypes.c_uint64 * n).from_address(ctypes.addressof(counts.contents)))
+                return 0
+            except BaseException as e:  # noqa: B902 - handed back to step() below
+                self._comm_error = e
+                return 1
+        self._allreduce = ALLREDUCE_FN(trampoline)  # kept alive as long as the optimizer
+        self._comm_error = None
+        err = _Err()
+        if _set_allreduce(self._h, self._allreduce, None, ctypes.byref(err)):
+            _fail(err, "mofo_optim_set_allreduce")
+
+    def set_shard(self, i, full_numel):
+        err = _Err()
+        if _set_shard(self._h, i, int(full_numel), ctypes.byref(err)):
+            raise ValueError("mofo: %s" % err.msg.decode())
+
     def step(self, lr):
         err = _Err()
         if _step(self._h, float(lr), ctypes.byref(err)):
+            comm, self._comm_error = getattr(self, "_comm_error", None), None
+            if comm is not None:
+                raise MofoError("MoFO step refused: the all-reduce failed: %r" % (comm,)) from comm
             _fail(err, "MoFO step refused")
 
     def steps(self):

@@ -16,6 +16,14 @@ AdamW skips them); a group steps its tensors together, so a tensor of a group th
 keep having a gradient. lr is read at every step (torch.optim.lr_scheduler works); weight_decay,
 alpha, betas, eps and filtered are fixed once the group has stepped.
 
+Sharded parameters (DeepSpeed ZeRO, FSDP): where each process holds a slice of a tensor, pass
+shards={slice: (offset, full_numel)} (the slice's place in the flattened full tensor) and the
+process group (default: torch.distributed's world). Each tensor's threshold is then the whole
+tensor's exact k-th largest |m|, from the slices' selection histograms summed with a few small
+all_reduce calls per step (libmofo's mofo_optim_set_shard), never a gather of the moments: the
+sharded run equals the unsharded one bit for bit. A slice is 1-dim, so give its group
+filtered=True where the full tensor is a matrix. stats() stays per process.
+
 State: self.state[p] holds "step", "exp_avg", "exp_avg_sq" (torch's AdamW keys; the moment tensors
 are views of libmofo's buffers) and "ever_updated_bits" (the coverage bits, int64 words);
 state_dict() copies them out, load_state_dict() copies them back, and a resumed run continues bit
@@ -78,7 +86,8 @@ class _Group:
 
 class MoFO(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, alpha=0.15,
-                 filter="momentum", partition="tensor", rule="adamw", exact_k=False, rows_per_block=1, seed=0):
+                 filter="momentum", partition="tensor", rule="adamw", exact_k=False, rows_per_block=1, seed=0,
+                 shards=None, process_group=None):
         if not (lr >= 0):
             raise ValueError("mofo: lr %r: must be >= 0" % (lr,))
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -96,6 +105,16 @@ class MoFO(torch.optim.Optimizer):
         self._options = {"rule": rule, "filter": filter, "partition": partition,
                          "ties": "exact-k" if exact_k else "keep", "rows_per_block": int(rows_per_block),
                          "seed": int(seed)}
+        self._shards = {}
+        for p, place in (shards or {}).items():
+            offset, full = (int(x) for x in place)
+            if not (0 <= offset and offset + p.numel() <= full):
+                raise ValueError("mofo: a shard of %d entries at offset %d does not fit a tensor of %d" %
+                                 (p.numel(), offset, full))
+            self._shards[id(p)] = full
+        if self._shards and (partition != "tensor" or exact_k):
+            raise ValueError("mofo: sharded parameters need partition='tensor' and exact_k=False")
+        self._process_group = process_group
         self._groups = []
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, alpha=alpha, filtered=None)
         super().__init__(params, defaults)
@@ -134,9 +153,18 @@ class MoFO(torch.optim.Optimizer):
                 st["exp_avg_sq"] = _view(c.v(i), n, ctypes.c_float, torch.float32, c).view_as(p)
             st["ever_updated_bits"] = _view(c.touched(i), (n + 63) // 64, ctypes.c_int64, torch.int64, c)
             held.append(name)
+            if id(p) in self._shards:
+                c.set_shard(i, self._shards[id(p)])
+        if any(id(p) in self._shards for p in params):
+            c.set_allreduce(self._allreduce)
         g = _Group(c, list(params), held)
         self._groups[gi] = g
         return g
+
+    def _allreduce(self, counts):
+        import torch.distributed as dist
+        t = torch.frombuffer(counts, dtype=torch.int64)  # the counts stay below 2^63
+        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self._process_group)
 
     @staticmethod
     def _check_param(p, name):
