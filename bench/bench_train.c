@@ -126,7 +126,7 @@ int bench_train(int argc, char **argv) {
         o.threads = nt;
         if (lora || dense) o.filter = MOFO_FILTER_NONE;
         mofo_optim *opt = mofo_optim_create(&o, &err);
-        if (!opt || (lora ? mofo_lora_register(l, opt, &err) : mofo_model_register(m, opt, &err))) {
+        if (!opt || (lora ? mofo_lora_register(l, opt, NULL, 0, &err) : mofo_model_register(m, opt, &err))) {
             fprintf(stderr, "mofo bench train: %s\n", err.msg);
             mofo_optim_destroy(opt);
             rc = 1;

@@ -157,6 +157,7 @@ typedef struct mofo_step_metrics {
     double changed_frac;   /* entries differing from theta0, after the step */
     int64_t tokens;        /* trained tokens in this step */
     double epoch;          /* epochs done (fractional) */
+    int world_size;        /* the processes the step ran on */
 } mofo_step_metrics;
 
 /* Loads the model and its tokenizer (when present), the data, and builds the optimizer. */

@@ -207,6 +207,11 @@ MOFO_API int mofo_optim_param_filtered(const mofo_optim *opt, int i);
  * for bit like the uninterrupted one. */
 MOFO_API int mofo_optim_save(const mofo_optim *opt, const char *path, mofo_err *err);
 MOFO_API int mofo_optim_load(mofo_optim *opt, const char *path, mofo_err *err);
+/* The state of each registered parameter from whichever of the n files holds it (the files of a
+ * run whose parameters were split otherwise, e.g. over another number of processes); the files must
+ * share rule, step and seed. Everything is checked before anything changes. The brackets of the
+ * threshold search start afresh, which changes no result, only the first step's speed. */
+MOFO_API int mofo_optim_load_parts(mofo_optim *opt, const char *const *paths, int n, mofo_err *err);
 
 /* Direct access to the moment buffers of parameter i (v is NULL for Lion and SGDM); device pointers
  * under MOFO_DEVICE_CUDA. A state saved on one device loads on the other (bf16 parameters add their

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include "io/json.h"
 #include "text/utf8.h"
 #include "train_run.h"
+
+#include "dist/comm.h"
 
 void cli_train_specs(cli_train_args *a, arg_spec *specs) {
     snprintf(a->help[0], sizeof a->help[0], "peak learning rate, > 0 (default %g)", a->lr);
@@ -86,6 +89,7 @@ static int save_ckpt(const mofo_trainer *t, const cli_train_flags *f, mofo_err *
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/checkpoint-%lld", f->out_dir, (long long)t->step);
     int rc = mofo_trainer_save_checkpoint(t, dir, err);
+    if (t->rank != 0) return rc;
     if (rc == 0 && !f->quiet && isatty(fileno(stderr))) fprintf(stderr, "\n");
     if (rc == 0 && !f->quiet) fprintf(stderr, "mofo %s: saved %s\n", f->cmd, dir);
     return rc;
@@ -123,45 +127,64 @@ static int trim_metrics(const char *path, int64_t step, mofo_err *err) {
     return mofo_afile_commit(&af, err);
 }
 
+/* Under mpirun: a failure on any process ends the whole job (checkpoints are atomic, so the
+ * previous one stays intact); the message names the rank. Alone: the status to return. */
+static int failed(mofo_comm *comm, const cli_train_flags *f, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[1200];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (mofo_comm_size(comm) > 1) {
+        fprintf(stderr, "mofo %s: rank %d of %d: %s\n", f->cmd, mofo_comm_rank(comm), mofo_comm_size(comm), msg);
+        fflush(stderr);
+        mofo_comm_abort(comm, status);
+    }
+    fprintf(stderr, "mofo %s: %s\n", f->cmd, msg);
+    return status;
+}
+
+static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *comm);
+
 int cli_train_run(const mofo_train_opts *o, const cli_train_flags *f) {
     mofo_err err = {0};
+    mofo_comm *comm = NULL;
+    if (mofo_comm_open(&comm, &err)) return failed(NULL, f, 1, "%s", err.msg);
+    int rc = run(o, f, comm);
+    mofo_comm_close(comm);
+    return rc;
+}
+
+static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *comm) {
+    mofo_err err = {0};
     mofo_trainer *t = NULL;
-    if (mofo_trainer_create(&t, o, &err)) {
-        fprintf(stderr, "mofo %s: %s\n", f->cmd, err.msg);
-        return err.code == MOFO_EINVAL ? 2 : 1;
-    }
-    int rc = 0;
-    if (mkdir(f->out_dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mofo %s: %s: cannot create: %s\n", f->cmd, f->out_dir, strerror(errno));
-        mofo_trainer_free(t);
-        return 1;
-    }
-    if (f->resume_dir && mofo_trainer_resume(t, f->resume_dir, &err)) {
-        fprintf(stderr, "mofo %s: --resume %s: %s\n", f->cmd, f->resume_dir, err.msg);
-        mofo_trainer_free(t);
-        return 1;
-    }
+    if (mofo_trainer_create_in(&t, o, comm, &err)) return failed(comm, f, err.code == MOFO_EINVAL ? 2 : 1, "%s", err.msg);
+    int rc = 0, lead = t->rank == 0; /* rank 0 prints and writes the metrics */
+    if (lead && mkdir(f->out_dir, 0777) != 0 && errno != EEXIST)
+        rc = failed(comm, f, 1, "%s: cannot create: %s", f->out_dir, strerror(errno));
+    if (!rc && f->resume_dir && mofo_trainer_resume(t, f->resume_dir, &err))
+        rc = failed(comm, f, 1, "--resume %s: %s", f->resume_dir, err.msg);
     char mpath[4200];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", f->out_dir);
-    if (t->step > 0 && trim_metrics(mpath, t->step, &err)) {
-        fprintf(stderr, "mofo %s: %s\n", f->cmd, err.msg);
+    if (!rc && lead && t->step > 0 && trim_metrics(mpath, t->step, &err)) rc = failed(comm, f, 1, "%s", err.msg);
+    FILE *metrics = NULL;
+    if (!rc && lead && !(metrics = fopen(mpath, t->step > 0 ? "a" : "w")))
+        rc = failed(comm, f, 1, "%s: cannot open: %s", mpath, strerror(errno));
+    if (rc) {
         mofo_trainer_free(t);
-        return 1;
+        return rc;
     }
-    FILE *metrics = fopen(mpath, t->step > 0 ? "a" : "w");
-    if (!metrics) {
-        fprintf(stderr, "mofo %s: %s: cannot open: %s\n", f->cmd, mpath, strerror(errno));
-        mofo_trainer_free(t);
-        return 1;
-    }
-    if (!f->quiet)
+    if (lead && !f->quiet && t->world > 1)
+        fprintf(stderr, "mofo %s: %d processes (%s), each %d or %d rows of every batch of %d\n", f->cmd, t->world,
+                mofo_comm_library(), o->batch / t->world, (o->batch + t->world - 1) / t->world, o->batch);
+    if (lead && !f->quiet)
         fprintf(stderr,
                 "mofo %s: %s on %s: %zu train / %zu validation examples, B=%d x %d accum, T=%d, %lld steps "
                 "(warm-up %lld), %lld of %lld parameters trainable\n",
                 f->cmd, mofo_method_name(o->method), o->data_path, t->train.n, t->val.n, t->B, o->grad_accum, t->T,
                 (long long)t->total_steps, (long long)t->warmup_steps, (long long)t->trainable_entries,
                 (long long)t->total_entries);
-    if (!f->quiet && f->resume_dir) fprintf(stderr, "  resumed from %s at step %lld\n", f->resume_dir, (long long)t->step);
+    if (lead && !f->quiet && f->resume_dir) fprintf(stderr, "  resumed from %s at step %lld\n", f->resume_dir, (long long)t->step);
 
     interrupted = 0;
     struct sigaction sa, old_sa;
@@ -173,24 +196,27 @@ int cli_train_run(const mofo_train_opts *o, const cli_train_flags *f) {
     const char *hook = getenv("MOFO_TEST_SIGINT_AT_STEP"); /* test hook: raise SIGINT after that step */
     int64_t sigint_at = hook ? strtoll(hook, NULL, 10) : -1;
 
-    int tty = !f->quiet && isatty(fileno(stderr));
+    int tty = lead && !f->quiet && isatty(fileno(stderr));
     double t0 = cli_now(), first_loss = NAN, last_loss = NAN, val = NAN;
     int64_t step0 = t->step, tok0 = t->tokens;
     mofo_step_metrics mt = {0};
     mofo_strbuf line = {0};
     while (t->step < t->total_steps && !interrupted) {
         if ((rc = mofo_trainer_step(t, &mt, &err))) {
-            fprintf(stderr, "%smofo %s: step %lld: %s\n", tty ? "\n" : "", f->cmd, (long long)t->step + 1, err.msg);
+            if (tty) fprintf(stderr, "\n");
+            rc = failed(comm, f, 1, "step %lld: %s", (long long)t->step + 1, err.msg);
             break;
         }
         if (t->step == sigint_at) raise(SIGINT);
+        int32_t stop = interrupted; /* an interrupt on any process stops every one after this step */
+        if (t->world > 1 && mofo_comm_max_i32(comm, &stop, 1, &err) == 0) interrupted = stop;
         if (isnan(first_loss)) first_loss = mt.loss;
         last_loss = mt.loss;
         line.len = 0;
         mofo_step_metrics_json(&mt, &line);
-        if (line.data) fputs(line.data, metrics);
+        if (line.data && metrics) fputs(line.data, metrics);
         int last = t->step == t->total_steps;
-        fflush(metrics);
+        if (metrics) fflush(metrics);
         if (tty) {
             double el = cli_now() - t0, per = el / (double)(t->step - step0);
             char left[32];
@@ -200,25 +226,31 @@ int cli_train_run(const mofo_train_opts *o, const cli_train_flags *f) {
         }
         if (t->val.n && ((f->eval_every && t->step % f->eval_every == 0) || last)) {
             if ((rc = mofo_trainer_eval(t, &val, &err))) {
-                fprintf(stderr, "%smofo %s: validation: %s\n", tty ? "\n" : "", f->cmd, err.msg);
+                if (tty) fprintf(stderr, "\n");
+                rc = failed(comm, f, 1, "validation: %s", err.msg);
                 break;
             }
-            fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, val);
-            fflush(metrics);
-            if (!f->quiet) fprintf(stderr, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)t->step, val);
+            if (metrics) {
+                fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.9g}\n", (long long)t->step, val);
+                fflush(metrics);
+            }
+            if (lead && !f->quiet) fprintf(stderr, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)t->step, val);
         }
         if (f->save_every && t->step % f->save_every == 0 && !last && !interrupted && (rc = save_ckpt(t, f, &err))) {
-            fprintf(stderr, "%smofo %s: %s\n", tty ? "\n" : "", f->cmd, err.msg);
+            if (tty) fprintf(stderr, "\n");
+            rc = failed(comm, f, 1, "%s", err.msg);
             break;
         }
     }
     mofo_sb_free(&line);
-    fclose(metrics);
+    if (metrics) fclose(metrics);
     sigaction(SIGINT, &old_sa, NULL);
     if (tty) fprintf(stderr, "\n");
     if (rc == 0 && interrupted) {
         if ((rc = save_ckpt(t, f, &err))) {
-            fprintf(stderr, "mofo %s: interrupted at step %lld; saving failed: %s\n", f->cmd, (long long)t->step, err.msg);
+            rc = failed(comm, f, 1, "interrupted at step %lld; saving failed: %s", (long long)t->step, err.msg);
+        } else if (!lead) {
+            rc = 130;
         } else {
             fprintf(stderr,
                     "mofo %s: interrupted at step %lld; continue with the same flags and --resume "
@@ -227,9 +259,9 @@ int cli_train_run(const mofo_train_opts *o, const cli_train_flags *f) {
             rc = 130;
         }
     } else if (rc == 0) {
-        if (f->save_every && (rc = save_ckpt(t, f, &err))) fprintf(stderr, "mofo %s: %s\n", f->cmd, err.msg);
-        if (rc == 0 && (rc = mofo_trainer_save_final(t, f->out_dir, &err))) fprintf(stderr, "mofo %s: %s\n", f->cmd, err.msg);
-        if (rc == 0 && !f->quiet) {
+        if (f->save_every && (rc = save_ckpt(t, f, &err))) rc = failed(comm, f, 1, "%s", err.msg);
+        if (rc == 0 && (rc = mofo_trainer_save_final(t, f->out_dir, &err))) rc = failed(comm, f, 1, "%s", err.msg);
+        if (rc == 0 && lead && !f->quiet) {
             double el = cli_now() - t0;
             printf("steps %lld  loss %.4f -> %.4f", (long long)t->step, first_loss, last_loss);
             if (!isnan(val)) printf("  validation loss %.4f", val);

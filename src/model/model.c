@@ -560,6 +560,10 @@ void mofo_model_get_info(const mofo_model *m, mofo_model_info *info) {
 }
 
 int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mofo_err *err) {
+    return mofo_model_backward_over(m, inputs, targets, m->n_valid, err);
+}
+
+int mofo_model_backward_over(mofo_model *m, const int *inputs, const int *targets, int64_t n_total, mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
     mofo_acts *a = &m->a;
     if (!a->ready) return mofo_errf(err, MOFO_EINVAL, "backward needs a successful forward pass with targets first");
@@ -570,7 +574,7 @@ int mofo_model_backward(mofo_model *m, const int *inputs, const int *targets, mo
     if (m->n_valid == 0) return 0; /* nothing counted: zero gradient */
     a->ready = a->logits_ok = 0; /* the logits become their gradient: a second backward would be wrong */
     const mofo_backend *be = m->be;
-    be->crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)m->n_valid);
+    be->crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)n_total);
     float *dlogits = a->logits;
     be->matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
     be->fill(a->dres, 0.0f, NC);

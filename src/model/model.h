@@ -203,6 +203,11 @@ void mofo_model_param_file_layout(const mofo_model *m, int i, const float *src, 
  * allocated (any held is freed). The adapters stay the caller's and must outlive their use. */
 int mofo_model_set_adapters(mofo_model *m, const struct mofo_adapter *a, int n, int frozen, mofo_err *err);
 
+/* mofo_model_backward with the loss a mean over n_total counted positions (>= the last forward's),
+ * as when the batch's other rows are on other processes: the gradients summed over the processes
+ * are the whole batch's. */
+int mofo_model_backward_over(mofo_model *m, const int *inputs, const int *targets, int64_t n_total, mofo_err *err);
+
 /* Allocates (zeroed) gradients; called by backward when needed (never for a frozen model). */
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err);
 

@@ -132,36 +132,88 @@ static int expect_tensor(const mofo_st_file *f, const char *kind, const char *pn
     return 0;
 }
 
+/* The file's format, rule, step and seed checked against this optimizer. */
+static int check_meta(const mofo_optim *o, const mofo_st_file *f, const char *path, long long *step,
+                      unsigned long long *seed_out, mofo_err *err) {
+    const char *fmt = mofo_st_meta_get(f, "format"), *ver = mofo_st_meta_get(f, "version");
+    const char *rule = mofo_st_meta_get(f, "rule"), *st = mofo_st_meta_get(f, "step"), *seed = mofo_st_meta_get(f, "seed");
+    char *end;
+    *step = st ? strtoll(st, &end, 10) : -1;
+    *seed_out = seed ? strtoull(seed, &end, 10) : 0;
+    if (!fmt || strcmp(fmt, STATE_FORMAT) != 0 || !ver || strcmp(ver, STATE_VERSION) != 0)
+        return mofo_errf(err, MOFO_EFORMAT, "%s: not a mofo optimizer state (format '%s', version '%s')", path,
+                         meta_or(f, "format"), meta_or(f, "version"));
+    if (!rule || strcmp(rule, mofo_rule_name(o->opt.rule)) != 0)
+        return mofo_errf(err, MOFO_EINVAL, "%s: the state is for rule '%s' but this optimizer uses '%s'", path,
+                         meta_or(f, "rule"), mofo_rule_name(o->opt.rule));
+    if (*step < 0 || !seed)
+        return mofo_errf(err, MOFO_EFORMAT, "%s: bad step '%s' or seed '%s' in the metadata", path, meta_or(f, "step"),
+                         meta_or(f, "seed"));
+    return 0;
+}
+
+/* Checks that f holds parameter p's state (m, v, master, coverage bits as p has them); *count gets
+ * how many tensors that is. */
+static int check_param(const mofo_st_file *f, const param_state *p, size_t *count, mofo_err *err) {
+    const mofo_st_tensor *t;
+    int64_t bytes = touched_words(p) * 8;
+    int rc = expect_tensor(f, "m", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
+    if (!rc && p->v) rc = expect_tensor(f, "v", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
+    if (!rc && p->master) rc = expect_tensor(f, "master", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
+    if (!rc && p->touched) rc = expect_tensor(f, "updated", p->name, MOFO_DT_U8, 1, &bytes, &t, err);
+    *count = 1 + (p->v != NULL) + (p->master != NULL) + (p->touched != NULL);
+    return rc;
+}
+
+/* Copies parameter p's checked state out of f; *ever += its entries ever updated. */
+static int copy_param(const mofo_optim *o, param_state *p, const mofo_st_file *f, int64_t *ever, mofo_err *err) {
+    char name[1024];
+    key_name(name, sizeof name, "m", p->name);
+    int rc = to_state(o, p->m, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
+    if (!rc && p->v) {
+        key_name(name, sizeof name, "v", p->name);
+        rc = to_state(o, p->v, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
+    }
+    if (!rc && p->master) {
+        key_name(name, sizeof name, "master", p->name);
+        rc = to_state(o, p->master, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
+    }
+    if (!rc && p->touched) {
+        key_name(name, sizeof name, "updated", p->name);
+        const unsigned char *bits = mofo_st_find(f, name)->data;
+        rc = to_state(o, p->touched, bits, (size_t)touched_words(p) * 8, err);
+        for (int64_t w = 0; w < touched_words(p); w++) {
+            uint64_t word;
+            memcpy(&word, bits + 8 * w, 8); /* the file's data need not be 8-byte aligned */
+            *ever += __builtin_popcountll(word);
+        }
+    }
+    return rc;
+}
+
+static void set_loaded(mofo_optim *o, long long step, unsigned long long seed, int64_t ever) {
+    o->step = step;
+    o->opt.seed = seed;
+    o->ever_updated = ever;
+    o->stats.step = o->step;
+    o->stats.ever_updated = ever;
+    o->stats.entries = o->entries;
+    o->stats.coverage = o->entries ? (double)ever / (double)o->entries : 0;
+}
+
 int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
     mofo_st_file *f = NULL;
     int rc = mofo_st_open(&f, path, err);
     if (rc) return rc;
-    const char *fmt = mofo_st_meta_get(f, "format"), *ver = mofo_st_meta_get(f, "version");
-    const char *rule = mofo_st_meta_get(f, "rule"), *step = mofo_st_meta_get(f, "step"),
-               *seed = mofo_st_meta_get(f, "seed");
-    char *end;
-    long long step_v = step ? strtoll(step, &end, 10) : -1;
-    unsigned long long seed_v = seed ? strtoull(seed, &end, 10) : 0;
-    if (!fmt || strcmp(fmt, STATE_FORMAT) != 0 || !ver || strcmp(ver, STATE_VERSION) != 0)
-        rc = mofo_errf(err, MOFO_EFORMAT, "%s: not a mofo optimizer state (format '%s', version '%s')", path,
-                       meta_or(f, "format"), meta_or(f, "version"));
-    else if (!rule || strcmp(rule, mofo_rule_name(o->opt.rule)) != 0)
-        rc = mofo_errf(err, MOFO_EINVAL, "%s: the state is for rule '%s' but this optimizer uses '%s'", path,
-                       meta_or(f, "rule"), mofo_rule_name(o->opt.rule));
-    else if (step_v < 0 || !seed)
-        rc = mofo_errf(err, MOFO_EFORMAT, "%s: bad step '%s' or seed '%s' in the metadata", path, meta_or(f, "step"),
-                       meta_or(f, "seed"));
+    long long step_v;
+    unsigned long long seed_v;
+    rc = check_meta(o, f, path, &step_v, &seed_v, err);
     /* validate everything before changing anything */
     size_t expected = 0;
     for (int i = 0; i < o->n_params && !rc; i++) {
-        const param_state *p = &o->params[i];
-        const mofo_st_tensor *t;
-        int64_t bytes = touched_words(p) * 8;
-        rc = expect_tensor(f, "m", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
-        if (!rc && p->v) rc = expect_tensor(f, "v", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
-        if (!rc && p->master) rc = expect_tensor(f, "master", p->name, MOFO_DT_F32, p->ndim, p->shape, &t, err);
-        if (!rc && p->touched) rc = expect_tensor(f, "updated", p->name, MOFO_DT_U8, 1, &bytes, &t, err);
-        expected += 1 + (p->v != NULL) + (p->master != NULL) + (p->touched != NULL);
+        size_t count;
+        rc = check_param(f, &o->params[i], &count, err);
+        expected += count;
     }
     const mofo_st_tensor *bracket = mofo_st_find(f, "blocks/bracket");
     if (!rc && bracket) {
@@ -186,32 +238,7 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
                            path, f->n_tensors, expected);
     }
     int64_t ever = 0;
-    if (!rc) {
-        for (int i = 0; i < o->n_params && !rc; i++) {
-            param_state *p = &o->params[i];
-            char name[1024];
-            key_name(name, sizeof name, "m", p->name);
-            rc = to_state(o, p->m, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
-            if (!rc && p->v) {
-                key_name(name, sizeof name, "v", p->name);
-                rc = to_state(o, p->v, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
-            }
-            if (!rc && p->master) {
-                key_name(name, sizeof name, "master", p->name);
-                rc = to_state(o, p->master, mofo_st_find(f, name)->data, (size_t)p->numel * 4, err);
-            }
-            if (!rc && p->touched) {
-                key_name(name, sizeof name, "updated", p->name);
-                const unsigned char *bits = mofo_st_find(f, name)->data;
-                rc = to_state(o, p->touched, bits, (size_t)touched_words(p) * 8, err);
-                for (int64_t w = 0; w < touched_words(p); w++) {
-                    uint64_t word;
-                    memcpy(&word, bits + 8 * w, 8); /* the file's data need not be 8-byte aligned */
-                    ever += __builtin_popcountll(word);
-                }
-            }
-        }
-    }
+    for (int i = 0; i < o->n_params && !rc; i++) rc = copy_param(o, &o->params[i], f, &ever, err);
     if (!rc) {
         if (bracket) {
             const unsigned char *src = bracket->data;
@@ -225,14 +252,56 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
                 block_bracket(&o->blocks[b]);
             }
         }
-        o->step = step_v;
-        o->opt.seed = seed_v;
-        o->ever_updated = ever;
-        o->stats.step = o->step;
-        o->stats.ever_updated = ever;
-        o->stats.entries = o->entries;
-        o->stats.coverage = o->entries ? (double)ever / (double)o->entries : 0;
+        set_loaded(o, step_v, seed_v, ever);
     }
     mofo_st_close(f);
+    return rc;
+}
+
+int mofo_optim_load_parts(mofo_optim *o, const char *const *paths, int n, mofo_err *err) {
+    if (n < 1) return mofo_errf(err, MOFO_EINVAL, "no state files given");
+    mofo_st_file **f = calloc((size_t)n, sizeof *f);
+    int *from = calloc((size_t)(o->n_params ? o->n_params : 1), sizeof *from);
+    if (!f || !from) {
+        free(f), free(from);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory loading the state");
+    }
+    long long step_v = -1;
+    unsigned long long seed_v = 0;
+    int rc = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        long long s = -1;
+        unsigned long long sd = 0;
+        if (!(rc = mofo_st_open(&f[k], paths[k], err)) && !(rc = check_meta(o, f[k], paths[k], &s, &sd, err)) && k &&
+            (s != step_v || sd != seed_v))
+            rc = mofo_errf(err, MOFO_EINVAL, "%s: step %lld and seed %llu, but %s has step %lld and seed %llu", paths[k],
+                           s, sd, paths[0], step_v, seed_v);
+        step_v = s, seed_v = sd;
+    }
+    /* each parameter's state from the first part that holds it, checked before anything changes */
+    for (int i = 0; i < o->n_params && !rc; i++) {
+        char name[1024];
+        key_name(name, sizeof name, "m", o->params[i].name);
+        from[i] = -1;
+        for (int k = 0; k < n && from[i] < 0; k++)
+            if (mofo_st_find(f[k], name)) from[i] = k;
+        size_t count;
+        if (from[i] < 0)
+            rc = mofo_errf(err, MOFO_EFORMAT, "%s and the other %d parts: no state for parameter '%s'", paths[0], n - 1,
+                           o->params[i].name);
+        else
+            rc = check_param(f[from[i]], &o->params[i], &count, err);
+    }
+    int64_t ever = 0;
+    for (int i = 0; i < o->n_params && !rc; i++) rc = copy_param(o, &o->params[i], f[from[i]], &ever, err);
+    if (!rc) {
+        for (int b = 0; b < o->n_blocks; b++) { /* the brackets, which only save time, start afresh */
+            o->blocks[b].have_last = 0;
+            o->blocks[b].radius = MOFO_RADIUS_START;
+        }
+        set_loaded(o, step_v, seed_v, ever);
+    }
+    for (int k = 0; k < n; k++) mofo_st_close(f[k]);
+    free(f), free(from);
     return rc;
 }

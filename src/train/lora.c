@@ -294,9 +294,10 @@ int mofo_lora_attach(mofo_lora *l, mofo_model *m, mofo_err *err) {
     return mofo_model_set_adapters(m, l->ad, l->n, 1, err);
 }
 
-int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, mofo_err *err) {
+int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, const int *owner, int rank, mofo_err *err) {
     for (int i = 0; i < l->n; i++) {
         const mofo_lora_target *lt = &l->t[i];
+        if (owner && owner[i] != rank) continue;
         int64_t sa[2] = {l->r, lt->C}, sb[2] = {lt->OC, l->r};
         int r = mofo_optim_add_param(opt, lt->a_name, lt->A, lt->gA, 2, sa, MOFO_GROUP_AUTO, err);
         if (r >= 0) r = mofo_optim_add_param(opt, lt->b_name, lt->B, lt->gB, 2, sb, MOFO_GROUP_AUTO, err);

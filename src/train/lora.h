@@ -61,8 +61,9 @@ void mofo_lora_free(mofo_lora *l);
  * x W0^T + s (x A^T) B^T on every target and its backward accumulates gA and gB without any
  * weight gradient; m->params stay the base weights. */
 int mofo_lora_attach(mofo_lora *l, mofo_model *m, mofo_err *err);
-/* Registers every A and B (PEFT's names, MOFO_GROUP_AUTO) with their gradients gA, gB in opt. */
-int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, mofo_err *err);
+/* Registers every A and B (PEFT's names, MOFO_GROUP_AUTO) with their gradients gA, gB in opt; with
+ * owner (n), only the targets whose owner is rank (a process's share under ZeRO stage 1). */
+int mofo_lora_register(const mofo_lora *l, mofo_optim *opt, const int *owner, int rank, mofo_err *err);
 /* gA = gB = 0 on every target. */
 void mofo_lora_zero_grads(mofo_lora *l);
 /* out = base + s B A on every target (out and base: the model's layout, n_floats; out may be base;

@@ -89,7 +89,7 @@ void mofo_step_metrics_json(const mofo_step_metrics *mt, mofo_strbuf *sb) {
     num(sb, "dist_l2", mt->dist_l2);
     num(sb, "changed_frac", mt->changed_frac);
     if (mt->penalty != 0) num(sb, "penalty", mt->penalty);
-    mofo_sb_printf(sb, ", \"tokens\": %lld}\n", (long long)mt->tokens);
+    mofo_sb_printf(sb, ", \"tokens\": %lld, \"world_size\": %d}\n", (long long)mt->tokens, mt->world_size);
 }
 
 int mofo_copy_tokenizer_files(const char *src_dir, const char *dst_dir, mofo_err *err) {

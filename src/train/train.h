@@ -82,7 +82,25 @@ struct mofo_trainer {
     int64_t perm_epoch;
     int *ids, *tg;          /* (B,T) inputs and next-token targets */
     grad_span *spans;       /* (n_p + 2 adapters) the step's trainable gradients */
+    /* several processes (mofo_trainer_create_in): rank of world; this rank's rows [row0, row0 + rows)
+     * of each micro-batch; the rank whose optimizer holds each trainable unit (ZeRO stage 1:
+     * owner_p per model tensor, -1 frozen; owner_l per adapter); the all-reduce bucket */
+    struct mofo_comm *comm;
+    int rank, world, row0, rows;
+    int *owner_p, *owner_l;
+    float *bucket;
 };
+
+/* mofo_trainer_create as one of the processes of comm (NULL: the only one): each micro-batch of B
+ * rows is split across the processes (the first B % N get one row more; B >= N), the gradients of
+ * the whole micro-batch are summed over them (one bucketed all-reduce per step), and each process's
+ * optimizer holds m and v of its share of the tensors only (cut at tensor boundaries, balanced by
+ * size), whose updated values it then broadcasts. Every process ends each step with the same
+ * model. Checkpoints: the model and trainer_state.json (with world_size) from rank 0, each rank's
+ * optimizer state in optimizer-RANK-of-N.safetensors (optimizer.safetensors for one process); a
+ * resume with another number of processes takes each tensor's state from whichever file holds it.
+ * All the trainer's functions are then collective. */
+int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, struct mofo_comm *comm, mofo_err *err);
 
 /* mofo_trainer_save_checkpoint writes the model in fp32 (config.json + model.safetensors, tokenizer
  * files), optimizer.safetensors (mofo_optim_save) and trainer_state.json (step, data position, seed,

@@ -15,6 +15,11 @@
 #include "text/utf8.h"
 #include "train.h"
 
+#include "dist/comm.h"
+
+/* gradient entries per all-reduce (64 MB): the bucket of one message */
+#define BUCKET ((size_t)1 << 24)
+
 size_t mofo_train_opts_size(void) { return sizeof(mofo_train_opts); }
 int64_t mofo_trainer_total_steps(const mofo_trainer *t) { return t->total_steps; }
 int64_t mofo_trainer_steps_done(const mofo_trainer *t) { return t->step; }
@@ -107,13 +112,14 @@ static int build_optimizer(mofo_trainer *t, mofo_err *err) {
         t->total_entries += p->numel;
         if (!t->trainable[i]) continue;
         t->trainable_entries += p->numel;
+        if (t->owner_p && t->owner_p[i] != t->rank) continue; /* another process's share */
         int r = mofo_optim_add_param(t->opt, p->name, t->m->params + p->offset, t->m->grads + p->offset, p->ndim,
                                      p->shape, MOFO_GROUP_AUTO, err);
         if (r < 0) return r;
     }
     if (!t->lora) return 0;
     for (int i = 0; i < t->lora->n; i++) t->trainable_entries += (int64_t)t->lora->r * (t->lora->t[i].C + t->lora->t[i].OC);
-    return mofo_lora_register(t->lora, t->opt, err);
+    return mofo_lora_register(t->lora, t->opt, t->owner_l, t->rank, err);
 }
 
 /* positions trained in example e once cut to T tokens (labels[0] is never a target) */
@@ -199,13 +205,50 @@ static int load_data(mofo_trainer *t, mofo_err *err) {
 }
 
 int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *err) {
+    return mofo_trainer_create_in(out, o, NULL, err);
+}
+
+/* The owners of the trainable units (model tensors, then adapters): contiguous runs balanced by
+ * size, a unit going to the rank its middle entry falls to. */
+static int assign_owners(mofo_trainer *t, mofo_err *err) {
+    int n_l = t->lora ? t->lora->n : 0;
+    t->owner_p = malloc((size_t)t->m->n_p * sizeof *t->owner_p);
+    t->owner_l = malloc((size_t)(n_l ? n_l : 1) * sizeof *t->owner_l);
+    if (!t->owner_p || !t->owner_l) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    double total = 0, at = 0;
+    for (int i = 0; i < t->m->n_p; i++) total += t->trainable[i] ? (double)t->m->p[i].numel : 0;
+    for (int i = 0; i < n_l; i++) total += (double)t->lora->r * (double)(t->lora->t[i].C + t->lora->t[i].OC);
+    for (int u = 0; u < t->m->n_p + n_l; u++) {
+        int is_p = u < t->m->n_p;
+        if (is_p && !t->trainable[u]) {
+            t->owner_p[u] = -1;
+            continue;
+        }
+        const mofo_lora_target *lt = is_p ? NULL : &t->lora->t[u - t->m->n_p];
+        double n = is_p ? (double)t->m->p[u].numel : (double)t->lora->r * (double)(lt->C + lt->OC);
+        int r = (int)((at + n / 2) * t->world / total);
+        if (r >= t->world) r = t->world - 1;
+        *(is_p ? &t->owner_p[u] : &t->owner_l[u - t->m->n_p]) = r;
+        at += n;
+    }
+    return 0;
+}
+
+int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_comm *comm, mofo_err *err) {
     *out = NULL;
     int rc = check_opts(o, err);
     if (rc) return rc;
+    int world = mofo_comm_size(comm), rank = mofo_comm_rank(comm);
+    if (o->batch < world)
+        return mofo_errf(err, MOFO_EINVAL, "batch %d: must be at least the %d processes (each takes rows of it)",
+                         o->batch, world);
     mofo_trainer *t = calloc(1, sizeof *t);
     if (!t) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     t->o = *o;
     t->perm_epoch = -1;
+    t->comm = comm, t->world = world, t->rank = rank;
+    t->rows = o->batch / world + (rank < o->batch % world);
+    t->row0 = rank * (o->batch / world) + (rank < o->batch % world ? rank : o->batch % world);
     if (o->scratch) {
         if ((rc = mofo_tokenizer_load_dir(&t->tok, o->tokenizer_dir, err))) goto fail;
         if ((rc = mofo_model_create_hf_init(&t->m, o->scratch, o->init_seed, (float)o->init_std, err))) goto fail;
@@ -253,10 +296,12 @@ int mofo_trainer_create(mofo_trainer **out, const mofo_train_opts *o, mofo_err *
             (rc = mofo_lora_attach(t->lora, t->m, err)))
             goto fail;
     }
-    if (!(t->spans = malloc((size_t)(t->m->n_p + (t->lora ? 2 * t->lora->n : 0)) * sizeof *t->spans))) {
+    if (!(t->spans = malloc((size_t)(t->m->n_p + (t->lora ? 2 * t->lora->n : 0)) * sizeof *t->spans)) ||
+        (world > 1 && !(t->bucket = malloc(BUCKET * sizeof *t->bucket)))) {
         rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         goto fail;
     }
+    if ((rc = assign_owners(t, err))) goto fail;
     if ((rc = build_optimizer(t, err))) goto fail;
     *out = t;
     return 0;
@@ -279,6 +324,9 @@ void mofo_trainer_free(mofo_trainer *t) {
     free(t->theta0);
     free(t->trainable);
     free(t->spans);
+    free(t->bucket);
+    free(t->owner_p);
+    free(t->owner_l);
     free(t->perm);
     free(t->ids);
     free(t->tg);
@@ -323,6 +371,67 @@ static int epoch_order(mofo_trainer *t, int64_t epoch, mofo_err *err) {
     return 0;
 }
 
+/* The forward of this process's rows of the micro-batch in t->ids, t->tg: the loss and the count
+ * of positions that count over the whole micro-batch (every process's rows). */
+static int forward_rows(mofo_trainer *t, float *loss, int64_t *n_total, mofo_err *err) {
+    size_t off = (size_t)t->row0 * (size_t)t->T;
+    int rc = mofo_model_forward(t->m, t->ids + off, t->tg + off, t->rows, t->T, loss, err);
+    if (rc) return rc;
+    *n_total = t->m->n_valid;
+    if (t->world == 1) return 0;
+    double s[2] = {(double)t->m->n_valid, t->m->n_valid ? t->m->be->sum(t->m->a.losses, (size_t)t->rows * t->T) : 0};
+    if ((rc = mofo_comm_sum_f64(t->comm, s, 2, err))) return rc;
+    *n_total = (int64_t)s[0];
+    *loss = s[0] > 0 ? (float)(s[1] / s[0]) : NAN;
+    return 0;
+}
+
+/* Copies the spans' entries from (*span, *at) on, at most cap of them, into the bucket (to_bucket)
+ * or back out of it; advances (*span, *at) and returns how many. */
+static size_t bucket_walk(mofo_trainer *t, int n_spans, int *span, int64_t *at, size_t cap, int to_bucket) {
+    size_t fill = 0;
+    while (*span < n_spans && fill < cap) {
+        const grad_span *sp = &t->spans[*span];
+        size_t take = (size_t)(sp->n - *at) < cap - fill ? (size_t)(sp->n - *at) : cap - fill;
+        if (to_bucket) t->m->be->copy(t->bucket + fill, sp->g + *at, take);
+        else t->m->be->copy(sp->g + *at, t->bucket + fill, take);
+        fill += take;
+        *at += (int64_t)take;
+        if (*at == sp->n) (*span)++, *at = 0;
+    }
+    return fill;
+}
+
+/* The trainable gradients summed over the processes, BUCKET entries per all-reduce. */
+static int sum_grads(mofo_trainer *t, int n_spans, mofo_err *err) {
+    int span = 0;
+    int64_t at = 0;
+    while (span < n_spans) {
+        int span0 = span;
+        int64_t at0 = at;
+        size_t n = bucket_walk(t, n_spans, &span, &at, BUCKET, 1);
+        int rc = mofo_comm_sum_f32(t->comm, t->bucket, n, err);
+        if (rc) return rc;
+        bucket_walk(t, n_spans, &span0, &at0, BUCKET, 0);
+    }
+    return 0;
+}
+
+/* After the step: each trainable tensor's new values from the process whose optimizer holds it. */
+static int share_updates(mofo_trainer *t, mofo_err *err) {
+    int rc = 0;
+    for (int i = 0; i < t->m->n_p && !rc; i++)
+        if (t->owner_p[i] >= 0)
+            rc = mofo_comm_bcast(t->comm, t->m->params + t->m->p[i].offset, (size_t)t->m->p[i].numel * sizeof(float),
+                                 t->owner_p[i], err);
+    for (int i = 0; t->lora && i < t->lora->n && !rc; i++) {
+        const mofo_lora_target *lt = &t->lora->t[i];
+        rc = mofo_comm_bcast(t->comm, lt->A, (size_t)(t->lora->r * lt->C) * sizeof(float), t->owner_l[i], err);
+        if (!rc) rc = mofo_comm_bcast(t->comm, lt->B, (size_t)(t->lora->r * lt->OC) * sizeof(float), t->owner_l[i], err);
+    }
+    return rc;
+}
+
 int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     mofo_model *m = t->m;
     mofo_step_metrics unused;
@@ -338,8 +447,10 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
         if ((rc = epoch_order(t, epoch, err))) return rc;
         int64_t trained = fill_rows(t, &t->train, t->perm, (size_t)j * (size_t)t->B);
         float loss = NAN;
-        if ((rc = mofo_model_forward(m, t->ids, t->tg, t->B, t->T, &loss, err))) return rc;
-        if ((rc = mofo_model_backward(m, t->ids, t->tg, err))) return rc;
+        int64_t n_total;
+        size_t off = (size_t)t->row0 * (size_t)t->T;
+        if ((rc = forward_rows(t, &loss, &n_total, err))) return rc;
+        if ((rc = mofo_model_backward_over(m, t->ids + off, t->tg + off, n_total, err))) return rc;
         t->micro++;
         mt->tokens += trained;
         if (trained > 0) loss_sum += loss, counted++;
@@ -356,6 +467,7 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
         t->spans[n_spans++] = (grad_span){lt->gA, (int64_t)t->lora->r * lt->C, -1};
         t->spans[n_spans++] = (grad_span){lt->gB, (int64_t)t->lora->r * lt->OC, -1};
     }
+    if (t->world > 1 && (rc = sum_grads(t, n_spans, err))) return rc;
     if (counted > 1)
         for (int i = 0; i < n_spans; i++) be->scale(t->spans[i].g, 1.0f / (float)counted, (size_t)t->spans[i].n);
     double sq = 0;
@@ -372,10 +484,22 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     if (t->o.clip > 0 && mt->grad_norm > t->o.clip) /* torch.nn.utils.clip_grad_norm_ */
         for (int i = 0; i < n_spans; i++)
             be->scale(t->spans[i].g, (float)(t->o.clip / (mt->grad_norm + 1e-6)), (size_t)t->spans[i].n);
+    if (t->world > 1 && !isfinite(sq)) { /* every process sees the same summed gradients: all refuse */
+        for (int i = 0; i < n_spans; i++)
+            for (int64_t e = 0; e < t->spans[i].n; e++)
+                if (!isfinite(t->spans[i].g[e]))
+                    return mofo_errf(err, MOFO_ENONFINITE, "the summed gradient of '%s' is %s at entry %lld; step "
+                                     "%lld refused on every process, parameters and state unchanged",
+                                     t->spans[i].param >= 0 ? m->p[t->spans[i].param].name : "an adapter",
+                                     isnan(t->spans[i].g[e]) ? "NaN" : "infinite", (long long)e, (long long)t->step + 1);
+    }
     if ((rc = mofo_optim_step(t->opt, lr, err))) return rc;
+    if (t->world > 1 && (rc = share_updates(t, err))) return rc;
     t->step++;
     t->tokens += mt->tokens;
     const mofo_stats *st = mofo_optim_stats(t->opt);
+    uint64_t moved[2] = {(uint64_t)st->updated, (uint64_t)st->ever_updated}; /* this process's share */
+    if (t->world > 1 && (rc = mofo_comm_sum_u64(t->comm, moved, 2, err))) return rc;
     mofo_diff d = {0};
     if (t->lora)
         mofo_lora_diff(t->lora, m, &d);
@@ -384,8 +508,9 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     mt->step = t->step;
     mt->loss = counted ? loss_sum / counted : NAN;
     mt->lr = lr;
-    mt->updated_frac = (double)st->updated / (double)st->entries;
-    mt->coverage = st->coverage;
+    mt->updated_frac = (double)moved[0] / (double)t->trainable_entries;
+    mt->coverage = (double)moved[1] / (double)t->trainable_entries;
+    mt->world_size = t->world;
     mt->dist_l2 = sqrt(d.sq);
     mt->changed_frac = (double)d.changed / (double)d.numel;
     mt->epoch = (double)t->micro / (double)t->n_batches;
@@ -399,9 +524,10 @@ int mofo_trainer_eval(mofo_trainer *t, double *loss, mofo_err *err) {
     for (size_t first = 0; first < t->val.n; first += (size_t)t->B) {
         fill_rows(t, &t->val, NULL, first);
         float l = NAN;
-        int rc = mofo_model_forward(t->m, t->ids, t->tg, t->B, t->T, &l, err);
+        int64_t n_total;
+        int rc = forward_rows(t, &l, &n_total, err);
         if (rc) return rc;
-        if (t->m->n_valid > 0) sum += (double)l * t->m->n_valid, n += t->m->n_valid;
+        if (n_total > 0) sum += (double)l * (double)n_total, n += n_total;
     }
     if (n) *loss = sum / (double)n;
     return 0;
@@ -430,15 +556,57 @@ static int remove_tree(const char *dir) {
 }
 
 
+/* Several processes: 0 when the part every process just did succeeded everywhere; else this
+ * process's error, or one naming the rank that failed. */
+static int agree(const mofo_trainer *t, int rc, const char *what, mofo_err *err) {
+    if (t->world == 1) return rc;
+    int32_t failed = rc ? t->rank + 1 : 0;
+    mofo_err ce = {0};
+    if (mofo_comm_max_i32(t->comm, &failed, 1, &ce)) return mofo_errf(err, ce.code, "%s", ce.msg);
+    if (!failed || rc) return rc;
+    return mofo_errf(err, MOFO_EIO, "%s failed on rank %d", what, (int)failed - 1);
+}
+
+/* A process's optimizer state in a checkpoint written by world processes. */
+static void optimizer_file(char *out, size_t n, const char *dir, int rank, int world) {
+    if (world == 1)
+        snprintf(out, n, "%s/optimizer.safetensors", dir);
+    else
+        snprintf(out, n, "%s/optimizer-%05d-of-%05d.safetensors", dir, rank, world);
+}
+
+static int save_rest(const mofo_trainer *t, const char *dir, const char *tmp, mofo_err *err);
+static int save_final_here(const mofo_trainer *t, const char *dir, mofo_err *err);
+
 int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_err *err) {
-    char tmp[4096], path[4200], old[4200];
+    char tmp[4096], path[4200];
     const char *slash = strrchr(dir, '/');
     if (slash)
         snprintf(tmp, sizeof tmp, "%.*s/.%s.tmp", (int)(slash - dir), dir, slash + 1);
     else
         snprintf(tmp, sizeof tmp, ".%s.tmp", dir);
-    remove_tree(tmp);
-    if (mkdir(tmp, 0777) != 0) return mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    int rc = 0;
+    if (t->rank == 0) {
+        remove_tree(tmp);
+        if (mkdir(tmp, 0777) != 0) rc = mofo_errf(err, MOFO_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    /* each process's optimizer state, then from rank 0 the rest, and the rename */
+    if ((rc = agree(t, rc, "creating the checkpoint's folder", err))) return mofo_err_prefix(err, "checkpoint %s", dir);
+    optimizer_file(path, sizeof path, tmp, t->rank, t->world);
+    rc = agree(t, mofo_optim_save(t->opt, path, err), "saving the optimizer state", err);
+    if (rc == 0 && t->rank == 0) rc = save_rest(t, dir, tmp, err);
+    rc = agree(t, rc, "writing the checkpoint", err);
+    if (rc) {
+        if (t->rank == 0) remove_tree(tmp);
+        mofo_err_prefix(err, "checkpoint %s", dir);
+    }
+    return rc;
+}
+
+/* Rank 0's part of a checkpoint in tmp: the model, the tokenizer files, the adapter, the trainer's
+ * state, and tmp renamed to dir. */
+static int save_rest(const mofo_trainer *t, const char *dir, const char *tmp, mofo_err *err) {
+    char path[4200], old[4200];
     /* the model in fp32: the master weights, whatever the checkpoint's dtypes */
     mofo_model view = *t->m;
     mofo_param *p32 = malloc((size_t)t->m->n_p * sizeof *p32);
@@ -450,10 +618,6 @@ int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_er
         rc = mofo_model_save(&view, tmp, 0, err);
     }
     free(p32);
-    if (rc == 0) {
-        snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-        rc = mofo_optim_save(t->opt, path, err);
-    }
     if (rc == 0) rc = mofo_copy_tokenizer_files(tok_dir(&t->o), tmp, err);
     if (rc == 0 && t->lora) {
         snprintf(path, sizeof path, "%s/adapter", tmp);
@@ -464,11 +628,11 @@ int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_er
         signature(t, &sig);
         mofo_sb_printf(&sb,
                        "{\n  \"format\": \"mofo-trainer\",\n  \"version\": 1,\n  \"step\": %lld,\n  \"micro_batch\": %lld,\n"
-                       "  \"epoch\": %.17g,\n  \"tokens\": %lld,\n  \"seed\": %llu,\n"
+                       "  \"epoch\": %.17g,\n  \"tokens\": %lld,\n  \"seed\": %llu,\n  \"world_size\": %d,\n"
                        "  \"rng\": \"epoch order: Fisher-Yates by splitmix64 from seed + 0x9E3779B97F4A7C15 * (epoch + 1)\",\n"
                        "  \"signature\": ",
                        (long long)t->step, (long long)t->micro, (double)t->micro / (double)t->n_batches,
-                       (long long)t->tokens, (unsigned long long)t->o.seed);
+                       (long long)t->tokens, (unsigned long long)t->o.seed, t->world);
         mofo_sb_json_string(&sb, sig.data ? sig.data : "", sig.len);
         mofo_sb_puts(&sb, "\n}\n");
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
@@ -488,10 +652,6 @@ int mofo_trainer_save_checkpoint(const mofo_trainer *t, const char *dir, mofo_er
             remove_tree(old);
         }
     }
-    if (rc) {
-        remove_tree(tmp);
-        mofo_err_prefix(err, "checkpoint %s", dir);
-    }
     return rc;
 }
 
@@ -510,7 +670,12 @@ int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err) {
         goto out;
     }
     const mofo_json *r = mofo_json_root(doc), *s = mofo_json_get(r, "signature");
-    int64_t step, micro, tokens;
+    int64_t step, micro, tokens, saved_world = 1; /* checkpoints from before world_size: one process */
+    const mofo_json *w = mofo_json_get(r, "world_size");
+    if (w && (!mofo_json_int64(w, &saved_world) || saved_world < 1 || saved_world > 1 << 20)) {
+        rc = mofo_errf(err, MOFO_EFORMAT, "%s: world_size must be a positive integer", path);
+        goto out;
+    }
     if (!mofo_json_int64(mofo_json_get(r, "step"), &step) || !mofo_json_int64(mofo_json_get(r, "micro_batch"), &micro) ||
         !mofo_json_int64(mofo_json_get(r, "tokens"), &tokens) || !s || s->type != MOFO_JSON_STRING || step < 0 ||
         micro < 0) {
@@ -535,8 +700,21 @@ int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err) {
         snprintf(path, sizeof path, "%s/adapter", dir);
         if ((rc = mofo_lora_load_weights(t->lora, path, err))) goto out;
     }
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if ((rc = mofo_optim_load(t->opt, path, err))) goto out;
+    if (saved_world == t->world) { /* each process its own part */
+        optimizer_file(path, sizeof path, dir, t->rank, t->world);
+        if ((rc = mofo_optim_load(t->opt, path, err))) goto out;
+    } else { /* another cut: each tensor's state from whichever part holds it */
+        char **paths = calloc((size_t)saved_world, sizeof *paths);
+        rc = paths ? 0 : mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        for (int64_t k = 0; k < saved_world && !rc; k++) {
+            if (!(paths[k] = malloc(4200))) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+            else optimizer_file(paths[k], 4200, dir, (int)k, (int)saved_world);
+        }
+        if (!rc) rc = mofo_optim_load_parts(t->opt, (const char *const *)paths, (int)saved_world, err);
+        for (int64_t k = 0; paths && k < saved_world; k++) free(paths[k]);
+        free(paths);
+        if (rc) goto out;
+    }
     t->step = step;
     t->micro = micro;
     t->tokens = tokens;
@@ -561,6 +739,14 @@ float *mofo_trainer_weights(const mofo_trainer *t, mofo_err *err) {
 }
 
 int mofo_trainer_save_final(const mofo_trainer *t, const char *dir, mofo_err *err) {
+    if (t->world > 1) { /* every process holds the same model: rank 0 writes it */
+        int rc = t->rank == 0 ? save_final_here(t, dir, err) : 0;
+        return agree(t, rc, "saving the final model", err);
+    }
+    return save_final_here(t, dir, err);
+}
+
+static int save_final_here(const mofo_trainer *t, const char *dir, mofo_err *err) {
     if (t->lora && !t->o.merge) {
         int rc = mofo_lora_save(t->lora, t->m, dir, t->o.model_dir, err);
         return rc ? rc : mofo_copy_tokenizer_files(tok_dir(&t->o), dir, err);
