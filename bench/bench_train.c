@@ -22,9 +22,10 @@
 #include "mofo/optim.h"
 #include "train/lora.h"
 #include "cli/timing.h"
+#include "bench_train_ranks.h"
 
 static const char *arch = "gpt2", *size;
-static int64_t batch, seq, threads, steps = 3;
+static int64_t batch, seq, threads, steps = 3, ranks;
 static const char *method = "mofo";
 static int json_out;
 
@@ -37,12 +38,14 @@ static const arg_spec SPECS[] = {
     {"steps", ARG_INT, &steps, "S", "timed steps per row after a warm-up step (default 3)"},
     {"method", ARG_STR, &method, "M", "mofo (alpha 0.15; the default) | adamw | lora (rank 8 on every linear layer, "
                                       "AdamW on the adapters, the base frozen)"},
+    {"ranks", ARG_INT, &ranks, "N", "instead: N processes x 1 thread (mpirun mofo finetune) against 1 x N threads, "
+                                    "and the bytes each process sends per step"},
     {"json", ARG_FLAG, &json_out, NULL, "one JSON object per row"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void bench_train_help(FILE *out) {
-    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--threads N] [--json]",
+    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--threads N] [--ranks N] [--json]",
               SPECS, N_SPECS);
 }
 
@@ -74,10 +77,15 @@ int bench_train(int argc, char **argv) {
         return 2;
     }
     int B = (int)batch, T = (int)seq;
+    if (ranks < 0 || (ranks > 0 && B < ranks)) {
+        fprintf(stderr, "mofo bench train: --ranks %lld: must be >= 1 and at most --batch\n", (long long)ranks);
+        return 2;
+    }
     if (cfg.pos == MOFO_POS_LEARNED && T > cfg.max_T) {
         fprintf(stderr, "mofo bench train: --seq %d exceeds the model's %d positions\n", T, cfg.max_T);
         return 2;
     }
+    if (ranks > 0) return bench_train_ranks(&cfg, method, B, T, (int)steps, (int)ranks, json_out);
     mofo_model *m = NULL;
     mofo_lora *l = NULL;
     double t0 = (1e3 * cli_now());

@@ -197,7 +197,8 @@ static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *co
     int64_t sigint_at = hook ? strtoll(hook, NULL, 10) : -1;
 
     int tty = lead && !f->quiet && isatty(fileno(stderr));
-    double t0 = cli_now(), first_loss = NAN, last_loss = NAN, val = NAN;
+    double t0 = cli_now(), t1 = 0, first_loss = NAN, last_loss = NAN, val = NAN; /* t1: after the first step */
+    uint64_t sent1 = 0;
     int64_t step0 = t->step, tok0 = t->tokens;
     mofo_step_metrics mt = {0};
     mofo_strbuf line = {0};
@@ -207,6 +208,7 @@ static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *co
             rc = failed(comm, f, 1, "step %lld: %s", (long long)t->step + 1, err.msg);
             break;
         }
+        if (t->step == step0 + 1) t1 = cli_now(), sent1 = mofo_comm_bytes_sent(comm);
         if (t->step == sigint_at) raise(SIGINT);
         int32_t stop = interrupted; /* an interrupt on any process stops every one after this step */
         if (t->world > 1 && mofo_comm_max_i32(comm, &stop, 1, &err) == 0) interrupted = stop;
@@ -242,6 +244,8 @@ static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *co
             break;
         }
     }
+    double t_last = cli_now();
+    uint64_t sent_last = mofo_comm_bytes_sent(comm);
     mofo_sb_free(&line);
     if (metrics) fclose(metrics);
     sigaction(SIGINT, &old_sa, NULL);
@@ -267,6 +271,14 @@ static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *co
             if (!isnan(val)) printf("  validation loss %.4f", val);
             printf("\ndistance to the %s weights %.6g, entries changed %.2f%%, ever updated %.2f%%\n",
                    o->scratch ? "initial" : "pre-trained", mt.dist_l2, 100 * mt.changed_frac, 100 * mt.coverage);
+            int64_t later = t->step - step0 - 1; /* steps after the first, which warms up */
+            if (later > 0) {
+                printf("%.1f ms per step after the first", 1e3 * (t1 > 0 ? t_last - t1 : 0) / (double)later);
+                if (t->world > 1)
+                    printf("; each process sent %.3f MB per step (ring volume)",
+                           (double)(sent_last - sent1) / (double)later / 1e6);
+                printf("\n");
+            }
             printf("%lld trained tokens in %.1f s (%.0f tok/s); model written to %s\n", (long long)(t->tokens - tok0),
                    el, el > 0 ? (double)(t->tokens - tok0) / el : 0.0, f->out_dir);
         }
