@@ -95,6 +95,8 @@ typedef struct block {
     uint32_t *hist;            /* (MOFO_HIST_BINS) shared histogram of a block of several chunks */
     int64_t updated;           /* entries moved this step */
     uint32_t *sort_keys;       /* (numel) select_by_sort only */
+    int hist_in_pass1;         /* pass 1 also counts hist (the bracket missed last step: it may again) */
+    int hist_ready;            /* hist holds this step's keys from pass 1: a miss needs no peek */
     int sharded;               /* a slice: k and the threshold are the whole tensor's (histograms summed) */
     int shard_slot;            /* its place among the sharded blocks in the summed counts */
     uint32_t shard_thr;        /* the threshold being selected across the processes: its digits so far */

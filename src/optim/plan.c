@@ -106,9 +106,10 @@ int mofo_optim_plan(mofo_optim *o, mofo_err *err) {
         if (o->select_by_sort && !bl->sharded) {
             if (!(bl->sort_keys = malloc((size_t)bl->numel * sizeof(uint32_t))))
                 return mofo_errf(err, MOFO_ENOMEM, "out of memory planning the step");
-        } else if (bl->n_chunks > 1 || bl->sharded) {
+        } else { /* the peek's, or pass 1's when the bracket keeps missing */
             if (!(bl->hist = malloc(MOFO_HIST_BINS * sizeof(uint32_t))))
                 return mofo_errf(err, MOFO_ENOMEM, "out of memory planning the step");
+            bl->hist_in_pass1 = 1; /* the first step has no bracket */
         }
     }
     if (o->n_sharded) {

@@ -254,6 +254,37 @@ static void keep_inside(chunk *c, const block *b, const uint32_t *keys, const ui
         for (uint64_t bits = words[w]; bits; bits &= bits - 1) *out++ = keys[w * 64 + __builtin_ctzll(bits)];
 }
 
+/* Adds a thread's histograms to their block's shared one. */
+static void flush_hist(mofo_optim *o, thread_scratch *ts) {
+    if (ts->hist_block < 0) return;
+    block *b = &o->blocks[ts->hist_block];
+    for (int i = 0; i < MOFO_HIST_BINS; i++) {
+        uint32_t h = ts->hist[0][i] + ts->hist[1][i] + ts->hist[2][i] + ts->hist[3][i];
+        if (h) __atomic_fetch_add(&b->hist[i], h, __ATOMIC_RELAXED);
+    }
+    ts->hist_block = -1;
+}
+
+/* Counts n keys' top bits into the thread's histograms, which count for block blk (another block's
+ * counts are flushed into its shared histogram first). */
+static void hist_add(mofo_optim *o, thread_scratch *ts, int blk, const uint32_t *keys, int64_t n) {
+    if (ts->hist_block != blk) {
+        flush_hist(o, ts);
+        memset(ts->hist, 0, sizeof ts->hist);
+        ts->hist_block = blk;
+    }
+    uint32_t *restrict h0 = ts->hist[0], *restrict h1 = ts->hist[1], *restrict h2 = ts->hist[2],
+                      *restrict h3 = ts->hist[3];
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        h0[keys[i] >> MOFO_HIST_SHIFT]++;
+        h1[keys[i + 1] >> MOFO_HIST_SHIFT]++;
+        h2[keys[i + 2] >> MOFO_HIST_SHIFT]++;
+        h3[keys[i + 3] >> MOFO_HIST_SHIFT]++;
+    }
+    for (; i < n; i++) h0[keys[i] >> MOFO_HIST_SHIFT]++;
+}
+
 /* Pass 1 of a filtered chunk: the keys, the counts against the block's bracket and the keys inside
  * it, and the gradient's finiteness (c->bad); nothing is written. A small block keeps its keys and
  * is settled here exactly. */
@@ -261,6 +292,7 @@ static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
     block *b = &s->o->blocks[c->block];
     tile_buf *tb = &ts->tile;
     int small = b->n_chunks == 1 && b->numel <= SMALL_BLOCK && !b->sharded;
+    int count_hist = b->hist_in_pass1 && !small; /* the bracket missed last step: the histogram now */
     const uint32_t lo = b->lo, hi = b->hi;
     int64_t above = 0;
     c->bad = 0;
@@ -278,6 +310,7 @@ static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
             c->bad = 1;
             return; /* the step is refused */
         }
+        if (count_hist) hist_add(s->o, ts, c->block, tb->keys, n);
         /* tb->cand holds the tile's inside-the-bracket flags here (pass 2 reuses it for its own) */
         if (ni && !small && !b->sort_keys && b->have_last) keep_inside(c, b, tb->keys, tb->cand, n, ni);
         c->n_inside += ni;
@@ -358,45 +391,14 @@ static void settle_hist(block *b, const uint32_t *hist) {
     b->settled = SETTLED_HISTOGRAM;
 }
 
-/* Adds a thread's histograms of a block of several chunks to the block's shared one. */
-static void flush_hist(mofo_optim *o, thread_scratch *ts) {
-    if (ts->hist_block < 0) return;
-    block *b = &o->blocks[ts->hist_block];
-    for (int i = 0; i < MOFO_HIST_BINS; i++) {
-        uint32_t h = ts->hist[0][i] + ts->hist[1][i] + ts->hist[2][i] + ts->hist[3][i];
-        if (h) __atomic_fetch_add(&b->hist[i], h, __ATOMIC_RELAXED);
-    }
-    ts->hist_block = -1;
-}
-
-/* The peek of a chunk of an unsettled block: histogram of the keys' top bits. Consecutive chunks of
- * one block share the thread's histograms until flush_hist; a one-chunk block is settled here. */
+/* The peek of a chunk of an unsettled block: the keys again, counted into the block's histogram
+ * (through the thread's, flushed when the thread moves on to another block). */
 static void peek_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
-    block *b = &s->o->blocks[c->block];
-    if (ts->hist_block != c->block) {
-        flush_hist(s->o, ts);
-        memset(ts->hist, 0, sizeof ts->hist);
-        if (b->n_chunks > 1 || b->sharded) ts->hist_block = c->block;
-    }
-    uint32_t *restrict h0 = ts->hist[0], *restrict h1 = ts->hist[1], *restrict h2 = ts->hist[2],
-                      *restrict h3 = ts->hist[3];
     for (int64_t at = 0; at < c->len; at += TILE) {
         int64_t n = c->len - at < TILE ? c->len - at : TILE;
         tile_io t = tile_at(s, c, at, n);
         DISPATCH(PEEK_TILE, s->o->opt.rule, s->o->opt.filter, &t, ts->tile.keys);
-        const uint32_t *keys = ts->tile.keys;
-        int64_t i = 0;
-        for (; i + 4 <= n; i += 4) {
-            h0[keys[i] >> MOFO_HIST_SHIFT]++;
-            h1[keys[i + 1] >> MOFO_HIST_SHIFT]++;
-            h2[keys[i + 2] >> MOFO_HIST_SHIFT]++;
-            h3[keys[i + 3] >> MOFO_HIST_SHIFT]++;
-        }
-        for (; i < n; i++) h0[keys[i] >> MOFO_HIST_SHIFT]++;
-    }
-    if (b->n_chunks == 1 && !b->sharded) {
-        for (int i = 0; i < MOFO_HIST_BINS; i++) h0[i] += h1[i] + h2[i] + h3[i];
-        settle_hist(b, h0);
+        hist_add(s->o, ts, c->block, ts->tile.keys, n);
     }
 }
 
@@ -700,7 +702,11 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
     mofo_step_consts(o, lr, t, consts);
     step_ctx s = {o, consts, t};
     int any_unsettled = 0;
-    for (int b = 0; b < o->n_blocks; b++) o->blocks[b].settled = 0;
+    for (int b = 0; b < o->n_blocks; b++) {
+        block *bl = &o->blocks[b];
+        bl->settled = bl->hist_ready = 0;
+        if (bl->hist_in_pass1) memset(bl->hist, 0, MOFO_HIST_BINS * sizeof *bl->hist);
+    }
 
     thread_scratch *scratch = o->scratch;
     int failed = 0, nonfinite = 0, local_nonfinite = 0;
@@ -709,14 +715,17 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
 #pragma omp parallel num_threads(nt) reduction(| : failed)
     {
         thread_scratch *ts = &scratch[omp_get_thread_num()];
+        ts->hist_block = -1;
         /* pass 1 reads only: a NaN or infinite gradient anywhere refuses the step before any write */
-#pragma omp for schedule(dynamic) reduction(| : nonfinite)
+#pragma omp for schedule(dynamic) reduction(| : nonfinite) nowait
         for (int ci = 0; ci < o->n_chunks; ci++) {
             chunk *c = &o->chunks[ci];
             if (c->block < 0) c->bad = !all_finite(o->params[c->param].grad + c->offset, c->len);
             else state_chunk(&s, c, ts);
             nonfinite |= c->bad;
         }
+        flush_hist(o, ts); /* pass 1's histograms */
+#pragma omp barrier
         if (o->n_sharded) { /* on any process: every process refuses the step */
 #pragma omp single
             {
@@ -731,15 +740,19 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
             for (int b = 0; b < o->n_blocks; b++) {
                 block *bl = &o->blocks[b];
                 check_bracket(o, bl, ts);
-                if (!bl->settled && bl->hist) memset(bl->hist, 0, MOFO_HIST_BINS * sizeof *bl->hist);
+                if (!bl->settled && bl->hist) {
+                    if (bl->hist_in_pass1) bl->hist_ready = 1; /* pass 1 counted them */
+                    else memset(bl->hist, 0, MOFO_HIST_BINS * sizeof *bl->hist);
+                }
                 any_unsettled |= !bl->settled;
             }
-            if (any_unsettled) { /* the peek: histograms for the blocks whose bracket missed */
-                ts->hist_block = -1;
+            if (any_unsettled) {
+                /* the peek: histograms for the blocks whose bracket missed and pass 1 did not count */
 #pragma omp for schedule(dynamic) nowait
                 for (int ci = 0; ci < o->n_chunks; ci++) {
                     chunk *c = &o->chunks[ci];
-                    if (c->block >= 0 && !o->blocks[c->block].settled) peek_chunk(&s, c, ts);
+                    if (c->block >= 0 && !o->blocks[c->block].settled && !o->blocks[c->block].hist_ready)
+                        peek_chunk(&s, c, ts);
                 }
                 flush_hist(o, ts);
 #pragma omp barrier
@@ -787,6 +800,9 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
         }
     }
     free(consts);
+    if (!nonfinite && !comm && !shard_refused) /* a block that missed may miss again: pass 1 counts next time */
+        for (int b = 0; b < o->n_blocks; b++)
+            o->blocks[b].hist_in_pass1 = o->blocks[b].hist && (o->blocks[b].sharded || o->blocks[b].settled == SETTLED_HISTOGRAM);
     if (comm == 1)
         return mofo_errf(err, MOFO_EIO, "step %lld: the all-reduce of the sharded parameters' counts failed; step "
                                         "refused, parameters and state unchanged", (long long)t);
