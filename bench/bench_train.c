@@ -25,7 +25,7 @@
 #include "bench_train_ranks.h"
 
 static const char *arch = "gpt2", *size;
-static int64_t batch, seq, threads, steps = 3, ranks;
+static int64_t batch, seq, threads, steps = 3, warmup = 10, ranks;
 static const char *method = "mofo";
 static int json_out;
 
@@ -35,7 +35,9 @@ static const arg_spec SPECS[] = {
     {"batch", ARG_INT, &batch, "B", "sequences per step (default 4 for gpt2, 1 for llama)"},
     {"seq", ARG_INT, &seq, "T", "tokens per sequence (default 64 for gpt2, 128 for llama)"},
     {"threads", ARG_INT, &threads, "N", "one row with N threads (default: rows for 1 and 2)"},
-    {"steps", ARG_INT, &steps, "S", "timed steps per row after a warm-up step (default 3)"},
+    {"steps", ARG_INT, &steps, "S", "timed steps per row after the warm-up (default 3)"},
+    {"warmup", ARG_INT, &warmup, "W", "untimed steps first (default 10): MoFO's bracket settles; steps 2-4 inside "
+                                      "them are reported apart as the early regime (early_ms)"},
     {"method", ARG_STR, &method, "M", "mofo (alpha 0.15; the default) | adamw | lora (rank 8 on every linear layer, "
                                       "AdamW on the adapters, the base frozen)"},
     {"ranks", ARG_INT, &ranks, "N", "instead: N processes x 1 thread (mpirun mofo finetune) against 1 x N threads, "
@@ -45,7 +47,7 @@ static const arg_spec SPECS[] = {
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void bench_train_help(FILE *out) {
-    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--threads N] [--ranks N] [--json]",
+    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--steps S] [--warmup W] [--threads N] [--ranks N] [--json]",
               SPECS, N_SPECS);
 }
 
@@ -61,8 +63,8 @@ int bench_train(int argc, char **argv) {
     if (!size) size = llama ? "1.1B" : "124M";
     if (!batch) batch = llama ? 1 : 4;
     if (!seq) seq = llama ? 128 : 64;
-    if (batch < 1 || seq < 2 || steps < 1 || threads < 0 || batch * seq > (1 << 24)) {
-        fprintf(stderr, "mofo bench train: --batch, --seq and --steps must be positive\n");
+    if (batch < 1 || seq < 2 || steps < 1 || threads < 0 || warmup < 3 || batch * seq > (1 << 24)) {
+        fprintf(stderr, "mofo bench train: --batch, --seq and --steps must be positive, --warmup at least 3\n");
         return 2;
     }
     int lora = strcmp(method, "lora") == 0, dense = strcmp(method, "adamw") == 0;
@@ -108,9 +110,9 @@ int bench_train(int argc, char **argv) {
     double params_m = m->n_floats / 1e6, acts_mb = mofo_model_act_floats(&cfg, B, T) * 4.0 / (1 << 20),
            predicted_mb = m->n_floats * (lora ? 4.0 : 16.0) / (1 << 20) + acts_mb; /* LoRA: weights only */
     if (!json_out) {
-        printf("mofo bench train: %s %s (%.1fM parameters), B=%d T=%d, %s, %d timed steps per row\n", arch, size,
+        printf("mofo bench train: %s %s (%.1fM parameters), B=%d T=%d, %s, %d timed steps per row after %d warm-up steps\n", arch, size,
                params_m, B, T,
-               lora ? "LoRA rank 8 (AdamW on the adapters)" : dense ? "AdamW (dense)" : "MoFO alpha 0.15", (int)steps);
+               lora ? "LoRA rank 8 (AdamW on the adapters)" : dense ? "AdamW (dense)" : "MoFO alpha 0.15", (int)steps, (int)warmup);
         int par = openblas_get_parallel();
         const char *wait = getenv("OMP_WAIT_POLICY");
         double load[1] = {0};
@@ -121,11 +123,12 @@ int bench_train(int argc, char **argv) {
         printf("memory predicted: %s %.0f MB + activations %.0f MB = %.0f MB; init %.1f s\n\n",
                lora ? "weights (adapters aside)" : "weights+grads+m+v", m->n_floats * (lora ? 4.0 : 16.0) / (1 << 20),
                acts_mb, predicted_mb, init_ms / 1e3);
-        printf("%7s %11s %10s %11s %12s %10s %12s %8s\n", "threads", "ms/step", "forward", "backward", "optimizer",
-               "tokens/s", "peak RSS MB", "loss");
+        printf("%7s %11s %10s %11s %12s %10s %14s %12s %8s\n", "threads", "ms/step", "forward", "backward", "optimizer",
+               "tokens/s", "steps 2-4 ms", "peak RSS MB", "loss");
     }
     int t_lo = threads ? (int)threads : 1, t_hi = threads ? (int)threads : 2, rc = 0;
     double *tot = malloc(sizeof(double) * (size_t)steps * 4), *fw = tot + steps, *bw = fw + steps, *op = bw + steps;
+    double early[3]; /* steps 2-4 */
     for (int nt = t_lo; nt <= t_hi && rc == 0; nt++) {
         cli_set_threads(nt);
         mofo_options o;
@@ -141,17 +144,18 @@ int bench_train(int argc, char **argv) {
             break;
         }
         float loss = NAN, loss_first = NAN; /* the loss of the warm-up step, then of the last */
-        for (int s = -1; s < steps && rc == 0; s++) {
+        for (int s = -(int)warmup; s < steps && rc == 0; s++) { /* s < 0: the warm-up */
             double a = (1e3 * cli_now());
             mofo_model_zero_grads(m);
             if (l) mofo_lora_zero_grads(l);
             rc = mofo_model_forward(m, ids, tg, B, T, &loss, &err);
             double b = (1e3 * cli_now());
-            if (s < 0) loss_first = loss;
+            if (s == -(int)warmup) loss_first = loss;
             if (rc == 0) rc = mofo_model_backward(m, ids, tg, &err);
             double c = (1e3 * cli_now());
             if (rc == 0) rc = mofo_optim_step(opt, 1e-4, &err);
             double d = (1e3 * cli_now());
+            if (s + warmup >= 1 && s + warmup <= 3) early[s + warmup - 1] = d - a;
             if (s >= 0) {
                 tot[s] = d - a;
                 fw[s] = b - a;
@@ -166,14 +170,15 @@ int bench_train(int argc, char **argv) {
         }
         int S = (int)steps;
         double ms = cli_median(tot, S), f = cli_median(fw, S), bk = cli_median(bw, S), om = cli_median(op, S);
-        double tps = B * T / (ms / 1e3), rss = peak_rss_mb();
+        double tps = B * T / (ms / 1e3), rss = peak_rss_mb(), early_ms = cli_median(early, 3);
         if (json_out)
             printf("{\"arch\": \"%s\", \"size\": \"%s\", \"method\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
                    "\"ms_per_step\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"optimizer_ms\": %.1f, "
-                   "\"tokens_per_s\": %.1f, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, \"loss_first\": %.4f, \"loss\": %.4f}\n",
-                   arch, size, method, B, T, nt, ms, f, bk, om, tps, rss, predicted_mb, loss_first, loss);
+                   "\"tokens_per_s\": %.1f, \"early_ms\": %.1f, \"warmup\": %d, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, "
+                   "\"loss_first\": %.4f, \"loss\": %.4f}\n",
+                   arch, size, method, B, T, nt, ms, f, bk, om, tps, early_ms, (int)warmup, rss, predicted_mb, loss_first, loss);
         else
-            printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, rss, loss);
+            printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %14.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, early_ms, rss, loss);
         fflush(stdout);
     }
     free(tot);
