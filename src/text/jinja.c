@@ -186,10 +186,31 @@ static int equal(value a, value b) {
 
 /* ---- strings: building with their masks ---- */
 
-typedef struct {
+/* A string being built. Each is on the env's list of open builders from sb_open until sb_value or
+ * sb_close, so a failure anywhere (jj_fail's longjmp) frees every one still open. */
+typedef struct sbuild {
     mofo_strbuf t, m;
     int any; /* some byte is trained */
+    struct sbuild *prev, *next;
 } sbuild;
+
+static sbuild *sb_open(env *e) {
+    sbuild *b = calloc(1, sizeof *b);
+    if (!b) jj_fail(e, 0, MOFO_ENOMEM, "out of memory");
+    b->next = e->open;
+    if (b->next) b->next->prev = b;
+    e->open = b;
+    return b;
+}
+
+static void sb_close(env *e, sbuild *b) {
+    if (b->prev) b->prev->next = b->next;
+    else e->open = b->next;
+    if (b->next) b->next->prev = b->prev;
+    mofo_sb_free(&b->t);
+    mofo_sb_free(&b->m);
+    free(b);
+}
 
 static void sb_add(sbuild *b, const char *s, size_t n, const uint8_t *m) {
     mofo_sb_append(&b->t, s, n);
@@ -202,12 +223,11 @@ static void sb_add(sbuild *b, const char *s, size_t n, const uint8_t *m) {
     }
 }
 static void sb_addv(sbuild *b, value v) { sb_add(b, v.s, v.n, v.m); }
-/* The built string as a value in the arena (b is freed). */
+/* The built string as a value in the arena (b is closed). */
 static value sb_value(env *e, sbuild *b) {
     if (b->t.failed || b->m.failed || b->t.len > MAX_OUTPUT) {
         int big = b->t.len > MAX_OUTPUT;
-        mofo_sb_free(&b->t);
-        mofo_sb_free(&b->m);
+        sb_close(e, b);
         if (big) jj_fail(e, 0, MOFO_EFORMAT, "a string of over %zu MiB", MAX_OUTPUT >> 20);
         jj_fail(e, 0, MOFO_ENOMEM, "out of memory");
     }
@@ -218,8 +238,7 @@ static value sb_value(env *e, sbuild *b) {
         if (b->t.len) memcpy(m, b->m.data, b->t.len);
     }
     value v = v_str(s, b->t.len, m);
-    mofo_sb_free(&b->t);
-    mofo_sb_free(&b->m);
+    sb_close(e, b);
     return v;
 }
 static value substr(value s, size_t a, size_t b) { return v_str(s.s + a, b - a, s.m ? s.m + a : NULL); }
@@ -302,9 +321,9 @@ static void to_str(env *e, sbuild *b, value v, int repr) {
 
 static value stringify(env *e, value v) {
     if (v.k == V_STR) return v;
-    sbuild b = {0};
-    to_str(e, &b, v, 0);
-    return sb_value(e, &b);
+    sbuild *b = sb_open(e);
+    to_str(e, b, v, 0);
+    return sb_value(e, b);
 }
 
 /* json.dumps(v, ensure_ascii=False, indent=indent) as transformers' tojson filter writes it */
@@ -551,9 +570,9 @@ static value slice(rctx *R, const node *n) {
     list *out = list_new(R->e, 4);
     for (int64_t i = a; step > 0 ? i < b : i > b; i += step) list_push(R->e, out, items->v[i]);
     if (obj.k == V_LIST) return v_list(out);
-    sbuild sb = {0};
-    for (size_t i = 0; i < out->n; i++) sb_addv(&sb, out->v[i]);
-    return sb_value(R->e, &sb);
+    sbuild *sb = sb_open(R->e);
+    for (size_t i = 0; i < out->n; i++) sb_addv(sb, out->v[i]);
+    return sb_value(R->e, sb);
 }
 
 /* positional/keyword argument k named kwname of a call node (evaluated), or NULL when absent */
@@ -635,16 +654,16 @@ static value call_macro(rctx *R, const node *n, const node *mac) {
         if (!arg(R, n, k, mac->names[k], 0, &v)) v = mac->args[k] ? eval(R, mac->args[k]) : v_undef(mac->names[k]);
         dict_setc(R->e, f.vars, mac->names[k], v);
     }
-    sbuild b = {0}, *saved = R->out;
+    sbuild *b = sb_open(R->e), *saved = R->out;
     frame *up = R->top;
-    R->out = &b;
+    R->out = b;
     R->top = &f;
     R->calls++;
     exec_list(R, mac->b);
     R->calls--;
     R->top = up;
     R->out = saved;
-    return sb_value(R->e, &b);
+    return sb_value(R->e, b);
 }
 
 static void ascii_case(char *s, size_t n, int mode) { /* 0 lower, 1 upper, 2 title, 3 capitalize */
@@ -666,18 +685,18 @@ static value change_case(rctx *R, value s, int mode) {
 }
 
 static value replace(rctx *R, value s, value old, value new_, int64_t count) {
-    sbuild b = {0};
+    sbuild *b = sb_open(R->e);
     size_t i = 0;
     int64_t done = 0;
     while (i <= s.n && (count < 0 || done < count)) {
         const char *hit = old.n ? find_sub(s.s + i, s.n - i, old.s, old.n) : (i < s.n || i == s.n ? s.s + i : NULL);
         if (!hit) break;
         size_t at = (size_t)(hit - s.s);
-        sb_add(&b, s.s + i, at - i, s.m ? s.m + i : NULL);
+        sb_add(b, s.s + i, at - i, s.m ? s.m + i : NULL);
         /* the replacement is trained where the text it replaces starts trained */
         int tr = s.m && at < s.n && s.m[at];
-        if (tr) sb_add(&b, new_.s, new_.n, ones(R->e, new_.n));
-        else sb_add(&b, new_.s, new_.n, NULL);
+        if (tr) sb_add(b, new_.s, new_.n, ones(R->e, new_.n));
+        else sb_add(b, new_.s, new_.n, NULL);
         done++;
         if (old.n) {
             i = at + old.n;
@@ -687,12 +706,12 @@ static value replace(rctx *R, value s, value old, value new_, int64_t count) {
                 break;
             }
             size_t l = cp_offset(s.s + at, s.n - at, 1);
-            sb_add(&b, s.s + at, l, s.m ? s.m + at : NULL);
+            sb_add(b, s.s + at, l, s.m ? s.m + at : NULL);
             i = at + l;
         }
     }
-    if (i < s.n) sb_add(&b, s.s + i, s.n - i, s.m ? s.m + i : NULL);
-    return sb_value(R->e, &b);
+    if (i < s.n) sb_add(b, s.s + i, s.n - i, s.m ? s.m + i : NULL);
+    return sb_value(R->e, b);
 }
 
 static value split(rctx *R, int line, value s, const value *sep, int64_t maxsplit) {
@@ -782,17 +801,13 @@ static value method(rctx *R, const node *n, value obj, const char *name) {
         if (!strcmp(name, "join")) {
             if (!arg(R, n, 0, NULL, 0, &a)) jj_fail(R->e, line, MOFO_EFORMAT, "join() needs an argument");
             list *items = iter_items(R, line, a);
-            sbuild sb = {0};
+            sbuild *sb = sb_open(R->e);
             for (size_t k = 0; k < items->n; k++) {
-                if (k) sb_addv(&sb, obj);
-                if (items->v[k].k != V_STR) {
-                    mofo_sb_free(&sb.t);
-                    mofo_sb_free(&sb.m);
-                    type_fail(R, line, "join() takes strings", items->v[k]);
-                }
-                sb_addv(&sb, items->v[k]);
+                if (k) sb_addv(sb, obj);
+                if (items->v[k].k != V_STR) type_fail(R, line, "join() takes strings", items->v[k]);
+                sb_addv(sb, items->v[k]);
             }
-            return sb_value(R->e, &sb);
+            return sb_value(R->e, sb);
         }
     } else if (obj.k == V_DICT) {
         if (!strcmp(name, "items") || !strcmp(name, "keys") || !strcmp(name, "values")) {
@@ -881,17 +896,17 @@ static value binop_eval(rctx *R, const node *n) {
         return v_bool(n->op == OP_IN ? r : !r);
     }
     case OP_CAT: {
-        sbuild sb = {0};
-        to_str(R->e, &sb, a, 0);
-        to_str(R->e, &sb, b, 0);
-        return sb_value(R->e, &sb);
+        sbuild *sb = sb_open(R->e);
+        to_str(R->e, sb, a, 0);
+        to_str(R->e, sb, b, 0);
+        return sb_value(R->e, sb);
     }
     case OP_ADD:
         if (a.k == V_STR && b.k == V_STR) {
-            sbuild sb = {0};
-            sb_addv(&sb, a);
-            sb_addv(&sb, b);
-            return sb_value(R->e, &sb);
+            sbuild *sb = sb_open(R->e);
+            sb_addv(sb, a);
+            sb_addv(sb, b);
+            return sb_value(R->e, sb);
         }
         if (a.k == V_LIST && b.k == V_LIST) {
             list *l = list_new(R->e, a.l->n + b.l->n);
@@ -903,9 +918,9 @@ static value binop_eval(rctx *R, const node *n) {
     default: break;
     }
     if (n->op == OP_MUL && a.k == V_STR && (b.k == V_INT || b.k == V_BOOL)) {
-        sbuild sb = {0};
-        for (int64_t k = 0; k < b.i && sb.t.len <= MAX_OUTPUT; k++) sb_addv(&sb, a);
-        return sb_value(R->e, &sb);
+        sbuild *sb = sb_open(R->e);
+        for (int64_t k = 0; k < b.i && sb->t.len <= MAX_OUTPUT; k++) sb_addv(sb, a);
+        return sb_value(R->e, sb);
     }
     if (!is_num(a) || !is_num(b)) {
         static const char *sym[] = {"+", "-", "*", "/", "//", "%", "**"};
@@ -1111,12 +1126,9 @@ static value apply_filter(rctx *R, const node *f, value v) {
     if (!strcmp(name, "tojson")) {
         int indent = -1;
         if (arg(R, f, 0, "indent", 0, &a) && a.k != V_NONE) indent = (int)need_int(R, line, "tojson's indent", a);
-        mofo_strbuf o = {0};
-        to_json(R->e, &o, v, indent, 0, line);
-        if (o.failed) jj_fail(R->e, line, MOFO_ENOMEM, "out of memory");
-        value r = v_str(jj_dup(R->e, o.data ? o.data : "", o.len), o.len, NULL);
-        mofo_sb_free(&o);
-        return r;
+        sbuild *o = sb_open(R->e); /* its text only: JSON is not trained */
+        to_json(R->e, &o->t, v, indent, 0, line);
+        return sb_value(R->e, o);
     }
     if (!strcmp(name, "string")) return stringify(R->e, v);
     if (!strcmp(name, "safe")) return v;
@@ -1134,23 +1146,23 @@ static value apply_filter(rctx *R, const node *f, value v) {
         list *items = iter_items(R, line, v), *l = list_new(R->e, items->n);
         for (size_t i = items->n; i-- > 0;) list_push(R->e, l, items->v[i]);
         if (v.k != V_STR) return v_list(l);
-        sbuild sb = {0};
-        for (size_t i = 0; i < l->n; i++) sb_addv(&sb, l->v[i]);
-        return sb_value(R->e, &sb);
+        sbuild *sb = sb_open(R->e);
+        for (size_t i = 0; i < l->n; i++) sb_addv(sb, l->v[i]);
+        return sb_value(R->e, sb);
     }
     if (!strcmp(name, "join")) {
         value sep = arg(R, f, 0, "d", 0, &a) ? need_str(R, line, "join's separator", a) : v_cstr("");
         value at;
         int by_attr = arg(R, f, 1, "attribute", 0, &at);
         list *items = iter_items(R, line, v);
-        sbuild sb = {0};
+        sbuild *sb = sb_open(R->e);
         for (size_t i = 0; i < items->n; i++) {
-            if (i) sb_addv(&sb, sep);
+            if (i) sb_addv(sb, sep);
             value x = items->v[i];
             if (by_attr) x = x.k == V_DICT && at.k == V_STR ? attr(R, line, x, at.s, at.n) : v_undef(NULL);
-            to_str(R->e, &sb, x, 0);
+            to_str(R->e, sb, x, 0);
         }
-        return sb_value(R->e, &sb);
+        return sb_value(R->e, sb);
     }
     if (!strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "title") || !strcmp(name, "capitalize")) {
         value s = stringify(R->e, v);
@@ -1332,11 +1344,11 @@ static void exec_list(rctx *R, const node *s) {
             if (s->k == S_SET) {
                 v = eval(R, s->a);
             } else {
-                sbuild b = {0}, *saved = R->out;
-                R->out = &b;
+                sbuild *b = sb_open(R->e), *saved = R->out;
+                R->out = b;
                 exec_list(R, s->b);
                 R->out = saved;
-                v = sb_value(R->e, &b);
+                v = sb_value(R->e, b);
             }
             if (s->nnames) {
                 value ns = lookup(R, s->s);
@@ -1369,6 +1381,7 @@ int mofo_jinja_render(const mofo_jinja *t, const mofo_jinja_vars *v, mofo_strbuf
     if (setjmp(jb)) {
         mofo_sb_free(&out.t);
         mofo_sb_free(&out.m);
+        while (e.open) sb_close(&e, e.open);
         jj_arena_free(e.head);
         return err ? err->code : MOFO_EFORMAT;
     }

@@ -23,11 +23,19 @@ typedef struct {
     jmp_buf *jb;
     mofo_err *err;
     const char *name;
+    struct sbuild *open; /* the renderer's strings being built (jinja.c), freed on a failure */
 } env;
 
 #define JJ_MAX_ARENA ((size_t)1 << 28)
 
 _Noreturn void jj_fail(env *e, int line, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* jj_alloc's size of an n-byte allocation; jj_reserve makes room for n such bytes in the current
+ * block without failing (0, or MOFO_EFORMAT past the arena's limit, MOFO_ENOMEM), so that a caller
+ * holding memory of its own can release it before it fails. */
+#define JJ_ROUND(n) (((n) + 15) & ~(size_t)15)
+int jj_reserve(env *e, size_t n);
+/* sb's text as a NUL-terminated arena string; sb is freed whether or not that fails. */
+char *jj_take(env *e, mofo_strbuf *sb, int line);
 void *jj_alloc(env *e, size_t n);  /* 16-byte aligned; out of memory, or over JJ_MAX_ARENA in all, fails */
 void *jj_zalloc(env *e, size_t n); /* zeroed */
 char *jj_dup(env *e, const char *s, size_t n); /* NUL-terminated copy */

@@ -23,19 +23,25 @@ _Noreturn void jj_fail(env *e, int line, int code, const char *fmt, ...) {
     longjmp(*e->jb, 1);
 }
 
+int jj_reserve(env *e, size_t n) {
+    if (e->head && e->head->cap - e->head->used >= n) return 0;
+    size_t cap = n > 65536 ? n : 65536;
+    if (cap > JJ_MAX_ARENA - e->total) return MOFO_EFORMAT;
+    blk *b = malloc(sizeof *b + cap);
+    if (!b) return MOFO_ENOMEM;
+    e->total += cap;
+    b->next = e->head;
+    b->used = 0;
+    b->cap = cap;
+    e->head = b;
+    return 0;
+}
+
 void *jj_alloc(env *e, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    if (!e->head || e->head->cap - e->head->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        if (cap > JJ_MAX_ARENA - e->total) jj_fail(e, 0, MOFO_EFORMAT, "the template needs over %zu MiB", JJ_MAX_ARENA >> 20);
-        e->total += cap;
-        blk *b = malloc(sizeof *b + cap);
-        if (!b) jj_fail(e, 0, MOFO_ENOMEM, "out of memory");
-        b->next = e->head;
-        b->used = 0;
-        b->cap = cap;
-        e->head = b;
-    }
+    n = JJ_ROUND(n);
+    int rc = jj_reserve(e, n);
+    if (rc == MOFO_EFORMAT) jj_fail(e, 0, rc, "the template needs over %zu MiB", JJ_MAX_ARENA >> 20);
+    if (rc) jj_fail(e, 0, rc, "out of memory");
     void *p = e->head->data + e->head->used;
     e->head->used += n;
     return p;
@@ -49,6 +55,18 @@ void jj_arena_free(blk *b) {
         free(b);
         b = n;
     }
+}
+
+char *jj_take(env *e, mofo_strbuf *sb, int line) {
+    int rc = sb->failed ? MOFO_ENOMEM : jj_reserve(e, JJ_ROUND(sb->len + 1));
+    if (rc) {
+        mofo_sb_free(sb);
+        if (rc == MOFO_EFORMAT) jj_fail(e, line, rc, "the template needs over %zu MiB", JJ_MAX_ARENA >> 20);
+        jj_fail(e, line, rc, "out of memory");
+    }
+    char *p = jj_dup(e, sb->data ? sb->data : "", sb->len); /* cannot fail now */
+    mofo_sb_free(sb);
+    return p;
 }
 
 char *jj_dup(env *e, const char *s, size_t n) {
@@ -141,9 +159,8 @@ static void lex_string(lexer *L) {
         jj_fail(L->e, line, MOFO_EFORMAT, "unterminated string");
     }
     L->pos++;
-    if (sb.failed) jj_fail(L->e, line, MOFO_ENOMEM, "out of memory");
-    tok t = {T_STR, line, jj_dup(L->e, sb.data ? sb.data : "", sb.len), sb.len, 0, 0};
-    mofo_sb_free(&sb);
+    size_t n = sb.len;
+    tok t = {T_STR, line, jj_take(L->e, &sb, line), n, 0, 0};
     push_tok(L, t);
 }
 
@@ -367,11 +384,11 @@ static node *primary(parser *P) {
             mofo_sb_append(&sb, peek(P)->s, peek(P)->n);
             P->p++;
         }
-        if (sb.failed) jj_fail(P->e, line, MOFO_ENOMEM, "out of memory");
+        size_t len = sb.len;
+        char *str = jj_take(P->e, &sb, line);
         n = mk(P, N_LIT_STR, line);
-        n->s = jj_dup(P->e, sb.data ? sb.data : "", sb.len);
-        n->n = sb.len;
-        mofo_sb_free(&sb);
+        n->s = str;
+        n->n = len;
         return n;
     }
     if (t->k == T_INT || t->k == T_FLOAT) {
