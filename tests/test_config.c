@@ -120,6 +120,18 @@ int main(void) {
          "\"max_window_layers\":1}", "max_window_layers"},
         {"{\"model_type\":\"gpt2\",\"n_embd\":48,\"n_head\":4,\"n_layer\":2,\"n_positions\":32,\"vocab_size\":211,"
          "\"add_cross_attention\":true}", "add_cross_attention"},
+        /* numbers beyond double's range parse to inf (fuzz_config found the inf that then failed to
+         * round-trip), and a non-integer where an integer belongs */
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"rms_norm_eps\":1e405}", "rms_norm_eps"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"rope_theta\":-1e999}", "rope_theta"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,"
+         "\"low_freq_factor\":1,\"high_freq_factor\":4,\"original_max_position_embeddings\":1e20}}",
+         "original_max_position_embeddings"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1000000,\"num_attention_heads\":4,"
+         "\"intermediate_size\":100,\"vocab_size\":50}", "1000000 layers"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
@@ -127,5 +139,13 @@ int main(void) {
         CHECK(strstr(err.msg, "x/config.json") && strstr(err.msg, bad[i].word), "case %zu: '%s' lacks '%s'", i,
               err.msg, bad[i].word);
     }
+    /* a config that parses but whose tensors no machine holds: refused when its table is built */
+    CHECK(parse(&c, "{\"model_type\":\"llama\",\"hidden_size\":1048576,\"num_hidden_layers\":2,"
+                    "\"num_attention_heads\":4,\"intermediate_size\":100,\"vocab_size\":1000000000}", &err) == 0,
+          "huge config: %s", err.msg);
+    mofo_param *table = NULL;
+    int n_table = 0;
+    CHECK(mofo_model_param_table(&c, &table, &n_table, NULL, &err) != 0 && !table && strstr(err.msg, "2^42"),
+          "a 2^50-parameter table: '%s'", err.msg);
     return CHECK_DONE();
 }

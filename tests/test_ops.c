@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "mofo/error.h"
 #include "check.h"
 
 /* ---- fixed-seed random numbers (splitmix64) ---- */
@@ -417,8 +418,8 @@ static void check_embed(const mofo_backend *be) {
 }
 
 static void check_norms(const mofo_backend *be) {
-    static const int shapes[][2] = {{5, 7}, {1, 33}, {17, 13}}; /* N, C */
-    for (int sh = 0; sh < 3; sh++)
+    static const int shapes[][2] = {{5, 7}, {1, 33}, {17, 13}, {3, 301}}; /* N, C (301: rows over 256 threads) */
+    for (int sh = 0; sh < 4; sh++)
         for (int rms = 0; rms < 2; rms++) {
             int N = shapes[sh][0], C = shapes[sh][1];
             size_t n = (size_t)N * C;
@@ -510,6 +511,7 @@ static void check_attention(const mofo_backend *be) {
         /* B, T, NH, NKV, HD, window, pos0 */
         {2, 9, 4, 2, 8, 0, 0}, {1, 7, 4, 1, 6, 3, 0}, {2, 5, 4, 4, 4, 0, 0}, {1, 9, 2, 2, 8, 4, 0},
         {2, 4, 4, 2, 8, 0, 5}, {1, 3, 4, 1, 6, 3, 6}, {1, 1, 4, 4, 8, 0, 8}, /* pos0 > 0: a KV cache's rows */
+        {1, 6, 2, 1, 72, 0, 0}, {1, 3, 2, 2, 40, 0, 4}, /* heads over 32 (a warp's lanes hold several entries) */
     };
     for (int cs = 0; cs < (int)(sizeof cases / sizeof *cases); cs++) {
         const int *c = cases[cs];
@@ -585,8 +587,8 @@ static void check_activations(const mofo_backend *be) {
 }
 
 static void check_crossentropy(const mofo_backend *be) {
-    static const int shapes[][2] = {{17, 13}, {5, 33}, {1, 7}}; /* N, V */
-    for (int sh = 0; sh < 3; sh++) {
+    static const int shapes[][2] = {{17, 13}, {5, 33}, {1, 7}, {3, 515}}; /* N, V */
+    for (int sh = 0; sh < 4; sh++) {
         int N = shapes[sh][0], V = shapes[sh][1], tg[17];
         size_t n = (size_t)N * V;
         for (int i = 0; i < N; i++) tg[i] = i % 4 == 1 ? -100 : irand(V); /* some ignored */
@@ -624,6 +626,23 @@ static void check_crossentropy(const mofo_backend *be) {
     }
 }
 
+/* The CUDA backend's errors, last (a failure is sticky): out of memory is alloc's NULL and not a failure;
+ * a head over the attention kernel's 256 entries fails naming the size, and every later operation
+ * does nothing. */
+static void check_cuda_errors(const mofo_backend *be) {
+    CHECK(be->alloc((size_t)1 << 50) == NULL && be->failure() == NULL, "alloc of 4 PiB: NULL, not sticky");
+    const int T = 2, NH = 1, HD = 300;
+    float *q = dev(be, NULL, (size_t)T * 3 * HD), *out = dev(be, NULL, (size_t)T * HD), *lse = dev(be, NULL, 2);
+    be->attention_forward(out, lse, q, 3 * HD, q + HD, q + 2 * HD, 3 * HD, 1, T, 0, NH, NH, HD, 0, NULL);
+    const char *why = be->failure();
+    CHECK(why && strstr(why, "head size 300"), "attention with HD 300: '%s'", why ? why : "no failure");
+    float one = 1.0f;
+    be->fill(out, 2.0f, 1); /* does nothing now */
+    be->download(&one, out, 1);
+    CHECK(one == 0.0f, "after a failure: download gives zeros (%g)", one);
+    release(be);
+}
+
 /* Every operation of be; returns the number of failed checks. */
 static int check_backend(const mofo_backend *be) {
     int failed = check_failed;
@@ -642,10 +661,22 @@ static int check_backend(const mofo_backend *be) {
 }
 
 int main(void) {
+    mofo_err err = {0};
     const mofo_backend *backends[] = {
-        mofo_backend_cpu(), /* another backend: one more line here */
+        mofo_backend_cpu(),
+        mofo_backend_cuda(&err), /* NULL without CUDA or a device (or the simulator's, test_ops_cudasim) */
     };
-    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
-        if (check_backend(backends[i])) fprintf(stderr, "backend %s: checks failed\n", backends[i]->name);
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++) {
+        const mofo_backend *be = backends[i];
+        if (!be) {
+            printf("backend %zu: skipped: %s\n", i, err.msg);
+            continue;
+        }
+        if (check_backend(be)) fprintf(stderr, "backend %s: checks failed\n", be->name);
+        const char *why = be->failure();
+        CHECK(!why, "backend %s failed: %s", be->name, why ? why : "");
+        if (strcmp(be->name, "cuda") == 0) check_cuda_errors(be);
+        be->close();
+    }
     return CHECK_DONE();
 }

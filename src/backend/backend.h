@@ -20,7 +20,14 @@
 typedef enum { MOFO_PENALTY_L1 = 1, MOFO_PENALTY_L2 = 2 } mofo_penalty;
 
 typedef struct mofo_backend {
-    const char *name; /* "cpu" */
+    const char *name; /* "cpu", "cuda" */
+    /* NULL while every operation has succeeded; else what failed first, naming the call, the file and
+     * the line (a device's errors are sticky, as CUDA's: later operations do nothing). The operations
+     * return nothing, so the engine asks here after each step. The CPU backend never fails past alloc. */
+    const char *(*failure)(void);
+    /* Frees what the backend holds itself (scratch, library handles), after its last operation and
+     * once every array of alloc has been freed; it may be created again afterwards. */
+    void (*close)(void);
 
     /* ---- memory ---- */
     float *(*alloc)(size_t n);                                /* n zeroed floats; NULL when out of memory */
@@ -96,5 +103,10 @@ typedef struct mofo_backend {
 
 /* The CPU backend: OpenMP loops and the BLAS that blas.c chooses. */
 const mofo_backend *mofo_backend_cpu(void);
+
+/* The CUDA backend (src/backend/cuda/: kernels and cuBLAS) on the current device; NULL with the
+ * reason in err (MOFO_ENODEV) when the build has no CUDA or the machine no device. */
+struct mofo_err;
+const mofo_backend *mofo_backend_cuda(struct mofo_err *err);
 
 #endif

@@ -69,8 +69,13 @@ static double cpu_penalty_grad(mofo_penalty kind, double reg, const float *theta
     return reg * pen;
 }
 
+static const char *cpu_failure(void) { return NULL; }
+static void cpu_close(void) {}
+
 static const mofo_backend CPU = {
     .name = "cpu",
+    .failure = cpu_failure,
+    .close = cpu_close,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,

@@ -1,4 +1,5 @@
 /* config.json as transformers writes it, for model_type gpt2, llama, mistral and qwen2. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,9 @@ typedef struct {
     int rc;
 } cfg_reader;
 
-/* An integer field; absent or null gives def (or an error when def < 0 means required). */
-static int get_int(cfg_reader *r, const char *key, int def) {
-    const mofo_json *j = mofo_json_get(r->root, key);
+/* An integer field of obj; absent or null gives def (or an error when def < 0 means required). */
+static int get_int_in(cfg_reader *r, const mofo_json *obj, const char *key, int def) {
+    const mofo_json *j = mofo_json_get(obj, key);
     if (!j || j->type == MOFO_JSON_NULL) {
         if (def < 0 && r->rc == 0)
             r->rc = mofo_errf(r->err, MOFO_EFORMAT, "%s: missing field '%s'", r->label, key);
@@ -31,11 +32,17 @@ static int get_int(cfg_reader *r, const char *key, int def) {
     return (int)v;
 }
 
+static int get_int(cfg_reader *r, const char *key, int def) { return get_int_in(r, r->root, key, def); }
+
 static double get_num(cfg_reader *r, const mofo_json *obj, const char *key, double def) {
     const mofo_json *j = mofo_json_get(obj, key);
     if (!j || j->type == MOFO_JSON_NULL) return def;
     if (j->type != MOFO_JSON_NUMBER) {
         if (r->rc == 0) r->rc = mofo_errf(r->err, MOFO_EFORMAT, "%s: field '%s' is not a number", r->label, key);
+        return def;
+    }
+    if (!isfinite(j->number)) { /* 1e400 parses to inf: no field of a config means that */
+        if (r->rc == 0) r->rc = mofo_errf(r->err, MOFO_EFORMAT, "%s: field '%s' is not a finite number", r->label, key);
         return def;
     }
     return j->number;
@@ -171,7 +178,7 @@ int mofo_config_parse(mofo_model_config *cfg, const char *text, size_t len, cons
                 if (cfg->rope_scaling == MOFO_ROPE_LLAMA3) {
                     cfg->rope_low_freq_factor = get_num(&r, rp, "low_freq_factor", 0);
                     cfg->rope_high_freq_factor = get_num(&r, rp, "high_freq_factor", 0);
-                    cfg->rope_original_max_T = (int)get_num(&r, rp, "original_max_position_embeddings", 0);
+                    cfg->rope_original_max_T = get_int_in(&r, rp, "original_max_position_embeddings", 0);
                 }
                 if (r.rc == 0 && (!(cfg->rope_factor > 0) ||
                                   (cfg->rope_scaling == MOFO_ROPE_LLAMA3 &&
@@ -223,6 +230,8 @@ int mofo_config_check(const mofo_model_config *c, const char *label, mofo_err *e
         return mofo_errf(err, MOFO_EFORMAT, "%s: sizes must be positive (vocab %d, hidden %d, layers %d, heads %d, "
                          "kv heads %d, head_dim %d, mlp %d, positions %d)", label, c->V, c->C, c->L, c->NH, c->NKV,
                          c->HD, c->FF, c->max_T);
+    if (c->L > MOFO_MAX_LAYERS) /* the largest published models have ~130 */
+        return mofo_errf(err, MOFO_EFORMAT, "%s: %d layers: mofo takes at most %d", label, c->L, MOFO_MAX_LAYERS);
     if (c->NH % c->NKV)
         return mofo_errf(err, MOFO_EFORMAT, "%s: %d attention heads are not a multiple of %d key/value heads", label,
                          c->NH, c->NKV);
@@ -230,8 +239,10 @@ int mofo_config_check(const mofo_model_config *c, const char *label, mofo_err *e
         return mofo_errf(err, MOFO_EFORMAT, "%s: head_dim %d is odd, RoPE needs it even", label, c->HD);
     if (c->names == MOFO_NAMES_GPT2 && c->NH * c->HD != c->C)
         return mofo_errf(err, MOFO_EFORMAT, "%s: n_embd %d is not a multiple of n_head %d", label, c->C, c->NH);
-    if (c->norm_eps <= 0)
-        return mofo_errf(err, MOFO_EFORMAT, "%s: the norm epsilon must be positive", label);
+    if (!(c->norm_eps > 0 && isfinite(c->norm_eps)))
+        return mofo_errf(err, MOFO_EFORMAT, "%s: the norm epsilon must be positive and finite", label);
+    if (c->pos == MOFO_POS_ROPE && !(c->rope_theta > 0 && isfinite(c->rope_theta)))
+        return mofo_errf(err, MOFO_EFORMAT, "%s: rope_theta %g must be positive and finite", label, c->rope_theta);
     return 0;
 }
 

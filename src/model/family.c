@@ -3,6 +3,7 @@
  * binding the block's matrices, LoRA's targets, Half Fine-Tuning's frozen half and the parameter
  * kinds all read the roles this table gives; adding a family is one table here (and its config.json
  * fields in config.c). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,9 @@ static int role_shape(mofo_role r, const mofo_model_config *c, int64_t shape[2])
     return cols ? 2 : 1;
 }
 
+/* 2^42 parameters (16 TiB in fp32): a config beyond is refused before its table is built. */
+#define MAX_FLOATS ((uint64_t)1 << 42)
+
 typedef struct {
     mofo_param *p;
     int n, cap;
@@ -149,6 +153,7 @@ static int add_specs(table *tb, const tensor_spec *s, const mofo_model_config *c
         p->transposed = s->transposed;
         p->dtype = MOFO_DT_F32;
         p->offset = tb->offset;
+        if ((uint64_t)p->numel > MAX_FLOATS - tb->offset) return 1; /* sizes no machine holds */
         tb->offset += (size_t)p->numel;
     }
     return 0;
@@ -168,7 +173,9 @@ int mofo_model_param_table(const mofo_model_config *cfg, mofo_param **out, int *
     if (!bad) bad = add_specs(&tb, f->outer_last, cfg, -1);
     if (bad) {
         free(tb.p);
-        return mofo_errf(err, MOFO_ENOMEM, "out of memory for the parameter table");
+        return bad > 0 ? mofo_errf(err, MOFO_EFORMAT, "config: more than 2^42 parameters (vocab %d, hidden %d, "
+                                   "layers %d, mlp %d)", cfg->V, cfg->C, cfg->L, cfg->FF)
+                       : mofo_errf(err, MOFO_ENOMEM, "out of memory for the parameter table");
     }
     *out = tb.p;
     *n = tb.n;

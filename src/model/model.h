@@ -35,6 +35,9 @@ typedef enum { MOFO_ROPE_DEFAULT, MOFO_ROPE_LINEAR, MOFO_ROPE_LLAMA3 } mofo_rope
 /* The rounding of RoPE's inverse frequencies; NONE (0) in a zeroed config. */
 typedef enum { MOFO_ROPE_ROUND_NONE, MOFO_ROPE_ROUND_BF16, MOFO_ROPE_ROUND_F16 } mofo_rope_round;
 
+/* The most layers a config may have (a check on untrusted files, far above any published model). */
+#define MOFO_MAX_LAYERS 1024
+
 typedef struct mofo_model_config {
     char model_type[32];   /* "gpt2", "llama", "mistral", "qwen2" */
     mofo_names_kind names; /* tensor naming and GPT-2's fused Conv1D layout */

@@ -87,6 +87,8 @@ static bool inside(const std::map<uintptr_t, size_t> &allocs, const void *p, siz
     return a + bytes <= it->first + it->second;
 }
 
+bool cudasim_is_device(const void *p, size_t bytes) { return inside(device_allocs, p, bytes); }
+
 static void leak_check(void) {
     if (device_allocs.empty()) return;
     size_t bytes = 0;

@@ -46,6 +46,8 @@ extern dim3 threadIdx, blockIdx, blockDim, gridDim; /* of the fiber running now 
 
 /* ---- the simulator (sim.cpp) ---- */
 
+/* Whether [p, p + bytes) lies in one device allocation (for the simulated libraries' checks). */
+bool cudasim_is_device(const void *p, size_t bytes);
 /* Runs kernel(ctx) for every thread of the grid (block: threads per block, at most 1024). */
 void cudasim_run(dim3 grid, dim3 block, void (*kernel)(void *ctx), void *ctx);
 void cudasim_syncthreads(const char *file, int line);

@@ -1,0 +1,246 @@
+/* The CUDA backend of the operations boundary (backend/backend.h): device memory (plain cudaMalloc,
+ * never managed), element-wise work, reductions in double with a fixed order, matrix products
+ * through cuBLAS in fp32 (no TF32: CUBLAS_DEFAULT_MATH), and the table; the layers are layers.cu's.
+ * Everything runs on the legacy default stream, in order. tests/test_ops.c checks every operation
+ * against naive references, on the simulator (tests/cudasim) in CI and on a GPU where there is one. */
+#include <cublas_v2.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.cuh"
+
+extern "C" {
+#include "mofo/error.h"
+}
+
+/* ---- the sticky failure ---- */
+
+static char failure_msg[512];
+static int has_failed;
+
+int cuda_fail(const char *file, int line, const char *call, const char *why) {
+    if (!has_failed) snprintf(failure_msg, sizeof failure_msg, "%s:%d: %s failed: %s", file, line, call, why);
+    has_failed = 1;
+    return 1;
+}
+int cuda_failed(void) { return has_failed; }
+static const char *cuda_failure(void) { return has_failed ? failure_msg : NULL; }
+
+/* ---- scratch ---- */
+
+static void *scratch[N_SCRATCH];
+static size_t scratch_bytes[N_SCRATCH];
+
+void *cuda_scratch(scratch_slot slot, size_t bytes) {
+    if (has_failed) return NULL;
+    if (bytes > scratch_bytes[slot]) {
+        cudaFree(scratch[slot]);
+        scratch[slot] = NULL, scratch_bytes[slot] = 0;
+        size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
+        cudaError_t e = cudaMalloc(&scratch[slot], want);
+        if (e != cudaSuccess) {
+            char why[160];
+            snprintf(why, sizeof why, "%s (%zu bytes of scratch)", cudaGetErrorString(e), want);
+            cuda_fail(__FILE__, __LINE__, "cudaMalloc", why);
+            return NULL;
+        }
+        scratch_bytes[slot] = want;
+    }
+    return scratch[slot];
+}
+
+const int *cuda_upload_ids(const int *ids, size_t n) {
+    int *d = (int *)cuda_scratch(SCRATCH_IDS, n * sizeof *ids);
+    if (!d) return NULL;
+    cudaError_t e = cudaMemcpy(d, ids, n * sizeof *ids, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) {
+        cuda_fail(__FILE__, __LINE__, "cudaMemcpy (ids)", cudaGetErrorString(e));
+        return NULL;
+    }
+    return d;
+}
+
+/* ---- memory ---- */
+
+static float *cuda_alloc(size_t n) {
+    void *p = NULL;
+    size_t bytes = (n ? n : 1) * sizeof(float);
+    if (has_failed || cudaMalloc(&p, bytes) != cudaSuccess) {
+        cudaGetLastError(); /* out of memory is the caller's to report, not sticky */
+        return NULL;
+    }
+    if (cudaMemset(p, 0, bytes) != cudaSuccess) {
+        cudaFree(p);
+        return NULL;
+    }
+    return (float *)p;
+}
+static void cuda_free(float *p) {
+    if (p) cudaFree(p);
+}
+static void cuda_upload(float *dst, const float *host, size_t n) {
+    if (!has_failed) CUDA_OK(cudaMemcpy(dst, host, n * sizeof *dst, cudaMemcpyHostToDevice));
+}
+static void cuda_download(float *host, const float *src, size_t n) {
+    if (has_failed) {
+        memset(host, 0, n * sizeof *host); /* defined contents; the failure says why */
+        return;
+    }
+    CUDA_OK(cudaMemcpy(host, src, n * sizeof *host, cudaMemcpyDeviceToHost));
+}
+static void cuda_copy(float *dst, const float *src, size_t n) {
+    if (!has_failed) CUDA_OK(cudaMemcpy(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice));
+}
+
+__global__ void k_fill(float *x, float v, size_t n) {
+    GRID_STRIDE(i, n) x[i] = v;
+}
+static void cuda_fill(float *dst, float value, size_t n) {
+    if (has_failed || n == 0) return;
+    KERNEL_LAUNCH(blocks_for(n), THREADS, k_fill)(dst, value, n);
+    CUDA_LAUNCHED();
+}
+
+__global__ void k_add(float *y, const float *x, size_t n) {
+    GRID_STRIDE(i, n) y[i] += x[i];
+}
+static void cuda_add(float *y, const float *x, size_t n) {
+    if (has_failed || n == 0) return;
+    KERNEL_LAUNCH(blocks_for(n), THREADS, k_add)(y, x, n);
+    CUDA_LAUNCHED();
+}
+
+__global__ void k_scale(float *x, float s, size_t n) {
+    GRID_STRIDE(i, n) x[i] *= s;
+}
+static void cuda_scale(float *x, float s, size_t n) {
+    if (has_failed || n == 0) return;
+    KERNEL_LAUNCH(blocks_for(n), THREADS, k_scale)(x, s, n);
+    CUDA_LAUNCHED();
+}
+
+/* ---- reductions: each block's partial sum in double, the partials summed in order on the host ---- */
+
+typedef enum { RED_SUM, RED_SUMSQ, RED_L1, RED_L2 } reduction;
+
+/* RED_SUM, RED_SUMSQ: sum x, sum x^2. RED_L1, RED_L2 (the pull toward theta0): g += the penalty's
+ * gradient and the partials of sum |d| or sum d^2, d = theta - theta0 (x = theta). */
+__global__ void k_reduce(reduction kind, const float *x, const float *theta0, float *g, float reg, size_t n,
+                         double *parts) {
+    __shared__ double sh[THREADS];
+    double s = 0;
+    GRID_STRIDE(i, n) {
+        if (kind == RED_SUM) {
+            s += x[i];
+        } else if (kind == RED_SUMSQ) {
+            s += (double)x[i] * x[i];
+        } else {
+            float d = x[i] - theta0[i];
+            if (kind == RED_L1) {
+                s += fabs((double)d);
+                g[i] += d > 0 ? reg : d < 0 ? -reg : 0.0f;
+            } else {
+                s += (double)d * d;
+                g[i] += reg * d; /* reg is 2 reg here */
+            }
+        }
+    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) parts[blockIdx.x] = s;
+}
+
+static double reduce(reduction kind, const float *x, const float *theta0, float *g, float reg, size_t n) {
+    if (has_failed || n == 0) return 0;
+    unsigned nb = blocks_for(n);
+    double *parts = (double *)cuda_scratch(SCRATCH_PARTS, nb * sizeof(double)), host[MAX_BLOCKS];
+    if (!parts) return 0;
+    KERNEL_LAUNCH(nb, THREADS, k_reduce)(kind, x, theta0, g, reg, n, parts);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaMemcpy(host, parts, nb * sizeof(double), cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) {
+        cuda_fail(__FILE__, __LINE__, "k_reduce", cudaGetErrorString(e));
+        return 0;
+    }
+    double s = 0;
+    for (unsigned b = 0; b < nb; b++) s += host[b];
+    return s;
+}
+static double cuda_sum(const float *x, size_t n) { return reduce(RED_SUM, x, NULL, NULL, 0, n); }
+static double cuda_sumsq(const float *x, size_t n) { return reduce(RED_SUMSQ, x, NULL, NULL, 0, n); }
+static double cuda_penalty_grad(mofo_penalty kind, double reg, const float *theta, const float *theta0, float *g,
+                                int64_t n) {
+    if (kind == MOFO_PENALTY_L1) return reg * reduce(RED_L1, theta, theta0, g, (float)reg, (size_t)n);
+    return reg * reduce(RED_L2, theta, theta0, g, (float)(2 * reg), (size_t)n);
+}
+
+/* ---- matrix products: cuBLAS, column-major, so the row-major C = op(A) op(B) is C^T = op(B)^T op(A)^T ---- */
+
+static cublasHandle_t blas;
+
+void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc) {
+    if (has_failed || M == 0 || N == 0) return;
+    cublasStatus_t st = cublasSgemm(blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                    N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        char why[96];
+        snprintf(why, sizeof why, "cuBLAS status %d (M=%d N=%d K=%d)", (int)st, M, N, K);
+        cuda_fail(__FILE__, __LINE__, "cublasSgemm", why);
+    }
+}
+
+/* ---- the table ---- */
+
+void cuda_layers_table(mofo_backend *be); /* layers.cu */
+
+static mofo_backend table;
+
+static void cuda_close(void) {
+    for (int s = 0; s < N_SCRATCH; s++) {
+        cudaFree(scratch[s]);
+        scratch[s] = NULL, scratch_bytes[s] = 0;
+    }
+    if (blas) cublasDestroy(blas);
+    blas = NULL;
+}
+
+static void fill_table(mofo_backend *t) {
+    t->name = "cuda";
+    t->failure = cuda_failure;
+    t->close = cuda_close;
+    t->alloc = cuda_alloc;
+    t->free = cuda_free;
+    t->upload = cuda_upload;
+    t->download = cuda_download;
+    t->copy = cuda_copy;
+    t->fill = cuda_fill;
+    t->add = cuda_add;
+    t->scale = cuda_scale;
+    t->sum = cuda_sum;
+    t->sumsq = cuda_sumsq;
+    t->penalty_grad = cuda_penalty_grad;
+    t->gemm = cuda_gemm;
+    cuda_layers_table(t);
+}
+
+extern "C" const mofo_backend *mofo_backend_cuda(mofo_err *err) {
+    if (blas) return &table;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        mofo_errf(err, MOFO_ENODEV, "device cuda: no CUDA device (cudaGetDeviceCount: %s)",
+                  e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return NULL;
+    }
+    cublasStatus_t st = cublasCreate(&blas);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        blas = NULL;
+        mofo_errf(err, MOFO_EDEVICE, "device cuda: cublasCreate failed (status %d)", (int)st);
+        return NULL;
+    }
+    fill_table(&table);
+    return &table;
+}
