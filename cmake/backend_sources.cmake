@@ -1,6 +1,7 @@
 # The operations boundary (src/backend/backend.h): its CPU backend (OpenMP loops and OpenBLAS) and,
 # where nvcc was found, its CUDA backend (kernels and cuBLAS; else a stub that refuses device cuda).
 set(MOFO_BACKEND_CPU_SOURCES
+  src/backend/backend.c
   src/backend/blas.c
   src/backend/cpu_layers.c
   src/backend/cpu.c

@@ -1,12 +1,15 @@
 /* Three training steps (forward, backward, libmofo) with MoFO and with AdamW against the
  * trajectories of PyTorch + transformers in traj.safetensors / meta.json: the loss before each step
  * within 1e-5, the final parameters within relative error 1e-4, the loss on batch 0 afterwards.
- * One exception, explained below: GPT-2's key bias, whose gradient is rounding noise. */
+ * One exception, explained below: GPT-2's key bias, whose gradient is rounding noise. On the CPU
+ * and, as test_train_traj_cudasim, with the model on the engine's CUDA backend and libmofo's CUDA
+ * optimizer, both under the simulator (the same tolerances hold). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "device.h"
 #include "text/utf8.h" /* mofo_read_file */
 #include "io/json.h"
 #include "model/model.h"
@@ -29,6 +32,7 @@ static void run(const char *name, const char *method) {
     size_t meta_len;
     mofo_json_doc *meta = NULL;
     CHECK(mofo_model_load(&m, dir, &err) == 0, "%s", err.msg);
+    CHECK(!m || mofo_model_to_device(m, TEST_DEVICE, &err) == 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/traj.safetensors", dir);
     CHECK(mofo_st_open(&traj, path, &err) == 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/meta.json", dir);
@@ -44,6 +48,7 @@ static void run(const char *name, const char *method) {
     mofo_options_init(&o, MOFO_RULE_ADAMW);
     o.weight_decay = 0.01; /* the default policy: 2+-dim tensors filtered and decayed, 1-dim dense, no decay */
     o.alpha = 0.15;
+    o.device = TEST_DEVICE;
     if (strcmp(method, "adamw") == 0) o.filter = MOFO_FILTER_NONE;
     opt = mofo_optim_create(&o, &err);
     CHECK(opt != NULL, "%s", err.msg);
@@ -75,6 +80,7 @@ static void run(const char *name, const char *method) {
         }
     }
     double worst = 0;
+    float *params = test_host_copy(m, m->params, m->n_floats);
     for (int i = 0; i < m->n_p; i++) {
         const mofo_param *p = &m->p[i];
         char tn[160];
@@ -84,7 +90,7 @@ static void run(const char *name, const char *method) {
         if (!t) continue;
         float *want = malloc(sizeof(float) * p->numel), *got = malloc(sizeof(float) * p->numel);
         CHECK(mofo_st_to_f32(traj, t, want, p->numel, &err) == 0, "%s", err.msg);
-        mofo_model_param_file_layout(m, i, m->params + p->offset, got);
+        mofo_model_param_file_layout(m, i, params + p->offset, got);
         double e;
         if (m->cfg.names == MOFO_NAMES_GPT2 && strstr(p->name, "attn.c_attn.bias")) {
             /* GPT-2's key bias adds q.b_k to every score of a row, which softmax ignores: its gradient is
@@ -106,6 +112,7 @@ static void run(const char *name, const char *method) {
         free(got);
     }
     printf("%-16s %-6s 3 steps: worst parameter relative error %.3g, worst loss difference %.3g\n", name, method, worst, lworst);
+    free(params);
     free(ids);
     free(tg);
 out:
@@ -122,5 +129,6 @@ int main(void) {
         run(models[i], "mofo");
         run(models[i], "adamw");
     }
+    test_device_close();
     return CHECK_DONE();
 }

@@ -47,6 +47,12 @@ MOFO_API int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err);
  * is written atomically; the index last. */
 MOFO_API int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes, mofo_err *err);
 MOFO_API void mofo_model_free(mofo_model *m);
+/* Moves the parameters to a device's memory (MOFO_DEVICE_CUDA: the current CUDA device; back with
+ * MOFO_DEVICE_CPU), where every later operation of the model runs; gradients and activations are
+ * freed and made again there. Loading and saving stage through the host. MOFO_ENODEV without CUDA
+ * in the build or without a device; the model is unchanged on any error. Before adapters attach. */
+MOFO_API int mofo_model_to_device(mofo_model *m, mofo_device device, mofo_err *err);
+MOFO_API mofo_device mofo_model_device(const mofo_model *m);
 
 typedef struct mofo_model_info {
     char model_type[32];  /* config.json's: "gpt2", "llama", "mistral", "qwen2" */

@@ -16,11 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mofo/optim.h" /* mofo_device */
+
 /* The pull toward the pre-trained weights theta0 that the l1/l2 methods add to the loss. */
 typedef enum { MOFO_PENALTY_L1 = 1, MOFO_PENALTY_L2 = 2 } mofo_penalty;
 
 typedef struct mofo_backend {
     const char *name; /* "cpu", "cuda" */
+    bool host;        /* the arrays are host memory, which the engine may read and write directly */
     /* NULL while every operation has succeeded; else what failed first, naming the call, the file and
      * the line (a device's errors are sticky, as CUDA's: later operations do nothing). The operations
      * return nothing, so the engine asks here after each step. The CPU backend never fails past alloc. */
@@ -108,5 +111,10 @@ const mofo_backend *mofo_backend_cpu(void);
  * reason in err (MOFO_ENODEV) when the build has no CUDA or the machine no device. */
 struct mofo_err;
 const mofo_backend *mofo_backend_cuda(struct mofo_err *err);
+
+/* The backend of a libmofo device (mofo/optim.h's mofo_device: cpu, cuda); NULL with the reason in err. */
+const mofo_backend *mofo_backend_for(mofo_device device, struct mofo_err *err);
+/* 0 while every operation of be has succeeded; else MOFO_EDEVICE with be's first failure in err. */
+int mofo_backend_check(const mofo_backend *be, struct mofo_err *err);
 
 #endif

@@ -74,6 +74,7 @@ static void cpu_close(void) {}
 
 static const mofo_backend CPU = {
     .name = "cpu",
+    .host = true,
     .failure = cpu_failure,
     .close = cpu_close,
     .alloc = cpu_alloc,

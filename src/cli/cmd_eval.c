@@ -13,7 +13,7 @@
 #include "threads.h"
 
 typedef struct {
-    const char *model_dir, *adapter, *stop, *tpl;
+    const char *model_dir, *adapter, *device, *stop, *tpl;
     int64_t max_new, threads;
     int json, bos;
 } eval_args;
@@ -32,6 +32,7 @@ static const arg_spec SPECS[] = {
     {"bos", ARG_FLAG, &A.bos, NULL, "mc/gen: put BOS before the context/prompt (lm-eval's add_bos_token; default off)"},
     {"json", ARG_FLAG, &A.json, NULL, "print {\"tasks\": [{...}, ...]}"},
     {"adapter", ARG_STR, &A.adapter, "DIR", "a LoRA adapter (PEFT format) merged into the model in memory"},
+    {"device", ARG_STR, &A.device, "cpu|cuda", CLI_DEVICE_HELP},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
@@ -147,8 +148,8 @@ int cmd_eval(int argc, char **argv) {
     if (mofo_tokenizer_load_dir(&tok, A.model_dir, &err)) {
         fprintf(stderr, "mofo eval: %s\n", err.msg);
         rc = 1;
-    } else if (cli_load_model("eval", A.model_dir, A.adapter, &m)) {
-        rc = 1;
+    } else {
+        rc = cli_load_model("eval", A.model_dir, A.adapter, A.device, &m);
     }
     int tpl = -1;
     mofo_chat *chat = NULL;

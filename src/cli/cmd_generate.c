@@ -13,7 +13,7 @@
 #include "threads.h"
 
 typedef struct {
-    const char *model_dir, *adapter, *prompt, *prompt_ids, *tpl;
+    const char *model_dir, *adapter, *device, *prompt, *prompt_ids, *tpl;
     int64_t max_new, seed, threads;
     double temperature, top_p;
     int no_cache, ignore_eos, json;
@@ -35,6 +35,7 @@ static const arg_spec SPECS[] = {
     {"ignore-eos", ARG_FLAG, &A.ignore_eos, NULL, "do not stop at the end-of-sequence token"},
     {"json", ARG_FLAG, &A.json, NULL, "print {\"ids\": [new ids], \"text\": \"new text\"} (text null without tokenizer.json)"},
     {"adapter", ARG_STR, &A.adapter, "DIR", "a LoRA adapter (PEFT format) merged into the model in memory"},
+    {"device", ARG_STR, &A.device, "cpu|cuda", CLI_DEVICE_HELP},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
@@ -117,7 +118,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "mofo generate: the prompt has no token\n");
         rc = 2;
     }
-    if (!rc && cli_load_model("generate", A.model_dir, A.adapter, &m)) rc = 1;
+    if (!rc) rc = cli_load_model("generate", A.model_dir, A.adapter, A.device, &m);
     for (int i = 0; !rc && i < n; i++)
         if (ids[i] >= m->cfg.V) {
             fprintf(stderr, "mofo generate: token id %d (entry %d) is outside %s's vocabulary of %d\n", ids[i], i + 1,

@@ -14,7 +14,7 @@
 #include "text/utf8.h"
 #include "threads.h"
 
-static const char *model_dir, *adapter_dir, *ids_arg, *text_arg, *file_arg;
+static const char *model_dir, *adapter_dir, *ids_arg, *text_arg, *file_arg, *device;
 static int json_out, no_special;
 static int64_t threads;
 
@@ -26,6 +26,7 @@ static const arg_spec SPECS[] = {
     {"no-special", ARG_FLAG, &no_special, NULL, "tokenize without the BOS/EOS the tokenizer adds by default"},
     {"json", ARG_FLAG, &json_out, NULL, "print {\"loss\": L, \"ppl\": P, \"tokens\": N}"},
     {"adapter", ARG_STR, &adapter_dir, "DIR", "a LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors), merged in memory"},
+    {"device", ARG_STR, &device, "cpu|cuda", CLI_DEVICE_HELP},
     {"threads", ARG_INT, &threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
@@ -97,9 +98,10 @@ int cmd_ppl(int argc, char **argv) {
     cli_set_threads((int)threads);
     mofo_err err = {0};
     mofo_model *m = NULL;
-    if (cli_load_model("ppl", model_dir, adapter_dir, &m)) {
+    int load_rc = cli_load_model("ppl", model_dir, adapter_dir, device, &m);
+    if (load_rc) {
         free(ids);
-        return 1;
+        return load_rc;
     }
     for (int i = 0; i < n; i++)
         if (ids[i] >= m->cfg.V) {

@@ -64,11 +64,18 @@ int cli_config_eos(const mofo_model *m) {
     return (int)v;
 }
 
-int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, mofo_model **out) {
+int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, const char *device, mofo_model **out) {
     mofo_err err = {0};
     mofo_model *m = NULL;
     *out = NULL;
-    if (mofo_model_load(&m, dir, &err) || (adapter_dir && mofo_adapter_merge(m, adapter_dir, NULL, &err))) {
+    mofo_options dev; /* libmofo's parser of device names */
+    mofo_options_init(&dev, MOFO_RULE_ADAMW);
+    if (device && mofo_options_set(&dev, "device", device, &err)) {
+        fprintf(stderr, "mofo %s: --device: %s\n", cmd, err.msg);
+        return 2;
+    }
+    if (mofo_model_load(&m, dir, &err) || (adapter_dir && mofo_adapter_merge(m, adapter_dir, NULL, &err)) ||
+        mofo_model_to_device(m, dev.device, &err)) {
         fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);
         mofo_model_free(m);
         return 1;

@@ -9,9 +9,12 @@
 /* "1, 2,3", "1 2 3" or "[1, 2, 3]" -> a malloc'd array; returns the count, or -1 after printing
  * "mofo CMD: --FLAG: ..." */
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **out);
-/* Loads DIR and merges the PEFT LoRA adapter in adapter_dir (when not NULL); prints
- * "mofo CMD: ..." and returns nonzero on an error. */
-int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, mofo_model **out);
+/* Loads DIR, merges the PEFT LoRA adapter in adapter_dir (when not NULL) and moves the model to
+ * device ("cpu" or "cuda"; NULL: cpu); prints "mofo CMD: ..." and returns 2 for a bad device name,
+ * 1 for another error. */
+int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, const char *device, mofo_model **out);
+/* The --device flag of the commands that run a model (its arg_spec line) */
+#define CLI_DEVICE_HELP "where the model runs: cpu (default) or cuda (a build with CUDA and a GPU)"
 /* --template ARG for a command on the model directory dir: "auto" (also when ARG is NULL) is the
  * model's own chat template when dir has one, else fallback (a mofo_chat_template, or -1 for none);
  * "model" is the model's own; else a built-in name. *tpl gets the choice; with the model's own and

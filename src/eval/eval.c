@@ -129,7 +129,8 @@ static int nll_windows(mofo_model *m, const int32_t *ids, size_t n, double *nll,
     int W = m->cfg.max_T < 1024 ? m->cfg.max_T : 1024;
     if (W < 2) W = 2;
     int *in = malloc(sizeof(int) * (size_t)W), *tg = malloc(sizeof(int) * (size_t)W);
-    int rc = !in || !tg ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : 0;
+    float *losses = malloc(sizeof(float) * (size_t)W);
+    int rc = !in || !tg || !losses ? mofo_errf(err, MOFO_ENOMEM, "out of memory") : 0;
     for (size_t s = 0; !rc && s + 1 < n; s += (size_t)W - 1) {
         int T = (int)(n - s < (size_t)W ? n - s : (size_t)W);
         for (int t = 0; t < T; t++) {
@@ -138,13 +139,15 @@ static int nll_windows(mofo_model *m, const int32_t *ids, size_t n, double *nll,
         }
         float loss;
         rc = mofo_model_eval(m, in, tg, 1, T, &loss, err);
+        if (!rc) rc = mofo_model_token_losses(m, losses, err);
         if (!rc) {
-            for (int t = 0; t < T - 1; t++) *nll += m->a.losses[t];
+            for (int t = 0; t < T - 1; t++) *nll += losses[t];
             *count += T - 1;
         }
     }
     free(in);
     free(tg);
+    free(losses);
     return rc;
 }
 
@@ -240,22 +243,25 @@ int mofo_loglik(mofo_model *m, const mofo_tokenizer *tok, const char *context, s
                                        n_cont, T);
     }
     int *tg = rc ? NULL : malloc(sizeof(int) * (size_t)T);
-    if (!rc && !tg) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    float *losses = rc ? NULL : malloc(sizeof(float) * (size_t)T);
+    if (!rc && (!tg || !losses)) rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
     if (!rc) {
         for (int t = 0; t < T; t++) {
             size_t target = (size_t)(skip + t + 1); /* index into seq of the predicted token */
             tg[t] = target >= n_ctx ? seq[target] : MOFO_IGNORE_INDEX;
         }
         rc = mofo_model_eval(m, seq + skip, tg, 1, T, NULL, err);
+        if (!rc) rc = mofo_model_token_losses(m, losses, err);
     }
     if (!rc) {
         double s = 0;
         for (int t = 0; t < T; t++)
-            if (tg[t] != MOFO_IGNORE_INDEX) s += m->a.losses[t];
+            if (tg[t] != MOFO_IGNORE_INDEX) s += losses[t];
         *ll = -s;
         if (n_tokens) *n_tokens = n_cont;
     }
     free(tg);
+    free(losses);
     free(seq);
     return rc;
 }

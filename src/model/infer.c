@@ -119,7 +119,7 @@ static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float
                       n - first);
     be->matmul_forward(rows ? rows : s->logits, s->a.ln1, m->w.lm_head, NULL, n - first, C, c->V);
     s->pos += n;
-    return 0;
+    return mofo_backend_check(be, err);
 }
 
 int mofo_infer_feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, mofo_err *err) {
@@ -205,7 +205,12 @@ int mofo_generate(mofo_model *m, const int *prompt, int n_prompt, const mofo_gen
         return mofo_errf(err, MOFO_EINVAL, "%d prompt + %d new tokens exceed the model's %d positions", n_prompt,
                          o->max_new, c->max_T);
     int *seq = malloc((size_t)total * sizeof *seq);
-    if (!seq) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    float *row = malloc((size_t)c->V * sizeof *row); /* the logits sampled from, on the host */
+    if (!seq || !row) {
+        free(seq);
+        free(row);
+        return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    }
     memcpy(seq, prompt, (size_t)n_prompt * sizeof *seq);
     int len = n_prompt, rc = 0;
     uint64_t rng = o->seed;
@@ -218,8 +223,9 @@ int mofo_generate(mofo_model *m, const int *prompt, int n_prompt, const mofo_gen
             rc = mofo_infer_feed(&s, m, seq, len, err);
     }
     while (!rc && len < total) {
-        const float *logits = o->no_cache ? m->a.logits + (size_t)(len - 1) * c->V : s.logits;
-        int id = mofo_sample(logits, c->V, o->temperature, o->top_p, &rng);
+        m->be->download(row, o->no_cache ? m->a.logits + (size_t)(len - 1) * c->V : s.logits, (size_t)c->V);
+        if ((rc = mofo_backend_check(m->be, err))) break;
+        int id = mofo_sample(row, c->V, o->temperature, o->top_p, &rng);
         seq[len++] = id;
         if (id == o->eos) break;
         if (o->on_token && o->on_token(o->ctx, id)) break;
@@ -230,6 +236,7 @@ int mofo_generate(mofo_model *m, const int *prompt, int n_prompt, const mofo_gen
             rc = mofo_infer_feed(&s, m, &seq[len - 1], 1, err);
     }
     mofo_infer_free(&s);
+    free(row);
     if (rc) {
         free(seq);
         return rc;

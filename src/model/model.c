@@ -84,6 +84,55 @@ void mofo_model_free(mofo_model *m) {
     free(m);
 }
 
+static void drop_grads(mofo_model *m) {
+    m->be->free(m->grads);
+    m->grads = NULL;
+    memset(&m->g, 0, offsetof(mofo_weights, layer));
+    memset(m->g.layer, 0, (size_t)m->cfg.L * sizeof *m->g.layer);
+}
+
+/* Frees the gradients, the activations and the adapters' scratch (made again on first use). */
+static void drop_buffers(mofo_model *m) {
+    drop_grads(m);
+    m->be->free(m->lora_scratch);
+    m->lora_scratch = NULL;
+    m->lora_scratch_floats = 0;
+    m->be->free(m->a.resid);
+    memset(&m->a, 0, sizeof m->a);
+}
+
+int mofo_model_to_device(mofo_model *m, mofo_device device, mofo_err *err) {
+    const mofo_backend *to = mofo_backend_for(device, err), *from = m->be;
+    if (!to) return err && err->code ? err->code : MOFO_ENODEV;
+    if (to == from) return 0;
+    if (m->n_adapters)
+        return mofo_errf(err, MOFO_EINVAL, "device %s: the model has adapters; move it before attaching them", to->name);
+    if (!from->host && !to->host)
+        return mofo_errf(err, MOFO_EINVAL, "device %s: a model moves between the host and one device", to->name);
+    float *params = to->alloc(m->n_floats);
+    if (!params)
+        return mofo_errf(err, MOFO_ENOMEM, "device %s: out of memory for the %zu parameters (%zu MB)", to->name,
+                         m->n_floats, m->n_floats * sizeof(float) >> 20);
+    if (from->host)
+        to->upload(params, m->params, m->n_floats);
+    else
+        from->download(params, m->params, m->n_floats);
+    int rc = mofo_backend_check(from, err);
+    if (!rc) rc = mofo_backend_check(to, err);
+    if (rc) {
+        to->free(params);
+        return rc;
+    }
+    drop_buffers(m);
+    from->free(m->params);
+    m->params = params;
+    m->be = to;
+    bind(&m->w, m->w.layer, m->p, m->n_p, m->params, m->cfg.L);
+    return 0;
+}
+
+mofo_device mofo_model_device(const mofo_model *m) { return m->be->host ? MOFO_DEVICE_CPU : MOFO_DEVICE_CUDA; }
+
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
     if (m->grads || m->frozen) return 0;
     m->grads = m->be->alloc(m->n_floats);
@@ -256,8 +305,10 @@ int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err) {
 }
 
 int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes, mofo_err *err) {
+    const mofo_backend *be = m->be;
     mofo_ckpt_tensor *t = calloc((size_t)m->n_p, sizeof *t);
-    float **tmp = calloc((size_t)m->n_p, sizeof *tmp);
+    float **tmp = calloc((size_t)m->n_p, sizeof *tmp); /* host copies: device tensors, file layouts */
+    float *stage = NULL;                                /* a device tensor before its transposition */
     int rc = t && tmp ? 0 : mofo_errf(err, MOFO_ENOMEM, "out of memory");
     for (int i = 0; i < m->n_p && rc == 0; i++) {
         const mofo_param *p = &m->p[i];
@@ -266,19 +317,27 @@ int mofo_model_save(const mofo_model *m, const char *dir, size_t max_shard_bytes
         t[i].ndim = p->ndim;
         t[i].shape[0] = p->transposed ? p->shape[1] : p->shape[0];
         t[i].shape[1] = p->transposed ? p->shape[0] : p->shape[1];
-        t[i].data = m->params + p->offset;
-        if (p->transposed) {
-            if (!(tmp[i] = malloc((size_t)p->numel * sizeof *tmp[i]))) {
-                rc = mofo_errf(err, MOFO_ENOMEM, "tensor '%s': out of memory", p->name);
-                break;
-            }
-            mofo_model_param_file_layout(m, i, m->params + p->offset, tmp[i]);
-            t[i].data = tmp[i];
+        const float *src = m->params + p->offset;
+        t[i].data = src;
+        if (be->host && !p->transposed) continue;
+        size_t n = (size_t)p->numel;
+        if (!(tmp[i] = malloc(n * sizeof *tmp[i])) ||
+            (!be->host && p->transposed && !(stage = realloc(stage, n * sizeof *stage)))) {
+            rc = mofo_errf(err, MOFO_ENOMEM, "tensor '%s': out of memory for its host copy", p->name);
+            break;
         }
+        if (!be->host) {
+            be->download(p->transposed ? stage : tmp[i], src, n);
+            src = stage;
+        }
+        if (p->transposed) mofo_model_param_file_layout(m, i, src, tmp[i]);
+        t[i].data = tmp[i];
     }
+    if (rc == 0) rc = mofo_backend_check(be, err);
     if (rc == 0) rc = mofo_ckpt_save(dir, m->config_json, m->config_len, t, m->n_p, max_shard_bytes, err);
     for (int i = 0; tmp && i < m->n_p; i++) free(tmp[i]);
     free(tmp);
+    free(stage);
     free(t);
     return rc;
 }
@@ -429,12 +488,7 @@ int mofo_model_set_adapters(mofo_model *m, const mofo_adapter *a, int n, int fro
     m->adapters = n ? a : NULL;
     m->n_adapters = n;
     m->frozen = frozen;
-    if (frozen && m->grads) {
-        m->be->free(m->grads);
-        m->grads = NULL;
-        memset(&m->g, 0, offsetof(mofo_weights, layer));
-        memset(m->g.layer, 0, (size_t)m->cfg.L * sizeof *m->g.layer);
-    }
+    if (frozen) drop_grads(m);
     return 0;
 }
 
@@ -530,7 +584,7 @@ static int forward(mofo_model *m, const int *inputs, const int *targets, int B, 
     } else if (loss) {
         *loss = NAN;
     }
-    return 0;
+    return mofo_backend_check(be, err);
 }
 
 int mofo_model_forward(mofo_model *m, const int *inputs, const int *targets, int B, int T, float *loss,
@@ -546,7 +600,14 @@ int mofo_model_logits(const mofo_model *m, float *out, mofo_err *err) {
     const mofo_acts *a = &m->a;
     if (!a->logits_ok) return mofo_errf(err, MOFO_EINVAL, "no logits: run a forward pass first (a backward consumes them)");
     m->be->download(out, a->logits, (size_t)a->B * a->T * m->cfg.V);
-    return 0;
+    return mofo_backend_check(m->be, err);
+}
+
+int mofo_model_token_losses(const mofo_model *m, float *out, mofo_err *err) {
+    const mofo_acts *a = &m->a;
+    if (!a->logits_ok) return mofo_errf(err, MOFO_EINVAL, "no losses: run a forward pass with targets first");
+    m->be->download(out, a->losses, (size_t)a->B * a->T);
+    return mofo_backend_check(m->be, err);
 }
 
 void mofo_model_get_info(const mofo_model *m, mofo_model_info *info) {
@@ -589,5 +650,5 @@ int mofo_model_backward_over(mofo_model *m, const int *inputs, const int *target
                             a->rope_cos, a->rope_sin, a->attn_scratch);
     }
     be->embed_backward(m->g.wte, c->pos == MOFO_POS_LEARNED ? m->g.wpe : NULL, a->dres, inputs, B, T, C);
-    return 0;
+    return mofo_backend_check(be, err);
 }

@@ -182,6 +182,10 @@ int mofo_model_create(mofo_model **out, const mofo_model_config *cfg, uint64_t s
 int mofo_model_create_hf_init(mofo_model **out, const mofo_model_config *cfg, uint64_t seed, float std,
                               mofo_err *err);
 
+/* Copies the last forward's per-position cross-entropy, (B, T) floats (0 where the target is
+ * ignored), into out: the host's copy of m->a.losses. */
+int mofo_model_token_losses(const mofo_model *m, float *out, mofo_err *err);
+
 /* What a parameter is for, read from its role. */
 typedef enum {
     MOFO_KIND_EMBED, /* token (and learned position) embeddings */

@@ -208,6 +208,7 @@ static void cuda_close(void) {
 
 static void fill_table(mofo_backend *t) {
     t->name = "cuda";
+    t->host = false;
     t->failure = cuda_failure;
     t->close = cuda_close;
     t->alloc = cuda_alloc;
