@@ -1,11 +1,13 @@
 /* KV-cache inference against transformers: greedy generation reproduces generate.json of the fixture
  * models token for token, with the cache and without; the cache's logits equal a full forward pass;
  * sampling is reproducible from its seed and top-p near 0 is greedy; a sliding window (with GQA, as
- * llama-tiny has 4 query and 2 key/value heads) gives a full forward pass's logits. */
+ * llama-tiny has 4 query and 2 key/value heads) gives a full forward pass's logits. On the CPU and,
+ * as test_generate_cudasim, with the model on the CUDA backend under the simulator. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "device.h"
 #include "io/json.h"
 #include "model/infer.h"
 #include "model/model.h"
@@ -21,6 +23,23 @@ static int ids_of(const mofo_json *arr, int *out, int cap) {
     return n;
 }
 
+/* rel_err and memcmp of two of the model's arrays (n floats each), on host copies */
+static double dev_rel_err(const mofo_model *m, const float *a, const float *b, size_t n) {
+    float *ha = test_host_copy(m, a, n), *hb = test_host_copy(m, b, n);
+    double e = ha && hb ? rel_err(ha, hb, (long)n) : INFINITY;
+    free(ha);
+    free(hb);
+    return e;
+}
+
+static int dev_same_bits(const mofo_model *m, const float *a, const float *b, size_t n) {
+    float *ha = test_host_copy(m, a, n), *hb = test_host_copy(m, b, n);
+    int same = ha && hb && memcmp(ha, hb, n * sizeof *ha) == 0;
+    free(ha);
+    free(hb);
+    return same;
+}
+
 static void check_model(const char *name) {
     char dir[512], path[600];
     snprintf(dir, sizeof dir, "%s/%s", MOFO_FIXTURES, name);
@@ -30,6 +49,7 @@ static void check_model(const char *name) {
     char *text = NULL;
     size_t len = 0;
     CHECK(mofo_model_load(&m, dir, &err) == 0, "%s", err.msg);
+    CHECK(!m || mofo_model_to_device(m, TEST_DEVICE, &err) == 0, "%s", err.msg);
     CHECK(mofo_read_file(path, &text, &len, &err) == 0, "%s", err.msg);
     if (!m || !text) {
         mofo_model_free(m);
@@ -65,18 +85,18 @@ static void check_model(const char *name) {
         for (int i = np; ok && i < T; i++) ok = mofo_infer_feed(&s, m, &seq[i], 1, &err) == 0;
         CHECK(ok, "%s", err.msg);
         CHECK(mofo_model_forward(m, seq, NULL, 1, T, NULL, &err) == 0, "%s", err.msg);
-        double e = rel_err(s.logits, m->a.logits + (size_t)(T - 1) * m->cfg.V, m->cfg.V);
+        double e = dev_rel_err(m, s.logits, m->a.logits + (size_t)(T - 1) * m->cfg.V, (size_t)m->cfg.V);
         /* measured: at most 8.0e-7 (llama-tiny), 2.5e-7..3.0e-7 (gpt2-tiny) */
         CHECK(e < 8e-6, "%s case %d: cache logits vs forward: rel err %g", name, n_cases, e);
         CHECK(mofo_infer_feed(&s, m, seq, 1, &err) != 0, "feeding past the cache must fail");
         /* one block: fed from position 0 in one call, the cache runs the training forward's
          * arithmetic, so every row's logits equal it bit for bit */
-        float *rows = malloc((size_t)T * m->cfg.V * sizeof *rows);
+        float *rows = m->be->alloc((size_t)T * m->cfg.V); /* (T, V) */
         mofo_infer_reset(&s);
         CHECK(rows && mofo_infer_feed_rows(&s, m, seq, T, rows, &err) == 0, "%s", err.msg);
-        CHECK(rows && memcmp(rows, m->a.logits, (size_t)T * m->cfg.V * sizeof *rows) == 0,
+        CHECK(rows && dev_same_bits(m, rows, m->a.logits, (size_t)T * m->cfg.V),
               "%s case %d: the cache's logits fed at once differ in their bits from the forward's", name, n_cases);
-        free(rows);
+        m->be->free(rows);
         mofo_infer_free(&s);
     }
     CHECK(n_cases == 3, "%s: %d cases", name, n_cases);
@@ -119,6 +139,7 @@ static void check_window(void) {
     mofo_err err = {0};
     mofo_model *m = NULL;
     CHECK(mofo_model_load(&m, dir, &err) == 0, "%s", err.msg);
+    CHECK(!m || mofo_model_to_device(m, TEST_DEVICE, &err) == 0, "%s", err.msg);
     if (!m) return;
     m->cfg.sliding_window = 3;
     int seq[12] = {5, 17, 99, 3, 150, 42, 7, 7, 81, 120, 64, 2};
@@ -129,7 +150,7 @@ static void check_window(void) {
     for (int T = 4; T <= 12; T++) {
         if (T > 4) CHECK(mofo_infer_feed(&s, m, &seq[T - 1], 1, &err) == 0, "%s", err.msg);
         CHECK(mofo_model_eval(m, seq, NULL, 1, T, NULL, &err) == 0, "%s", err.msg);
-        double e = rel_err(s.logits, m->a.logits + (size_t)(T - 1) * m->cfg.V, m->cfg.V);
+        double e = dev_rel_err(m, s.logits, m->a.logits + (size_t)(T - 1) * m->cfg.V, (size_t)m->cfg.V);
         if (e > worst) worst = e;
     }
     /* measured: 5.2e-7 */
@@ -150,5 +171,6 @@ int main(void) {
     CHECK(counts[0] == 0 && counts[1] == 0 && counts[2] > 800 && counts[3] > 2400, "top-p 0.8: %d %d %d %d",
           counts[0], counts[1], counts[2], counts[3]);
     CHECK(mofo_sample(lg, 4, 0.0, 1.0, &rng) == 3, "greedy");
+    test_device_close();
     return CHECK_DONE();
 }

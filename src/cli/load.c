@@ -68,14 +68,14 @@ int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, co
     mofo_err err = {0};
     mofo_model *m = NULL;
     *out = NULL;
-    mofo_options dev; /* libmofo's parser of device names */
-    mofo_options_init(&dev, MOFO_RULE_ADAMW);
-    if (device && mofo_options_set(&dev, "device", device, &err)) {
-        fprintf(stderr, "mofo %s: --device: %s\n", cmd, err.msg);
-        return 2;
-    }
+    mofo_device dev = MOFO_DEVICE_CPU;
+    while (device && strcmp(device, mofo_device_name(dev)) != 0)
+        if (dev++ == MOFO_DEVICE_CUDA) {
+            fprintf(stderr, "mofo %s: --device %s: cpu or cuda expected\n", cmd, device);
+            return 2;
+        }
     if (mofo_model_load(&m, dir, &err) || (adapter_dir && mofo_adapter_merge(m, adapter_dir, NULL, &err)) ||
-        mofo_model_to_device(m, dev.device, &err)) {
+        mofo_model_to_device(m, dev, &err)) {
         fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);
         mofo_model_free(m);
         return 1;
