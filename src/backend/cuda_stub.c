@@ -3,6 +3,6 @@
 #include "mofo/error.h"
 
 const mofo_backend *mofo_backend_cuda(mofo_err *err) {
-    mofo_errf(err, MOFO_ENODEV, "device cuda: this mofo was built without CUDA (no nvcc was found; see README, GPU)");
+    mofo_errf(err, MOFO_ENODEV, "device cuda: this mofo was built without CUDA (no nvcc was found; see the README, 'On the GPU')");
     return NULL;
 }

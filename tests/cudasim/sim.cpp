@@ -98,10 +98,16 @@ static void leak_check(void) {
     _exit(1);
 }
 
+/* The simulated card's memory, as an H200's: a request beyond it fails as cudaMalloc does, without asking
+ * the host for it (AddressSanitizer aborts on a malloc over 1 TiB instead of returning NULL). */
+static const size_t DEVICE_BYTES = (size_t)141 << 30;
+
 static cudaError_t alloc(std::map<uintptr_t, size_t> &allocs, void **ptr, size_t bytes) {
     if (sticky) return sticky;
     static bool registered;
     if (!registered) registered = atexit(leak_check) == 0;
+    if (bytes > DEVICE_BYTES)
+        return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes (the simulated card has %zu)", bytes, DEVICE_BYTES);
     void *p = malloc(bytes ? bytes : 1);
     if (!p) return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes", bytes);
     memset(p, 0xA5, bytes); /* cudaMalloc does not clear */
