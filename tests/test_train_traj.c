@@ -1,7 +1,8 @@
 /* Three training steps (forward, backward, libmofo) with MoFO and with AdamW against the
  * trajectories of PyTorch + transformers in traj.safetensors / meta.json: the loss before each step
- * within 1e-5, the final parameters within relative error 1e-4, the loss on batch 0 afterwards.
- * One exception, explained below: GPT-2's key bias, whose gradient is rounding noise. On the CPU
+ * within 5e-6, the final parameters within relative error 3e-5, the loss on batch 0 afterwards.
+ * Two exceptions, explained below: GPT-2's key bias, whose gradient is rounding noise, and MoFO's
+ * selection at near-ties (at most 4 entries a run). On the CPU
  * and, as test_train_traj_cudasim, with the model on the engine's CUDA backend and libmofo's CUDA
  * optimizer, both under the simulator (the same tolerances hold). */
 #include <math.h>
@@ -19,6 +20,24 @@ static double num_at(const mofo_json *arr, int i) {
     const mofo_json *e = arr ? arr->child : NULL;
     while (e && i--) e = e->next;
     return e && e->type == MOFO_JSON_NUMBER ? e->number : NAN;
+}
+
+/* MoFO's top-k is discontinuous: where two entries' |m| lie within rounding of each other at the
+ * threshold, PyTorch's and mofo's last-bit differences in the gradient can move one instead of the
+ * other. Such an entry differs from PyTorch's by whole steps (each at most lr = 1e-3 at these first
+ * steps, as Adam's |m|/sqrt(v) <= 1 then), far above the rounding differences (<= 1e-6 here). Counts
+ * the entries whose difference is between 1e-4 and 3 steps of lr and sets got = want there, so that
+ * the rest is held to the tolerance; a larger difference is left for the check to fail on. */
+static int take_flips(float *got, const float *want, long n) {
+    int flips = 0;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (d > 1e-4 && d <= 3 * 1e-3 * 1.01) {
+            got[i] = want[i];
+            flips++;
+        }
+    }
+    return flips;
 }
 
 static void run(const char *name, const char *method) {
@@ -80,6 +99,7 @@ static void run(const char *name, const char *method) {
         }
     }
     double worst = 0;
+    int mofo = strcmp(method, "mofo") == 0, flips = 0;
     float *params = test_host_copy(m, m->params, m->n_floats);
     for (int i = 0; i < m->n_p; i++) {
         const mofo_param *p = &m->p[i];
@@ -103,6 +123,7 @@ static void run(const char *name, const char *method) {
             CHECK(dk <= 3 * 1e-3, "%s %s: %s: key bias moved %g, more than 3 steps of lr", name, method, p->name, dk);
             e = fmax(eq, ev);
         } else {
+            if (mofo) flips += take_flips(got, want, (long)p->numel);
             e = rel_err(got, want, (long)p->numel);
         }
         /* measured <= 3.4e-6 (GPT-2 AdamW; AVX2 EPYC): 10x */
@@ -111,7 +132,14 @@ static void run(const char *name, const char *method) {
         free(want);
         free(got);
     }
-    printf("%-16s %-6s 3 steps: worst parameter relative error %.3g, worst loss difference %.3g\n", name, method, worst, lworst);
+    /* measured: 0 on an Intel Xeon (OpenBLAS SkylakeX); 3 on an AMD EPYC (OpenBLAS Zen), llama-tiny on the
+     * simulated device */
+    CHECK(flips <= 4, "%s %s: %d entries moved at other steps than PyTorch's (more than near-ties explain)", name,
+          method, flips);
+    printf("%-16s %-6s 3 steps: worst parameter relative error %.3g, worst loss difference %.3g", name, method, worst,
+           lworst);
+    if (mofo) printf(", %d selection flips", flips);
+    printf("\n");
     free(params);
     free(ids);
     free(tg);
