@@ -151,6 +151,7 @@ typedef struct case_spec {
 } case_spec;
 
 static unsigned settled_seen; /* bit s set once a block was settled by way s (SETTLED_*) */
+static int too_wide_seen;     /* a block's next bracket was expected to hold too many keys to keep */
 
 static void run_case(const case_spec *cs) {
     rng_state = 777;
@@ -214,7 +215,10 @@ static void run_case(const case_spec *cs) {
             free(before[i]);
             free(sel[i]);
         }
-        for (int b = 0; b < opt->n_blocks; b++) settled_seen |= 1u << opt->blocks[b].settled;
+        for (int b = 0; b < opt->n_blocks; b++) {
+            settled_seen |= 1u << opt->blocks[b].settled;
+            too_wide_seen |= !opt->blocks[b].keep_inside;
+        }
         const mofo_stats *st = mofo_optim_stats(opt);
         for (int i = 0; i < cs->np; i++) {
             int64_t n = ref[i].numel;
@@ -275,6 +279,7 @@ static void test_against_reference(void) {
     CHECK(settled_seen & (1u << SETTLED_EXACT), "no block was settled from all its keys (small blocks)");
     CHECK(settled_seen & (1u << SETTLED_BRACKET), "no block was settled by selecting among its bracket's keys");
     CHECK(settled_seen & (1u << SETTLED_HISTOGRAM), "no block was settled by the histogram");
+    CHECK(too_wide_seen, "no bracket was too wide to keep its keys (pass 1 counting the histogram instead)");
 }
 
 /* ---- a generic runner: n steps of an optimizer over fixed tensors ---- */

@@ -79,10 +79,11 @@ enum { SETTLED_EXACT = 1, SETTLED_BRACKET, SETTLED_HISTOGRAM };
  *   - the keys themselves (small blocks: lo = hi = the exact threshold);
  *   - a prediction from the last two thresholds +- radius, checked by two counts in pass 1 (|m|
  *     moves slowly: after the first steps this hits, and the counts cost little in pass 1); pass 1
- *     also keeps the few keys inside it, so the exact threshold is selected among them before pass
- *     2 (lo = hi = the threshold: pass 2 sets aside only the entries tied with it);
- *   - otherwise a histogram of the top 12 bits in an extra read-only pass (the bucket holding the
- *     k-th largest key). */
+ *     also keeps the keys inside it (up to a tenth of the block), so the exact threshold is
+ *     selected among them before pass 2 (lo = hi = the threshold: pass 2 sets aside only the
+ *     entries tied with it);
+ *   - otherwise a histogram of the top 12 bits (the bucket holding the k-th largest key), counted
+ *     in pass 1 where the bracket missed the step before, else in an extra read-only pass. */
 typedef struct block {
     int64_t numel, k;
     int first_chunk, n_chunks; /* chunks of a block are consecutive and in index order */
@@ -95,7 +96,11 @@ typedef struct block {
     uint32_t *hist;            /* (MOFO_HIST_BINS) shared histogram of a block of several chunks */
     int64_t updated;           /* entries moved this step */
     uint32_t *sort_keys;       /* (numel) select_by_sort only */
-    int hist_in_pass1;         /* pass 1 also counts hist (the bracket missed last step: it may again) */
+    int hist_in_pass1;         /* pass 1 also counts hist (the bracket missed last step, or is expected
+                                  to hold too many keys: the histogram is needed) */
+    int keep_inside;           /* pass 1 keeps the keys inside the bracket: it is expected to hold at
+                                  most bracket_capacity of them (from last step's count and radius) */
+    int64_t inside;            /* keys inside this step's bracket (pass 1's count) */
     int hist_ready;            /* hist holds this step's keys from pass 1: a miss needs no peek */
     int sharded;               /* a slice: k and the threshold are the whole tensor's (histograms summed) */
     int shard_slot;            /* its place among the sharded blocks in the summed counts */

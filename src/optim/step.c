@@ -48,6 +48,7 @@ struct thread_scratch {
     uint32_t small_keys[2 * SMALL_BLOCK]; /* the keys of a small block, and a copy to select on */
     uint32_t *keys;                       /* (cap_keys) candidate keys to select on */
     int64_t cap_keys;
+    int64_t keys_need;                    /* the most keys this step asked for */
 };
 
 void mofo_optim_free_scratch(mofo_optim *o) {
@@ -222,16 +223,19 @@ static void settle_exact(block *b, const uint32_t *keys, int64_t n, uint32_t *wo
     b->settled = SETTLED_EXACT;
 }
 
-/* The most keys a bracket may hold for the exact selection among them; beyond, the histogram. */
-static int64_t bracket_capacity(const block *b) { return 4096 + b->numel / 64; }
+/* The most keys a bracket may hold for the exact selection among them; beyond, the histogram. A
+ * tenth of the block: where gradients change every step the threshold of |m| moves by 4-10% a step,
+ * and a bracket wide enough to hold it then holds 3-9% of the keys (GPT-2's matrices, bench optim's
+ * changing gradients); selecting among those costs less than the histogram's scattered counts. */
+static int64_t bracket_capacity(const block *b) { return 4096 + b->numel / 10; }
 
 /* Appends the n_in keys of a tile flagged in in[] to the chunk's inside_keys after the c->n_inside
- * kept so far, or marks them lost: out of memory, or more than 4 times the chunk's share of what
- * the block's bracket may hold (which bounds the memory, 1/4 byte per entry, when a wide bracket
- * holds most keys; a block whose bracket keys crowd into few of its chunks takes the histogram). */
+ * kept so far, or marks them lost: out of memory, or more than twice the chunk's share of what the
+ * block's bracket may hold (which bounds the memory, 0.8 bytes per entry, when a wide bracket holds
+ * most keys; a block whose bracket keys crowd into few of its chunks takes the histogram). */
 static void keep_inside(chunk *c, const block *b, const uint32_t *keys, const uint8_t *in, int64_t n, int n_in) {
     if (c->inside_lost) return;
-    int64_t need = c->n_inside + n_in, limit = 256 + 4 * bracket_capacity(b) * c->len / b->numel;
+    int64_t need = c->n_inside + n_in, limit = 256 + 2 * bracket_capacity(b) * c->len / b->numel;
     if (need > limit) {
         c->inside_lost = 1;
         return;
@@ -292,7 +296,7 @@ static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
     block *b = &s->o->blocks[c->block];
     tile_buf *tb = &ts->tile;
     int small = b->n_chunks == 1 && b->numel <= SMALL_BLOCK && !b->sharded;
-    int count_hist = b->hist_in_pass1 && !small; /* the bracket missed last step: the histogram now */
+    int count_hist = b->hist_in_pass1 && !small; /* the bracket missed last step or is too wide: the histogram now */
     const uint32_t lo = b->lo, hi = b->hi;
     int64_t above = 0;
     c->bad = 0;
@@ -312,7 +316,7 @@ static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
         }
         if (count_hist) hist_add(s->o, ts, c->block, tb->keys, n);
         /* tb->cand holds the tile's inside-the-bracket flags here (pass 2 reuses it for its own) */
-        if (ni && !small && !b->sort_keys && b->have_last) keep_inside(c, b, tb->keys, tb->cand, n, ni);
+        if (ni && !small && !b->sort_keys && b->have_last && b->keep_inside) keep_inside(c, b, tb->keys, tb->cand, n, ni);
         c->n_inside += ni;
         if (b->sort_keys)
             memcpy(b->sort_keys + c->block_pos + at, tb->keys, (size_t)n * sizeof *tb->keys);
@@ -340,6 +344,7 @@ static void sort_block(block *b) {
 
 /* The thread's buffer of n keys to select on (grown, kept across steps), or NULL without memory. */
 static uint32_t *scratch_keys(thread_scratch *ts, int64_t n) {
+    if (n > ts->keys_need) ts->keys_need = n;
     if (n > ts->cap_keys) {
         uint32_t *k = realloc(ts->keys, (size_t)n * sizeof *k);
         if (!k) return NULL;
@@ -357,12 +362,13 @@ static void check_bracket(mofo_optim *o, block *b, thread_scratch *ts) {
     if (b->settled || !b->have_last) return;
     const chunk *cs = &o->chunks[b->first_chunk];
     int64_t above = 0, inside = 0;
-    int lost = 0;
+    int lost = !b->keep_inside;
     for (int i = 0; i < b->n_chunks; i++) {
         above += cs[i].n_above;
         inside += cs[i].n_inside;
         lost |= cs[i].inside_lost;
     }
+    b->inside = inside;
     if (lost || !(above < b->k && above + inside >= b->k && inside <= bracket_capacity(b))) return;
     uint32_t *keys = scratch_keys(ts, inside);
     if (!keys) return;
@@ -581,11 +587,6 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
         for (int64_t q = 0; q < cs[i].n_cand; q++) ts->keys[j++] = cs[i].cand[q].key;
     int low_bits = b->lo == b->hi ? 0 : 32 - __builtin_clz(b->lo ^ b->hi); /* the bits candidates differ in */
     thr = mofo_kth_largest(ts->keys, (size_t)n, (size_t)need, low_bits);
-    if (ts->cap_keys > 65536 && n < ts->cap_keys / 8) { /* give back a spike's memory */
-        free(ts->keys);
-        ts->keys = NULL;
-        ts->cap_keys = 0;
-    }
     /* MOFO_TIES_EXACT_K: entries above thr all move; ties at thr move in index order until k */
     int64_t ties_left = need;
     if (o->opt.ties == MOFO_TIES_EXACT_K)
@@ -595,13 +596,19 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
     for (int i = 0; i < b->n_chunks; i++) moved += move_candidates(o, &o->chunks[b->first_chunk + i], thr, &ties_left);
     b->updated = b->above + moved;
     /* next step's bracket: centred on the threshold extrapolated from this step's move, twice as
-       wide as this step's prediction missed by, shrinking by at most 4x a step */
+       wide as this step's prediction missed by, shrinking by at most a quarter a step (one small
+       miss among larger ones would otherwise narrow it for the next, which then misses) */
     int64_t next = thr;
+    b->keep_inside = 1;
     if (b->have_last) {
         uint64_t miss = thr > b->center ? thr - b->center : b->center - thr;
         uint64_t r = 2 * miss + MOFO_RADIUS_MIN;
-        if (r < b->radius / 4) r = b->radius / 4;
-        b->radius = r > MOFO_RADIUS_MAX ? MOFO_RADIUS_MAX : (uint32_t)r;
+        if (r < b->radius / 4 * 3) r = b->radius / 4 * 3;
+        if (r > MOFO_RADIUS_MAX) r = MOFO_RADIUS_MAX;
+        /* the keys it will hold, at this step's density: too many (early steps, |m| growing from
+           zero), and pass 1 counts the histogram instead of keeping keys it would then drop */
+        b->keep_inside = (double)b->inside * (double)r / (double)b->radius <= (double)bracket_capacity(b);
+        b->radius = (uint32_t)r;
         next = 2 * (int64_t)thr - (int64_t)b->last_thr;
     }
     b->center = next < 0 ? 0 : next > UINT32_MAX ? UINT32_MAX : (uint32_t)next;
@@ -716,6 +723,7 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
     {
         thread_scratch *ts = &scratch[omp_get_thread_num()];
         ts->hist_block = -1;
+        ts->keys_need = 0;
         /* pass 1 reads only: a NaN or infinite gradient anywhere refuses the step before any write */
 #pragma omp for schedule(dynamic) reduction(| : nonfinite) nowait
         for (int ci = 0; ci < o->n_chunks; ci++) {
@@ -796,13 +804,21 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
                     for (int b = 0; b < o->n_blocks; b++)
                         if (resolve_block(o, &o->blocks[b], ts)) failed = 1;
                 }
+                /* give back a spike's memory: kept while a step uses it (pass 1's brackets and the
+                   candidates share it; freed and grown again each step, its pages fault anew) */
+                if (ts->cap_keys > 65536 && ts->keys_need < ts->cap_keys / 8) {
+                    free(ts->keys);
+                    ts->keys = NULL;
+                    ts->cap_keys = 0;
+                }
             }
         }
     }
     free(consts);
     if (!nonfinite && !comm && !shard_refused) /* a block that missed may miss again: pass 1 counts next time */
         for (int b = 0; b < o->n_blocks; b++)
-            o->blocks[b].hist_in_pass1 = o->blocks[b].hist && (o->blocks[b].sharded || o->blocks[b].settled == SETTLED_HISTOGRAM);
+            o->blocks[b].hist_in_pass1 = o->blocks[b].hist && (o->blocks[b].sharded || o->blocks[b].settled == SETTLED_HISTOGRAM ||
+                                                               !o->blocks[b].keep_inside);
     if (comm == 1)
         return mofo_errf(err, MOFO_EIO, "step %lld: the all-reduce of the sharded parameters' counts failed; step "
                                         "refused, parameters and state unchanged", (long long)t);
