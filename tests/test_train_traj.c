@@ -132,7 +132,7 @@ static void run(const char *name, const char *method) {
         free(want);
         free(got);
     }
-    /* measured: 0 on an Intel Xeon (OpenBLAS SkylakeX); 3 on an AMD EPYC (OpenBLAS Zen), llama-tiny on the
+    /* measured: 0 on an Intel Xeon (OpenBLAS SkylakeX); 3 on an AMD EPYC (OpenBLAS Haswell), llama-tiny on the
      * simulated device */
     CHECK(flips <= 4, "%s %s: %d entries moved at other steps than PyTorch's (more than near-ties explain)", name,
           method, flips);
