@@ -217,7 +217,7 @@ static void run_case(const case_spec *cs) {
         }
         for (int b = 0; b < opt->n_blocks; b++) {
             settled_seen |= 1u << opt->blocks[b].settled;
-            too_wide_seen |= !opt->blocks[b].keep_inside;
+            too_wide_seen |= opt->blocks[b].too_wide;
         }
         const mofo_stats *st = mofo_optim_stats(opt);
         for (int i = 0; i < cs->np; i++) {

@@ -98,8 +98,9 @@ typedef struct block {
     uint32_t *sort_keys;       /* (numel) select_by_sort only */
     int hist_in_pass1;         /* pass 1 also counts hist (the bracket missed last step, or is expected
                                   to hold too many keys: the histogram is needed) */
-    int keep_inside;           /* pass 1 keeps the keys inside the bracket: it is expected to hold at
-                                  most bracket_capacity of them (from last step's count and radius) */
+    int too_wide;              /* the bracket is expected to hold more keys than bracket_capacity (from
+                                  last step's count and radius): pass 1 does not keep them. Like
+                                  hist_in_pass1, a hint for speed only: every path selects exactly */
     int64_t inside;            /* keys inside this step's bracket (pass 1's count) */
     int hist_ready;            /* hist holds this step's keys from pass 1: a miss needs no peek */
     int sharded;               /* a slice: k and the threshold are the whole tensor's (histograms summed) */

@@ -103,7 +103,6 @@ int mofo_optim_plan(mofo_optim *o, mofo_err *err) {
     for (int b = 0; b < o->n_blocks; b++) {
         block *bl = &o->blocks[b];
         bl->radius = MOFO_RADIUS_START;
-        bl->keep_inside = 1;
         if (o->select_by_sort && !bl->sharded) {
             if (!(bl->sort_keys = malloc((size_t)bl->numel * sizeof(uint32_t))))
                 return mofo_errf(err, MOFO_ENOMEM, "out of memory planning the step");

@@ -249,7 +249,6 @@ int mofo_optim_load(mofo_optim *o, const char *path, mofo_err *err) {
                 o->blocks[b].last_thr = row[1];
                 o->blocks[b].center = row[2];
                 o->blocks[b].radius = row[3];
-                o->blocks[b].keep_inside = 1;
                 block_bracket(&o->blocks[b]);
             }
         }
@@ -299,7 +298,6 @@ int mofo_optim_load_parts(mofo_optim *o, const char *const *paths, int n, mofo_e
         for (int b = 0; b < o->n_blocks; b++) { /* the brackets, which only save time, start afresh */
             o->blocks[b].have_last = 0;
             o->blocks[b].radius = MOFO_RADIUS_START;
-            o->blocks[b].keep_inside = 1;
         }
         set_loaded(o, step_v, seed_v, ever);
     }

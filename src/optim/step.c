@@ -296,7 +296,7 @@ static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
     block *b = &s->o->blocks[c->block];
     tile_buf *tb = &ts->tile;
     int small = b->n_chunks == 1 && b->numel <= SMALL_BLOCK && !b->sharded;
-    int count_hist = b->hist_in_pass1 && !small; /* the bracket missed last step or is too wide: the histogram now */
+    int count_hist = b->hist_in_pass1 && !small; /* the bracket missed or is too wide: the histogram now */
     const uint32_t lo = b->lo, hi = b->hi;
     int64_t above = 0;
     c->bad = 0;
@@ -316,7 +316,7 @@ static void state_chunk(const step_ctx *s, chunk *c, thread_scratch *ts) {
         }
         if (count_hist) hist_add(s->o, ts, c->block, tb->keys, n);
         /* tb->cand holds the tile's inside-the-bracket flags here (pass 2 reuses it for its own) */
-        if (ni && !small && !b->sort_keys && b->have_last && b->keep_inside) keep_inside(c, b, tb->keys, tb->cand, n, ni);
+        if (ni && !small && !b->sort_keys && b->have_last && !b->too_wide) keep_inside(c, b, tb->keys, tb->cand, n, ni);
         c->n_inside += ni;
         if (b->sort_keys)
             memcpy(b->sort_keys + c->block_pos + at, tb->keys, (size_t)n * sizeof *tb->keys);
@@ -362,7 +362,7 @@ static void check_bracket(mofo_optim *o, block *b, thread_scratch *ts) {
     if (b->settled || !b->have_last) return;
     const chunk *cs = &o->chunks[b->first_chunk];
     int64_t above = 0, inside = 0;
-    int lost = !b->keep_inside;
+    int lost = b->too_wide;
     for (int i = 0; i < b->n_chunks; i++) {
         above += cs[i].n_above;
         inside += cs[i].n_inside;
@@ -599,7 +599,7 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
        wide as this step's prediction missed by, shrinking by at most a quarter a step (one small
        miss among larger ones would otherwise narrow it for the next, which then misses) */
     int64_t next = thr;
-    b->keep_inside = 1;
+    b->too_wide = 0;
     if (b->have_last) {
         uint64_t miss = thr > b->center ? thr - b->center : b->center - thr;
         uint64_t r = 2 * miss + MOFO_RADIUS_MIN;
@@ -607,7 +607,7 @@ static int resolve_block(mofo_optim *o, block *b, thread_scratch *ts) {
         if (r > MOFO_RADIUS_MAX) r = MOFO_RADIUS_MAX;
         /* the keys it will hold, at this step's density: too many (early steps, |m| growing from
            zero), and pass 1 counts the histogram instead of keeping keys it would then drop */
-        b->keep_inside = (double)b->inside * (double)r / (double)b->radius <= (double)bracket_capacity(b);
+        b->too_wide = (double)b->inside * (double)r / (double)b->radius > (double)bracket_capacity(b);
         b->radius = (uint32_t)r;
         next = 2 * (int64_t)thr - (int64_t)b->last_thr;
     }
@@ -817,8 +817,8 @@ int mofo_optim_step(mofo_optim *o, double lr, mofo_err *err) {
     free(consts);
     if (!nonfinite && !comm && !shard_refused) /* a block that missed may miss again: pass 1 counts next time */
         for (int b = 0; b < o->n_blocks; b++)
-            o->blocks[b].hist_in_pass1 = o->blocks[b].hist && (o->blocks[b].sharded || o->blocks[b].settled == SETTLED_HISTOGRAM ||
-                                                               !o->blocks[b].keep_inside);
+            o->blocks[b].hist_in_pass1 = o->blocks[b].hist && (o->blocks[b].sharded || o->blocks[b].too_wide ||
+                                                               o->blocks[b].settled == SETTLED_HISTOGRAM);
     if (comm == 1)
         return mofo_errf(err, MOFO_EIO, "step %lld: the all-reduce of the sharded parameters' counts failed; step "
                                         "refused, parameters and state unchanged", (long long)t);

@@ -107,7 +107,8 @@ static cudaError_t alloc(std::map<uintptr_t, size_t> &allocs, void **ptr, size_t
     static bool registered;
     if (!registered) registered = atexit(leak_check) == 0;
     if (bytes > DEVICE_BYTES)
-        return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes (the simulated card has %zu)", bytes, DEVICE_BYTES);
+        return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes (the simulated card has %zu)", bytes,
+                    DEVICE_BYTES);
     void *p = malloc(bytes ? bytes : 1);
     if (!p) return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes", bytes);
     memset(p, 0xA5, bytes); /* cudaMalloc does not clear */
