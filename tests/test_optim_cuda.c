@@ -11,7 +11,8 @@
  * partition and tie mode; bf16 parameters against the CPU on their fp32 master weights (rounded to
  * nearest even: the bf16 bits must equal the CPU's rounded bits); stochastic rounding (each bf16
  * value one of the two neighbours of the master weight); a non-finite gradient refused with nothing
- * written; a state saved on the GPU, resumed on the CPU, saved again and resumed on the GPU.
+ * written; a state saved on the GPU, resumed on the CPU, saved again and resumed on the GPU; what a
+ * binding does (its own stream, gradients moved every step, a state restored by hand).
  * MOFO_CUDA_TEST_QUICK=1 keeps every tensor under 70000 entries (for compute-sanitizer);
  * MOFO_CUDA_TEST_MAX_SIZE=N leaves out the random-tensor sizes above N (for the CPU simulation of
  * the kernels, test_optim_cudasim, which runs ~1000x slower than a GPU);
@@ -159,7 +160,9 @@ static float *get(const run *r, const float *src, int64_t n) {
     return h;
 }
 
-static int start(run *r, const mofo_options *o0, const model *md, int cuda) {
+/* An optimizer on the CPU or the GPU (on `stream` there, NULL for the legacy default stream) holding
+ * md's tensors, initialised. */
+static int start_on(run *r, const mofo_options *o0, const model *md, int cuda, cudaStream_t stream) {
     mofo_options o = *o0;
     mofo_err err = {0};
     memset(r, 0, sizeof *r);
@@ -168,6 +171,7 @@ static int start(run *r, const mofo_options *o0, const model *md, int cuda) {
     r->opt = mofo_optim_create(&o, &err);
     CHECK(r->opt != NULL, "%s", err.msg);
     if (!r->opt) return -1;
+    if (stream) CHECK(mofo_optim_set_stream(r->opt, stream, &err) == 0, "%s", err.msg);
     for (int t = 0; t < md->n; t++) {
         size_t bytes = (size_t)md->numel[t] * (cuda && md->bf16 ? 2 : 4);
         if (cuda) {
@@ -185,6 +189,8 @@ static int start(run *r, const mofo_options *o0, const model *md, int cuda) {
     }
     return 0;
 }
+
+static int start(run *r, const mofo_options *o, const model *md, int cuda) { return start_on(r, o, md, cuda, NULL); }
 
 static int step(run *r, const model *md, int k, double lr, mofo_err *err) {
     for (int t = 0; t < md->n; t++) put(r, md, r->g[t], md->grad[k][t], md->numel[t]);
@@ -504,6 +510,78 @@ static void state_case(void) {
     unlink(f1), unlink(f2), rmdir(dir);
 }
 
+/* Step k of a binding's run: the gradients in new device arrays (a framework reallocates them), which
+ * mofo_optim_set_param points the optimizer at. */
+static void moved_step(run *r, const model *md, int k) {
+    mofo_err err = {0};
+    for (int t = 0; t < md->n; t++) {
+        void *g;
+        CU(cudaMalloc(&g, (size_t)md->numel[t] * 2));
+        put(r, md, g, md->grad[k][t], md->numel[t]);
+        CHECK(mofo_optim_set_param(r->opt, t, r->p[t], g, &err) == 0, "%s", err.msg);
+        cudaFree(r->g[t]);
+        r->g[t] = g;
+    }
+    CHECK(mofo_optim_step(r->opt, 1e-3, &err) == 0, "step %d: %s", k + 1, err.msg);
+}
+
+/* What a language binding does (mofo.torch): bf16 parameters stepped on its own stream, gradients in
+ * new arrays at every step, and a state restored by hand (m, v, coverage bits and master weights
+ * written through the pointers, then mofo_optim_restore): equal bit for bit to the plain run. */
+static void binding_case(void) {
+    model md = {0};
+    md.bf16 = 1;
+    add_tensor(&md, "w", 2, 300, quick ? 300 : 3000);
+    add_tensor(&md, "b", 1, 300, 0);
+    fill(&md, 4, VALUES_RANDOM, 21);
+    mofo_options o;
+    mofo_options_init(&o, MOFO_RULE_ADAMW);
+    o.weight_decay = 0.1;
+    mofo_err err = {0};
+    cudaStream_t stream;
+    CU(cudaStreamCreate(&stream));
+    run whole, a, b;
+    if (start(&whole, &o, &md, 1) || start_on(&a, &o, &md, 1, stream)) return;
+    for (int k = 0; k < 4; k++) CHECK(step(&whole, &md, k, 1e-3, &err) == 0, "%s", err.msg);
+    for (int k = 0; k < 2; k++) moved_step(&a, &md, k);
+    if (start_on(&b, &o, &md, 1, stream)) return;
+    for (int t = 0; t < md.n; t++) {
+        size_t n = (size_t)md.numel[t];
+        CU(cudaMemcpy(b.p[t], a.p[t], n * 2, cudaMemcpyDeviceToDevice));
+        CU(cudaMemcpy(mofo_optim_m(b.opt, t), mofo_optim_m(a.opt, t), n * 4, cudaMemcpyDeviceToDevice));
+        CU(cudaMemcpy(mofo_optim_v(b.opt, t), mofo_optim_v(a.opt, t), n * 4, cudaMemcpyDeviceToDevice));
+        CU(cudaMemcpy(mofo_optim_master(b.opt, t), mofo_optim_master(a.opt, t), n * 4, cudaMemcpyDeviceToDevice));
+        CU(cudaMemcpy(mofo_optim_touched(b.opt, t), mofo_optim_touched(a.opt, t), (n + 63) / 64 * 8,
+                      cudaMemcpyDeviceToDevice));
+    }
+    CHECK(mofo_optim_restore(b.opt, 2, &err) == 0, "restore on the GPU: %s", err.msg);
+    CHECK(mofo_optim_stats(b.opt)->ever_updated == mofo_optim_stats(a.opt)->ever_updated,
+          "restore: ever updated %lld, saved %lld", (long long)mofo_optim_stats(b.opt)->ever_updated,
+          (long long)mofo_optim_stats(a.opt)->ever_updated);
+    for (int k = 2; k < 4; k++) moved_step(&b, &md, k);
+    for (int t = 0; t < md.n; t++) {
+        int64_t n = md.numel[t];
+        float *pw = weights(&whole, &md, t), *pb = weights(&b, &md, t);
+        float *mw = get(&whole, mofo_optim_m(whole.opt, t), n), *mb = get(&b, mofo_optim_m(b.opt, t), n);
+        uint16_t *bw = malloc((size_t)n * 2), *bb = malloc((size_t)n * 2);
+        CU(cudaMemcpy(bw, whole.p[t], (size_t)n * 2, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(bb, b.p[t], (size_t)n * 2, cudaMemcpyDeviceToHost));
+        int64_t dp = differing(pw, pb, n), dm = differing(mw, mb, n), db = 0;
+        for (int64_t i = 0; i < n; i++) db += bw[i] != bb[i];
+        CHECK(dp == 0 && dm == 0 && db == 0,
+              "binding %s: %lld master weights, %lld m and %lld bf16 weights differ from the plain run", md.names[t],
+              (long long)dp, (long long)dm, (long long)db);
+        free(pw), free(pb), free(mw), free(mb), free(bw), free(bb);
+    }
+    const mofo_stats *sw = mofo_optim_stats(whole.opt), *sb = mofo_optim_stats(b.opt);
+    CHECK(sw->step == 4 && sb->step == 4 && sw->updated == sb->updated && sw->ever_updated == sb->ever_updated,
+          "binding stats: step %lld/%lld updated %lld/%lld ever %lld/%lld", (long long)sw->step, (long long)sb->step,
+          (long long)sw->updated, (long long)sb->updated, (long long)sw->ever_updated, (long long)sb->ever_updated);
+    stop(&whole, &md), stop(&a, &md), stop(&b, &md);
+    CU(cudaStreamDestroy(stream));
+    free_model(&md);
+}
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -518,7 +596,8 @@ int main(void) {
         const char *name;
         void (*run)(void);
     } groups[] = {{"fixtures", fixture_cases}, {"non-finite", nonfinite_case}, {"state", state_case},
-                  {"bf16", bf16_cases},         {"options", option_cases},     {"sizes", size_cases}};
+                  {"bf16", bf16_cases},         {"binding", binding_case},     {"options", option_cases},
+                  {"sizes", size_cases}};
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
         groups[i].run();
         printf("%s done\n", groups[i].name);

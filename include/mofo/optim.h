@@ -63,7 +63,7 @@ typedef enum {
 /* Where the parameters, gradients and state live; chosen when the optimizer is created. */
 typedef enum {
     MOFO_DEVICE_CPU, /* host memory, OpenMP threads (the default) */
-    MOFO_DEVICE_CUDA /* the current CUDA device's memory; the step runs on the legacy default stream */
+    MOFO_DEVICE_CUDA /* the current CUDA device's memory; the step runs on mofo_optim_set_stream's stream */
 } mofo_device;
 
 /* Which tensors MOFO_GROUP_AUTO filters and decays. */
@@ -153,9 +153,20 @@ MOFO_API int mofo_optim_add_param_bf16(mofo_optim *opt, const char *name, uint16
 MOFO_API int mofo_optim_step(mofo_optim *opt, double lr, mofo_err *err);
 
 /* Points parameter i at other arrays of the same shape: for callers whose buffers move between
- * steps, such as a framework that reallocates gradients (CPU; a CUDA optimizer's arrays are fixed at
- * its first step). */
+ * steps, such as a framework that reallocates gradients (a bf16 parameter's bf16 arrays, cast; under
+ * CUDA the next step uploads the new pointers). */
 MOFO_API int mofo_optim_set_param(mofo_optim *opt, int i, float *data, const float *grad, mofo_err *err);
+
+/* ---- CUDA: the stream, the master weights ----
+ * The stream a CUDA optimizer's work runs on: a cudaStream_t, such as PyTorch's current stream
+ * (NULL, the default: the legacy default stream). A step enqueues its kernels there, after what the
+ * stream already holds (the backward that wrote the gradients), and returns when they are done (it
+ * reads a small report back); a bf16 parameter's master weights are initialised on it when the
+ * parameter is added, so set it first. It may change between steps. MOFO_EINVAL on a CPU optimizer. */
+MOFO_API int mofo_optim_set_stream(mofo_optim *opt, void *stream, mofo_err *err);
+/* The fp32 master weights of bf16 parameter i (device memory; NULL for an fp32 parameter): written
+ * by a binding that restores a state by hand, like the moments below. */
+MOFO_API float *mofo_optim_master(mofo_optim *opt, int i);
 
 /* ---- parameters sharded across processes (DeepSpeed ZeRO, FSDP: each process holds a slice) ----
  * A per-slice top k is not the tensor's top k. Declaring parameter i a slice of a tensor of
@@ -221,10 +232,10 @@ MOFO_API float *mofo_optim_v(mofo_optim *opt, int i);
 /* The coverage bits of parameter i: ceil(numel / 64) words, bit e of word w set once entry 64 w + e
  * has moved; NULL without track_coverage (device memory under CUDA). */
 MOFO_API uint64_t *mofo_optim_touched(mofo_optim *opt, int i);
-/* A state restored by hand, as a language binding does from its own format: after m, v and the
- * coverage bits have been written through the pointers above, sets the step count (the bias
- * correction's t; >= 0) and recounts the entries ever updated. CPU only. The threshold brackets,
- * which only save time, start afresh. */
+/* A state restored by hand, as a language binding does from its own format: after m, v, the
+ * coverage bits (and a bf16 parameter's master weights) have been written through the pointers
+ * above, sets the step count (the bias correction's t; >= 0) and recounts the entries ever updated.
+ * The threshold brackets, which only save time, start afresh. */
 MOFO_API int mofo_optim_restore(mofo_optim *opt, int64_t step, mofo_err *err);
 /* sizeof(mofo_options), for bindings that allocate one without the header. */
 MOFO_API size_t mofo_options_size(void);

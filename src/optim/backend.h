@@ -15,8 +15,9 @@ extern "C" {
 /* 0 when a CUDA device is usable; MOFO_ENODEV with the reason otherwise. */
 int mofo_cuda_probe(mofo_err *err);
 /* Allocates p's state in device memory, zeroed (m, v when with_v, touched when with_touched); a
- * bf16 parameter also gets its fp32 master weights, converted from p->data. */
-int mofo_cuda_param_init(param_state *p, int with_v, int with_touched, mofo_err *err);
+ * bf16 parameter also gets its fp32 master weights, converted from p->data on `stream` (a
+ * cudaStream_t, NULL for the legacy default stream), and waits for them. */
+int mofo_cuda_param_init(param_state *p, int with_v, int with_touched, void *stream, mofo_err *err);
 /* Frees what mofo_cuda_param_init allocated (the caller's data and grad stay). */
 void mofo_cuda_param_free(param_state *p);
 /* Copies bytes between host and device memory (to_device: host src to device dst). */

@@ -5,8 +5,8 @@
 #define NO_CUDA "option device: cuda is not available: this libmofo was built without CUDA (nvcc not found)"
 
 int mofo_cuda_probe(mofo_err *err) { return mofo_errf(err, MOFO_ENODEV, NO_CUDA); }
-int mofo_cuda_param_init(param_state *p, int with_v, int with_touched, mofo_err *err) {
-    (void)p, (void)with_v, (void)with_touched;
+int mofo_cuda_param_init(param_state *p, int with_v, int with_touched, void *stream, mofo_err *err) {
+    (void)p, (void)with_v, (void)with_touched, (void)stream;
     return mofo_errf(err, MOFO_ENODEV, NO_CUDA);
 }
 void mofo_cuda_param_free(param_state *p) { (void)p; }

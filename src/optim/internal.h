@@ -131,6 +131,8 @@ struct mofo_optim {
     struct thread_scratch *scratch; /* (scratch_threads) per-thread buffers of the step */
     int scratch_threads;
     struct cuda_step *cuda; /* MOFO_DEVICE_CUDA: the device tables of the step (cuda/step.cu) */
+    void *cuda_stream;      /* MOFO_DEVICE_CUDA: the cudaStream_t the steps run on (NULL: legacy default) */
+    int arrays_moved;       /* set_param since the last step: the device table of pointers is stale */
     mofo_allreduce_fn allreduce; /* sums the sharded blocks' histograms over the processes */
     void *allreduce_ctx;
     int n_sharded;          /* sharded filtered blocks */

@@ -221,7 +221,7 @@ int mofo_optim_add_group(mofo_optim *opt, const mofo_group *g, mofo_err *err) {
 /* The state of a new parameter: host arrays on the CPU, device arrays under CUDA. */
 static int alloc_state(const mofo_optim *opt, param_state *p, mofo_err *err) {
     int with_v = opt->opt.rule == MOFO_RULE_ADAMW, with_touched = opt->opt.track_coverage != 0;
-    if (opt->opt.device == MOFO_DEVICE_CUDA) return mofo_cuda_param_init(p, with_v, with_touched, err);
+    if (opt->opt.device == MOFO_DEVICE_CUDA) return mofo_cuda_param_init(p, with_v, with_touched, opt->cuda_stream, err);
     p->m = calloc((size_t)p->numel, sizeof(float));
     if (with_v) p->v = calloc((size_t)p->numel, sizeof(float));
     if (with_touched) p->touched = calloc((size_t)((p->numel + 63) / 64), sizeof(uint64_t));
@@ -361,10 +361,9 @@ int mofo_optim_set_param(mofo_optim *opt, int i, float *data, const float *grad,
         return mofo_errf(err, MOFO_EINVAL, "parameter %d: the optimizer holds %d", i, opt->n_params);
     param_state *p = &opt->params[i];
     if (!data || !grad) return mofo_errf(err, MOFO_EINVAL, "'%s': NULL data or gradient", p->name);
-    if (opt->opt.device != MOFO_DEVICE_CPU && opt->planned)
-        return mofo_errf(err, MOFO_EINVAL, "'%s': a CUDA optimizer's arrays are fixed at its first step", p->name);
     p->data = data;
     p->grad = grad;
+    opt->arrays_moved = 1; /* a CUDA step uploads the new pointers */
     return 0;
 }
 
@@ -401,12 +400,26 @@ uint64_t *mofo_optim_touched(mofo_optim *opt, int i) {
 
 int mofo_optim_restore(mofo_optim *opt, int64_t step, mofo_err *err) {
     if (step < 0) return mofo_errf(err, MOFO_EINVAL, "step %lld: must be >= 0", (long long)step);
-    if (opt->opt.device != MOFO_DEVICE_CPU)
-        return mofo_errf(err, MOFO_EINVAL, "restoring a state by hand is CPU only (use mofo_optim_load)");
     int64_t ever = 0;
-    for (int i = 0; i < opt->n_params; i++)
-        for (int64_t w = 0; opt->params[i].touched && w < (opt->params[i].numel + 63) / 64; w++)
-            ever += __builtin_popcountll(opt->params[i].touched[w]);
+    for (int i = 0; i < opt->n_params; i++) {
+        const param_state *p = &opt->params[i];
+        if (!p->touched) continue;
+        size_t words = (size_t)((p->numel + 63) / 64);
+        const uint64_t *bits = p->touched;
+        uint64_t *host = NULL;
+        if (opt->opt.device == MOFO_DEVICE_CUDA) { /* counted from a host copy */
+            if (!(host = malloc(words * 8)))
+                return mofo_errf(err, MOFO_ENOMEM, "restore: out of memory counting '%s''s coverage bits", p->name);
+            int rc = mofo_cuda_copy(host, p->touched, words * 8, 0, err);
+            if (rc) {
+                free(host);
+                return rc;
+            }
+            bits = host;
+        }
+        for (size_t w = 0; w < words; w++) ever += __builtin_popcountll(bits[w]);
+        free(host);
+    }
     opt->step = step;
     opt->ever_updated = ever;
     opt->stats.step = step;
@@ -417,6 +430,16 @@ int mofo_optim_restore(mofo_optim *opt, int64_t step, mofo_err *err) {
 }
 
 size_t mofo_options_size(void) { return sizeof(mofo_options); }
+
+int mofo_optim_set_stream(mofo_optim *opt, void *stream, mofo_err *err) {
+    if (opt->opt.device != MOFO_DEVICE_CUDA) return mofo_errf(err, MOFO_EINVAL, "set_stream: a CPU optimizer has no stream");
+    opt->cuda_stream = stream;
+    return 0;
+}
+
+float *mofo_optim_master(mofo_optim *opt, int i) {
+    return i >= 0 && i < opt->n_params ? opt->params[i].master : NULL;
+}
 
 float *mofo_optim_m(mofo_optim *opt, int i) { return i >= 0 && i < opt->n_params ? opt->params[i].m : NULL; }
 float *mofo_optim_v(mofo_optim *opt, int i) { return i >= 0 && i < opt->n_params ? opt->params[i].v : NULL; }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <set>
 
 #include "cuda_runtime.h"
 
@@ -146,6 +147,7 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure: return "unspecified launch failure (cudasim)";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     }
     return "unknown error";
 }
@@ -180,7 +182,8 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+    if (!cudasim_stream_ok(stream)) return last_error;
     return cudaMemcpy(dst, src, bytes, kind);
 }
 
@@ -192,7 +195,43 @@ cudaError_t cudaMemset(void *ptr, int value, size_t bytes) {
     return cudaSuccess;
 }
 
-cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t) { return cudaMemset(ptr, value, bytes); }
+cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t stream) {
+    if (!cudasim_stream_ok(stream)) return last_error;
+    return cudaMemset(ptr, value, bytes);
+}
+
+/* ---- streams: tokens; the work on them ran when it was enqueued ---- */
+
+static std::set<cudaStream_t> streams;
+
+cudaError_t cudaStreamCreate(cudaStream_t *stream) {
+    if (sticky) return sticky;
+    static uintptr_t next = 0x5000;
+    *stream = (cudaStream_t)(next += 16); /* never dereferenced */
+    streams.insert(*stream);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    if (!stream || !streams.erase(stream))
+        return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy(%p): not a stream it created", (void *)stream);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    if (!cudasim_stream_ok(stream)) return last_error;
+    return sticky;
+}
+
+} /* extern "C" */
+
+bool cudasim_stream_ok(cudaStream_t stream) {
+    if (!stream || streams.count(stream)) return true;
+    fail(cudaErrorInvalidResourceHandle, "stream %p: not a stream it created (or destroyed)", (void *)stream);
+    return false;
+}
+
+extern "C" {
 
 } /* extern "C" */
 

@@ -155,6 +155,8 @@ static void block_order(void) {
     cudaFree(d);
 }
 
+__global__ void k_increment(int *x) { *x += 1; }
+
 /* A kernel the simulator must refuse: the launch fails, and so does every call after it until
  * cudaDeviceReset. */
 static void refused(const char *what, void (*launch)(int *)) {
@@ -195,6 +197,23 @@ static void errors(void) {
     CHECK(cudaFree(d) == cudaSuccess, "freeing");
     CHECK(cudaFree(d) == cudaErrorInvalidValue, "freeing twice");
     CHECK(cudaGetLastError() == cudaErrorInvalidValue && cudaGetLastError() == cudaSuccess, "the last error, then none");
+
+    cudaStream_t s;
+    int *x = NULL, one = 1;
+    cudaMalloc((void **)&x, sizeof(int));
+    CHECK(cudaStreamCreate(&s) == cudaSuccess && cudaMemsetAsync(x, 0, sizeof(int), s) == cudaSuccess, "a stream");
+    KERNEL_LAUNCH_ON(1, 1, s, k_increment)(x);
+    CHECK(cudaStreamSynchronize(s) == cudaSuccess && cudaMemcpy(&one, x, sizeof one, cudaMemcpyDeviceToHost) == cudaSuccess &&
+              one == 1, "a launch on a stream runs (%d)", one);
+    fprintf(stderr, "(a destroyed stream: the simulator's messages are expected)\n");
+    CHECK(cudaStreamDestroy(s) == cudaSuccess, "destroying a stream");
+    KERNEL_LAUNCH_ON(1, 1, s, k_increment)(x);
+    CHECK(cudaGetLastError() == cudaErrorInvalidResourceHandle, "a launch on a destroyed stream fails");
+    CHECK(cudaMemcpy(&one, x, sizeof one, cudaMemcpyDeviceToHost) == cudaSuccess && one == 1, "and does not run (%d)", one);
+    CHECK(cudaStreamSynchronize(s) == cudaErrorInvalidResourceHandle && cudaStreamDestroy(s) == cudaErrorInvalidResourceHandle,
+          "nor can it be waited for or destroyed again");
+    cudaGetLastError();
+    cudaFree(x);
 }
 
 static void leak(void) {

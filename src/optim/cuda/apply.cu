@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(BLOCK) k_apply(step_args a) {
 
 template <mofo_rule R, mofo_filter F>
 static void apply_instance(const step_args &a, int n_chunks) {
-    KERNEL_LAUNCH(n_chunks, BLOCK, (k_apply<R, F>))(a);
+    KERNEL_LAUNCH_ON(n_chunks, BLOCK, a.stream, (k_apply<R, F>))(a);
 }
 
 void launch_apply(mofo_rule r, mofo_filter f, const step_args &a, int n_chunks) {

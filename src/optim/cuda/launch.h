@@ -1,5 +1,5 @@
 /* The kernels' launchers, one per .cu file that defines them (host side, C++ linkage). Each launches
- * on the legacy default stream and returns without waiting. */
+ * on the step's stream (a.stream) and returns without waiting. */
 #ifndef MOFO_CUDA_LAUNCH_H
 #define MOFO_CUDA_LAUNCH_H
 

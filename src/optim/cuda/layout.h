@@ -18,10 +18,10 @@
 #include "../internal.h"
 #include "../kernels.h"
 
-/* kernel<<<grid, block>>>, written so that the CPU simulation of the kernels (tests/cudasim) can
- * compile them as C++ with its own launch */
-#ifndef KERNEL_LAUNCH
-#define KERNEL_LAUNCH(grid, block, kernel) kernel<<<grid, block>>>
+/* kernel<<<grid, block, 0, stream>>>, written so that the CPU simulation of the kernels
+ * (tests/cudasim) can compile them as C++ with its own launch */
+#ifndef KERNEL_LAUNCH_ON
+#define KERNEL_LAUNCH_ON(grid, block, stream, kernel) kernel<<<grid, block, 0, stream>>>
 #endif
 
 #define BLOCK 256          /* threads per block of every kernel */
@@ -104,6 +104,7 @@ typedef struct step_args { /* every kernel's argument: the device tables */
     int ties_keep;              /* MOFO_TIES_KEEP */
     int stochastic;             /* stochastic rounding of bf16 weights */
     int pad;
+    cudaStream_t stream;        /* host side: the stream every launch of the step goes on */
 } step_args;
 
 /* ---- levels ---- */

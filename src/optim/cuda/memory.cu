@@ -22,9 +22,10 @@ __global__ void k_bf16_to_f32(const __nv_bfloat16 *in, float *out, int64_t n) {
         out[i] = __bfloat162float(in[i]);
 }
 
-static int alloc_zero(void **ptr, size_t bytes, const char *what, const param_state *p, mofo_err *err) {
+static int alloc_zero(void **ptr, size_t bytes, const char *what, const param_state *p, cudaStream_t stream,
+                      mofo_err *err) {
     cudaError_t e = cudaMalloc(ptr, bytes);
-    if (e == cudaSuccess) e = cudaMemset(*ptr, 0, bytes);
+    if (e == cudaSuccess) e = cudaMemsetAsync(*ptr, 0, bytes, stream);
     if (e != cudaSuccess)
         return mofo_errf(err, e == cudaErrorMemoryAllocation ? MOFO_ENOMEM : MOFO_EDEVICE,
                          "parameter '%s': %s:%d: cannot allocate %zu bytes of device memory for %s: %s", p->name,
@@ -32,25 +33,25 @@ static int alloc_zero(void **ptr, size_t bytes, const char *what, const param_st
     return 0;
 }
 
-static int param_init(param_state *p, int with_v, int with_touched, mofo_err *err) {
+static int param_init(param_state *p, int with_v, int with_touched, cudaStream_t stream, mofo_err *err) {
     size_t n = (size_t)p->numel;
-    int rc = alloc_zero((void **)&p->m, n * 4, "m", p, err);
-    if (!rc && with_v) rc = alloc_zero((void **)&p->v, n * 4, "v", p, err);
-    if (!rc && with_touched) rc = alloc_zero((void **)&p->touched, (n + 63) / 64 * 8, "the coverage bits", p, err);
+    int rc = alloc_zero((void **)&p->m, n * 4, "m", p, stream, err);
+    if (!rc && with_v) rc = alloc_zero((void **)&p->v, n * 4, "v", p, stream, err);
+    if (!rc && with_touched) rc = alloc_zero((void **)&p->touched, (n + 63) / 64 * 8, "the coverage bits", p, stream, err);
     if (!rc && p->bf16) {
-        rc = alloc_zero((void **)&p->master, n * 4, "the master weights", p, err);
+        rc = alloc_zero((void **)&p->master, n * 4, "the master weights", p, stream, err);
         if (!rc) {
             int blocks = (int)((n + BLOCK - 1) / BLOCK < 65536 ? (n + BLOCK - 1) / BLOCK : 65536);
-            KERNEL_LAUNCH(blocks, BLOCK, k_bf16_to_f32)((const __nv_bfloat16 *)p->data, p->master, p->numel);
+            KERNEL_LAUNCH_ON(blocks, BLOCK, stream, k_bf16_to_f32)((const __nv_bfloat16 *)p->data, p->master, p->numel);
             CUDA_TRY(cudaGetLastError(), err);
-            CUDA_TRY(cudaDeviceSynchronize(), err);
         }
     }
+    if (!rc) CUDA_TRY(cudaStreamSynchronize(stream), err);
     return rc;
 }
 
-int mofo_cuda_param_init(param_state *p, int with_v, int with_touched, mofo_err *err) {
-    int rc = param_init(p, with_v, with_touched, err);
+int mofo_cuda_param_init(param_state *p, int with_v, int with_touched, void *stream, mofo_err *err) {
+    int rc = param_init(p, with_v, with_touched, (cudaStream_t)stream, err);
     if (rc) mofo_cuda_param_free(p);
     return rc;
 }

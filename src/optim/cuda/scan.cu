@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(BLOCK) k_scan(step_args a, int level) {
 
 template <mofo_rule R, mofo_filter F>
 static void scan_instance(const step_args &a, int n_chunks, int level) {
-    KERNEL_LAUNCH(n_chunks, BLOCK, (k_scan<R, F>))(a, level);
+    KERNEL_LAUNCH_ON(n_chunks, BLOCK, a.stream, (k_scan<R, F>))(a, level);
 }
 
 void launch_scan(mofo_rule r, mofo_filter f, const step_args &a, int n_chunks, int level) {
@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(BLOCK) k_find(step_args a, const int *multi, i
 }
 
 void launch_find(const step_args &a, const int *multi, int n_multi, int level, int from_stash) {
-    if (n_multi > 0) KERNEL_LAUNCH(n_multi, BLOCK, k_find)(a, multi, level, from_stash);
+    if (n_multi > 0) KERNEL_LAUNCH_ON(n_multi, BLOCK, a.stream, k_find)(a, multi, level, from_stash);
 }
 
 __global__ void k_reset(step_args a) {
@@ -109,4 +109,4 @@ __global__ void k_reset(step_args a) {
     if (b < a.n_blocks) a.sel[b] = sel_state{a.blocks[b].k, 0, 0, -1, 0, 0, 0};
 }
 
-void launch_reset(const step_args &a) { KERNEL_LAUNCH((a.n_blocks + BLOCK) / BLOCK, BLOCK, k_reset)(a); }
+void launch_reset(const step_args &a) { KERNEL_LAUNCH_ON((a.n_blocks + BLOCK) / BLOCK, BLOCK, a.stream, k_reset)(a); }

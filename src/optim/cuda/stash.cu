@@ -27,7 +27,7 @@ __global__ void __launch_bounds__(BLOCK) k_stash_hist(step_args a, const stash_t
 }
 
 void launch_stash_hist(const step_args &a, const stash_tile *tiles, int n_tiles, int level) {
-    if (n_tiles > 0) KERNEL_LAUNCH(n_tiles, BLOCK, k_stash_hist)(a, tiles, level);
+    if (n_tiles > 0) KERNEL_LAUNCH_ON(n_tiles, BLOCK, a.stream, k_stash_hist)(a, tiles, level);
 }
 
 /* One thread block per stash tile: the stashed entries that are selected move (their weights were
@@ -58,5 +58,5 @@ __global__ void __launch_bounds__(BLOCK) k_stash_apply(step_args a, const stash_
 }
 
 void launch_stash_apply(const step_args &a, const stash_tile *tiles, int n_tiles) {
-    if (n_tiles > 0) KERNEL_LAUNCH(n_tiles, BLOCK, k_stash_apply)(a, tiles);
+    if (n_tiles > 0) KERNEL_LAUNCH_ON(n_tiles, BLOCK, a.stream, k_stash_apply)(a, tiles);
 }

@@ -1,13 +1,15 @@
 /* The CUDA step: the device tables built from the CPU plan (plan.c) at the first step, then per
- * step, on the legacy default stream, with one read back at the end:
- *   upload   this step's per-parameter constants (computed by the CPU's mofo_step_consts)
+ * step, on the optimizer's stream (mofo_optim_set_stream; the legacy default stream unless set),
+ * with one read back at the end:
+ *   upload   this step's per-parameter constants (computed by the CPU's mofo_step_consts), and
+ *            the parameters' pointers when mofo_optim_set_param moved them
  *   reset    every block's selection state
  *   scan 0   pass 1, read only: gradients checked; level 0 of every filtered block (one-chunk blocks
  *            selected completely)                                                        (scan.cu)
  *   find 0, then levels 1..last over the data for blocks with too many pending entries
  *   apply    pass 2: moments, decay, moves; pending entries to the stash                 (apply.cu)
  *   levels 1..last over the stash, then the stashed entries that are selected move      (stash.cu)
- *   read     the non-finite flag and the per-chunk statistics (one cudaMemcpy)
+ *   read     the non-finite flag and the per-chunk statistics (one copy; the step waits for it)
  * A non-finite gradient makes every kernel after pass 1 return at once: nothing is written. */
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,7 @@
 
 struct cuda_step {
     int n_multi, n_tiles;
-    dev_param *params;
+    dev_param *params, *params_host;  /* (n_params) device, pinned host (set_param's new pointers) */
     dev_consts *consts, *consts_host; /* (n_params) device, pinned host */
     dev_chunk *chunks;
     dev_block *blocks;
@@ -39,6 +41,7 @@ void mofo_cuda_free_step(mofo_optim *o) {
     cuda_step *cs = o->cuda;
     if (!cs) return;
     cudaFree(cs->params);
+    cudaFreeHost(cs->params_host);
     cudaFree(cs->consts);
     cudaFreeHost(cs->consts_host);
     cudaFree(cs->chunks);
@@ -71,6 +74,14 @@ static int64_t stash_cap(int64_t numel) {
     return cap < numel ? cap : numel;
 }
 
+/* The parameters' table as the kernels read it: pointers into the caller's and the state's arrays. */
+static void param_table(const mofo_optim *o, dev_param *hp) {
+    for (int i = 0; i < o->n_params; i++) {
+        const param_state *p = &o->params[i];
+        hp[i] = dev_param{p->data, p->grad, p->master, p->m, p->v, (unsigned long long *)p->touched, p->numel, p->bf16, 0};
+    }
+}
+
 static int build_tables(mofo_optim *o, cuda_step *cs, mofo_err *err) {
     int rc = 0;
     dev_param *hp = (dev_param *)calloc((size_t)o->n_params + 1, sizeof *hp);
@@ -78,10 +89,7 @@ static int build_tables(mofo_optim *o, cuda_step *cs, mofo_err *err) {
     dev_block *hb = (dev_block *)calloc((size_t)o->n_blocks + 1, sizeof *hb);
     int *multi = (int *)calloc((size_t)o->n_blocks + 1, sizeof *multi);
     if (!hp || !hc || !hb || !multi) rc = mofo_errf(err, MOFO_ENOMEM, "step: out of memory for the device tables");
-    for (int i = 0; i < o->n_params && !rc; i++) {
-        const param_state *p = &o->params[i];
-        hp[i] = dev_param{p->data, p->grad, p->master, p->m, p->v, (unsigned long long *)p->touched, p->numel, p->bf16, 0};
-    }
+    if (!rc) param_table(o, hp);
     int64_t stash_total = 0;
     for (int b = 0; b < o->n_blocks && !rc; b++) {
         const block *bl = &o->blocks[b];
@@ -119,6 +127,7 @@ static int build_tables(mofo_optim *o, cuda_step *cs, mofo_err *err) {
     if (rc) return rc;
     CUDA_TRY(cudaMalloc((void **)&cs->consts, ((size_t)o->n_params + 1) * sizeof(dev_consts)), err);
     CUDA_TRY(cudaMallocHost((void **)&cs->consts_host, ((size_t)o->n_params + 1) * sizeof(dev_consts)), err);
+    CUDA_TRY(cudaMallocHost((void **)&cs->params_host, ((size_t)o->n_params + 1) * sizeof(dev_param)), err);
     CUDA_TRY(cudaMalloc((void **)&cs->sel, ((size_t)o->n_blocks + 1) * sizeof(sel_state)), err);
     CUDA_TRY(cudaMalloc((void **)&cs->stash_count, ((size_t)o->n_blocks + 1) * sizeof(unsigned long long)), err);
     CUDA_TRY(cudaMalloc((void **)&cs->hist, ((size_t)cs->n_multi + 1) * HIST_BINS * sizeof(uint32_t)), err);
@@ -128,6 +137,10 @@ static int build_tables(mofo_optim *o, cuda_step *cs, mofo_err *err) {
     CUDA_TRY(cudaMallocHost(&cs->report_host, cs->report_bytes), err);
     if (!(cs->rc = (rule_consts *)malloc(((size_t)o->n_params + 1) * sizeof(rule_consts))))
         return mofo_errf(err, MOFO_ENOMEM, "step: out of memory");
+    o->arrays_moved = 0;
+    /* the uploads above went on the legacy default stream, which a caller's non-blocking stream does
+     * not wait for */
+    CUDA_TRY(cudaDeviceSynchronize(), err);
     return 0;
 }
 
@@ -151,6 +164,7 @@ static step_args args_of(const mofo_optim *o, const cuda_step *cs) {
     a.n_blocks = o->n_blocks;
     a.ties_keep = o->opt.ties == MOFO_TIES_KEEP;
     a.stochastic = o->opt.stochastic_rounding != 0;
+    a.stream = (cudaStream_t)o->cuda_stream;
     return a;
 }
 
@@ -159,9 +173,9 @@ static int launch_step(const mofo_optim *o, const cuda_step *cs, const step_args
     const mofo_rule r = o->opt.rule;
     const mofo_filter f = o->opt.filter;
     const int last = o->opt.ties == MOFO_TIES_KEEP ? LAST_LEVEL_KEEP : LAST_LEVEL_EXACT;
-    CUDA_TRY(cudaMemsetAsync(cs->report, 0, cs->report_bytes, 0), err);
-    CUDA_TRY(cudaMemsetAsync(cs->stash_count, 0, ((size_t)o->n_blocks + 1) * sizeof(unsigned long long), 0), err);
-    CUDA_TRY(cudaMemsetAsync(cs->hist, 0, ((size_t)cs->n_multi + 1) * HIST_BINS * sizeof(uint32_t), 0), err);
+    CUDA_TRY(cudaMemsetAsync(cs->report, 0, cs->report_bytes, a.stream), err);
+    CUDA_TRY(cudaMemsetAsync(cs->stash_count, 0, ((size_t)o->n_blocks + 1) * sizeof(unsigned long long), a.stream), err);
+    CUDA_TRY(cudaMemsetAsync(cs->hist, 0, ((size_t)cs->n_multi + 1) * HIST_BINS * sizeof(uint32_t), a.stream), err);
     launch_reset(a);
     launch_scan(r, f, a, o->n_chunks, 0);
     launch_find(a, cs->multi, cs->n_multi, 0, 0);
@@ -207,16 +221,23 @@ int mofo_cuda_step(mofo_optim *o, double lr, mofo_err *err) {
         }
     }
     cuda_step *cs = o->cuda;
+    const step_args a = args_of(o, cs);
     const int64_t t = o->step + 1;
     mofo_step_consts(o, lr, t, cs->rc);
     for (int i = 0; i < o->n_params; i++)
         cs->consts_host[i] = dev_consts{cs->rc[i], random_base(o->opt.seed, t, i), random_base(o->opt.seed ^ SR_SALT, t, i)};
-    CUDA_TRY(cudaMemcpyAsync(cs->consts, cs->consts_host, (size_t)o->n_params * sizeof(dev_consts), cudaMemcpyHostToDevice, 0),
-             err);
-    const step_args a = args_of(o, cs);
+    CUDA_TRY(cudaMemcpyAsync(cs->consts, cs->consts_host, (size_t)o->n_params * sizeof(dev_consts), cudaMemcpyHostToDevice,
+                             a.stream), err);
+    if (o->arrays_moved) { /* the previous step has finished with the pinned table: it waited */
+        param_table(o, cs->params_host);
+        CUDA_TRY(cudaMemcpyAsync(cs->params, cs->params_host, (size_t)o->n_params * sizeof(dev_param),
+                                 cudaMemcpyHostToDevice, a.stream), err);
+        o->arrays_moved = 0;
+    }
     int rc = launch_step(o, cs, a, err);
     if (rc) return rc;
-    CUDA_TRY(cudaMemcpy(cs->report_host, cs->report, cs->report_bytes, cudaMemcpyDeviceToHost), err); /* waits */
+    CUDA_TRY(cudaMemcpyAsync(cs->report_host, cs->report, cs->report_bytes, cudaMemcpyDeviceToHost, a.stream), err);
+    CUDA_TRY(cudaStreamSynchronize(a.stream), err);
 
     const step_report *rep = (const step_report *)cs->report_host;
     if (rep->nonfinite) return refuse(o, rep->first_bad, err);

@@ -60,8 +60,10 @@ template <class... P>
 struct cudasim_launch {
     dim3 grid, block;
     void (*kernel)(P...);
+    bool runs = true; /* false: the launch failed before it started */
     template <class... A>
     void operator()(A &&...args) const {
+        if (!runs) return;
         struct call {
             void (*kernel)(P...);
             std::tuple<P...> args; /* by value, as a kernel's arguments */
@@ -77,6 +79,14 @@ cudasim_launch<P...> cudasim_launcher(dim3 grid, dim3 block, void (*kernel)(P...
     return cudasim_launch<P...>{grid, block, kernel};
 }
 #define KERNEL_LAUNCH(grid, block, kernel) cudasim_launcher(grid, block, kernel)
+/* KERNEL_LAUNCH_ON(grid, block, stream, kernel)(args...), as kernel<<<grid, block, 0, stream>>>(args...):
+ * the grid runs at once; a stream that does not exist fails the launch (cudaGetLastError says so). */
+bool cudasim_stream_ok(cudaStream_t stream);
+template <class... P>
+cudasim_launch<P...> cudasim_launcher_on(dim3 grid, dim3 block, cudaStream_t stream, void (*kernel)(P...)) {
+    return cudasim_launch<P...>{grid, block, kernel, cudasim_stream_ok(stream)};
+}
+#define KERNEL_LAUNCH_ON(grid, block, stream, kernel) cudasim_launcher_on(grid, block, stream, kernel)
 
 #define __syncthreads() cudasim_syncthreads(__FILE__, __LINE__)
 
