@@ -1,12 +1,13 @@
-"""python3 -m mofo.bench [--device cpu] [--steps N] [--threads N] [--json]: optimizer steps on the parameter shapes
-of GPT-2 small (124.4M entries, 148 tensors), side by side in one run:
+"""python3 -m mofo.bench [--device cpu|cuda] [--steps N] [--threads N] [--json]: optimizer steps on the parameter
+shapes of GPT-2 small (124.4M entries, 148 tensors), side by side in one run:
 
-  torch AdamW      torch.optim.AdamW (foreach where this torch has it)
+  torch AdamW      torch.optim.AdamW (foreach where this torch has it; fused on CUDA)
   topk MoFO        MoFO as the authors' AdamW_MoFO writes it: torch.topk of |m| on every 2-dim tensor
   mofo.torch.MoFO  libmofo's step (alpha 0.15, 2+-dim tensors filtered)
 
 Each row: the median ms per step over the timed steps after one warm-up step, on fixed random
-gradients. Only CPU tensors: this binding has no CUDA path yet."""
+gradients; on CUDA (fp32 parameters on the current device) each step is timed to the end of its
+work on the device (torch.cuda.synchronize)."""
 
 import argparse
 import json
@@ -64,12 +65,14 @@ class TopkMoFO:
         topk_mofo_step(self.params, self.states, self.lr, self.t)
 
 
-def time_steps(make, params, steps):
+def time_steps(make, params, steps, sync):
     opt = make(params)
     times = []
     for s in range(steps + 1):
+        sync()
         t0 = time.perf_counter()
         opt.step()
+        sync()
         if s:  # the first step allocates the state
             times.append(1e3 * (time.perf_counter() - t0))
     return statistics.median(times)
@@ -88,8 +91,9 @@ def main(argv=None):
         return 2
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.device == "cuda":
-        print("mofo.bench: --device cuda: this binding steps CPU tensors only (no CUDA path yet)", file=sys.stderr)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("mofo.bench: --device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)",
+              file=sys.stderr)
         return 2
     if a.steps < 1 or a.topk_steps < 1:
         print("mofo.bench: --steps and --topk-steps must be >= 1", file=sys.stderr)
@@ -98,27 +102,33 @@ def main(argv=None):
 
     gen = torch.Generator().manual_seed(0)
     shapes = gpt2_shapes()
-    params = [torch.nn.Parameter(torch.randn(s, generator=gen) * 0.02) for s in shapes]
+    params = [torch.nn.Parameter((torch.randn(s, generator=gen) * 0.02).to(a.device)) for s in shapes]
     for p in params:
-        p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+        p.grad = (torch.randn(p.shape, generator=gen) * 1e-3).to(a.device)
     n = sum(p.numel() for p in params)
-    foreach = {"foreach": True} if "foreach" in torch.optim.AdamW.__init__.__code__.co_varnames else {}
+    adamw_args = torch.optim.AdamW.__init__.__code__.co_varnames
+    if a.device == "cuda" and "fused" in adamw_args:
+        fast = {"fused": True}
+    else:
+        fast = {"foreach": True} if "foreach" in adamw_args else {}
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     rows = [
-        ("torch AdamW", lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.01, **foreach), a.steps),
+        ("torch AdamW", lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.01, **fast), a.steps),
         ("topk MoFO", lambda ps: TopkMoFO(ps, lr=1e-4), a.topk_steps),
         ("mofo.torch.MoFO", lambda ps: mofo.torch.MoFO(ps, lr=1e-4, weight_decay=0.01), a.steps),
     ]
     if not a.json:
-        print("mofo.bench: GPT-2 small shapes (%.1fM entries, %d tensors), %d torch threads, torch %s, %s" %
-              (n / 1e6, len(params), torch.get_num_threads(), torch.__version__, mofo.lib.LIBRARY_PATH))
+        where = torch.cuda.get_device_name() if a.device == "cuda" else "%d torch threads" % torch.get_num_threads()
+        print("mofo.bench: GPT-2 small shapes (%.1fM entries, %d tensors), %s, torch %s, AdamW %s, %s" %
+              (n / 1e6, len(params), where, torch.__version__, ",".join(fast) or "for-loop", mofo.lib.LIBRARY_PATH))
         print("%-18s %10s %10s" % ("optimizer", "ms/step", "vs AdamW"))
     base = None
     for name, make, steps in rows:
-        ms = time_steps(make, params, steps)
+        ms = time_steps(make, params, steps, sync)
         base = base or ms
         if a.json:
             print(json.dumps({"optimizer": name, "ms_per_step": round(ms, 2), "vs_adamw": round(ms / base, 3),
-                              "threads": torch.get_num_threads(), "entries": n}))
+                              "device": a.device, "threads": torch.get_num_threads(), "entries": n}))
         else:
             print("%-18s %10.1f %9.2fx" % (name, ms, ms / base))
         sys.stdout.flush()

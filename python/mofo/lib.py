@@ -73,7 +73,11 @@ _destroy = _declare("mofo_optim_destroy", None, _vp)
 _add_group = _declare("mofo_optim_add_group", ctypes.c_int, _vp, ctypes.POINTER(_Group), _ep)
 _add_param = _declare("mofo_optim_add_param", ctypes.c_int, _vp, _cp, _vp, _vp, ctypes.c_int, _c_int64_p,
                       ctypes.c_int, _ep)
+_add_param_bf16 = _declare("mofo_optim_add_param_bf16", ctypes.c_int, _vp, _cp, _vp, _vp, ctypes.c_int, _c_int64_p,
+                           ctypes.c_int, _ep)
 _set_param = _declare("mofo_optim_set_param", ctypes.c_int, _vp, ctypes.c_int, _vp, _vp, _ep)
+_set_stream = _declare("mofo_optim_set_stream", ctypes.c_int, _vp, _vp, _ep)
+_master = _declare("mofo_optim_master", _vp, _vp, ctypes.c_int)
 _step = _declare("mofo_optim_step", ctypes.c_int, _vp, ctypes.c_double, _ep)
 _stats = _declare("mofo_optim_stats", ctypes.POINTER(_Stats), _vp)
 _m = _declare("mofo_optim_m", _vp, _vp, ctypes.c_int)
@@ -117,13 +121,14 @@ class Optimizer:
             raise ValueError("mofo: %s" % err.msg.decode())
         return gid
 
-    def add(self, name, data_ptr, grad_ptr, shape, group):
+    def add(self, name, data_ptr, grad_ptr, shape, group, bf16=False):
+        """Registers a tensor: fp32, or bf16 (CUDA; the optimizer keeps fp32 master weights)."""
         err = _Err()
         dims = (ctypes.c_int64 * max(1, len(shape)))(*(shape or [1]))
-        i = _add_param(self._h, name.encode(), data_ptr, grad_ptr, max(1, len(shape)), dims, group,
-                       ctypes.byref(err))
+        add = _add_param_bf16 if bf16 else _add_param
+        i = add(self._h, name.encode(), data_ptr, grad_ptr, max(1, len(shape)), dims, group, ctypes.byref(err))
         if i < 0:
-            _fail(err, "mofo_optim_add_param")
+            _fail(err, "mofo_optim_add_param_bf16" if bf16 else "mofo_optim_add_param")
         n = 1
         for d in shape:
             n *= int(d)
@@ -134,6 +139,12 @@ class Optimizer:
         err = _Err()
         if _set_param(self._h, i, data_ptr, grad_ptr, ctypes.byref(err)):
             _fail(err, "mofo_optim_set_param")
+
+    def set_stream(self, stream):
+        """The cudaStream_t (an integer; 0: the legacy default stream) the next steps run on."""
+        err = _Err()
+        if _set_stream(self._h, stream or None, ctypes.byref(err)):
+            _fail(err, "mofo_optim_set_stream")
 
     def set_allreduce(self, fn):
         """fn(counts) sums a ctypes uint64 array over the processes in place; an exception it raises
@@ -179,6 +190,9 @@ class Optimizer:
 
     def v(self, i):
         return _v(self._h, i)
+
+    def master(self, i):
+        return _master(self._h, i)
 
     def touched(self, i):
         return _touched(self._h, i)

@@ -1,4 +1,4 @@
-"""mofo.torch.MoFO: libmofo's optimizer as a torch.optim.Optimizer (CPU, fp32).
+"""mofo.torch.MoFO: libmofo's optimizer as a torch.optim.Optimizer (CPU fp32; CUDA fp32 and bf16).
 
     opt = mofo.torch.MoFO(mofo.torch.param_groups(model, weight_decay=0.01), lr=2e-5, alpha=0.15)
     for batch in data:
@@ -16,19 +16,28 @@ AdamW skips them); a group steps its tensors together, so a tensor of a group th
 keep having a gradient. lr is read at every step (torch.optim.lr_scheduler works); weight_decay,
 alpha, betas, eps and filtered are fixed once the group has stepped.
 
+Devices: CPU tensors (float32) step in libmofo's CPU code on torch.get_num_threads() threads; CUDA
+tensors (float32, or bfloat16 with fp32 master weights and fp32 moments kept by libmofo) step in
+libmofo's CUDA backend, on the tensors' device and torch's current stream there (the step waits for
+the backward already queued on it, and returns once the update is done). A group's tensors share one
+device. The CUDA path needs a libmofo built with CUDA (nvcc at build time); without it, or without a
+device, the first step says so.
+
 Sharded parameters (DeepSpeed ZeRO, FSDP): where each process holds a slice of a tensor, pass
 shards={slice: (offset, full_numel)} (the slice's place in the flattened full tensor) and the
 process group (default: torch.distributed's world). Each tensor's threshold is then the whole
 tensor's exact k-th largest |m|, from the slices' selection histograms summed with a few small
 all_reduce calls per step (libmofo's mofo_optim_set_shard), never a gather of the moments: the
 sharded run equals the unsharded one bit for bit. A slice is 1-dim, so give its group
-filtered=True where the full tensor is a matrix. stats() stays per process.
+filtered=True where the full tensor is a matrix. CPU tensors only. stats() stays per process.
 
 State: self.state[p] holds "step", "exp_avg", "exp_avg_sq" (torch's AdamW keys; the moment tensors
-are views of libmofo's buffers) and "ever_updated_bits" (the coverage bits, int64 words);
+are views of libmofo's buffers, on the parameter's device), "ever_updated_bits" (the coverage bits,
+int64 words) and, for a bfloat16 parameter, "master_param" (its fp32 master weights);
 state_dict() copies them out, load_state_dict() copies them back, and a resumed run continues bit
 for bit."""
 
+import contextlib
 import ctypes
 
 import torch
@@ -70,18 +79,82 @@ def param_groups(model, weight_decay=0.0, policy="ndim", **group_options):
     return [groups[k] for k in sorted(groups, reverse=True)]
 
 
-def _view(ptr, n, ctype, dtype, owner):
-    """A tensor over n entries of libmofo's memory at ptr, keeping owner (the optimizer) alive."""
-    arr = (ctype * n).from_address(ptr)
-    arr._owner = owner
-    return torch.frombuffer(arr, dtype=dtype)
+_CTYPES = {torch.float32: ctypes.c_float, torch.int64: ctypes.c_int64}
+
+
+class _Cpu:
+    """CPU tensors: float32, stepped by libmofo's CPU code; the state is host memory."""
+    options = {}
+    dtypes = (torch.float32,)
+
+    @staticmethod
+    def view(ptr, n, dtype, owner, device):
+        """A tensor over n entries of libmofo's memory at ptr, keeping owner (the optimizer) alive."""
+        arr = (_CTYPES[dtype] * n).from_address(ptr)
+        arr._owner = owner
+        return torch.frombuffer(arr, dtype=dtype)
+
+    @staticmethod
+    def on(device):
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def stream(device):
+        return None
+
+    @staticmethod
+    def wait(device):
+        pass
+
+
+class _DeviceArray:
+    """n entries of libmofo's device memory at ptr, as __cuda_array_interface__ describes them to
+    torch.as_tensor; the tensor keeps this object, and so owner (the optimizer), alive."""
+
+    def __init__(self, ptr, n, dtype, owner):
+        typestr = {torch.float32: "<f4", torch.int64: "<i8"}[dtype]
+        self.__cuda_array_interface__ = {"shape": (n,), "typestr": typestr, "data": (ptr, False), "version": 2,
+                                         "strides": None}
+        self._owner = owner
+
+
+class _Cuda:
+    """CUDA tensors: float32, or bfloat16 with fp32 master weights, stepped by libmofo's CUDA backend
+    on the tensors' device and torch's current stream there; the state is device memory."""
+    options = {"device": "cuda"}
+    dtypes = (torch.float32, torch.bfloat16)
+
+    @staticmethod
+    def view(ptr, n, dtype, owner, device):
+        return torch.as_tensor(_DeviceArray(ptr, n, dtype, owner), device=device)
+
+    @staticmethod
+    def on(device):
+        return torch.cuda.device(device)
+
+    @staticmethod
+    def stream(device):
+        return torch.cuda.current_stream(device).cuda_stream
+
+    @staticmethod
+    def wait(device):
+        """Until the work queued on torch's current stream (copies into the state) is done."""
+        torch.cuda.current_stream(device).synchronize()
+
+
+def _placement(p):
+    """How tensor p's device is stepped: _Cpu or _Cuda."""
+    kinds = {"cpu": _Cpu, "cuda": _Cuda}
+    if p.device.type not in kinds:
+        raise RuntimeError("mofo: a tensor on %s: MoFO steps CPU and CUDA tensors" % (p.device,))
+    return kinds[p.device.type]
 
 
 class _Group:
-    """The libmofo optimizer of one param group and the tensors it holds, in order."""
+    """The libmofo optimizer of one param group, the tensors it holds (in order) and their device."""
 
-    def __init__(self, c, params, names):
-        self.c, self.params, self.names = c, params, names
+    def __init__(self, c, params, names, placement, device):
+        self.c, self.params, self.names, self.placement, self.device = c, params, names, placement, device
 
 
 class MoFO(torch.optim.Optimizer):
@@ -132,32 +205,46 @@ class MoFO(torch.optim.Optimizer):
     def _build(self, gi, group, params):
         names = self._names(gi, group)
         index = {id(p): j for j, p in enumerate(group["params"])}
+        placement, device = _placement(params[0]), params[0].device
+        for p in params:
+            if p.device != device:
+                raise RuntimeError("mofo: param group %d holds tensors on %s and %s; a group's tensors must share one "
+                                   "device" % (gi, device, p.device))
+            self._check_param(placement, p, names[index[id(p)]])
+        if self._shards and placement is not _Cpu:
+            raise RuntimeError("mofo: sharded parameters are stepped on the CPU only (param group %d is on %s)" %
+                               (gi, device))
         opts = dict(self._options, beta1=repr(float(group["betas"][0])), beta2=repr(float(group["betas"][1])),
-                    eps=repr(float(group["eps"])), threads=torch.get_num_threads())
+                    eps=repr(float(group["eps"])), threads=torch.get_num_threads(), **placement.options)
         c = lib.Optimizer(opts)
         wd, alpha = repr(float(group["weight_decay"])), repr(float(group["alpha"]))
         cgroups = {}
         held = []
-        for p in params:
-            self._check_param(p, names[index[id(p)]])
-            filtered = group["filtered"] if group["filtered"] is not None else p.dim() >= 2
-            if filtered not in cgroups:
-                cgroups[filtered] = c.add_group(wd, alpha, filtered)
-            name = names[index[id(p)]]
-            i = c.add(name, p.data_ptr(), p.data_ptr(), list(p.shape), cgroups[filtered])
-            n = p.numel()
-            st = self.state[p]
-            st["step"] = torch.zeros((), dtype=torch.float32)
-            st["exp_avg"] = _view(c.m(i), n, ctypes.c_float, torch.float32, c).view_as(p)
-            if c.v(i):
-                st["exp_avg_sq"] = _view(c.v(i), n, ctypes.c_float, torch.float32, c).view_as(p)
-            st["ever_updated_bits"] = _view(c.touched(i), (n + 63) // 64, ctypes.c_int64, torch.int64, c)
-            held.append(name)
-            if id(p) in self._shards:
-                c.set_shard(i, self._shards[id(p)])
+        with placement.on(device):
+            if placement.stream(device) is not None:
+                c.set_stream(placement.stream(device))  # before the bf16 master weights are made on it
+            for p in params:
+                filtered = group["filtered"] if group["filtered"] is not None else p.dim() >= 2
+                if filtered not in cgroups:
+                    cgroups[filtered] = c.add_group(wd, alpha, filtered)
+                name = names[index[id(p)]]
+                bf16 = p.dtype == torch.bfloat16
+                i = c.add(name, p.data_ptr(), p.data_ptr(), list(p.shape), cgroups[filtered], bf16=bf16)
+                n = p.numel()
+                st = self.state[p]
+                st["step"] = torch.zeros((), dtype=torch.float32)
+                st["exp_avg"] = placement.view(c.m(i), n, torch.float32, c, device).view(p.shape)
+                if c.v(i):
+                    st["exp_avg_sq"] = placement.view(c.v(i), n, torch.float32, c, device).view(p.shape)
+                st["ever_updated_bits"] = placement.view(c.touched(i), (n + 63) // 64, torch.int64, c, device)
+                if bf16:
+                    st["master_param"] = placement.view(c.master(i), n, torch.float32, c, device).view(p.shape)
+                held.append(name)
+                if id(p) in self._shards:
+                    c.set_shard(i, self._shards[id(p)])
         if any(id(p) in self._shards for p in params):
             c.set_allreduce(self._allreduce)
-        g = _Group(c, list(params), held)
+        g = _Group(c, list(params), held, placement, device)
         self._groups[gi] = g
         return g
 
@@ -167,20 +254,21 @@ class MoFO(torch.optim.Optimizer):
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self._process_group)
 
     @staticmethod
-    def _check_param(p, name):
-        if p.device.type != "cpu":
-            raise RuntimeError("mofo: %s is on %s: this libmofo binding steps CPU tensors only" % (name, p.device))
-        if p.dtype != torch.float32:
-            raise TypeError("mofo: %s is %s: MoFO steps float32 parameters" % (name, p.dtype))
+    def _check_param(placement, p, name):
+        if p.dtype not in placement.dtypes:
+            raise TypeError("mofo: %s is %s on %s: MoFO steps %s parameters there" %
+                            (name, p.dtype, p.device, " or ".join(str(d) for d in placement.dtypes)))
         if not p.is_contiguous():
             raise RuntimeError("mofo: %s is not contiguous" % name)
 
-    def _grad(self, p, name):
+    @staticmethod
+    def _grad(p, name):
         g = p.grad
         if g.is_sparse:
             raise RuntimeError("mofo: %s has a sparse gradient, which MoFO does not support" % name)
-        if g.dtype != torch.float32 or g.device.type != "cpu":
-            raise TypeError("mofo: %s: gradient of %s on %s; float32 on the CPU is needed" % (name, g.dtype, g.device))
+        if g.dtype != p.dtype or g.device != p.device:
+            raise TypeError("mofo: %s: gradient of %s on %s for a parameter of %s on %s" %
+                            (name, g.dtype, g.device, p.dtype, p.device))
         return g if g.is_contiguous() else g.contiguous()
 
     @torch.no_grad()
@@ -204,7 +292,10 @@ class MoFO(torch.optim.Optimizer):
                                        "give it a zero gradient)" % name)
                 grads.append(self._grad(p, name))
                 g.c.set(i, p.data_ptr(), grads[-1].data_ptr())
-            g.c.step(group["lr"])
+            with g.placement.on(g.device):
+                if g.placement.stream(g.device) is not None:
+                    g.c.set_stream(g.placement.stream(g.device))
+                g.c.step(group["lr"])
             n = float(g.c.steps())
             for p in g.params:
                 self.state[p]["step"].fill_(n)
@@ -249,7 +340,9 @@ class MoFO(torch.optim.Optimizer):
             steps = set()
             for p, k in with_state:
                 src, dst = state_dict["state"][k], self.state[p]
-                for key in ("exp_avg", "exp_avg_sq", "ever_updated_bits"):
+                for key in ("exp_avg", "exp_avg_sq", "ever_updated_bits", "master_param"):
+                    if key == "master_param" and key not in src:
+                        continue  # a state saved from fp32 parameters: the masters are the weights
                     if key in dst:
                         if key not in src or src[key].numel() != dst[key].numel():
                             raise ValueError("mofo: state of parameter %d: %s missing or of another size" % (k, key))
@@ -257,6 +350,7 @@ class MoFO(torch.optim.Optimizer):
                 steps.add(int(src["step"]))
             if len(steps) != 1:
                 raise ValueError("mofo: group %d: its tensors were saved at different steps %s" % (gi, sorted(steps)))
+            g.placement.wait(g.device)
             g.c.restore(steps.pop())
             for p, _ in with_state:
                 self.state[p]["step"].fill_(float(g.c.steps()))

@@ -20,6 +20,7 @@ except ImportError:
     print("skipped: torch is not installed (Debian: apt-get install python3-torch)")
     sys.exit(77)
 
+import mofo.lib
 import mofo.torch
 
 FIXTURES = os.environ.get("MOFO_FIXTURES", os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures"))
@@ -279,6 +280,12 @@ class Errors(unittest.TestCase):
                          ({"partition": "model"}, "partition 'model'")):
             with self.assertRaisesRegex(ValueError, text):
                 mofo.torch.MoFO(p, **kw)
+
+    @unittest.skipIf(torch.cuda.is_available(), "this machine has a CUDA device (test_torch_cuda.py runs there)")
+    def test_cuda_without_a_device_is_named(self):
+        # a libmofo built with CUDA on a machine without a device, or built without CUDA: either says so
+        with self.assertRaisesRegex(mofo.lib.MofoError, "device: cuda"):
+            mofo.lib.Optimizer({"device": "cuda"})
 
     def test_unsupported_tensors(self):
         p = torch.nn.Parameter(torch.randn(4, 4, dtype=torch.float64))
