@@ -15,8 +15,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "backend/backend.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/load.h"
 #include "cli/threads.h"
 #include "model/model.h"
 #include "mofo/optim.h"
@@ -26,6 +28,7 @@
 
 static const char *arch = "gpt2", *size;
 static int64_t batch, seq, threads, steps = 3, warmup = 10, ranks;
+static const char *device;
 static const char *method = "mofo";
 static int json_out;
 
@@ -42,12 +45,14 @@ static const arg_spec SPECS[] = {
                                       "AdamW on the adapters, the base frozen)"},
     {"ranks", ARG_INT, &ranks, "N", "instead: N processes x 1 thread (mpirun mofo finetune) against 1 x N threads, "
                                     "and the bytes each process sends per step"},
+    {"device", ARG_STR, &device, "cpu|cuda", "where the model trains: cpu (default) or cuda (fp32; the GPU's time to "
+     "the end of each part)"},
     {"json", ARG_FLAG, &json_out, NULL, "one JSON object per row"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void bench_train_help(FILE *out) {
-    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--steps S] [--warmup W] [--threads N] [--ranks N] [--json]",
+    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--steps S] [--warmup W] [--threads N] [--ranks N] [--device cpu|cuda] [--json]",
               SPECS, N_SPECS);
 }
 
@@ -87,11 +92,17 @@ int bench_train(int argc, char **argv) {
         fprintf(stderr, "mofo bench train: --seq %d exceeds the model's %d positions\n", T, cfg.max_T);
         return 2;
     }
+    mofo_device dev;
+    if (cli_parse_device("bench train", device, &dev)) return 2;
+    if (ranks > 0 && dev != MOFO_DEVICE_CPU) {
+        fprintf(stderr, "mofo bench train: --ranks runs on the CPU only\n");
+        return 2;
+    }
     if (ranks > 0) return bench_train_ranks(&cfg, method, B, T, (int)steps, (int)ranks, json_out);
     mofo_model *m = NULL;
     mofo_lora *l = NULL;
     double t0 = (1e3 * cli_now());
-    if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) ||
+    if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) || mofo_model_to_device(m, dev, &err) ||
         (lora ? mofo_lora_create(&l, m, "q,k,v,o,gate,up,down", 8, 16, 1, &err) || mofo_lora_attach(l, m, &err)
               : mofo_model_alloc_grads(m, &err))) {
         fprintf(stderr, "mofo bench train: %s\n", err.msg);
@@ -110,8 +121,8 @@ int bench_train(int argc, char **argv) {
     double params_m = m->n_floats / 1e6, acts_mb = mofo_model_act_floats(&cfg, B, T) * 4.0 / (1 << 20),
            predicted_mb = m->n_floats * (lora ? 4.0 : 16.0) / (1 << 20) + acts_mb; /* LoRA: weights only */
     if (!json_out) {
-        printf("mofo bench train: %s %s (%.1fM parameters), B=%d T=%d, %s, %d timed steps per row after %d warm-up steps\n", arch, size,
-               params_m, B, T,
+        printf("mofo bench train: %s %s (%.1fM parameters) on %s, B=%d T=%d, %s, %d timed steps per row after %d "
+               "warm-up steps\n", arch, size, params_m, mofo_device_name(dev), B, T,
                lora ? "LoRA rank 8 (AdamW on the adapters)" : dense ? "AdamW (dense)" : "MoFO alpha 0.15", (int)steps, (int)warmup);
         int par = openblas_get_parallel();
         const char *wait = getenv("OMP_WAIT_POLICY");
@@ -135,6 +146,7 @@ int bench_train(int argc, char **argv) {
         mofo_options_init(&o, MOFO_RULE_ADAMW);
         o.weight_decay = 0.01;
         o.threads = nt;
+        o.device = dev;
         if (lora || dense) o.filter = MOFO_FILTER_NONE;
         mofo_optim *opt = mofo_optim_create(&o, &err);
         if (!opt || (lora ? mofo_lora_register(l, opt, NULL, 0, &err) : mofo_model_register(m, opt, &err))) {
@@ -152,6 +164,7 @@ int bench_train(int argc, char **argv) {
             double b = (1e3 * cli_now());
             if (s == -(int)warmup) loss_first = loss;
             if (rc == 0) rc = mofo_model_backward(m, ids, tg, &err);
+            m->be->sync(); /* the device's backward done before the optimizer's clock starts */
             double c = (1e3 * cli_now());
             if (rc == 0) rc = mofo_optim_step(opt, 1e-4, &err);
             double d = (1e3 * cli_now());
@@ -172,11 +185,11 @@ int bench_train(int argc, char **argv) {
         double ms = cli_median(tot, S), f = cli_median(fw, S), bk = cli_median(bw, S), om = cli_median(op, S);
         double tps = B * T / (ms / 1e3), rss = peak_rss_mb(), early_ms = cli_median(early, 3);
         if (json_out)
-            printf("{\"arch\": \"%s\", \"size\": \"%s\", \"method\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
+            printf("{\"arch\": \"%s\", \"size\": \"%s\", \"method\": \"%s\", \"device\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
                    "\"ms_per_step\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"optimizer_ms\": %.1f, "
                    "\"tokens_per_s\": %.1f, \"early_ms\": %.1f, \"warmup\": %d, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, "
                    "\"loss_first\": %.4f, \"loss\": %.4f}\n",
-                   arch, size, method, B, T, nt, ms, f, bk, om, tps, early_ms, (int)warmup, rss, predicted_mb, loss_first, loss);
+                   arch, size, method, mofo_device_name(dev), B, T, nt, ms, f, bk, om, tps, early_ms, (int)warmup, rss, predicted_mb, loss_first, loss);
         else
             printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %14.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, early_ms, rss, loss);
         fflush(stdout);

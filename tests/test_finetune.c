@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "check.h"
+#include "token_records.h"
 #include "io/json.h"
 #include "model/model.h"
 #include "text/utf8.h"
@@ -70,28 +71,6 @@ static double num_at(const mofo_json *arr, int i) {
     return e && e->type == MOFO_JSON_NUMBER ? e->number : NAN;
 }
 
-/* traj.safetensors' batches -> one JSONL line of input_ids per row */
-static void write_jsonl(const char *model, const char *path) {
-    char p[512];
-    mofo_err err = {0};
-    snprintf(p, sizeof p, "%s/%s/traj.safetensors", MOFO_FIXTURES, model);
-    mofo_st_file *f = NULL;
-    CHECK(mofo_st_open(&f, p, &err) == 0, "%s", err.msg);
-    const mofo_st_tensor *bt = f ? mofo_st_find(f, "batches") : NULL;
-    FILE *o = fopen(path, "w");
-    if (bt && o) {
-        const int32_t *ids = bt->data;
-        int64_t rows = bt->shape[0] * bt->shape[1], T = bt->shape[2];
-        for (int64_t r = 0; r < rows; r++) {
-            fputs("{\"input_ids\": [", o);
-            for (int64_t t = 0; t < T; t++) fprintf(o, "%s%d", t ? ", " : "", ids[r * T + t]);
-            fputs("]}\n", o);
-        }
-    }
-    if (o) fclose(o);
-    mofo_st_close(f);
-}
-
 /* the losses of metrics.jsonl, in order */
 static int read_losses(const char *out, double *loss, int max) {
     char p[512];
@@ -115,7 +94,7 @@ static void traj(const char *name, const char *method, const char *extra) {
     char data[400], out[400], ck[500], p[600];
     snprintf(data, sizeof data, "%s/%s.jsonl", tmp, name);
     snprintf(out, sizeof out, "%s/%s-%s%s", tmp, name, method, *extra ? "-accum" : "");
-    write_jsonl(name, data);
+    write_token_records(name, data);
     int st = mofo(NULL, "finetune --model %s/%s --data %s --out %s %s --method %s%s --save-every 3 %s", MOFO_FIXTURES, name,
                   data, out, FLAGS, method, strcmp(method, "mofo") == 0 ? " --alpha 0.15" : "", extra);
     char *e = out_text("err");
@@ -411,6 +390,7 @@ static void errors(void) {
         {"lr < 0", "--lr -1e-3", "the learning rate must be > 0", 2},
         {"bad method", "--method sgd", "--method 'sgd'", 2},
         {"l2 without reg", "--method l2", "needs reg > 0", 2},
+        {"bad device", "--device gpu", "--device gpu: cpu or cuda expected", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 1 %s", m, data, out, cases[i].args);
@@ -418,8 +398,14 @@ static void errors(void) {
         CHECK(st == cases[i].status && strstr(e, cases[i].expect), "%s: status %d, message: %s", cases[i].what, st, e);
         free(e);
     }
-    int st = mofo(NULL, "finetune --model %s/no-such-model --data %s --out %s --steps 1", tmp, data, out);
+    /* without a GPU or without CUDA in the build it says which; on a GPU it trains */
+    int st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 1 --device cuda", m, data, out);
     char *e = out_text("err");
+    CHECK(st == 0 || (st == 1 && (strstr(e, "device cuda: no CUDA device") || strstr(e, "built without CUDA"))),
+          "--device cuda: status %d, message: %s", st, e);
+    free(e);
+    st = mofo(NULL, "finetune --model %s/no-such-model --data %s --out %s --steps 1", tmp, data, out);
+    e = out_text("err");
     CHECK(st != 0 && strstr(e, "no-such-model"), "missing model: %d %s", st, e);
     free(e);
     st = mofo(NULL, "finetune --model %s --data %s/no-such.jsonl --out %s --steps 1", m, tmp, out);

@@ -305,6 +305,19 @@ static void check_memory(const mofo_backend *be) {
         for (size_t i = 0; l1 && i < n; i += 4) same &= gg[i] == g[i];
         CHECK(same, "penalty_grad l1: no pull where theta == theta0");
     }
+    /* the distance of theta (x) from theta0, where a quarter of the entries are equal */
+    double ref_sq = 0, ref_base = 0, sums[3] = {0};
+    long ref_changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        double dd = (double)x[i] - theta0[i];
+        ref_sq += dd * dd, ref_base += (double)theta0[i] * theta0[i], ref_changed += x[i] != theta0[i];
+    }
+    be->distance(dt0, dx, n, sums);
+    /* measured up to 1.6e-15 and 3.4e-16 (other summation orders in double): 4e-15, as sum */
+    report(err1(sums[0], ref_sq), 4e-15, "distance sum (b - a)^2");
+    report(err1(sums[1], ref_base), 4e-15, "distance sum a^2");
+    CHECK(sums[2] == (double)ref_changed && ref_changed < (long)n, "distance: %g entries differ, %ld expected", sums[2],
+          ref_changed);
     release(be);
 }
 

@@ -145,6 +145,7 @@ typedef struct mofo_train_opts {
     uint64_t init_seed;
     double init_std;              /* default 0.02 */
     const char *tokenizer_dir;    /* NULL: model_dir */
+    mofo_device device;           /* where the model trains: CPU (default), or CUDA (fp32; one process) */
 } mofo_train_opts;
 
 MOFO_API void mofo_train_opts_init(mofo_train_opts *o);

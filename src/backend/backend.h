@@ -31,6 +31,9 @@ typedef struct mofo_backend {
     /* Frees what the backend holds itself (scratch, library handles), after its last operation and
      * once every array of alloc has been freed; it may be created again afterwards. */
     void (*close)(void);
+    /* Waits until the operations given so far have run (a device's run after their call returns):
+     * for timing them. */
+    void (*sync)(void);
 
     /* ---- memory ---- */
     float *(*alloc)(size_t n);                                /* n zeroed floats; NULL when out of memory */
@@ -48,6 +51,9 @@ typedef struct mofo_backend {
     /* g (n) += the penalty's gradient, d = theta - theta0: L1 reg sign(d) (0 where equal), L2
      * 2 reg d; returns the penalty, reg sum |d| (L1) or reg sum d^2 (L2) */
     double (*penalty_grad)(mofo_penalty kind, double reg, const float *theta, const float *theta0, float *g, int64_t n);
+    /* How far b (n) is from a: sums[0] = sum (b - a)^2 and sums[1] = sum a^2 (in double, in a fixed
+     * order), sums[2] = the entries whose bits differ */
+    void (*distance)(const float *a, const float *b, size_t n, double sums[3]);
 
     /* ---- matrix products ---- */
     /* C (M, N) = alpha op(A) op(B) + beta C, row-major with leading dimensions (BLAS's sgemm) */

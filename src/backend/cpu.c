@@ -50,6 +50,32 @@ static double cpu_reduce(const float *x, size_t n, bool squares) {
 static double cpu_sum(const float *x, size_t n) { return cpu_reduce(x, n, false); }
 static double cpu_sumsq(const float *x, size_t n) { return cpu_reduce(x, n, true); }
 
+static void cpu_distance(const float *a, const float *b, size_t n, double sums[3]) {
+    double sq[CHUNKS], bsq[CHUNKS];
+    int64_t ch[CHUNKS];
+    size_t per = (n + CHUNKS - 1) / CHUNKS;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int c = 0; c < CHUNKS; c++) {
+        size_t lo = (size_t)c * per, hi = lo + per < n ? lo + per : n;
+        double s = 0, bs = 0;
+        int64_t k = 0;
+        for (size_t i = lo; i < hi; i++) {
+            double x = (double)b[i] - (double)a[i];
+            s += x * x;
+            bs += (double)a[i] * a[i];
+            uint32_t ua, ub;
+            memcpy(&ua, &a[i], 4);
+            memcpy(&ub, &b[i], 4);
+            k += ua != ub;
+        }
+        sq[c] = s, bsq[c] = bs, ch[c] = k;
+    }
+    int64_t changed = 0;
+    sums[0] = sums[1] = 0;
+    for (int c = 0; c < CHUNKS; c++) sums[0] += sq[c], sums[1] += bsq[c], changed += ch[c];
+    sums[2] = (double)changed;
+}
+
 static double cpu_penalty_grad(mofo_penalty kind, double reg, const float *theta, const float *theta0, float *g, int64_t n) {
     double pen = 0;
     if (kind == MOFO_PENALTY_L1) {
@@ -71,12 +97,14 @@ static double cpu_penalty_grad(mofo_penalty kind, double reg, const float *theta
 
 static const char *cpu_failure(void) { return NULL; }
 static void cpu_close(void) {}
+static void cpu_sync(void) {}
 
 static const mofo_backend CPU = {
     .name = "cpu",
     .host = true,
     .failure = cpu_failure,
     .close = cpu_close,
+    .sync = cpu_sync,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,
@@ -88,6 +116,7 @@ static const mofo_backend CPU = {
     .sum = cpu_sum,
     .sumsq = cpu_sumsq,
     .penalty_grad = cpu_penalty_grad,
+    .distance = cpu_distance,
     .gemm = mofo_sgemm,
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,

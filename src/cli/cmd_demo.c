@@ -120,7 +120,7 @@ static int run_one(demo *d, const planned_run *p, const char *data_path, mofo_de
     float *trained = NULL; /* the trained weights: LoRA's merged into a copy */
     if (!rc && !(trained = mofo_trainer_weights(t, err))) rc = err->code;
     if (!rc) mofo_demo_distance(t->m, trained, d->base->params, &u->s);
-    if (trained != t->m->params) free(trained);
+    if (trained != t->m->params) t->m->be->free(trained);
     if (rc) {
         mofo_err_prefix(err, "%s lr %g seed %d", p->name, p->lr, p->seed);
         mofo_trainer_free(t);

@@ -64,16 +64,22 @@ int cli_config_eos(const mofo_model *m) {
     return (int)v;
 }
 
+int cli_parse_device(const char *cmd, const char *name, mofo_device *dev) {
+    *dev = MOFO_DEVICE_CPU;
+    while (name && strcmp(name, mofo_device_name(*dev)) != 0)
+        if ((*dev)++ == MOFO_DEVICE_CUDA) {
+            fprintf(stderr, "mofo %s: --device %s: cpu or cuda expected\n", cmd, name);
+            return 2;
+        }
+    return 0;
+}
+
 int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, const char *device, mofo_model **out) {
     mofo_err err = {0};
     mofo_model *m = NULL;
     *out = NULL;
-    mofo_device dev = MOFO_DEVICE_CPU;
-    while (device && strcmp(device, mofo_device_name(dev)) != 0)
-        if (dev++ == MOFO_DEVICE_CUDA) {
-            fprintf(stderr, "mofo %s: --device %s: cpu or cuda expected\n", cmd, device);
-            return 2;
-        }
+    mofo_device dev;
+    if (cli_parse_device(cmd, device, &dev)) return 2;
     if (mofo_model_load(&m, dir, &err) || (adapter_dir && mofo_adapter_merge(m, adapter_dir, NULL, &err)) ||
         mofo_model_to_device(m, dev, &err)) {
         fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);

@@ -13,6 +13,9 @@ int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **out);
  * device ("cpu" or "cuda"; NULL: cpu); prints "mofo CMD: ..." and returns 2 for a bad device name,
  * 1 for another error. */
 int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, const char *device, mofo_model **out);
+/* --device NAME ("cpu" or "cuda"; NULL: cpu) into *dev; prints "mofo CMD: --device ..." and returns
+ * 2 for another name. */
+int cli_parse_device(const char *cmd, const char *name, mofo_device *dev);
 /* The --device flag of the commands that run a model (its arg_spec line) */
 #define CLI_DEVICE_HELP "where the model runs: cpu (default) or cuda (a build with CUDA and a GPU)"
 /* --template ARG for a command on the model directory dir: "auto" (also when ARG is NULL) is the

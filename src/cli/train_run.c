@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/load.h"
 #include "cli/timing.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
@@ -48,6 +49,8 @@ void cli_train_specs(cli_train_args *a, arg_spec *specs) {
         {"save-every", ARG_INT, &a->save_every, "N", "write OUT/checkpoint-STEP every N steps (default: never)"},
         {"resume", ARG_STR, &a->resume_dir, "DIR", "continue from a checkpoint of this run (same flags)"},
         {"threads", ARG_INT, &a->threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
+        {"device", ARG_STR, &a->device, "cpu|cuda",
+         "where the model trains: cpu (default) or cuda (fp32, one process; a build with CUDA and a GPU)"},
         {"quiet", ARG_FLAG, &a->quiet, NULL, "no progress line, no summary"},
     };
     memcpy(specs, rows, sizeof rows);
@@ -69,6 +72,7 @@ int cli_train_apply(const char *cmd, const cli_train_args *a, mofo_train_opts *o
     o->epochs = a->epochs ? a->epochs : 1, o->steps = a->steps, o->batch = (int)a->batch;
     o->grad_accum = (int)a->grad_accum, o->seq_len = (int)a->seq_len, o->seed = (uint64_t)a->seed;
     o->shuffle = !a->no_shuffle, o->pack = a->pack, o->threads = (int)a->threads;
+    if (cli_parse_device(cmd, a->device, &o->device)) return 2;
     *f = (cli_train_flags){.cmd = cmd, .out_dir = o->out_dir, .resume_dir = a->resume_dir,
                            .eval_every = a->eval_every, .save_every = a->save_every, .quiet = a->quiet};
     return 0;
@@ -184,6 +188,14 @@ static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *co
                 f->cmd, mofo_method_name(o->method), o->data_path, t->train.n, t->val.n, t->B, o->grad_accum, t->T,
                 (long long)t->total_steps, (long long)t->warmup_steps, (long long)t->trainable_entries,
                 (long long)t->total_entries);
+    if (lead && !f->quiet) {
+        mofo_memory_plan mp;
+        mofo_trainer_memory_plan(t, &mp);
+        fprintf(stderr, "  memory (%s): weights %.1f MB, pre-trained copy %.1f MB, gradients %.1f MB, optimizer %.1f MB, "
+                        "adapters %.1f MB, activations %.1f MB: %.1f MB\n",
+                mofo_device_name(mofo_model_device(t->m)), mp.weights / 1e6, mp.reference / 1e6, mp.gradients / 1e6,
+                mp.optimizer / 1e6, mp.adapters / 1e6, mp.activations / 1e6, mp.total / 1e6);
+    }
     if (lead && !f->quiet && f->resume_dir) fprintf(stderr, "  resumed from %s at step %lld\n", f->resume_dir, (long long)t->step);
 
     interrupted = 0;

@@ -130,12 +130,21 @@ int mofo_lora_create(mofo_lora **out, const mofo_model *m, const char *targets, 
     if (rc == 0) rc = find_targets(l, m, err);
     if (rc == 0 && l->n == 0) rc = mofo_errf(err, MOFO_EINVAL, "LoRA targets '%s' match no linear layer of the model", targets);
     uint64_t st = seed;
+    float *host = NULL; /* one target's A, made on the host */
     for (int i = 0; i < l->n && rc == 0; i++) {
         mofo_lora_target *t = &l->t[i];
         float bound = (float)(1.0 / sqrt((double)t->C));
+        float *h = realloc(host, (size_t)r * (size_t)t->C * sizeof *h);
+        if (!h) {
+            rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+            break;
+        }
+        host = h;
         for (int64_t k = 0; k < (int64_t)r * t->C; k++)
-            t->A[k] = bound * (float)(2.0 * ((double)(splitmix64(&st) >> 11) * 0x1.0p-53) - 1.0);
+            host[k] = bound * (float)(2.0 * ((double)(splitmix64(&st) >> 11) * 0x1.0p-53) - 1.0);
+        l->be->upload(t->A, host, (size_t)r * (size_t)t->C);
     }
+    free(host);
     if (rc) {
         mofo_lora_free(l);
         return rc;
@@ -197,8 +206,16 @@ int mofo_lora_load_weights(mofo_lora *l, const char *dir, mofo_err *err) {
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     mofo_st_file *f = NULL;
     int rc = mofo_st_open(&f, path, err);
+    float *host = NULL; /* one target's A then B, read on the host */
     for (int i = 0; i < l->n && rc == 0; i++) {
         mofo_lora_target *t = &l->t[i];
+        size_t na = (size_t)l->r * (size_t)t->C, n = na + (size_t)l->r * (size_t)t->OC;
+        float *h = realloc(host, n * sizeof *h);
+        if (!h) {
+            rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+            break;
+        }
+        host = h;
         const mofo_st_tensor *a = mofo_st_find(f, t->a_name), *b = mofo_st_find(f, t->b_name);
         if (!a || !b)
             rc = mofo_errf(err, MOFO_EFORMAT, "%s: tensor '%s' missing", path, !a ? t->a_name : t->b_name);
@@ -206,9 +223,11 @@ int mofo_lora_load_weights(mofo_lora *l, const char *dir, mofo_err *err) {
             rc = mofo_errf(err, MOFO_EFORMAT, "%s: tensor '%s' is not [%d, %lld]", path, t->a_name, l->r, (long long)t->C);
         else if (b->ndim != 2 || b->shape[0] != t->OC || b->shape[1] != l->r)
             rc = mofo_errf(err, MOFO_EFORMAT, "%s: tensor '%s' is not [%lld, %d]", path, t->b_name, (long long)t->OC, l->r);
-        if (rc == 0) rc = mofo_st_to_f32(f, a, t->A, a->numel, err);
-        if (rc == 0) rc = mofo_st_to_f32(f, b, t->B, b->numel, err);
+        if (rc == 0) rc = mofo_st_to_f32(f, a, host, a->numel, err);
+        if (rc == 0) rc = mofo_st_to_f32(f, b, host + na, b->numel, err);
+        if (rc == 0) l->be->upload(t->A, host, n); /* B follows A in the target's buffer */
     }
+    free(host);
     /* every lora tensor of the file must belong to a target */
     for (size_t k = 0; f && rc == 0 && k < f->n_tensors; k++) {
         int known = 0;
@@ -242,17 +261,27 @@ int mofo_lora_save(const mofo_lora *l, const mofo_model *m, const char *dir, con
         return mofo_errf(err, MOFO_EIO, "%s: cannot create the directory: %s", dir, strerror(errno));
     char path[4200];
     mofo_st_writer *w = mofo_st_writer_new();
-    int rc = w ? 0 : mofo_errf(err, MOFO_ENOMEM, "out of memory");
+    float **host = calloc((size_t)l->n + 1, sizeof *host); /* each target's A then B, on the host */
+    int rc = w && host ? 0 : mofo_errf(err, MOFO_ENOMEM, "out of memory");
     for (int i = 0; i < l->n && rc == 0; i++) {
         const mofo_lora_target *t = &l->t[i];
         int64_t sa[2] = {l->r, t->C}, sb[2] = {t->OC, l->r};
-        rc = mofo_st_writer_add(w, t->a_name, MOFO_DT_F32, 2, sa, t->A, err);
-        if (rc == 0) rc = mofo_st_writer_add(w, t->b_name, MOFO_DT_F32, 2, sb, t->B, err);
+        size_t na = (size_t)l->r * (size_t)t->C, n = na + (size_t)l->r * (size_t)t->OC;
+        if (!(host[i] = malloc(n * sizeof **host))) {
+            rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
+            break;
+        }
+        l->be->download(host[i], t->A, n);
+        rc = mofo_st_writer_add(w, t->a_name, MOFO_DT_F32, 2, sa, host[i], err);
+        if (rc == 0) rc = mofo_st_writer_add(w, t->b_name, MOFO_DT_F32, 2, sb, host[i] + na, err);
     }
+    if (rc == 0) rc = mofo_backend_check(l->be, err);
     if (rc == 0) rc = mofo_st_writer_meta(w, "format", "pt", err);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     if (rc == 0) rc = mofo_st_writer_save(w, path, err);
     mofo_st_writer_free(w);
+    for (int i = 0; host && i < l->n; i++) free(host[i]);
+    free(host);
     if (rc) return rc;
     mofo_strbuf sb = {0};
     mofo_sb_puts(&sb, "{\n  \"base_model_name_or_path\": ");
@@ -333,7 +362,7 @@ void mofo_lora_diff(const mofo_lora *l, const mofo_model *m, struct mofo_diff *d
         const mofo_lora_target *t = &l->t[i];
         const float *W0 = m->params + m->p[t->param].offset;
         merge_target(l, t, W0, l->scratch);
-        mofo_diff_accum(d, W0, l->scratch, t->OC * t->C);
+        mofo_diff_accum_on(l->be, d, W0, l->scratch, t->OC * t->C);
         rest -= t->OC * t->C;
     }
     /* the other tensors are frozen: unchanged */

@@ -45,30 +45,15 @@ int mofo_warmup_steps(double warmup, int64_t S, int64_t *W, mofo_err *err) {
     return 0;
 }
 
-void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n) {
-    /* fixed chunks summed in order: the same result whatever the thread count */
-    enum { CHUNKS = 64 };
-    double sq[CHUNKS], bsq[CHUNKS];
-    int64_t ch[CHUNKS];
-    int64_t per = (n + CHUNKS - 1) / CHUNKS;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (int c = 0; c < CHUNKS; c++) {
-        int64_t lo = (int64_t)c * per, hi = lo + per < n ? lo + per : n;
-        double s = 0, bs = 0;
-        int64_t k = 0;
-        for (int64_t i = lo; i < hi; i++) {
-            double x = (double)b[i] - (double)a[i];
-            s += x * x;
-            bs += (double)a[i] * a[i];
-            uint32_t ua, ub;
-            memcpy(&ua, &a[i], 4);
-            memcpy(&ub, &b[i], 4);
-            k += ua != ub;
-        }
-        sq[c] = s, bsq[c] = bs, ch[c] = k;
-    }
-    for (int c = 0; c < CHUNKS; c++) d->sq += sq[c], d->base_sq += bsq[c], d->changed += ch[c];
+void mofo_diff_accum_on(const mofo_backend *be, mofo_diff *d, const float *a, const float *b, int64_t n) {
+    double sums[3];
+    be->distance(a, b, (size_t)n, sums);
+    d->sq += sums[0], d->base_sq += sums[1], d->changed += (int64_t)sums[2];
     d->numel += n;
+}
+
+void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n) {
+    mofo_diff_accum_on(mofo_backend_for(MOFO_DEVICE_CPU, NULL), d, a, b, n);
 }
 
 static void num(mofo_strbuf *sb, const char *key, double v) {

@@ -49,7 +49,9 @@ typedef struct mofo_diff {
     double sq;      /* sum (b - a)^2 */
     double base_sq; /* sum a^2 */
 } mofo_diff;
+/* Adds how far b (n) is from a to d: host arrays, or (_on) arrays of backend be. */
 void mofo_diff_accum(mofo_diff *d, const float *a, const float *b, int64_t n);
+void mofo_diff_accum_on(const mofo_backend *be, mofo_diff *d, const float *a, const float *b, int64_t n);
 
 /* One trainable gradient array: parameter param's (-1: an adapter's gA or gB). */
 typedef struct grad_span {
@@ -109,10 +111,19 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, struct 
  * the checkpoint was written with the same run's options. mofo_trainer_save_final writes
  * safetensors in the checkpoint's own dtypes and copies the tokenizer files from model_dir. */
 
-/* The trained weights in the model's layout: t->m->params, or for LoRA a malloc'ed copy with the
- * adapters merged (W0 + s B A; the caller frees it when it is not t->m->params); NULL when out of
- * memory. */
+/* The trained weights in the model's layout and memory: t->m->params, or for LoRA a copy with the
+ * adapters merged (W0 + s B A) from t->m->be->alloc, which the caller frees with t->m->be->free
+ * when it is not t->m->params; NULL when out of memory. */
 float *mofo_trainer_weights(const mofo_trainer *t, mofo_err *err);
+
+/* What the trainer holds in its device's memory (host memory on the CPU), in bytes: the weights,
+ * the copy of the pre-trained weights (not for LoRA), the gradients, the optimizer's state (m, v and
+ * the coverage bits of this process's share of the trainable entries, adapters included), LoRA's
+ * adapters with their gradients, and the activations of a micro-batch (made at the first step). */
+typedef struct mofo_memory_plan {
+    double weights, reference, gradients, optimizer, adapters, activations, total;
+} mofo_memory_plan;
+void mofo_trainer_memory_plan(const mofo_trainer *t, mofo_memory_plan *plan);
 
 /* One metrics JSONL line (with the newline). */
 void mofo_step_metrics_json(const mofo_step_metrics *mt, mofo_strbuf *sb);

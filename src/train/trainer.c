@@ -102,6 +102,7 @@ static int build_optimizer(mofo_trainer *t, mofo_err *err) {
     if (o->beta2 >= 0) mo.beta2 = o->beta2;
     if (o->eps >= 0) mo.eps = o->eps;
     mo.threads = o->threads;
+    mo.device = mofo_model_device(t->m);
     if (!mofo_method_def_of(o->method)->filtered) mo.filter = MOFO_FILTER_NONE;
     int rc = mofo_options_check(&mo, err);
     if (rc) return rc;
@@ -259,6 +260,14 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_co
         snprintf(path, sizeof path, "%s/tokenizer.json", tok_dir(o));
         if (stat(path, &st) == 0 && (rc = mofo_tokenizer_load_dir(&t->tok, tok_dir(o), err))) goto fail;
     }
+    if (o->device != MOFO_DEVICE_CPU) {
+        if (world > 1) {
+            rc = mofo_errf(err, MOFO_EINVAL, "device %s: one process only (several processes train on the CPU)",
+                           mofo_device_name(o->device));
+            goto fail;
+        }
+        if ((rc = mofo_model_to_device(t->m, o->device, err))) goto fail;
+    }
     t->pad_id = 0;
     if (t->tok) {
         int32_t p = mofo_tokenizer_pad(t->tok), e = mofo_tokenizer_eos(t->tok);
@@ -276,8 +285,9 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_co
     if ((rc = load_data(t, err))) goto fail;
     t->total_steps = o->steps > 0 ? o->steps : (o->epochs * t->n_batches + o->grad_accum - 1) / o->grad_accum;
     if ((rc = mofo_warmup_steps(o->warmup, t->total_steps, &t->warmup_steps, err))) goto fail;
-    /* LoRA never changes the base: its distances come from the adapters (mofo_lora_diff) */
-    t->theta0 = is_lora(o) ? NULL : malloc(t->m->n_floats * sizeof *t->theta0);
+    /* the pre-trained weights, beside the model (LoRA never changes the base: its distances come from
+     * the adapters, mofo_lora_diff) */
+    t->theta0 = is_lora(o) ? NULL : t->m->be->alloc(t->m->n_floats);
     t->trainable = malloc((size_t)t->m->n_p);
     t->perm = malloc(t->train.n * sizeof *t->perm);
     t->ids = malloc(sizeof(int) * (size_t)t->B * (size_t)t->T);
@@ -286,7 +296,7 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_co
         rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         goto fail;
     }
-    if (t->theta0) memcpy(t->theta0, t->m->params, t->m->n_floats * sizeof *t->theta0);
+    if (t->theta0) t->m->be->copy(t->theta0, t->m->params, t->m->n_floats);
     const mofo_method_def *method = mofo_method_def_of(o->method);
     for (int i = 0; i < t->m->n_p; i++)
         t->trainable[i] = !method->adapters && (!method->trains || method->trains(&t->m->p[i]));
@@ -314,6 +324,7 @@ void mofo_trainer_free(mofo_trainer *t) {
     if (!t) return;
     mofo_optim_destroy(t->opt);
     mofo_lora_free(t->lora);
+    if (t->theta0) t->m->be->free(t->theta0); /* the model's backend's */
     mofo_model_free(t->m);
     mofo_tokenizer_free(t->tok);
     mofo_chat_free(t->chat);
@@ -321,7 +332,6 @@ void mofo_trainer_free(mofo_trainer *t) {
     mofo_dataset_free(&t->train);
     mofo_dataset_free(&t->src);
     mofo_dataset_free(&t->val);
-    free(t->theta0);
     free(t->trainable);
     free(t->spans);
     free(t->bucket);
@@ -493,7 +503,7 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
                                      t->spans[i].param >= 0 ? m->p[t->spans[i].param].name : "an adapter",
                                      isnan(t->spans[i].g[e]) ? "NaN" : "infinite", (long long)e, (long long)t->step + 1);
     }
-    if ((rc = mofo_optim_step(t->opt, lr, err))) return rc;
+    if ((rc = mofo_backend_check(be, err)) || (rc = mofo_optim_step(t->opt, lr, err))) return rc;
     if (t->world > 1 && (rc = share_updates(t, err))) return rc;
     t->step++;
     t->tokens += mt->tokens;
@@ -504,7 +514,8 @@ int mofo_trainer_step(mofo_trainer *t, mofo_step_metrics *mt, mofo_err *err) {
     if (t->lora)
         mofo_lora_diff(t->lora, m, &d);
     else
-        mofo_diff_accum(&d, t->theta0, m->params, (int64_t)m->n_floats);
+        mofo_diff_accum_on(m->be, &d, t->theta0, m->params, (int64_t)m->n_floats);
+    if ((rc = mofo_backend_check(be, err))) return rc;
     mt->step = t->step;
     mt->loss = counted ? loss_sum / counted : NAN;
     mt->lr = lr;
@@ -695,7 +706,7 @@ int mofo_trainer_resume(mofo_trainer *t, const char *dir, mofo_err *err) {
                        t->o.scratch ? "the configured model" : t->o.model_dir);
         goto out;
     }
-    memcpy(t->m->params, ck->params, ck->n_floats * sizeof *ck->params);
+    t->m->be->upload(t->m->params, ck->params, ck->n_floats);
     if (t->lora) {
         snprintf(path, sizeof path, "%s/adapter", dir);
         if ((rc = mofo_lora_load_weights(t->lora, path, err))) goto out;
@@ -726,14 +737,30 @@ out:
     return rc;
 }
 
+void mofo_trainer_memory_plan(const mofo_trainer *t, mofo_memory_plan *plan) {
+    const mofo_model *m = t->m;
+    /* this process's share of the trainable entries (ZeRO-1 splits them by tensor, about evenly) */
+    double entries = (double)t->trainable_entries / t->world, moments = t->o.rule == MOFO_RULE_ADAMW ? 2 : 1;
+    memset(plan, 0, sizeof *plan);
+    plan->weights = 4.0 * (double)m->n_floats;
+    plan->reference = t->theta0 ? 4.0 * (double)m->n_floats : 0;
+    plan->gradients = m->grads ? 4.0 * (double)m->n_floats : 0;
+    plan->optimizer = entries * 4 * moments + entries / 8;
+    for (int i = 0; t->lora && i < t->lora->n; i++) /* A, B and their gradients */
+        plan->adapters += 2 * 4.0 * t->lora->r * (double)(t->lora->t[i].C + t->lora->t[i].OC);
+    plan->activations = 4.0 * (double)mofo_model_act_floats(&m->cfg, t->rows, t->T);
+    plan->total = plan->weights + plan->reference + plan->gradients + plan->optimizer + plan->adapters +
+                  plan->activations;
+}
+
 float *mofo_trainer_weights(const mofo_trainer *t, mofo_err *err) {
     if (!t->lora) return t->m->params;
-    float *w = malloc(t->m->n_floats * sizeof *w);
+    float *w = t->m->be->alloc(t->m->n_floats);
     if (!w) {
         mofo_errf(err, MOFO_ENOMEM, "out of memory for the merged model (%zu floats)", t->m->n_floats);
         return NULL;
     }
-    memcpy(w, t->m->params, t->m->n_floats * sizeof *w);
+    t->m->be->copy(w, t->m->params, t->m->n_floats);
     mofo_lora_merge(t->lora, t->m, t->m->params, w);
     return w;
 }
@@ -760,7 +787,7 @@ static int save_final_here(const mofo_trainer *t, const char *dir, mofo_err *err
     mofo_model merged = *t->m; /* LoRA: W0 + s B A on the targets, in a copy (the base stays the base) */
     if (!(merged.params = mofo_trainer_weights(t, err))) return err ? err->code : MOFO_ENOMEM;
     int rc = mofo_model_save(&merged, dir, 0, err);
-    if (merged.params != t->m->params) free(merged.params);
+    if (merged.params != t->m->params) t->m->be->free(merged.params);
     if (rc == 0) rc = mofo_copy_tokenizer_files(tok_dir(&t->o), dir, err);
     return rc;
 }

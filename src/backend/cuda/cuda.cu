@@ -123,10 +123,11 @@ static void cuda_scale(float *x, float s, size_t n) {
 
 /* ---- reductions: each block's partial sum in double, the partials summed in order on the host ---- */
 
-typedef enum { RED_SUM, RED_SUMSQ, RED_L1, RED_L2 } reduction;
+typedef enum { RED_SUM, RED_SUMSQ, RED_L1, RED_L2, RED_DIFFSQ, RED_CHANGED } reduction;
 
 /* RED_SUM, RED_SUMSQ: sum x, sum x^2. RED_L1, RED_L2 (the pull toward theta0): g += the penalty's
- * gradient and the partials of sum |d| or sum d^2, d = theta - theta0 (x = theta). */
+ * gradient and the partials of sum |d| or sum d^2, d = theta - theta0 (x = theta). RED_DIFFSQ,
+ * RED_CHANGED (the distance from theta0): sum (x - theta0)^2 in double, the entries whose bits differ. */
 __global__ void k_reduce(reduction kind, const float *x, const float *theta0, float *g, float reg, size_t n,
                          double *parts) {
     __shared__ double sh[THREADS];
@@ -136,6 +137,11 @@ __global__ void k_reduce(reduction kind, const float *x, const float *theta0, fl
             s += x[i];
         } else if (kind == RED_SUMSQ) {
             s += (double)x[i] * x[i];
+        } else if (kind == RED_DIFFSQ) {
+            double d = (double)x[i] - (double)theta0[i];
+            s += d * d;
+        } else if (kind == RED_CHANGED) {
+            s += __float_as_uint(x[i]) != __float_as_uint(theta0[i]);
         } else {
             float d = x[i] - theta0[i];
             if (kind == RED_L1) {
@@ -175,6 +181,12 @@ static double cuda_penalty_grad(mofo_penalty kind, double reg, const float *thet
     return reg * reduce(RED_L2, theta, theta0, g, (float)(2 * reg), (size_t)n);
 }
 
+static void cuda_distance(const float *a, const float *b, size_t n, double sums[3]) {
+    sums[0] = reduce(RED_DIFFSQ, b, a, NULL, 0, n);
+    sums[1] = reduce(RED_SUMSQ, a, NULL, NULL, 0, n);
+    sums[2] = reduce(RED_CHANGED, b, a, NULL, 0, n);
+}
+
 /* ---- matrix products: cuBLAS, column-major, so the row-major C = op(A) op(B) is C^T = op(B)^T op(A)^T ---- */
 
 static cublasHandle_t blas;
@@ -197,6 +209,10 @@ void cuda_layers_table(mofo_backend *be); /* layers.cu */
 
 static mofo_backend table;
 
+static void cuda_sync(void) {
+    if (!has_failed) CUDA_OK(cudaDeviceSynchronize());
+}
+
 static void cuda_close(void) {
     for (int s = 0; s < N_SCRATCH; s++) {
         cudaFree(scratch[s]);
@@ -211,6 +227,7 @@ static void fill_table(mofo_backend *t) {
     t->host = false;
     t->failure = cuda_failure;
     t->close = cuda_close;
+    t->sync = cuda_sync;
     t->alloc = cuda_alloc;
     t->free = cuda_free;
     t->upload = cuda_upload;
@@ -222,6 +239,7 @@ static void fill_table(mofo_backend *t) {
     t->sum = cuda_sum;
     t->sumsq = cuda_sumsq;
     t->penalty_grad = cuda_penalty_grad;
+    t->distance = cuda_distance;
     t->gemm = cuda_gemm;
     cuda_layers_table(t);
 }
