@@ -3,8 +3,10 @@
  * AdamW or LoRA (the frozen base gets no gradient: one process per method to compare peak RSS).
  *
  * Each row: the median over the timed steps (after one warm-up step) of the whole step and of its
- * parts, tokens per second, and the process's peak RSS so far. Memory is also predicted: weights +
- * gradients + the optimizer's two moments (4 floats per parameter) + activations (README formula). */
+ * parts, tokens per second, and the process's peak RSS so far (--device cuda: the most device
+ * memory in use after a step, less what was in use before the model; each part timed to the end
+ * of its device work). Memory is also predicted: weights + gradients + the optimizer's two moments
+ * (4 floats per parameter) + activations (README formula). */
 #define _DEFAULT_SOURCE /* getloadavg */
 #include <cblas.h>
 #include <math.h>
@@ -101,6 +103,8 @@ int bench_train(int argc, char **argv) {
     if (ranks > 0) return bench_train_ranks(&cfg, method, B, T, (int)steps, (int)ranks, json_out);
     mofo_model *m = NULL;
     mofo_lora *l = NULL;
+    const mofo_backend *be = mofo_backend_for(dev, &err);
+    size_t device_base = be ? be->bytes_in_use() : 0, device_peak = device_base; /* 0 on the CPU */
     double t0 = (1e3 * cli_now());
     if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) || mofo_model_to_device(m, dev, &err) ||
         (lora ? mofo_lora_create(&l, m, "q,k,v,o,gate,up,down", 8, 16, 1, &err) || mofo_lora_attach(l, m, &err)
@@ -135,7 +139,7 @@ int bench_train(int argc, char **argv) {
                lora ? "weights (adapters aside)" : "weights+grads+m+v", m->n_floats * (lora ? 4.0 : 16.0) / (1 << 20),
                acts_mb, predicted_mb, init_ms / 1e3);
         printf("%7s %11s %10s %11s %12s %10s %14s %12s %8s\n", "threads", "ms/step", "forward", "backward", "optimizer",
-               "tokens/s", "steps 2-4 ms", "peak RSS MB", "loss");
+               "tokens/s", "steps 2-4 ms", dev == MOFO_DEVICE_CPU ? "peak RSS MB" : "device MB", "loss");
     }
     int t_lo = threads ? (int)threads : 1, t_hi = threads ? (int)threads : 2, rc = 0;
     double *tot = malloc(sizeof(double) * (size_t)steps * 4), *fw = tot + steps, *bw = fw + steps, *op = bw + steps;
@@ -168,6 +172,8 @@ int bench_train(int argc, char **argv) {
             double c = (1e3 * cli_now());
             if (rc == 0) rc = mofo_optim_step(opt, 1e-4, &err);
             double d = (1e3 * cli_now());
+            size_t in_use = m->be->bytes_in_use();
+            device_peak = in_use > device_peak ? in_use : device_peak;
             if (s + warmup >= 1 && s + warmup <= 3) early[s + warmup - 1] = d - a;
             if (s >= 0) {
                 tot[s] = d - a;
@@ -184,14 +190,18 @@ int bench_train(int argc, char **argv) {
         int S = (int)steps;
         double ms = cli_median(tot, S), f = cli_median(fw, S), bk = cli_median(bw, S), om = cli_median(op, S);
         double tps = B * T / (ms / 1e3), rss = peak_rss_mb(), early_ms = cli_median(early, 3);
+        double device_mb = (double)(device_peak - device_base) / (1 << 20); /* what this run added on the GPU */
         if (json_out)
             printf("{\"arch\": \"%s\", \"size\": \"%s\", \"method\": \"%s\", \"device\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
                    "\"ms_per_step\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"optimizer_ms\": %.1f, "
-                   "\"tokens_per_s\": %.1f, \"early_ms\": %.1f, \"warmup\": %d, \"peak_rss_mb\": %.0f, \"predicted_mb\": %.0f, "
+                   "\"tokens_per_s\": %.1f, \"early_ms\": %.1f, \"warmup\": %d, \"peak_rss_mb\": %.0f, \"peak_device_mb\": %.0f, "
+                   "\"predicted_mb\": %.0f, "
                    "\"loss_first\": %.4f, \"loss\": %.4f}\n",
-                   arch, size, method, mofo_device_name(dev), B, T, nt, ms, f, bk, om, tps, early_ms, (int)warmup, rss, predicted_mb, loss_first, loss);
+                   arch, size, method, mofo_device_name(dev), B, T, nt, ms, f, bk, om, tps, early_ms, (int)warmup, rss, device_mb, predicted_mb, loss_first,
+                   loss);
         else
-            printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %14.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, early_ms, rss, loss);
+            printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %14.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, early_ms,
+                   dev == MOFO_DEVICE_CPU ? rss : device_mb, loss);
         fflush(stdout);
     }
     free(tot);

@@ -14,37 +14,8 @@
 # it finishes, so a call cut short still returns what ran. Files under $OUT (at most 8): summary.txt,
 # build.log, test.log, memcheck.log, racecheck.log, bench.jsonl, torch.jsonl, nvidia-smi.txt.
 # (test_optim_cudasim, the same test on the CPU simulation of the kernels, is left to CI.)
-set -u
-OUT=${OUT:-/tmp/mofo-device-out}
-BUDGET=${BUDGET:-560} # seconds for everything
-mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-summary="$OUT/summary.txt"
-: >"$summary"
-start=$(date +%s)
-note() { echo "$*" | tee -a "$summary"; }
-# step NAME LIMIT_SECONDS LOG COMMAND...: runs it within its limit and what is left of the budget,
-# records the exit code (skipped when under 10 s are left)
-step() {
-    local name=$1 limit=$2 log=$3
-    shift 3
-    local left=$((BUDGET - ($(date +%s) - start)))
-    if ((left < 10)); then
-        note "$(printf '%-28s skipped: the budget is spent' "$name")"
-        return 1
-    fi
-    ((limit > left)) && limit=$left
-    local t0=$(date +%s)
-    timeout "$limit" "$@" >>"$log" 2>&1
-    local rc=$?
-    note "$(printf '%-28s rc=%-4s %4ss' "$name" "$rc" "$(($(date +%s) - t0))")"
-    return $rc
-}
-
-export PATH=$PATH:/usr/local/cuda/bin
-nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
-note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
-note "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+source scripts/device_steps.sh # note, step, $OUT, $summary
 export OMP_NUM_THREADS=16 # the CPU reference of test_optim_cuda
 
 build=build-device

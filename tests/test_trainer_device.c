@@ -1,21 +1,26 @@
 /* The trainer on the CUDA backend (mofo_train_opts.device = MOFO_DEVICE_CUDA: the model, theta0,
  * LoRA's adapters and libmofo's optimizer in device memory) against the same run on the CPU. Built
- * only as test_trainer_device_cudasim, on the simulator (the engine's CUDA kernels and libmofo's
- * run there as C++; cuBLAS by OpenBLAS). For every method, 3 steps of llama-tiny and gpt2-tiny with
- * clipping, weight decay and the l1/l2 pull:
+ * as test_trainer_device_cudasim on the simulator (the engine's CUDA kernels and libmofo's run there
+ * as C++; cuBLAS by OpenBLAS), on every machine, and as test_trainer_device on a real GPU where the
+ * build has CUDA (exit 77 without a device; the tolerances were measured on the simulator only).
+ * For every method, 3 steps of llama-tiny and gpt2-tiny with clipping, weight decay and the l1/l2
+ * pull:
  *   - per step: loss, gradient norm, penalty, updated and changed fractions and the distance from
  *     theta0 against the CPU's (tolerances below, each 10x the error measured);
  *   - the final weights (LoRA: merged) against the CPU's, MoFO's near-tie selection flips counted
  *     apart as in test_train_traj;
  *   - a checkpoint written on the device after step 2 and resumed by a new device trainer: step 3
  *     equal bit for bit to the uninterrupted device run;
- *   - the final model saved from the device loads back (on the host) equal to the device's weights. */
+ *   - the final model saved from the device loads back (on the host) equal to the device's weights;
+ *   - on the simulator, a card too small for each part in turn: the error names it. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cuda_runtime_api.h>
 
 #include "check.h"
 #include "token_records.h"
@@ -26,7 +31,7 @@
 #include "train/train.h"
 
 #ifndef MOFO_TEST_DEVICE_CUDA
-#error "test_trainer_device is built against the simulated CUDA backend only (test_trainer_device_cudasim)"
+#error "test_trainer_device runs on the CUDA backend: build it with MOFO_TEST_DEVICE_CUDA"
 #endif
 
 #define STEPS 3
@@ -189,7 +194,67 @@ out:
     mofo_trainer_free(whole), mofo_trainer_free(a), mofo_trainer_free(b);
 }
 
+#ifdef MOFO_TEST_CUDASIM
+/* Out of device memory: the simulated card made too small for the weights, then for the copy of the
+ * pre-trained weights, LoRA's adapters and the activations in turn. Each error is MOFO_ENOMEM and
+ * names the part, the device and the size (and nothing is left allocated: the simulator fails the
+ * process on a leak at exit). */
+static void out_of_memory(const char *data) {
+    const char *model = "llama-tiny";
+    double weights_mb = 0;
+    {
+        mofo_trainer *t = make(model, data, MOFO_METHOD_MOFO, MOFO_DEVICE_CPU);
+        if (!t) return;
+        weights_mb = 4.0 * (double)t->m->n_floats / 1e6;
+        mofo_trainer_free(t);
+    }
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", MOFO_FIXTURES, model);
+    static const struct {
+        mofo_method method;
+        double extra_mb; /* the card: what is in use, the weights and this much */
+        const char *expect;
+    } cases[] = {{MOFO_METHOD_MOFO, -0.1, "parameters"},
+                 {MOFO_METHOD_MOFO, 0.05, "cuda memory for the copy of the pre-trained weights"},
+                 {MOFO_METHOD_LORA, 0.0, "cuda memory for the adapter of"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        mofo_train_opts o;
+        mofo_train_opts_init(&o);
+        o.model_dir = dir, o.data_path = data, o.out_dir = tmp, o.method = cases[i].method;
+        o.device = MOFO_DEVICE_CUDA, o.steps = 1, o.batch = 2, o.seq_len = 16;
+        size_t free_bytes = 0, total = 0; /* the card: what is in use (the backend's scratch) and more */
+        cudaMemGetInfo(&free_bytes, &total);
+        cudasim_set_device_bytes(total - free_bytes + (size_t)((weights_mb + cases[i].extra_mb) * 1e6));
+        mofo_trainer *t = NULL;
+        mofo_err err = {0};
+        int rc = mofo_trainer_create(&t, &o, &err);
+        CHECK(rc == MOFO_ENOMEM && strstr(err.msg, cases[i].expect) && strstr(err.msg, "MB"),
+              "a card too small (%s): %d %s", cases[i].expect, rc, err.msg);
+        mofo_trainer_free(t);
+    }
+    cudasim_set_device_bytes(0);
+    /* room for everything the trainer makes at the start, but not for the activations */
+    mofo_trainer *t = make(model, data, MOFO_METHOD_MOFO, MOFO_DEVICE_CUDA);
+    if (t) {
+        size_t free_bytes = 0, total = 0;
+        cudaMemGetInfo(&free_bytes, &total);
+        cudasim_set_device_bytes(total - free_bytes + 4.0 * mofo_model_act_floats(&t->m->cfg, 2, 16) / 2);
+        mofo_err err = {0};
+        int rc = mofo_trainer_step(t, NULL, &err);
+        CHECK(rc == MOFO_ENOMEM && strstr(err.msg, "cuda memory for activations") && strstr(err.msg, "MB"),
+              "a card too small for the activations: %d %s", rc, err.msg);
+        mofo_trainer_free(t);
+    }
+    cudasim_set_device_bytes(0);
+}
+#endif
+
 int main(void) {
+    int n_devices = 0;
+    if (cudaGetDeviceCount(&n_devices) != cudaSuccess || n_devices == 0) {
+        printf("skipped: no CUDA device\n");
+        return 77;
+    }
     if (!mkdtemp(tmp)) {
         perror(tmp);
         return 1;
@@ -206,6 +271,9 @@ int main(void) {
     snprintf(data, sizeof data, "%s/%s.jsonl", tmp, models[0]);
     resume_run(models[0], data, MOFO_METHOD_MOFO);
     resume_run(models[0], data, MOFO_METHOD_LORA);
+#ifdef MOFO_TEST_CUDASIM
+    out_of_memory(data);
+#endif
     printf("device against CPU: loss %.3g, grad norm/penalty %.3g, distance %.3g, weights %.3g, moved %.0f entries, "
            "changed %.3g, %d flips\n", worst_loss, worst_norm, worst_dist, worst_weight, worst_moved, worst_changed,
            worst_flips);

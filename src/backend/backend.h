@@ -34,6 +34,9 @@ typedef struct mofo_backend {
     /* Waits until the operations given so far have run (a device's run after their call returns):
      * for timing them. */
     void (*sync)(void);
+    /* The device memory in use, in bytes (cudaMemGetInfo's total - free: every allocation on the
+     * device, libmofo's and other processes' included); 0 for the host. */
+    size_t (*bytes_in_use)(void);
 
     /* ---- memory ---- */
     float *(*alloc)(size_t n);                                /* n zeroed floats; NULL when out of memory */

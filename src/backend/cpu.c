@@ -98,6 +98,7 @@ static double cpu_penalty_grad(mofo_penalty kind, double reg, const float *theta
 static const char *cpu_failure(void) { return NULL; }
 static void cpu_close(void) {}
 static void cpu_sync(void) {}
+static size_t cpu_bytes_in_use(void) { return 0; }
 
 static const mofo_backend CPU = {
     .name = "cpu",
@@ -105,6 +106,7 @@ static const mofo_backend CPU = {
     .failure = cpu_failure,
     .close = cpu_close,
     .sync = cpu_sync,
+    .bytes_in_use = cpu_bytes_in_use,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,

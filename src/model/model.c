@@ -111,8 +111,8 @@ int mofo_model_to_device(mofo_model *m, mofo_device device, mofo_err *err) {
         return mofo_errf(err, MOFO_EINVAL, "device %s: a model moves between the host and one device", to->name);
     float *params = to->alloc(m->n_floats);
     if (!params)
-        return mofo_errf(err, MOFO_ENOMEM, "device %s: out of memory for the %zu parameters (%zu MB)", to->name,
-                         m->n_floats, m->n_floats * sizeof(float) >> 20);
+        return mofo_errf(err, MOFO_ENOMEM, "device %s: out of memory for the %zu parameters (%.1f MB)", to->name,
+                         m->n_floats, 4.0 * (double)m->n_floats / 1e6);
     if (from->host)
         to->upload(params, m->params, m->n_floats);
     else
@@ -136,7 +136,9 @@ mofo_device mofo_model_device(const mofo_model *m) { return m->be->host ? MOFO_D
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
     if (m->grads || m->frozen) return 0;
     m->grads = m->be->alloc(m->n_floats);
-    if (!m->grads) return mofo_errf(err, MOFO_ENOMEM, "out of memory for the gradients (%zu floats)", m->n_floats);
+    if (!m->grads)
+        return mofo_errf(err, MOFO_ENOMEM, "out of %s memory for the gradients (%zu floats, %.1f MB)", m->be->name,
+                         m->n_floats, 4.0 * (double)m->n_floats / 1e6);
     bind(&m->g, m->g.layer, m->p, m->n_p, m->grads, m->cfg.L); /* the parameters' layout */
     return 0;
 }
@@ -432,8 +434,8 @@ static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     const mofo_model_config *c = &m->cfg;
     size_t total = act_floats(c, B, T, kept);
     float *base = m->be->alloc(total);
-    if (!base) return mofo_errf(err, MOFO_ENOMEM, "out of memory for activations (B=%d, T=%d: %zu MB)", B, T,
-                                total * 4 >> 20);
+    if (!base) return mofo_errf(err, MOFO_ENOMEM, "out of %s memory for activations (B=%d, T=%d: %.1f MB)", m->be->name, B, T,
+                                4.0 * (double)total / 1e6);
     size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD,
            QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD, FC = mofo_fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
     float *p = base;

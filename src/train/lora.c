@@ -96,7 +96,9 @@ static int find_targets(mofo_lora *l, const mofo_model *m, mofo_err *err) {
         t->param = i, t->OC = p->shape[0], t->C = p->shape[1];
         snprintf(t->a_name, sizeof t->a_name, "base_model.model.%s.lora_A.weight", module);
         snprintf(t->b_name, sizeof t->b_name, "base_model.model.%s.lora_B.weight", module);
-        if (alloc_target(l->be, t, l->r)) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
+        if (alloc_target(l->be, t, l->r))
+            return mofo_errf(err, MOFO_ENOMEM, "out of %s memory for the adapter of '%s' (%.1f MB)", l->be->name, p->name,
+                             2 * 4.0 * l->r * (double)(t->C + t->OC) / 1e6);
         l->n++;
     }
     return 0;

@@ -292,7 +292,12 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_co
     t->perm = malloc(t->train.n * sizeof *t->perm);
     t->ids = malloc(sizeof(int) * (size_t)t->B * (size_t)t->T);
     t->tg = malloc(sizeof(int) * (size_t)t->B * (size_t)t->T);
-    if ((!t->theta0 && !is_lora(o)) || !t->trainable || !t->perm || !t->ids || !t->tg) {
+    if (!t->theta0 && !is_lora(o)) {
+        rc = mofo_errf(err, MOFO_ENOMEM, "out of %s memory for the copy of the pre-trained weights (%.1f MB)",
+                       t->m->be->name, 4.0 * (double)t->m->n_floats / 1e6);
+        goto fail;
+    }
+    if (!t->trainable || !t->perm || !t->ids || !t->tg) {
         rc = mofo_errf(err, MOFO_ENOMEM, "out of memory");
         goto fail;
     }

@@ -99,21 +99,26 @@ static void leak_check(void) {
     _exit(1);
 }
 
-/* The simulated card's memory, as an H200's: a request beyond it fails as cudaMalloc does, without asking
- * the host for it (AddressSanitizer aborts on a malloc over 1 TiB instead of returning NULL). */
-static const size_t DEVICE_BYTES = (size_t)141 << 30;
+/* The simulated card's memory, as an H200's unless cudasim_set_device_bytes says otherwise: a request
+ * beyond what is left fails as cudaMalloc does, without asking the host for it (AddressSanitizer
+ * aborts on a malloc over 1 TiB instead of returning NULL). */
+static size_t device_bytes = (size_t)141 << 30, device_used;
+
+void cudasim_set_device_bytes(size_t bytes) { device_bytes = bytes ? bytes : (size_t)141 << 30; }
 
 static cudaError_t alloc(std::map<uintptr_t, size_t> &allocs, void **ptr, size_t bytes) {
     if (sticky) return sticky;
     static bool registered;
     if (!registered) registered = atexit(leak_check) == 0;
-    if (bytes > DEVICE_BYTES)
-        return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes (the simulated card has %zu)", bytes,
-                    DEVICE_BYTES);
+    bool device = &allocs == &device_allocs;
+    if (device && (device_used > device_bytes || bytes > device_bytes - device_used))
+        return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes (the simulated card has %zu, %zu in use)",
+                    bytes, device_bytes, device_used);
     void *p = malloc(bytes ? bytes : 1);
     if (!p) return fail(cudaErrorMemoryAllocation, "cannot allocate %zu bytes", bytes);
     memset(p, 0xA5, bytes); /* cudaMalloc does not clear */
     allocs[(uintptr_t)p] = bytes;
+    if (device) device_used += bytes;
     *ptr = p;
     return cudaSuccess;
 }
@@ -122,6 +127,7 @@ static cudaError_t release(std::map<uintptr_t, size_t> &allocs, void *p, const c
     if (!p) return cudaSuccess;
     auto it = allocs.find((uintptr_t)p);
     if (it == allocs.end()) return fail(cudaErrorInvalidValue, "%s(%p): not a pointer it allocated", call, p);
+    if (&allocs == &device_allocs) device_used -= it->second;
     allocs.erase(it);
     free(p);
     return cudaSuccess;
@@ -154,11 +160,19 @@ const char *cudaGetErrorString(cudaError_t e) {
 
 cudaError_t cudaDeviceSynchronize(void) { return sticky; }
 
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    if (sticky) return sticky;
+    *free_bytes = device_used > device_bytes ? 0 : device_bytes - device_used;
+    *total_bytes = device_bytes;
+    return cudaSuccess;
+}
+
 cudaError_t cudaDeviceReset(void) {
     for (auto *allocs : {&device_allocs, &host_allocs}) {
         for (auto &a : *allocs) free((void *)a.first);
         allocs->clear();
     }
+    device_used = 0;
     last_error = sticky = cudaSuccess;
     return cudaSuccess;
 }

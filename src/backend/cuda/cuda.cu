@@ -213,6 +213,15 @@ static void cuda_sync(void) {
     if (!has_failed) CUDA_OK(cudaDeviceSynchronize());
 }
 
+static size_t cuda_bytes_in_use(void) {
+    size_t free_bytes = 0, total = 0;
+    if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return total - free_bytes;
+}
+
 static void cuda_close(void) {
     for (int s = 0; s < N_SCRATCH; s++) {
         cudaFree(scratch[s]);
@@ -228,6 +237,7 @@ static void fill_table(mofo_backend *t) {
     t->failure = cuda_failure;
     t->close = cuda_close;
     t->sync = cuda_sync;
+    t->bytes_in_use = cuda_bytes_in_use;
     t->alloc = cuda_alloc;
     t->free = cuda_free;
     t->upload = cuda_upload;

@@ -38,6 +38,10 @@ cudaError_t cudaDeviceSynchronize(void);
  * itself starts afresh. */
 cudaError_t cudaDeviceReset(void);
 cudaError_t cudaMalloc(void **ptr, size_t bytes);
+/* The simulated card's free and total memory (what cudaMalloc has handed out and not taken back). */
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
+/* The simulator's own: the card's memory in bytes (0: an H200's 141 GiB), for tests of running out. */
+void cudasim_set_device_bytes(size_t bytes);
 cudaError_t cudaFree(void *ptr);
 cudaError_t cudaMallocHost(void **ptr, size_t bytes);
 cudaError_t cudaFreeHost(void *ptr);
