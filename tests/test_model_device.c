@@ -1,4 +1,5 @@
-/* A model moved to the engine's CUDA backend (on the simulator) and back. Saved from the device, the
+/* A model moved to the engine's CUDA backend (on the simulator) and back, and one loaded straight onto
+ * it (the same bits). Saved from the device, the
  * checkpoint equals the CPU's byte for byte (gpt2-tiny: its Conv1D weights are transposed on the
  * way out); moved back, the parameters keep their bits; a model with adapters refuses to move; a
  * kernel's failure (a head size the attention kernel does not take) reaches the caller of the
@@ -33,6 +34,17 @@ static void check_save_and_back(const char *name) {
     if (!cpu || !dev) goto out;
     CHECK(mofo_model_to_device(dev, MOFO_DEVICE_CUDA, &err) == 0, "%s", err.msg);
     CHECK(mofo_model_device(dev) == MOFO_DEVICE_CUDA && strcmp(dev->be->name, "cuda") == 0, "%s on cuda", name);
+    /* loaded straight to the device, a tensor at a time: the same bits as loaded, then moved */
+    mofo_model *direct = NULL;
+    CHECK(mofo_model_load_to(&direct, dir, MOFO_DEVICE_CUDA, &err) == 0, "%s", err.msg);
+    if (direct) {
+        float *x = test_host_copy(direct, direct->params, direct->n_floats), *y = test_host_copy(dev, dev->params, dev->n_floats);
+        CHECK(mofo_model_device(direct) == MOFO_DEVICE_CUDA && x && y &&
+                  memcmp(x, y, dev->n_floats * sizeof *x) == 0,
+              "%s: loaded onto the device, the parameters differ from the moved model's", name);
+        free(x), free(y);
+        mofo_model_free(direct);
+    }
     snprintf(out_cpu, sizeof out_cpu, "%s/cpu", tmp);
     snprintf(out_dev, sizeof out_dev, "%s/cuda", tmp);
     CHECK(mofo_model_save(cpu, out_cpu, 0, &err) == 0, "%s", err.msg);

@@ -42,6 +42,9 @@ struct mofo_model_config;
 /* Loads a checkpoint directory: config.json and model.safetensors or model.safetensors.index.json
  * with its shards. F32, BF16 and F16 become fp32. */
 MOFO_API int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err);
+/* The same, straight into a device's memory (MOFO_DEVICE_CUDA: the current CUDA device), one tensor
+ * at a time through the host: no host copy of the whole model. */
+MOFO_API int mofo_model_load_to(mofo_model **out, const char *dir, mofo_device device, mofo_err *err);
 /* Saves config.json and the weights under their original names, dtypes and layouts; one file when the
  * weights fit in max_shard_bytes (0: 5 GB), else shards with model.safetensors.index.json. Each file
  * is written atomically; the index last. */

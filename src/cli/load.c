@@ -80,8 +80,10 @@ int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, co
     *out = NULL;
     mofo_device dev;
     if (cli_parse_device(cmd, device, &dev)) return 2;
-    if (mofo_model_load(&m, dir, &err) || (adapter_dir && mofo_adapter_merge(m, adapter_dir, NULL, &err)) ||
-        mofo_model_to_device(m, dev, &err)) {
+    /* with an adapter: merged on the host, then moved; without: straight to the device */
+    if (adapter_dir ? mofo_model_load(&m, dir, &err) || mofo_adapter_merge(m, adapter_dir, NULL, &err) ||
+                          mofo_model_to_device(m, dev, &err)
+                    : mofo_model_load_to(&m, dir, dev, &err)) {
         fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);
         mofo_model_free(m);
         return 1;

@@ -46,13 +46,13 @@ static void bind(mofo_weights *w, mofo_layer_w *layers, const mofo_param *p, int
     if (!w->lm_head) w->lm_head = w->wte;
 }
 
-/* A model with the table built and parameters allocated (uninitialised). */
-static int model_new(mofo_model **out, const mofo_model_config *cfg, mofo_err *err) {
+/* A model with the table built and parameters allocated (uninitialised) in backend be's memory. */
+static int model_new(mofo_model **out, const mofo_model_config *cfg, const mofo_backend *be, mofo_err *err) {
     *out = NULL;
     mofo_model *m = calloc(1, sizeof *m);
     if (!m) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     m->cfg = *cfg;
-    m->be = mofo_backend_cpu();
+    m->be = be;
     int rc = mofo_model_param_table(cfg, &m->p, &m->n_p, &m->n_floats, err);
     if (rc) {
         free(m);
@@ -64,7 +64,8 @@ static int model_new(mofo_model **out, const mofo_model_config *cfg, mofo_err *e
     if (!m->w.layer || !m->g.layer || !m->params) {
         size_t n = m->n_floats;
         mofo_model_free(m);
-        return mofo_errf(err, MOFO_ENOMEM, "out of memory for %zu parameters", n);
+        return mofo_errf(err, MOFO_ENOMEM, "out of %s memory for the %zu parameters (%.1f MB)", be->name, n,
+                         4.0 * (double)n / 1e6);
     }
     bind(&m->w, m->w.layer, m->p, m->n_p, m->params, cfg->L);
     *out = m;
@@ -204,7 +205,7 @@ static int create(mofo_model **out, const mofo_model_config *cfg, uint64_t seed,
     int rc = mofo_config_check(cfg, "config", err);
     if (rc) return rc;
     mofo_model *m;
-    if ((rc = model_new(&m, cfg, err))) return rc;
+    if ((rc = model_new(&m, cfg, mofo_backend_cpu(), err))) return rc;
     for (int i = 0; i < m->n_p; i++) {
         mofo_param *p = &m->p[i];
         float *d = m->params + p->offset;
@@ -241,7 +242,9 @@ int mofo_model_create_hf_init(mofo_model **out, const mofo_model_config *cfg, ui
 
 /* ---- loading ---- */
 
-static int load_param(mofo_model *m, mofo_param *p, const mofo_ckpt *ck, mofo_err *err) {
+/* Tensor p from the checkpoint into the model's parameters: on a device, through stage (host memory
+ * for the largest tensor). */
+static int load_param(mofo_model *m, mofo_param *p, const mofo_ckpt *ck, float *stage, mofo_err *err) {
     const mofo_st_file *f = NULL;
     const mofo_st_tensor *t = mofo_ckpt_find(ck, p->name, &f);
     if (!t && m->cfg.names == MOFO_NAMES_GPT2 && strncmp(p->name, "transformer.", 12) == 0) {
@@ -269,29 +272,49 @@ static int load_param(mofo_model *m, mofo_param *p, const mofo_ckpt *ck, mofo_er
                          p->name, got, exp);
     }
     p->dtype = t->dtype;
-    float *dst = m->params + p->offset;
-    if (!p->transposed) return mofo_st_to_f32(f, t, dst, p->numel, err);
-    float *tmp = malloc((size_t)p->numel * sizeof *tmp);
-    if (!tmp) return mofo_errf(err, MOFO_ENOMEM, "%s: tensor '%s': out of memory", f->label, p->name);
-    int rc = mofo_st_to_f32(f, t, tmp, p->numel, err);
-    int64_t R = p->shape[0], K = p->shape[1]; /* file (K, R) -> memory (R, K) */
-    if (rc == 0)
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t r = 0; r < R; r++) dst[r * K + k] = tmp[k * R + r];
-    free(tmp);
+    float *dst = m->be->host ? m->params + p->offset : stage;
+    int rc = 0;
+    if (!p->transposed) {
+        rc = mofo_st_to_f32(f, t, dst, p->numel, err);
+    } else {
+        float *tmp = malloc((size_t)p->numel * sizeof *tmp);
+        if (!tmp) return mofo_errf(err, MOFO_ENOMEM, "%s: tensor '%s': out of memory", f->label, p->name);
+        rc = mofo_st_to_f32(f, t, tmp, p->numel, err);
+        int64_t R = p->shape[0], K = p->shape[1]; /* file (K, R) -> memory (R, K) */
+        if (rc == 0)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t r = 0; r < R; r++) dst[r * K + k] = tmp[k * R + r];
+        free(tmp);
+    }
+    if (rc == 0 && !m->be->host) m->be->upload(m->params + p->offset, stage, (size_t)p->numel);
     return rc;
 }
 
 int mofo_model_load(mofo_model **out, const char *dir, mofo_err *err) {
+    return mofo_model_load_to(out, dir, MOFO_DEVICE_CPU, err);
+}
+
+int mofo_model_load_to(mofo_model **out, const char *dir, mofo_device device, mofo_err *err) {
     *out = NULL;
+    const mofo_backend *be = mofo_backend_for(device, err);
+    if (!be) return err ? err->code : MOFO_ENODEV;
     mofo_ckpt *ck;
     int rc = mofo_ckpt_open(&ck, dir, err);
     if (rc) return rc;
     mofo_model_config cfg;
     rc = mofo_config_parse(&cfg, ck->config, ck->config_len, ck->config_path, err);
     mofo_model *m = NULL;
-    if (rc == 0) rc = model_new(&m, &cfg, err);
-    for (int i = 0; rc == 0 && i < m->n_p; i++) rc = load_param(m, &m->p[i], ck, err);
+    float *stage = NULL; /* a device's tensors pass through it one at a time */
+    if (rc == 0) rc = model_new(&m, &cfg, be, err);
+    if (rc == 0 && !be->host) {
+        int64_t most = 0;
+        for (int i = 0; i < m->n_p; i++) most = m->p[i].numel > most ? m->p[i].numel : most;
+        if (!(stage = malloc((size_t)most * sizeof *stage)))
+            rc = mofo_errf(err, MOFO_ENOMEM, "out of memory for a tensor of %lld entries", (long long)most);
+    }
+    for (int i = 0; rc == 0 && i < m->n_p; i++) rc = load_param(m, &m->p[i], ck, stage, err);
+    free(stage);
+    if (rc == 0) rc = mofo_backend_check(be, err);
     if (rc == 0) {
         m->config_json = ck->config; /* keep the text as it was */
         m->config_len = ck->config_len;

@@ -243,6 +243,9 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_co
     if (o->batch < world)
         return mofo_errf(err, MOFO_EINVAL, "batch %d: must be at least the %d processes (each takes rows of it)",
                          o->batch, world);
+    if (o->device != MOFO_DEVICE_CPU && world > 1)
+        return mofo_errf(err, MOFO_EINVAL, "device %s: one process only (several processes train on the CPU)",
+                         mofo_device_name(o->device));
     mofo_trainer *t = calloc(1, sizeof *t);
     if (!t) return mofo_errf(err, MOFO_ENOMEM, "out of memory");
     t->o = *o;
@@ -254,20 +257,14 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_co
         if ((rc = mofo_tokenizer_load_dir(&t->tok, o->tokenizer_dir, err))) goto fail;
         if ((rc = mofo_model_create_hf_init(&t->m, o->scratch, o->init_seed, (float)o->init_std, err))) goto fail;
     } else {
-        if ((rc = mofo_model_load(&t->m, o->model_dir, err))) goto fail;
+        if ((rc = mofo_model_load_to(&t->m, o->model_dir, o->device, err))) goto fail;
         char path[4096];
         struct stat st;
         snprintf(path, sizeof path, "%s/tokenizer.json", tok_dir(o));
         if (stat(path, &st) == 0 && (rc = mofo_tokenizer_load_dir(&t->tok, tok_dir(o), err))) goto fail;
     }
-    if (o->device != MOFO_DEVICE_CPU) {
-        if (world > 1) {
-            rc = mofo_errf(err, MOFO_EINVAL, "device %s: one process only (several processes train on the CPU)",
-                           mofo_device_name(o->device));
-            goto fail;
-        }
-        if ((rc = mofo_model_to_device(t->m, o->device, err))) goto fail;
-    }
+    /* a loaded model is already there; one made from scratch is made on the host */
+    if (mofo_model_device(t->m) != o->device && (rc = mofo_model_to_device(t->m, o->device, err))) goto fail;
     t->pad_id = 0;
     if (t->tok) {
         int32_t p = mofo_tokenizer_pad(t->tok), e = mofo_tokenizer_eos(t->tok);
