@@ -513,6 +513,35 @@ static void diff(void) {
     free(o);
 }
 
+/* The memory plan printed at the start: weights, the pre-trained copy and the gradients are 4 bytes
+ * a parameter each, the optimizer's m and v 8 and its coverage bits 1/8 (MoFO, every tensor
+ * trainable); LoRA keeps no copy and no gradients. Counted here from the model's size. */
+static void memory_plan(void) {
+    char data[400], out[400], dir[400];
+    snprintf(data, sizeof data, "%s/gpt2-tiny.jsonl", tmp);
+    snprintf(out, sizeof out, "%s/plan-out", tmp);
+    snprintf(dir, sizeof dir, "%s/gpt2-tiny", MOFO_FIXTURES);
+    mofo_err err = {0};
+    mofo_model *m = NULL;
+    CHECK(mofo_model_load(&m, dir, &err) == 0, "%s", err.msg);
+    if (!m) return;
+    double n = (double)m->n_floats;
+    mofo_model_free(m);
+    for (int lora = 0; lora < 2; lora++) {
+        int st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 1 --batch 2 --seq-len 16%s", dir, data, out,
+                      lora ? " --method lora" : "");
+        char *e = out_text("err"), want[200];
+        if (lora)
+            snprintf(want, sizeof want, "memory (cpu): weights %.1f MB, pre-trained copy 0.0 MB, gradients 0.0 MB", 4 * n / 1e6);
+        else
+            snprintf(want, sizeof want, "memory (cpu): weights %.1f MB, pre-trained copy %.1f MB, gradients %.1f MB, "
+                     "optimizer %.1f MB, adapters 0.0 MB, activations", 4 * n / 1e6, 4 * n / 1e6, 4 * n / 1e6,
+                     (8 * n + n / 8) / 1e6);
+        CHECK(st == 0 && strstr(e, want), "memory plan: status %d, '%s' not in: %s", st, want, e);
+        free(e);
+    }
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/mofo-test-finetune-XXXXXX");
     if (!mkdtemp(tmp)) return 1;
@@ -536,6 +565,7 @@ int main(void) {
     epochs();
     chat();
     errors();
+    memory_plan();
     diff();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
