@@ -123,25 +123,26 @@ static void cuda_scale(float *x, float s, size_t n) {
 
 /* ---- reductions: each block's partial sum in double, the partials summed in order on the host ---- */
 
-typedef enum { RED_SUM, RED_SUMSQ, RED_L1, RED_L2, RED_DIFFSQ, RED_CHANGED } reduction;
+typedef enum { RED_SUM, RED_SUMSQ, RED_L1, RED_L2, RED_DISTANCE } reduction;
 
-/* RED_SUM, RED_SUMSQ: sum x, sum x^2. RED_L1, RED_L2 (the pull toward theta0): g += the penalty's
- * gradient and the partials of sum |d| or sum d^2, d = theta - theta0 (x = theta). RED_DIFFSQ,
- * RED_CHANGED (the distance from theta0): sum (x - theta0)^2 in double, the entries whose bits differ. */
+/* Per block, parts[blockIdx.x] of one sum (three for RED_DISTANCE, gridDim.x apart). RED_SUM,
+ * RED_SUMSQ: sum x, sum x^2. RED_L1, RED_L2 (the pull toward theta0): g += the penalty's gradient
+ * and the partials of sum |d| or sum d^2, d = theta - theta0 (x = theta). RED_DISTANCE (x from
+ * theta0), in one pass: sum (x - theta0)^2, sum theta0^2, and the entries whose bits differ. */
 __global__ void k_reduce(reduction kind, const float *x, const float *theta0, float *g, float reg, size_t n,
                          double *parts) {
     __shared__ double sh[THREADS];
-    double s = 0;
+    double s = 0, s1 = 0, s2 = 0;
     GRID_STRIDE(i, n) {
         if (kind == RED_SUM) {
             s += x[i];
         } else if (kind == RED_SUMSQ) {
             s += (double)x[i] * x[i];
-        } else if (kind == RED_DIFFSQ) {
+        } else if (kind == RED_DISTANCE) {
             double d = (double)x[i] - (double)theta0[i];
             s += d * d;
-        } else if (kind == RED_CHANGED) {
-            s += __float_as_uint(x[i]) != __float_as_uint(theta0[i]);
+            s1 += (double)theta0[i] * theta0[i];
+            s2 += __float_as_uint(x[i]) != __float_as_uint(theta0[i]);
         } else {
             float d = x[i] - theta0[i];
             if (kind == RED_L1) {
@@ -155,23 +156,36 @@ __global__ void k_reduce(reduction kind, const float *x, const float *theta0, fl
     }
     s = block_sum(s, sh);
     if (threadIdx.x == 0) parts[blockIdx.x] = s;
+    if (kind == RED_DISTANCE) { /* the same for every thread of the block: the barriers match */
+        s1 = block_sum(s1, sh);
+        s2 = block_sum(s2, sh);
+        if (threadIdx.x == 0) parts[gridDim.x + blockIdx.x] = s1, parts[2 * gridDim.x + blockIdx.x] = s2;
+    }
 }
 
-static double reduce(reduction kind, const float *x, const float *theta0, float *g, float reg, size_t n) {
-    if (has_failed || n == 0) return 0;
+/* The kind's sums (out[0], and out[1], out[2] for RED_DISTANCE): the blocks' partials added in order. */
+static void reduce_into(reduction kind, const float *x, const float *theta0, float *g, float reg, size_t n,
+                        double out[3]) {
+    const unsigned k = kind == RED_DISTANCE ? 3 : 1;
+    out[0] = out[1] = out[2] = 0;
+    if (has_failed || n == 0) return;
     unsigned nb = blocks_for(n);
-    double *parts = (double *)cuda_scratch(SCRATCH_PARTS, nb * sizeof(double)), host[MAX_BLOCKS];
-    if (!parts) return 0;
+    double *parts = (double *)cuda_scratch(SCRATCH_PARTS, k * nb * sizeof(double)), host[3 * MAX_BLOCKS];
+    if (!parts) return;
     KERNEL_LAUNCH(nb, THREADS, k_reduce)(kind, x, theta0, g, reg, n, parts);
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaMemcpy(host, parts, nb * sizeof(double), cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess) e = cudaMemcpy(host, parts, k * nb * sizeof(double), cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) {
         cuda_fail(__FILE__, __LINE__, "k_reduce", cudaGetErrorString(e));
-        return 0;
+        return;
     }
-    double s = 0;
-    for (unsigned b = 0; b < nb; b++) s += host[b];
-    return s;
+    for (unsigned j = 0; j < k; j++)
+        for (unsigned b = 0; b < nb; b++) out[j] += host[j * nb + b];
+}
+static double reduce(reduction kind, const float *x, const float *theta0, float *g, float reg, size_t n) {
+    double out[3];
+    reduce_into(kind, x, theta0, g, reg, n, out);
+    return out[0];
 }
 static double cuda_sum(const float *x, size_t n) { return reduce(RED_SUM, x, NULL, NULL, 0, n); }
 static double cuda_sumsq(const float *x, size_t n) { return reduce(RED_SUMSQ, x, NULL, NULL, 0, n); }
@@ -182,9 +196,7 @@ static double cuda_penalty_grad(mofo_penalty kind, double reg, const float *thet
 }
 
 static void cuda_distance(const float *a, const float *b, size_t n, double sums[3]) {
-    sums[0] = reduce(RED_DIFFSQ, b, a, NULL, 0, n);
-    sums[1] = reduce(RED_SUMSQ, a, NULL, NULL, 0, n);
-    sums[2] = reduce(RED_CHANGED, b, a, NULL, 0, n);
+    reduce_into(RED_DISTANCE, b, a, NULL, 0, n, sums);
 }
 
 /* ---- matrix products: cuBLAS, column-major, so the row-major C = op(A) op(B) is C^T = op(B)^T op(A)^T ---- */
