@@ -525,19 +525,26 @@ static void memory_plan(void) {
     mofo_model *m = NULL;
     CHECK(mofo_model_load(&m, dir, &err) == 0, "%s", err.msg);
     if (!m) return;
-    double n = (double)m->n_floats;
+    double n = (double)m->n_floats, V = m->cfg.V, C = m->cfg.C, N = 2 * 16;
+    /* bf16 products: the vocabulary is the widest dimension here, so the largest rounded inputs are the
+     * lm_head's gradient (N, V) and its weight (V, C), 2 bytes an entry */
+    CHECK(V >= N && V >= 4 * C && V >= m->cfg.FF, "gpt2-tiny's vocabulary %g is its widest dimension", V);
+    double rounded = 2 * (N * V + V * C);
     mofo_model_free(m);
-    for (int lora = 0; lora < 2; lora++) {
+    for (int run = 0; run < 3; run++) { /* MoFO, LoRA, MoFO with bf16 products */
         int st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 1 --batch 2 --seq-len 16%s", dir, data, out,
-                      lora ? " --method lora" : "");
-        char *e = out_text("err"), want[200];
-        if (lora)
-            snprintf(want, sizeof want, "memory (cpu): weights %.1f MB, pre-trained copy 0.0 MB, gradients 0.0 MB", 4 * n / 1e6);
+                      run == 1 ? " --method lora" : run == 2 ? " --precision bf16" : "");
+        char *e = out_text("err"), want[300];
+        if (run == 1)
+            snprintf(want, sizeof want, "memory (cpu, fp32 products): weights %.1f MB, pre-trained copy 0.0 MB, "
+                     "gradients 0.0 MB", 4 * n / 1e6);
         else
-            snprintf(want, sizeof want, "memory (cpu): weights %.1f MB, pre-trained copy %.1f MB, gradients %.1f MB, "
-                     "optimizer %.1f MB, adapters 0.0 MB, activations", 4 * n / 1e6, 4 * n / 1e6, 4 * n / 1e6,
-                     (8 * n + n / 8) / 1e6);
+            snprintf(want, sizeof want, "memory (cpu, %s products): weights %.1f MB, pre-trained copy %.1f MB, gradients "
+                     "%.1f MB, optimizer %.1f MB, adapters 0.0 MB, activations", run ? "bf16" : "fp32", 4 * n / 1e6,
+                     4 * n / 1e6, 4 * n / 1e6, (8 * n + n / 8) / 1e6);
         CHECK(st == 0 && strstr(e, want), "memory plan: status %d, '%s' not in: %s", st, want, e);
+        snprintf(want, sizeof want, "rounded inputs %.1f MB", run == 2 ? rounded / 1e6 : 0.0);
+        CHECK(st == 0 && strstr(e, want), "memory plan: '%s' not in: %s", want, e);
         free(e);
     }
 }

@@ -321,75 +321,116 @@ static void check_memory(const mofo_backend *be) {
     release(be);
 }
 
-static void check_gemm(const mofo_backend *be) {
-    static const int shapes[][3] = {{5, 7, 13}, {1, 17, 33}, {33, 9, 40}}; /* M, N, K */
-    for (int sh = 0; sh < 3; sh++)
-        for (int ta = 0; ta < 2; ta++)
-            for (int tb = 0; tb < 2; tb++) {
-                int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
-                int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2; /* padded rows */
-                size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
-                float alpha = 0.75f, beta = sh == 1 ? 0.0f : -0.5f; /* beta 0: C's old values ignored */
-                float *A = hrand(na, 1), *Bm = hrand(nb, 1), *Cm = hrand(nc, 1);
-                double *ref = hd(nc);
-                for (int i = 0; i < M; i++)
-                    for (int j = 0; j < ldc; j++) {
-                        double s = 0;
-                        for (int k = 0; k < K && j < N; k++)
-                            s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
-                                 (tb ? Bm[j * ldb + k] : Bm[k * ldb + j]);
-                        /* the padding columns are kept */
-                        ref[i * ldc + j] = j < N ? alpha * s + beta * Cm[i * ldc + j] : Cm[i * ldc + j];
-                    }
-                float *dC = dev(be, Cm, nc);
-                be->gemm(ta, tb, M, N, K, alpha, dev(be, A, na), lda, dev(be, Bm, nb), ldb, beta, dC, ldc);
-                /* measured 2.7e-7 */
-                report(err_vs(down(be, dC, nc), ref, NULL, nc), 3e-6, "gemm %c%c M=%d N=%d K=%d beta=%g", "NT"[ta],
-                       "NT"[tb], M, N, K, beta);
-                release(be);
-            }
+/* ---- matrix products in each precision ---- */
+
+/* The reference rounding of a product's input, written apart from the backends' (backend/rounding.h):
+ * x to `bits` significant bits (bf16 8, tf32 11) by frexp and nearbyint (to nearest, ties to even). */
+static float round_ref(float x, mofo_precision prec) {
+    int bits = prec == MOFO_PRECISION_BF16 ? 8 : prec == MOFO_PRECISION_TF32 ? 11 : 24, e;
+    double m = frexp(x, &e); /* x = m 2^e, 0.5 <= |m| < 1 */
+    return (float)ldexp(nearbyint(ldexp(m, bits)), e - bits);
+}
+static float *hround(const float *x, size_t n, mofo_precision prec) {
+    float *r = hkeep(malloc((n + 1) * sizeof *r));
+    for (size_t i = 0; i < n; i++) r[i] = round_ref(x[i], prec);
+    return r;
 }
 
+/* C (M, ldc) = alpha op(A) op(B) + beta C in double, the padding columns N..ldc-1 kept */
+static double *gemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *Bm,
+                        int ldb, float beta, const float *Cm, int ldc) {
+    double *ref = hd((size_t)M * ldc);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < ldc; j++) {
+            double s = 0;
+            for (int k = 0; k < K && j < N; k++)
+                s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? Bm[j * ldb + k] : Bm[k * ldb + j]);
+            ref[i * ldc + j] = j < N ? alpha * s + beta * Cm[i * ldc + j] : Cm[i * ldc + j];
+        }
+    return ref;
+}
+
+static const char *PREC[] = {"fp32", "tf32", "bf16"};
+
+static void check_gemm(const mofo_backend *be) {
+    static const int shapes[][3] = {{5, 7, 13}, {1, 17, 33}, {33, 9, 40}}; /* M, N, K */
+    for (mofo_precision prec = MOFO_PRECISION_FP32; prec <= MOFO_PRECISION_BF16; prec++)
+        for (int sh = 0; sh < 3; sh++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+                    int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2; /* padded rows */
+                    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+                    float alpha = 0.75f, beta = sh == 1 ? 0.0f : -0.5f; /* beta 0: C's old values ignored */
+                    float *A = hrand(na, 1), *Bm = hrand(nb, 1), *Cm = hrand(nc, 1);
+                    /* the reference of the rounded inputs; C and the accumulation stay fp32 */
+                    double *ref = gemm_ref(ta, tb, M, N, K, alpha, hround(A, na, prec), lda, hround(Bm, nb, prec), ldb,
+                                           beta, Cm, ldc);
+                    float *dC = dev(be, Cm, nc);
+                    be->gemm(prec, ta, tb, M, N, K, alpha, dev(be, A, na), lda, dev(be, Bm, nb), ldb, beta, dC, ldc);
+                    float *got = down(be, dC, nc);
+                    /* measured 3.2e-7 (fp32), 1.8e-7 (tf32, bf16: the products of rounded inputs are exact) */
+                    report(err_vs(got, ref, NULL, nc), 3e-6, "gemm %s %c%c M=%d N=%d K=%d beta=%g", PREC[prec],
+                           "NT"[ta], "NT"[tb], M, N, K, beta);
+                    if (prec == MOFO_PRECISION_FP32) {
+                        release(be);
+                        continue;
+                    }
+                    /* against the unrounded inputs the error is the format's: it must show (the inputs were
+                     * rounded) and stay within it. measured 1.0e-4..3.3e-4 (tf32), 1.4e-3..4.5e-3 (bf16) */
+                    double *exact = gemm_ref(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, Cm, ldc), e = err_vs(got, exact, NULL, nc);
+                    double lo = prec == MOFO_PRECISION_BF16 ? 2e-4 : 2e-5, hi = prec == MOFO_PRECISION_BF16 ? 3e-2 : 3e-3;
+                    CHECK(e > lo, "gemm %s: %.2e from the unrounded product: the inputs were not rounded", PREC[prec], e);
+                    report(e, hi, "gemm %s vs unrounded inputs %c%c M=%d N=%d K=%d", PREC[prec], "NT"[ta], "NT"[tb], M,
+                           N, K);
+                    release(be);
+                }
+}
+
+/* The products' inputs are rounded (prec), the bias and its gradient are not: the references are
+ * those of the rounded inputs (and of the rounded dout for dinp and dw). */
 static void check_matmul(const mofo_backend *be) {
     static const int shapes[][3] = {{5, 13, 7}, {1, 7, 33}, {17, 33, 9}}; /* N, C, OC */
+    for (mofo_precision prec = MOFO_PRECISION_FP32; prec <= MOFO_PRECISION_BF16; prec++)
     for (int sh = 0; sh < 3; sh++) {
         int N = shapes[sh][0], C = shapes[sh][1], OC = shapes[sh][2];
         size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
         float *inp = hrand(ni, 1), *w = hrand(nw, 1), *bias = hrand(OC, 1), *R = hrand(no, 1);
-        args a = {.x = widen(inp, ni), .w = widen(w, nw), .b = widen(bias, OC), .N = N, .C = C, .OC = OC};
+        args a = {.x = widen(hround(inp, ni, prec), ni), .w = widen(hround(w, nw, prec), nw), .b = widen(bias, OC),
+                  .N = N, .C = C, .OC = OC};
         float *d_inp = dev(be, inp, ni), *d_w = dev(be, w, nw), *d_b = dev(be, bias, OC), *d_out = dev(be, NULL, no);
         double *ref = hd(no);
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             a.b = with_bias ? widen(bias, OC) : NULL;
             matmul_ref(&a, ref);
-            be->matmul_forward(d_out, d_inp, d_w, with_bias ? d_b : NULL, N, C, OC);
+            be->matmul_forward(prec, d_out, d_inp, d_w, with_bias ? d_b : NULL, N, C, OC);
             /* measured 9.2e-8 */
-            report(err_vs(down(be, d_out, no), ref, NULL, no), 1e-6, "matmul_forward N=%d C=%d OC=%d%s", N, C, OC,
-                   with_bias ? " +bias" : "");
+            report(err_vs(down(be, d_out, no), ref, NULL, no), 1e-6, "matmul_forward %s N=%d C=%d OC=%d%s", PREC[prec],
+                   N, C, OC, with_bias ? " +bias" : "");
         }
-        double *Rd = widen(R, no), *g_inp = hd(ni), *g_w = hd(nw), *g_b = hd(OC);
+        double *Rd = widen(hround(R, no, prec), no), *g_inp = hd(ni), *g_w = hd(nw), *g_b = hd(OC);
         fd_grad(matmul_ref, &a, a.x, ni, Rd, no, g_inp);
         fd_grad(matmul_ref, &a, a.w, nw, Rd, no, g_w);
-        fd_grad(matmul_ref, &a, a.b, OC, Rd, no, g_b);
+        fd_grad(matmul_ref, &a, a.b, OC, widen(R, no), no, g_b);
         float *junk = hrand(ni, 5), *p_w = hrand(nw, 1), *p_b = hrand(OC, 1);
         float *d_R = dev(be, R, no), *d_dinp = dev(be, NULL, ni), *d_dw = dev(be, NULL, nw), *d_db = dev(be, NULL, OC);
         for (int skip = 0; skip < 4; skip++) { /* 0: all; 1: no dinp; 2: frozen w (no dw); 3: no bias */
             be->upload(d_dinp, junk, ni); /* dinp = */
             be->upload(d_dw, p_w, nw);    /* dw += */
             be->upload(d_db, p_b, OC);    /* dbias += */
-            be->matmul_backward(skip == 1 ? NULL : d_dinp, skip == 2 ? NULL : d_dw, skip == 3 ? NULL : d_db, d_R,
-                                d_inp, d_w, N, C, OC);
+            be->matmul_backward(prec, skip == 1 ? NULL : d_dinp, skip == 2 ? NULL : d_dw, skip == 3 ? NULL : d_db,
+                                d_R, d_inp, d_w, N, C, OC);
             const char *tag = (const char *[]){"", " (dinp NULL)", " (dw NULL)", " (dbias NULL)"}[skip];
             /* dinp measured 1.1e-7, dw 1.1e-7, dbias 1.3e-7 */
             if (skip != 1)
                 report(err_vs(down(be, d_dinp, ni), g_inp, NULL, ni), 1.5e-6,
-                       "matmul_backward dinp = N=%d C=%d OC=%d%s", N, C, OC, tag);
+                       "matmul_backward %s dinp = N=%d C=%d OC=%d%s", PREC[prec], N, C, OC, tag);
             if (skip != 2)
                 report(err_vs(down(be, d_dw, nw), g_w, widen(p_w, nw), nw), 1.5e-6,
-                       "matmul_backward dw += N=%d C=%d OC=%d%s", N, C, OC, tag);
+                       "matmul_backward %s dw += N=%d C=%d OC=%d%s", PREC[prec], N, C, OC, tag);
             if (skip != 3)
                 report(err_vs(down(be, d_db, OC), g_b, widen(p_b, OC), OC), 1.5e-6,
-                       "matmul_backward dbias += N=%d C=%d OC=%d%s", N, C, OC, tag);
+                       "matmul_backward %s dbias += N=%d C=%d OC=%d%s", PREC[prec], N, C, OC, tag);
         }
         release(be);
     }

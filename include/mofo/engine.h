@@ -57,6 +57,22 @@ MOFO_API void mofo_model_free(mofo_model *m);
 MOFO_API int mofo_model_to_device(mofo_model *m, mofo_device device, mofo_err *err);
 MOFO_API mofo_device mofo_model_device(const mofo_model *m);
 
+/* How the model's matrix products round their inputs; they accumulate in fp32 and write fp32 in
+ * every case, and everything else (norms, attention, softmax, the weights themselves, which stay the
+ * fp32 masters the optimizer updates) is fp32. As torch.set_float32_matmul_precision names them:
+ *   FP32  the inputs as they are ("highest"; the default)
+ *   TF32  rounded to 10 stored mantissa bits ("high"; tensor cores' TF32 on a GPU)
+ *   BF16  rounded to bfloat16, 7 stored bits ("medium"; torch.autocast's bf16 products, what
+ *         transformers' Trainer runs with bf16=True; bf16 tensor cores on a GPU)
+ * Rounding is to nearest, ties to even, on every backend, so the CPU is the GPU's reference. */
+typedef enum { MOFO_PRECISION_FP32, MOFO_PRECISION_TF32, MOFO_PRECISION_BF16 } mofo_precision;
+/* "fp32", "tf32", "bf16" -> 0 and *out; -1 for an unknown name. */
+MOFO_API int mofo_precision_parse(const char *s, mofo_precision *out);
+MOFO_API const char *mofo_precision_name(mofo_precision p);
+/* The precision of the model's later products (forward, backward, evaluation, generation);
+ * MOFO_EINVAL for a value outside the enum. */
+MOFO_API int mofo_model_set_precision(mofo_model *m, mofo_precision p, mofo_err *err);
+
 typedef struct mofo_model_info {
     char model_type[32];  /* config.json's: "gpt2", "llama", "mistral", "qwen2" */
     int vocab, channels, layers, heads, kv_heads, head_dim, mlp_width, max_positions;
@@ -148,7 +164,8 @@ typedef struct mofo_train_opts {
     uint64_t init_seed;
     double init_std;              /* default 0.02 */
     const char *tokenizer_dir;    /* NULL: model_dir */
-    mofo_device device;           /* where the model trains: CPU (default), or CUDA (fp32; one process) */
+    mofo_device device;           /* where the model trains: CPU (default), or CUDA (one process) */
+    mofo_precision precision;     /* of the matrix products (default FP32; see mofo_precision) */
 } mofo_train_opts;
 
 MOFO_API void mofo_train_opts_init(mofo_train_opts *o);

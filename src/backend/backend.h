@@ -16,7 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mofo/optim.h" /* mofo_device */
+#include "mofo/engine.h" /* mofo_precision */
+#include "mofo/optim.h"  /* mofo_device */
 
 /* The pull toward the pre-trained weights theta0 that the l1/l2 methods add to the loss. */
 typedef enum { MOFO_PENALTY_L1 = 1, MOFO_PENALTY_L2 = 2 } mofo_penalty;
@@ -26,7 +27,8 @@ typedef struct mofo_backend {
     bool host;        /* the arrays are host memory, which the engine may read and write directly */
     /* NULL while every operation has succeeded; else what failed first, naming the call, the file and
      * the line (a device's errors are sticky, as CUDA's: later operations do nothing). The operations
-     * return nothing, so the engine asks here after each step. The CPU backend never fails past alloc. */
+     * return nothing, so the engine asks here after each step. The CPU backend fails past alloc only
+     * when a rounded product cannot allocate its copies of the inputs. */
     const char *(*failure)(void);
     /* Frees what the backend holds itself (scratch, library handles), after its last operation and
      * once every array of alloc has been freed; it may be created again afterwards. */
@@ -58,15 +60,16 @@ typedef struct mofo_backend {
      * order), sums[2] = the entries whose bits differ */
     void (*distance)(const float *a, const float *b, size_t n, double sums[3]);
 
-    /* ---- matrix products ---- */
+    /* ---- matrix products: the inputs rounded as prec says (rounding.h), fp32 accumulation ---- */
     /* C (M, N) = alpha op(A) op(B) + beta C, row-major with leading dimensions (BLAS's sgemm) */
-    void (*gemm)(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc);
-    /* inp (N, C), w (OC, C), bias (OC) or NULL -> out (N, OC) */
-    void (*matmul_forward)(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
-    /* dout (N, OC) -> dinp (N, C) = (when not NULL), dw (OC, C) +=, dbias (OC) += (when not NULL) */
-    void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                            int N, int C, int OC);
+    void (*gemm)(mofo_precision prec, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+    /* inp (N, C), w (OC, C), bias (OC) or NULL (added in fp32) -> out (N, OC) */
+    void (*matmul_forward)(mofo_precision prec, float *out, const float *inp, const float *w, const float *bias, int N,
+                           int C, int OC);
+    /* dout (N, OC) -> dinp (N, C) = (when not NULL), dw (OC, C) +=, dbias (OC) += (when not NULL; fp32) */
+    void (*matmul_backward)(mofo_precision prec, float *dinp, float *dw, float *dbias, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC);
 
     /* ---- the transformer's layers ---- */
     /* ids (B, T) host, wte (V, C), wpe (max_T, C) or NULL (rows for positions 0..T-1) -> out (B, T, C) */

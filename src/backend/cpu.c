@@ -1,5 +1,6 @@
 /* The CPU backend: memory is malloc'ed host memory, the layers are cpu_layers.c's, matrix products
- * go through blas.c's sgemm, element-wise work and reductions are OpenMP loops here. */
+ * go through blas.c's sgemm (cpu_layers.c's cpu_gemm rounds their inputs first where asked),
+ * element-wise work and reductions are OpenMP loops here. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +96,7 @@ static double cpu_penalty_grad(mofo_penalty kind, double reg, const float *theta
     return reg * pen;
 }
 
-static const char *cpu_failure(void) { return NULL; }
+static const char *cpu_failure(void) { return cpu_gemm_failure(); }
 static void cpu_close(void) {}
 static void cpu_sync(void) {}
 static size_t cpu_bytes_in_use(void) { return 0; }
@@ -119,7 +120,7 @@ static const mofo_backend CPU = {
     .sumsq = cpu_sumsq,
     .penalty_grad = cpu_penalty_grad,
     .distance = cpu_distance,
-    .gemm = mofo_sgemm,
+    .gemm = cpu_gemm,
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,
     .embed_forward = embed_forward,

@@ -3,7 +3,11 @@
 #include "backend/blas.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "backend/rounding.h"
 
 void embed_forward(float *out, const int *ids, const float *wte, const float *wpe, int B, int T, int C) {
 #pragma omp parallel for
@@ -116,8 +120,46 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
     }
 }
 
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
-    mofo_sgemm(false, true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+/* ---- matrix products ---- */
+
+static _Atomic(const char *) gemm_failure;
+const char *cpu_gemm_failure(void) { return gemm_failure; }
+
+/* A copy of the rows x cols row-major matrix at x (row stride ld), rounded to `stored` mantissa
+ * bits, with the same stride; NULL when it cannot be allocated. */
+static float *rounded_copy(const float *x, int rows, int cols, int ld, int stored) {
+    size_t n = rows && cols ? (size_t)(rows - 1) * ld + cols : 0;
+    float *r = malloc((n ? n : 1) * sizeof *r);
+    if (!r) return NULL;
+#pragma omp parallel for schedule(static) if (n > (1 << 15))
+    for (size_t i = 0; i < n; i++) r[i] = mofo_round_mantissa(x[i], stored);
+    return r;
+}
+
+void cpu_gemm(mofo_precision prec, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (prec == MOFO_PRECISION_FP32) {
+        mofo_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int stored = prec == MOFO_PRECISION_BF16 ? MOFO_BF16_STORED : MOFO_TF32_STORED;
+    float *Ar = rounded_copy(A, trans_a ? K : M, trans_a ? M : K, lda, stored);
+    float *Br = Ar ? rounded_copy(B, trans_b ? N : K, trans_b ? K : N, ldb, stored) : NULL;
+    if (Br)
+        mofo_sgemm(trans_a, trans_b, M, N, K, alpha, Ar, lda, Br, ldb, beta, C, ldc);
+    else {
+        const char *none = NULL;
+        atomic_compare_exchange_strong(&gemm_failure, &none,
+                                       "cpu: out of memory for the rounded inputs of a matrix product (matmul precision "
+                                       "tf32/bf16)");
+    }
+    free(Ar);
+    free(Br);
+}
+
+void matmul_forward(mofo_precision prec, float *out, const float *inp, const float *w, const float *bias, int N, int C,
+                    int OC) {
+    cpu_gemm(prec, false, true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
     if (bias) {
 #pragma omp parallel for
         for (int n = 0; n < N; n++) {
@@ -127,10 +169,10 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     }
 }
 
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                     int N, int C, int OC) {
-    if (dinp) mofo_sgemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-    if (dw) mofo_sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+void matmul_backward(mofo_precision prec, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int C, int OC) {
+    if (dinp) cpu_gemm(prec, false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+    if (dw) cpu_gemm(prec, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (dbias) {
 #pragma omp parallel for
         for (int j = 0; j < OC; j++) {

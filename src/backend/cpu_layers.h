@@ -3,7 +3,10 @@
 #ifndef MOFO_LAYERS_H
 #define MOFO_LAYERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "mofo/engine.h" /* mofo_precision */
 
 // ids (B,T), wte (V,C), wpe (maxT,C) or NULL -> out (B,T,C)
 void embed_forward(float *out, const int *ids, const float *wte, const float *wpe, int B, int T, int C);
@@ -22,11 +25,18 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       const float *rstd, int N, int C);
 
+// C (M,N) = alpha op(A) op(B) + beta C with the inputs rounded as prec says: rounded copies of A and B
+// (malloc'ed per call), then sgemm; a failed allocation leaves C and records cpu_gemm_failure()
+void cpu_gemm(mofo_precision prec, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+// NULL, or the first product that could not allocate its rounded inputs (sticky, as a device's failure)
+const char *cpu_gemm_failure(void);
 // inp (N,C), w (OC,C), bias (OC) or NULL -> out (N,OC)
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
+void matmul_forward(mofo_precision prec, float *out, const float *inp, const float *w, const float *bias, int N, int C,
+                    int OC);
 // dout (N,OC) -> dinp (N,C) = (when not NULL), dw (OC,C) +=, dbias (OC) += (when not NULL)
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                     int N, int C, int OC);
+void matmul_backward(mofo_precision prec, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int C, int OC);
 
 // qkv (B,T,QKV): rotates the NH query heads and NKV key heads in place
 void rope_forward(float *qkv, const float *cos_t, const float *sin_t, int B, int T, int NH, int NKV, int HD);

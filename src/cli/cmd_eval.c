@@ -13,7 +13,7 @@
 #include "threads.h"
 
 typedef struct {
-    const char *model_dir, *adapter, *device, *stop, *tpl;
+    const char *model_dir, *adapter, *device, *precision, *stop, *tpl;
     int64_t max_new, threads;
     int json, bos;
 } eval_args;
@@ -33,6 +33,7 @@ static const arg_spec SPECS[] = {
     {"json", ARG_FLAG, &A.json, NULL, "print {\"tasks\": [{...}, ...]}"},
     {"adapter", ARG_STR, &A.adapter, "DIR", "a LoRA adapter (PEFT format) merged into the model in memory"},
     {"device", ARG_STR, &A.device, "cpu|cuda", CLI_DEVICE_HELP},
+    {"precision", ARG_STR, &A.precision, "fp32|tf32|bf16", CLI_PRECISION_HELP},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
@@ -149,7 +150,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "mofo eval: %s\n", err.msg);
         rc = 1;
     } else {
-        rc = cli_load_model("eval", A.model_dir, A.adapter, A.device, &m);
+        rc = cli_load_model("eval", A.model_dir, A.adapter, A.device, A.precision, &m);
     }
     int tpl = -1;
     mofo_chat *chat = NULL;

@@ -13,7 +13,7 @@
 #include "threads.h"
 
 typedef struct {
-    const char *model_dir, *adapter, *device, *prompt, *prompt_ids, *tpl;
+    const char *model_dir, *adapter, *device, *precision, *prompt, *prompt_ids, *tpl;
     int64_t max_new, seed, threads;
     double temperature, top_p;
     int no_cache, ignore_eos, json;
@@ -36,6 +36,7 @@ static const arg_spec SPECS[] = {
     {"json", ARG_FLAG, &A.json, NULL, "print {\"ids\": [new ids], \"text\": \"new text\"} (text null without tokenizer.json)"},
     {"adapter", ARG_STR, &A.adapter, "DIR", "a LoRA adapter (PEFT format) merged into the model in memory"},
     {"device", ARG_STR, &A.device, "cpu|cuda", CLI_DEVICE_HELP},
+    {"precision", ARG_STR, &A.precision, "fp32|tf32|bf16", CLI_PRECISION_HELP},
     {"threads", ARG_INT, &A.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
@@ -118,7 +119,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "mofo generate: the prompt has no token\n");
         rc = 2;
     }
-    if (!rc) rc = cli_load_model("generate", A.model_dir, A.adapter, A.device, &m);
+    if (!rc) rc = cli_load_model("generate", A.model_dir, A.adapter, A.device, A.precision, &m);
     for (int i = 0; !rc && i < n; i++)
         if (ids[i] >= m->cfg.V) {
             fprintf(stderr, "mofo generate: token id %d (entry %d) is outside %s's vocabulary of %d\n", ids[i], i + 1,

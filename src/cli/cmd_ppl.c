@@ -14,7 +14,7 @@
 #include "text/utf8.h"
 #include "threads.h"
 
-static const char *model_dir, *adapter_dir, *ids_arg, *text_arg, *file_arg, *device;
+static const char *model_dir, *adapter_dir, *ids_arg, *text_arg, *file_arg, *device, *precision;
 static int json_out, no_special;
 static int64_t threads;
 
@@ -27,6 +27,7 @@ static const arg_spec SPECS[] = {
     {"json", ARG_FLAG, &json_out, NULL, "print {\"loss\": L, \"ppl\": P, \"tokens\": N}"},
     {"adapter", ARG_STR, &adapter_dir, "DIR", "a LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors), merged in memory"},
     {"device", ARG_STR, &device, "cpu|cuda", CLI_DEVICE_HELP},
+    {"precision", ARG_STR, &precision, "fp32|tf32|bf16", CLI_PRECISION_HELP},
     {"threads", ARG_INT, &threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
@@ -98,7 +99,7 @@ int cmd_ppl(int argc, char **argv) {
     cli_set_threads((int)threads);
     mofo_err err = {0};
     mofo_model *m = NULL;
-    int load_rc = cli_load_model("ppl", model_dir, adapter_dir, device, &m);
+    int load_rc = cli_load_model("ppl", model_dir, adapter_dir, device, precision, &m);
     if (load_rc) {
         free(ids);
         return load_rc;

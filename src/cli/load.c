@@ -74,16 +74,28 @@ int cli_parse_device(const char *cmd, const char *name, mofo_device *dev) {
     return 0;
 }
 
-int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, const char *device, mofo_model **out) {
+int cli_parse_precision(const char *cmd, const char *name, mofo_precision *p) {
+    *p = MOFO_PRECISION_FP32;
+    if (name && mofo_precision_parse(name, p)) {
+        fprintf(stderr, "mofo %s: --precision %s: fp32, tf32 or bf16 expected\n", cmd, name);
+        return 2;
+    }
+    return 0;
+}
+
+int cli_load_model(const char *cmd, const char *dir, const char *adapter_dir, const char *device, const char *precision,
+                   mofo_model **out) {
     mofo_err err = {0};
     mofo_model *m = NULL;
     *out = NULL;
     mofo_device dev;
-    if (cli_parse_device(cmd, device, &dev)) return 2;
+    mofo_precision prec;
+    if (cli_parse_device(cmd, device, &dev) || cli_parse_precision(cmd, precision, &prec)) return 2;
     /* with an adapter: merged on the host, then moved; without: straight to the device */
-    if (adapter_dir ? mofo_model_load(&m, dir, &err) || mofo_adapter_merge(m, adapter_dir, NULL, &err) ||
-                          mofo_model_to_device(m, dev, &err)
-                    : mofo_model_load_to(&m, dir, dev, &err)) {
+    int rc = adapter_dir ? mofo_model_load(&m, dir, &err) || mofo_adapter_merge(m, adapter_dir, NULL, &err) ||
+                               mofo_model_to_device(m, dev, &err)
+                         : mofo_model_load_to(&m, dir, dev, &err);
+    if (rc || mofo_model_set_precision(m, prec, &err)) {
         fprintf(stderr, "mofo %s: %s\n", cmd, err.msg);
         mofo_model_free(m);
         return 1;

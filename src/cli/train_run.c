@@ -50,7 +50,8 @@ void cli_train_specs(cli_train_args *a, arg_spec *specs) {
         {"resume", ARG_STR, &a->resume_dir, "DIR", "continue from a checkpoint of this run (same flags)"},
         {"threads", ARG_INT, &a->threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
         {"device", ARG_STR, &a->device, "cpu|cuda",
-         "where the model trains: cpu (default) or cuda (fp32, one process; a build with CUDA and a GPU)"},
+         "where the model trains: cpu (default) or cuda (one process; a build with CUDA and a GPU)"},
+        {"precision", ARG_STR, &a->precision, "fp32|tf32|bf16", CLI_PRECISION_HELP},
         {"quiet", ARG_FLAG, &a->quiet, NULL, "no progress line, no summary"},
     };
     memcpy(specs, rows, sizeof rows);
@@ -72,7 +73,7 @@ int cli_train_apply(const char *cmd, const cli_train_args *a, mofo_train_opts *o
     o->epochs = a->epochs ? a->epochs : 1, o->steps = a->steps, o->batch = (int)a->batch;
     o->grad_accum = (int)a->grad_accum, o->seq_len = (int)a->seq_len, o->seed = (uint64_t)a->seed;
     o->shuffle = !a->no_shuffle, o->pack = a->pack, o->threads = (int)a->threads;
-    if (cli_parse_device(cmd, a->device, &o->device)) return 2;
+    if (cli_parse_device(cmd, a->device, &o->device) || cli_parse_precision(cmd, a->precision, &o->precision)) return 2;
     *f = (cli_train_flags){.cmd = cmd, .out_dir = o->out_dir, .resume_dir = a->resume_dir,
                            .eval_every = a->eval_every, .save_every = a->save_every, .quiet = a->quiet};
     return 0;
@@ -191,10 +192,11 @@ static int run(const mofo_train_opts *o, const cli_train_flags *f, mofo_comm *co
     if (lead && !f->quiet) {
         mofo_memory_plan mp;
         mofo_trainer_memory_plan(t, &mp);
-        fprintf(stderr, "  memory (%s): weights %.1f MB, pre-trained copy %.1f MB, gradients %.1f MB, optimizer %.1f MB, "
-                        "adapters %.1f MB, activations %.1f MB: %.1f MB\n",
-                mofo_device_name(mofo_model_device(t->m)), mp.weights / 1e6, mp.reference / 1e6, mp.gradients / 1e6,
-                mp.optimizer / 1e6, mp.adapters / 1e6, mp.activations / 1e6, mp.total / 1e6);
+        fprintf(stderr, "  memory (%s, %s products): weights %.1f MB, pre-trained copy %.1f MB, gradients %.1f MB, "
+                        "optimizer %.1f MB, adapters %.1f MB, activations %.1f MB, rounded inputs %.1f MB: %.1f MB\n",
+                mofo_device_name(mofo_model_device(t->m)), mofo_precision_name(o->precision), mp.weights / 1e6,
+                mp.reference / 1e6, mp.gradients / 1e6, mp.optimizer / 1e6, mp.adapters / 1e6, mp.activations / 1e6,
+                mp.rounding / 1e6, mp.total / 1e6);
     }
     if (lead && !f->quiet && f->resume_dir) fprintf(stderr, "  resumed from %s at step %lld\n", f->resume_dir, (long long)t->step);
 

@@ -18,7 +18,7 @@ typedef struct cli_train_flags {
 /* The flags mofo finetune and mofo pretrain share. A command sets the defaults, then
  * cli_train_specs gives the table rows bound to these fields (their help names the defaults). */
 typedef struct cli_train_args {
-    const char *sched, *resume_dir, *device;
+    const char *sched, *resume_dir, *device, *precision;
     double lr, warmup, clip, weight_decay, beta1, beta2, eps, val_split;
     int64_t epochs, steps, batch, grad_accum, seq_len, seed, eval_every, save_every, threads;
     int no_shuffle, pack, quiet;
@@ -26,7 +26,7 @@ typedef struct cli_train_args {
     char help[4][96]; /* the rows whose help text carries a default */
 } cli_train_args;
 
-#define CLI_TRAIN_N_SPECS 23
+#define CLI_TRAIN_N_SPECS 24
 
 /* Writes the CLI_TRAIN_N_SPECS shared rows into specs. */
 void cli_train_specs(cli_train_args *a, arg_spec *specs);

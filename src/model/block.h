@@ -85,15 +85,16 @@ void mofo_norm_backward(const mofo_backend *be, const mofo_model_config *c, floa
 
 /* x (N, C) -> y (N, C) (y may not alias x), the activations into a. rope_cos/rope_sin (T, HD/2):
  * the table's rows for positions pos0..pos0+T-1 (RoPE only). attn_scratch: T (pos0 + T) floats.
- * lora: this layer's adapters, or NULL. */
-void mofo_block_forward(const mofo_backend *be, const mofo_model_config *c, const mofo_layer_w *w, const mofo_block_lora *lora, float *y,
+ * lora: this layer's adapters, or NULL. prec: the matrix products' (adapters' included). */
+void mofo_block_forward(const mofo_backend *be, const mofo_model_config *c, mofo_precision prec, const mofo_layer_w *w, const mofo_block_lora *lora, float *y,
                         const float *x, const mofo_block_acts *a, int B, int T, int pos0, const float *rope_cos,
                         const float *rope_sin, float *cache, float *attn_scratch);
 
 /* The backward of mofo_block_forward without a cache: dres (N, C) holds dL/dy on entry and dL/dx on
  * return; the parameter gradients accumulate into g (a NULL pointer there: a frozen tensor, no
  * gradient computed) and the adapters' into their gA, gB. attn_scratch: 2 T T floats. */
-void mofo_block_backward(const mofo_backend *be, const mofo_model_config *c, const mofo_layer_w *w, mofo_layer_w *g,
+void mofo_block_backward(const mofo_backend *be, const mofo_model_config *c, mofo_precision prec, const mofo_layer_w *w,
+                         mofo_layer_w *g,
                          const mofo_block_lora *lora, float *dres,
                          const float *x, const mofo_block_acts *a, const mofo_block_scratch *s, int B, int T,
                          const float *rope_cos, const float *rope_sin, float *attn_scratch);

@@ -107,7 +107,7 @@ static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float
     be->embed_forward(s->x, ids, m->w.wte, c->pos == MOFO_POS_LEARNED ? m->w.wpe + (size_t)s->pos * C : NULL, 1, n, C);
     for (int l = 0; l < c->L; l++) {
         mofo_block_lora lo = mofo_model_layer_lora(m, l, s->lora);
-        mofo_block_forward(be, c, &m->w.layer[l], &lo, s->y, s->x, &s->a, 1, n, s->pos, cos_t, sin_t, s->kv + l * layer_kv,
+        mofo_block_forward(be, c, m->precision, &m->w.layer[l], &lo, s->y, s->x, &s->a, 1, n, s->pos, cos_t, sin_t, s->kv + l * layer_kv,
                            s->attn);
         float *t = s->x;
         s->x = s->y;
@@ -117,7 +117,7 @@ static int feed(mofo_infer *s, const mofo_model *m, const int *ids, int n, float
     int first = rows ? 0 : n - 1;
     mofo_norm_forward(be, c, s->a.ln1, s->a.ln1_mean, s->a.ln1_rstd, s->x + (size_t)first * C, m->w.lnf_w, m->w.lnf_b,
                       n - first);
-    be->matmul_forward(rows ? rows : s->logits, s->a.ln1, m->w.lm_head, NULL, n - first, C, c->V);
+    be->matmul_forward(m->precision, rows ? rows : s->logits, s->a.ln1, m->w.lm_head, NULL, n - first, C, c->V);
     s->pos += n;
     return mofo_backend_check(be, err);
 }

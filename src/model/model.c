@@ -134,6 +134,12 @@ int mofo_model_to_device(mofo_model *m, mofo_device device, mofo_err *err) {
 
 mofo_device mofo_model_device(const mofo_model *m) { return m->be->host ? MOFO_DEVICE_CPU : MOFO_DEVICE_CUDA; }
 
+int mofo_model_set_precision(mofo_model *m, mofo_precision p, mofo_err *err) {
+    if ((unsigned)p > MOFO_PRECISION_BF16) return mofo_errf(err, MOFO_EINVAL, "matmul precision %d: fp32, tf32 or bf16 expected", (int)p);
+    m->precision = p;
+    return 0;
+}
+
 int mofo_model_alloc_grads(mofo_model *m, mofo_err *err) {
     if (m->grads || m->frozen) return 0;
     m->grads = m->be->alloc(m->n_floats);
@@ -593,12 +599,12 @@ static int forward(mofo_model *m, const int *inputs, const int *targets, int B, 
     for (int l = 0; l < L; l++) {
         mofo_block_acts la = layer_acts(m, train ? (size_t)l : 0);
         mofo_block_lora lo = mofo_model_layer_lora(m, l, m->lora_scratch);
-        mofo_block_forward(be, c, &m->w.layer[l], &lo, RES(l + 1), RES(l), &la, B, T, 0, a->rope_cos, a->rope_sin, NULL,
+        mofo_block_forward(be, c, m->precision, &m->w.layer[l], &lo, RES(l + 1), RES(l), &la, B, T, 0, a->rope_cos, a->rope_sin, NULL,
                            a->attn_scratch);
     }
     mofo_norm_forward(be, c, a->lnf, a->lnf_mean, a->lnf_rstd, RES(L), m->w.lnf_w, m->w.lnf_b, N);
 #undef RES
-    be->matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
+    be->matmul_forward(m->precision, a->logits, a->lnf, m->w.lm_head, NULL, N, C, c->V);
     a->logits_ok = 1;
     m->n_valid = 0;
     if (targets) {
@@ -662,7 +668,7 @@ int mofo_model_backward_over(mofo_model *m, const int *inputs, const int *target
     const mofo_backend *be = m->be;
     be->crossentropy_backward(a->logits, targets, N, c->V, 1.0f / (float)n_total);
     float *dlogits = a->logits;
-    be->matmul_backward(a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
+    be->matmul_backward(m->precision, a->dln, m->g.lm_head, NULL, dlogits, a->lnf, m->w.lm_head, N, C, c->V);
     be->fill(a->dres, 0.0f, NC);
     mofo_norm_backward(be, c, a->dres, m->g.lnf_w, m->g.lnf_b, a->dln, a->resid + (size_t)L * NC, m->w.lnf_w,
                        a->lnf_mean, a->lnf_rstd, N);
@@ -671,7 +677,7 @@ int mofo_model_backward_over(mofo_model *m, const int *inputs, const int *target
     for (int l = L - 1; l >= 0; l--) {
         mofo_block_acts la = layer_acts(m, (size_t)l);
         mofo_block_lora lo = mofo_model_layer_lora(m, l, m->lora_scratch);
-        mofo_block_backward(be, c, &m->w.layer[l], &m->g.layer[l], &lo, a->dres, a->resid + (size_t)l * NC, &la, &s, B, T,
+        mofo_block_backward(be, c, m->precision, &m->w.layer[l], &m->g.layer[l], &lo, a->dres, a->resid + (size_t)l * NC, &la, &s, B, T,
                             a->rope_cos, a->rope_sin, a->attn_scratch);
     }
     be->embed_backward(m->g.wte, c->pos == MOFO_POS_LEARNED ? m->g.wpe : NULL, a->dres, inputs, B, T, C);

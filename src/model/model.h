@@ -170,6 +170,7 @@ typedef struct mofo_model {
     const struct mofo_adapter *adapters;
     int n_adapters;
     int frozen;             /* the model's own weights get no gradient and no gradient buffer */
+    mofo_precision precision; /* of the matrix products (mofo_model_set_precision); FP32 at creation */
     float *lora_scratch;    /* 2 N r_max floats */
     size_t lora_scratch_floats;
 } mofo_model;

@@ -347,7 +347,7 @@ void mofo_lora_zero_grads(mofo_lora *l) {
 /* W (OC, C) = W0 + s B A */
 static void merge_target(const mofo_lora *l, const mofo_lora_target *t, const float *W0, float *W) {
     if (W != W0) l->be->copy(W, W0, (size_t)(t->OC * t->C));
-    l->be->gemm(false, false, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r, t->A, (int)t->C, 1.0f, W,
+    l->be->gemm(MOFO_PRECISION_FP32, false, false, (int)t->OC, (int)t->C, l->r, (float)l->scale, t->B, l->r, t->A, (int)t->C, 1.0f, W,
                (int)t->C);
 }
 

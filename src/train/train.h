@@ -121,7 +121,9 @@ float *mofo_trainer_weights(const mofo_trainer *t, mofo_err *err);
  * the coverage bits of this process's share of the trainable entries, adapters included), LoRA's
  * adapters with their gradients, and the activations of a micro-batch (made at the first step). */
 typedef struct mofo_memory_plan {
-    double weights, reference, gradients, optimizer, adapters, activations, total;
+    double weights, reference, gradients, optimizer, adapters, activations;
+    double rounding; /* tf32 and bf16 products: the rounded copies of the largest inputs (A and B) */
+    double total;
 } mofo_memory_plan;
 void mofo_trainer_memory_plan(const mofo_trainer *t, mofo_memory_plan *plan);
 

@@ -16,6 +16,7 @@
 #include "train.h"
 
 #include "dist/comm.h"
+#include "model/block.h" /* mofo_fc_width */
 
 /* gradient entries per all-reduce (64 MB): the bucket of one message */
 #define BUCKET ((size_t)1 << 24)
@@ -90,6 +91,7 @@ static void signature(const mofo_trainer *t, mofo_strbuf *sb) {
                    t->val.n, is_lora(o) ? o->lora_rank : 0, is_lora(o) ? o->lora_alpha : 0,
                    is_lora(o) && o->lora_targets ? o->lora_targets : "-");
     if (o->scratch) mofo_sb_printf(sb, " init=%llu/%.17g", (unsigned long long)o->init_seed, o->init_std);
+    if (o->precision != MOFO_PRECISION_FP32) mofo_sb_printf(sb, " precision=%s", mofo_precision_name(o->precision));
 }
 
 static int build_optimizer(mofo_trainer *t, mofo_err *err) {
@@ -265,6 +267,7 @@ int mofo_trainer_create_in(mofo_trainer **out, const mofo_train_opts *o, mofo_co
     }
     /* a loaded model is already there; one made from scratch is made on the host */
     if (mofo_model_device(t->m) != o->device && (rc = mofo_model_to_device(t->m, o->device, err))) goto fail;
+    if ((rc = mofo_model_set_precision(t->m, o->precision, err))) goto fail;
     t->pad_id = 0;
     if (t->tok) {
         int32_t p = mofo_tokenizer_pad(t->tok), e = mofo_tokenizer_eos(t->tok);
@@ -739,6 +742,22 @@ out:
     return rc;
 }
 
+/* The rounded copies a tf32 or bf16 product makes of its inputs: over the linear layers (OC, C) and
+ * their three products (out = inp W^T, dinp = dout W, dW = dout^T inp with inp (N, C), dout
+ * (N, OC), W (OC, C)), the largest first input plus the largest second one. */
+static double rounding_bytes(const mofo_model_config *c, mofo_precision prec, double N) {
+    if (prec == MOFO_PRECISION_FP32) return 0;
+    double A = c->NH * c->HD, QKV = (c->NH + 2.0 * c->NKV) * c->HD, FC = (double)mofo_fc_width(c);
+    double lin[5][2] = {{QKV, c->C}, {c->C, A}, {FC, c->C}, {c->C, c->FF}, {c->V, c->C}}; /* (OC, C) */
+    double first = 0, second = 0;
+    for (int i = 0; i < 5; i++) {
+        double OC = lin[i][0], C = lin[i][1];
+        first = fmax(first, N * fmax(C, OC));
+        second = fmax(second, fmax(OC * C, N * C));
+    }
+    return (prec == MOFO_PRECISION_BF16 ? 2.0 : 4.0) * (first + second);
+}
+
 void mofo_trainer_memory_plan(const mofo_trainer *t, mofo_memory_plan *plan) {
     const mofo_model *m = t->m;
     /* this process's share of the trainable entries (ZeRO-1 splits them by tensor, about evenly) */
@@ -751,8 +770,9 @@ void mofo_trainer_memory_plan(const mofo_trainer *t, mofo_memory_plan *plan) {
     for (int i = 0; t->lora && i < t->lora->n; i++) /* A, B and their gradients */
         plan->adapters += 2 * 4.0 * t->lora->r * (double)(t->lora->t[i].C + t->lora->t[i].OC);
     plan->activations = 4.0 * (double)mofo_model_act_floats(&m->cfg, t->rows, t->T);
+    plan->rounding = rounding_bytes(&m->cfg, m->precision, (double)t->rows * t->T);
     plan->total = plan->weights + plan->reference + plan->gradients + plan->optimizer + plan->adapters +
-                  plan->activations;
+                  plan->activations + plan->rounding;
 }
 
 float *mofo_trainer_weights(const mofo_trainer *t, mofo_err *err) {

@@ -76,13 +76,16 @@ __device__ inline float warp_sum(float v) {
     return v;
 }
 
-/* C (M, N) = alpha op(A) op(B) + beta C, row-major (the interface's gemm), through cuBLAS. */
-void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-               int ldb, float beta, float *C, int ldc);
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major (the interface's gemm), through cuBLAS: FP32 in
+ * cublasSgemm; TF32 and BF16 on the inputs rounded into scratch (rounding.h, as the CPU does), then
+ * cublasGemmEx with fp32 accumulation (TF32 or bf16 tensor cores). */
+void cuda_gemm(mofo_precision prec, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Device scratch the backend owns, grown as needed: the ids and targets the interface passes as host
- * arrays, attention's row terms, the reductions' per-block partial sums. NULL after a failure. */
-typedef enum { SCRATCH_IDS, SCRATCH_ROWS, SCRATCH_PARTS, N_SCRATCH } scratch_slot;
+ * arrays, attention's row terms, the reductions' per-block partial sums, a rounded product's copies
+ * of its two inputs. NULL after a failure. */
+typedef enum { SCRATCH_IDS, SCRATCH_ROWS, SCRATCH_PARTS, SCRATCH_ROUND_A, SCRATCH_ROUND_B, N_SCRATCH } scratch_slot;
 void *cuda_scratch(scratch_slot slot, size_t bytes);
 /* ids (n) host -> the device copy in slot SCRATCH_IDS, or NULL after a failure */
 const int *cuda_upload_ids(const int *ids, size_t n);

@@ -1,6 +1,7 @@
 /* The CUDA backend of the operations boundary (backend/backend.h): device memory (plain cudaMalloc,
  * never managed), element-wise work, reductions in double with a fixed order, matrix products
- * through cuBLAS in fp32 (no TF32: CUBLAS_DEFAULT_MATH), and the table; the layers are layers.cu's.
+ * through cuBLAS (fp32 with CUBLAS_DEFAULT_MATH, no TF32, unless the product's precision asks for TF32
+ * or bf16 inputs), and the table; the layers are layers.cu's.
  * Everything runs on the legacy default stream, in order. tests/test_ops.c checks every operation
  * against naive references, on the simulator (tests/cudasim) in CI and on a GPU where there is one. */
 #include <cublas_v2.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/rounding.h"
 #include "common.cuh"
 
 extern "C" {
@@ -203,15 +205,56 @@ static void cuda_distance(const float *a, const float *b, size_t n, double sums[
 
 static cublasHandle_t blas;
 
-void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-               int ldb, float beta, float *C, int ldc) {
+/* x (n) rounded to `stored` mantissa bits: bf16's bits (the top half of the rounded float) or tf32
+ * values as floats */
+__global__ void k_round_bf16(uint16_t *out, const float *x, size_t n) {
+    GRID_STRIDE(i, n) out[i] = (uint16_t)(mofo_round_bits(__float_as_uint(x[i]), MOFO_BF16_STORED) >> 16);
+}
+__global__ void k_round_tf32(float *out, const float *x, size_t n) {
+    GRID_STRIDE(i, n) out[i] = mofo_round_mantissa(x[i], MOFO_TF32_STORED);
+}
+
+/* The rounded copy, in scratch slot, of the (rows, cols) row-major matrix x with row stride ld (the
+ * whole span, gaps included, so that the stride stays); NULL after a failure. */
+static const void *rounded(scratch_slot slot, mofo_precision prec, const float *x, int rows, int cols, int ld) {
+    size_t n = rows && cols ? (size_t)(rows - 1) * ld + cols : 1;
+    bool bf16 = prec == MOFO_PRECISION_BF16;
+    void *r = cuda_scratch(slot, n * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+    if (!r) return NULL;
+    if (bf16)
+        KERNEL_LAUNCH(blocks_for(n), THREADS, k_round_bf16)((uint16_t *)r, x, n);
+    else
+        KERNEL_LAUNCH(blocks_for(n), THREADS, k_round_tf32)((float *)r, x, n);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) {
+        cuda_fail(__FILE__, __LINE__, "k_round", cudaGetErrorString(e));
+        return NULL;
+    }
+    return r;
+}
+
+void cuda_gemm(mofo_precision prec, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (has_failed || M == 0 || N == 0) return;
-    cublasStatus_t st = cublasSgemm(blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                    N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
+    cublasOperation_t opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasStatus_t st;
+    const char *call = "cublasSgemm";
+    if (prec == MOFO_PRECISION_FP32) {
+        st = cublasSgemm(blas, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
+    } else {
+        const void *Ar = rounded(SCRATCH_ROUND_A, prec, A, trans_a ? K : M, trans_a ? M : K, lda);
+        const void *Br = Ar ? rounded(SCRATCH_ROUND_B, prec, B, trans_b ? N : K, trans_b ? K : N, ldb) : NULL;
+        if (!Br) return;
+        bool bf16 = prec == MOFO_PRECISION_BF16;
+        cudaDataType_t in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+        call = "cublasGemmEx";
+        st = cublasGemmEx(blas, opb, opa, N, M, K, &alpha, Br, in, ldb, Ar, in, lda, &beta, C, CUDA_R_32F, ldc,
+                          bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+    }
     if (st != CUBLAS_STATUS_SUCCESS) {
         char why[96];
-        snprintf(why, sizeof why, "cuBLAS status %d (M=%d N=%d K=%d)", (int)st, M, N, K);
-        cuda_fail(__FILE__, __LINE__, "cublasSgemm", why);
+        snprintf(why, sizeof why, "cuBLAS status %d (M=%d N=%d K=%d, %s)", (int)st, M, N, K, mofo_precision_name(prec));
+        cuda_fail(__FILE__, __LINE__, call, why);
     }
 }
 

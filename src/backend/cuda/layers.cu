@@ -154,8 +154,9 @@ static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
 __global__ void k_add_bias(float *out, const float *bias, int OC, size_t n) {
     GRID_STRIDE(i, n) out[i] += bias[i % OC];
 }
-static void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
-    cuda_gemm(false, true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+static void matmul_forward(mofo_precision prec, float *out, const float *inp, const float *w, const float *bias, int N,
+                           int C, int OC) {
+    cuda_gemm(prec, false, true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
     size_t n = (size_t)N * OC;
     if (!bias || cuda_failed() || n == 0) return;
     KERNEL_LAUNCH(blocks_for(n), THREADS, k_add_bias)(out, bias, OC, n);
@@ -169,10 +170,10 @@ __global__ void k_bias_backward(float *dbias, const float *dout, int N, int OC) 
         dbias[j] += s;
     }
 }
-static void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                            int N, int C, int OC) {
-    if (dinp) cuda_gemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-    if (dw) cuda_gemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+static void matmul_backward(mofo_precision prec, float *dinp, float *dw, float *dbias, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC) {
+    if (dinp) cuda_gemm(prec, false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+    if (dw) cuda_gemm(prec, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (!dbias || cuda_failed()) return;
     KERNEL_LAUNCH(blocks_for((size_t)OC), THREADS, k_bias_backward)(dbias, dout, N, OC);
     CUDA_LAUNCHED();
