@@ -30,7 +30,7 @@
 
 static const char *arch = "gpt2", *size;
 static int64_t batch, seq, threads, steps = 3, warmup = 10, ranks;
-static const char *device;
+static const char *device, *precision;
 static const char *method = "mofo";
 static int json_out;
 
@@ -47,14 +47,15 @@ static const arg_spec SPECS[] = {
                                       "AdamW on the adapters, the base frozen)"},
     {"ranks", ARG_INT, &ranks, "N", "instead: N processes x 1 thread (mpirun mofo finetune) against 1 x N threads, "
                                     "and the bytes each process sends per step"},
-    {"device", ARG_STR, &device, "cpu|cuda", "where the model trains: cpu (default) or cuda (fp32; the GPU's time to "
-     "the end of each part)"},
+    {"device", ARG_STR, &device, "cpu|cuda", "where the model trains: cpu (default) or cuda (the GPU's time to the end "
+     "of each part)"},
+    {"precision", ARG_STR, &precision, "fp32|tf32|bf16", CLI_PRECISION_HELP},
     {"json", ARG_FLAG, &json_out, NULL, "one JSON object per row"},
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
 void bench_train_help(FILE *out) {
-    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--steps S] [--warmup W] [--threads N] [--ranks N] [--device cpu|cuda] [--json]",
+    args_help(out, "bench train", "[--arch gpt2|llama] [--size 124M|1.1B] [--method mofo|adamw|lora] [--batch B] [--seq T] [--steps S] [--warmup W] [--threads N] [--ranks N] [--device cpu|cuda] [--precision fp32|tf32|bf16] [--json]",
               SPECS, N_SPECS);
 }
 
@@ -95,9 +96,10 @@ int bench_train(int argc, char **argv) {
         return 2;
     }
     mofo_device dev;
-    if (cli_parse_device("bench train", device, &dev)) return 2;
-    if (ranks > 0 && dev != MOFO_DEVICE_CPU) {
-        fprintf(stderr, "mofo bench train: --ranks runs on the CPU only\n");
+    mofo_precision prec;
+    if (cli_parse_device("bench train", device, &dev) || cli_parse_precision("bench train", precision, &prec)) return 2;
+    if (ranks > 0 && (dev != MOFO_DEVICE_CPU || prec != MOFO_PRECISION_FP32)) {
+        fprintf(stderr, "mofo bench train: --ranks runs on the CPU in fp32 only\n");
         return 2;
     }
     if (ranks > 0) return bench_train_ranks(&cfg, method, B, T, (int)steps, (int)ranks, json_out);
@@ -107,6 +109,7 @@ int bench_train(int argc, char **argv) {
     size_t device_base = be ? be->bytes_in_use() : 0, device_peak = device_base; /* 0 on the CPU */
     double t0 = (1e3 * cli_now());
     if (mofo_model_create(&m, &cfg, 1, 0.02f, &err) || mofo_model_to_device(m, dev, &err) ||
+        mofo_model_set_precision(m, prec, &err) ||
         (lora ? mofo_lora_create(&l, m, "q,k,v,o,gate,up,down", 8, 16, 1, &err) || mofo_lora_attach(l, m, &err)
               : mofo_model_alloc_grads(m, &err))) {
         fprintf(stderr, "mofo bench train: %s\n", err.msg);
@@ -125,8 +128,8 @@ int bench_train(int argc, char **argv) {
     double params_m = m->n_floats / 1e6, acts_mb = mofo_model_act_floats(&cfg, B, T) * 4.0 / (1 << 20),
            predicted_mb = m->n_floats * (lora ? 4.0 : 16.0) / (1 << 20) + acts_mb; /* LoRA: weights only */
     if (!json_out) {
-        printf("mofo bench train: %s %s (%.1fM parameters) on %s, B=%d T=%d, %s, %d timed steps per row after %d "
-               "warm-up steps\n", arch, size, params_m, mofo_device_name(dev), B, T,
+        printf("mofo bench train: %s %s (%.1fM parameters) on %s, %s products, B=%d T=%d, %s, %d timed steps per row "
+               "after %d warm-up steps\n", arch, size, params_m, mofo_device_name(dev), mofo_precision_name(prec), B, T,
                lora ? "LoRA rank 8 (AdamW on the adapters)" : dense ? "AdamW (dense)" : "MoFO alpha 0.15", (int)steps, (int)warmup);
         int par = openblas_get_parallel();
         const char *wait = getenv("OMP_WAIT_POLICY");
@@ -192,12 +195,12 @@ int bench_train(int argc, char **argv) {
         double tps = B * T / (ms / 1e3), rss = peak_rss_mb(), early_ms = cli_median(early, 3);
         double device_mb = (double)(device_peak - device_base) / (1 << 20); /* what this run added on the GPU */
         if (json_out)
-            printf("{\"arch\": \"%s\", \"size\": \"%s\", \"method\": \"%s\", \"device\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
+            printf("{\"arch\": \"%s\", \"size\": \"%s\", \"method\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
                    "\"ms_per_step\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"optimizer_ms\": %.1f, "
                    "\"tokens_per_s\": %.1f, \"early_ms\": %.1f, \"warmup\": %d, \"peak_rss_mb\": %.0f, \"peak_device_mb\": %.0f, "
                    "\"predicted_mb\": %.0f, "
                    "\"loss_first\": %.4f, \"loss\": %.4f}\n",
-                   arch, size, method, mofo_device_name(dev), B, T, nt, ms, f, bk, om, tps, early_ms, (int)warmup, rss, device_mb, predicted_mb, loss_first,
+                   arch, size, method, mofo_device_name(dev), mofo_precision_name(prec), B, T, nt, ms, f, bk, om, tps, early_ms, (int)warmup, rss, device_mb, predicted_mb, loss_first,
                    loss);
         else
             printf("%7d %11.1f %10.1f %11.1f %12.1f %10.1f %14.1f %12.0f %8.4f\n", nt, ms, f, bk, om, tps, early_ms,

@@ -391,6 +391,7 @@ static void errors(void) {
         {"bad method", "--method sgd", "--method 'sgd'", 2},
         {"l2 without reg", "--method l2", "needs reg > 0", 2},
         {"bad device", "--device gpu", "--device gpu: cpu or cuda expected", 2},
+        {"bad precision", "--precision fp16", "--precision fp16: fp32, tf32 or bf16 expected", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st = mofo(NULL, "finetune --model %s --data %s --out %s --steps 1 %s", m, data, out, cases[i].args);

@@ -39,7 +39,8 @@
 
 static char tmp[64] = "/tmp/mofo_trainer_device_XXXXXX";
 
-static mofo_trainer *make(const char *model, const char *data, mofo_method method, mofo_device device) {
+static mofo_trainer *make(const char *model, const char *data, mofo_method method, mofo_device device,
+                          mofo_precision prec) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", MOFO_FIXTURES, model);
     mofo_train_opts o;
@@ -48,11 +49,11 @@ static mofo_trainer *make(const char *model, const char *data, mofo_method metho
     o.lr = LR, o.sched = MOFO_SCHED_CONSTANT, o.warmup = 0, o.steps = STEPS, o.batch = 2, o.seq_len = 16;
     o.clip = 0.5, o.weight_decay = 0.01, o.shuffle = 0, o.threads = 2;
     o.reg = method == MOFO_METHOD_L1 || method == MOFO_METHOD_L2 ? 0.05 : 0;
-    o.lora_rank = 4, o.lora_alpha = 8;
+    o.lora_rank = 4, o.lora_alpha = 8, o.precision = prec;
     mofo_trainer *t = NULL;
     mofo_err err = {0};
-    CHECK(mofo_trainer_create(&t, &o, &err) == 0, "%s %s on %s: %s", model, mofo_method_name(method),
-          mofo_device_name(device), err.msg);
+    CHECK(mofo_trainer_create(&t, &o, &err) == 0, "%s %s on %s (%s): %s", model, mofo_method_name(method),
+          mofo_device_name(device), mofo_precision_name(prec), err.msg);
     return t;
 }
 
@@ -70,12 +71,40 @@ static float *host_weights(const mofo_trainer *t) {
 /* |a - b| / max(|b|, floor) */
 static double rel(double a, double b, double floor) { return fabs(a - b) / fmax(fabs(b), floor); }
 
-static double worst_loss, worst_norm, worst_dist, worst_weight, worst_moved, worst_changed;
-static int worst_flips;
+/* One comparison of the device against the CPU: the precisions of their products, the tolerances,
+ * and the worst errors seen (printed at the end). */
+typedef struct comparison {
+    const char *what;
+    mofo_precision dev, cpu;
+    double loss, norm, dist, moved, changed, weight; /* tolerances, as measured in the table's comments */
+    int flips;
+    double worst_loss, worst_norm, worst_dist, worst_moved, worst_changed, worst_weight;
+    int worst_flips;
+} comparison;
 
-static void compare_run(const char *model, const char *data, mofo_method method) {
+static comparison FP32 = {
+    /* measured (AMD EPYC, OpenBLAS Haswell): loss 2.4e-6 apart, grad norm and penalty 3.8e-5 relative,
+     * distance 2.8e-5 relative, 1 entry moved apart (ties at the threshold that rounding makes or
+     * breaks), changed fraction 2.9e-5 apart, weights 1.5e-6 relative with 3 flips (MoFO, llama-tiny) */
+    "fp32 against fp32", MOFO_PRECISION_FP32, MOFO_PRECISION_FP32, 1e-5, 1e-4, 2e-4, 4.5, 2e-4, 1.5e-5, 4, 0, 0, 0, 0, 0, 0, 0};
+static comparison BF16 = {
+    /* bf16 products on both (the same rounding): inputs that differ in fp32's last bits round to
+     * different bf16 values now and then, and Adam's normalised steps and MoFO's selection carry that
+     * on. measured: loss 7.3e-4 apart, grad norm 1.3e-4 relative, distance 5.6e-5, changed fraction
+     * 8.4e-6, weights 3.5e-5 with 74 flips */
+    "bf16 against bf16", MOFO_PRECISION_BF16, MOFO_PRECISION_BF16, 5e-3, 1e-3, 5e-4, 4.5, 8e-5, 3e-4, 700,
+    0, 0, 0, 0, 0, 0, 0};
+static comparison BF16_VS_FP32 = {
+    /* the issue's bf16 tolerance: the device's bf16 run against the CPU's fp32 trajectory. measured:
+     * loss 1.1e-3 apart, grad norm 1.5e-3 relative, distance 7.7e-4, changed fraction 1.5e-5,
+     * weights 3.4e-4 with 1461 flips (LoRA on llama-tiny) */
+    "bf16 against fp32", MOFO_PRECISION_BF16, MOFO_PRECISION_FP32, 1e-2, 1.5e-2, 7e-3, 4.5, 1.4e-4, 3e-3, 14000,
+    0, 0, 0, 0, 0, 0, 0};
+
+static void compare_run(comparison *c, const char *model, const char *data, mofo_method method) {
     const char *name = mofo_method_name(method);
-    mofo_trainer *cpu = make(model, data, method, MOFO_DEVICE_CPU), *dev = make(model, data, method, MOFO_DEVICE_CUDA);
+    mofo_trainer *cpu = make(model, data, method, MOFO_DEVICE_CPU, c->cpu),
+                 *dev = make(model, data, method, MOFO_DEVICE_CUDA, c->dev);
     if (!cpu || !dev) goto out;
     CHECK(mofo_model_device(dev->m) == MOFO_DEVICE_CUDA && mofo_model_device(cpu->m) == MOFO_DEVICE_CPU,
           "%s %s: the models' devices", model, name);
@@ -87,24 +116,21 @@ static void compare_run(const char *model, const char *data, mofo_method method)
         if (rc || rd) goto out;
         double el = fabs(md.loss - mc.loss), en = rel(md.grad_norm, mc.grad_norm, 1e-6);
         double ed2 = rel(md.dist_l2, mc.dist_l2, 1e-6), ep = rel(md.penalty, mc.penalty, 1e-9);
-        worst_loss = fmax(worst_loss, el), worst_norm = fmax(worst_norm, fmax(en, ep));
-        worst_dist = fmax(worst_dist, ed2);
-        /* measured (AMD EPYC, OpenBLAS Haswell): loss 2.4e-6 apart, grad norm and penalty 3.8e-5
-         * relative, distance 2.8e-5 relative, changed fraction 2.9e-5 apart */
-        CHECK(el <= 1e-5 && en <= 1e-4 && ep <= 1e-4, "%s %s step %d: loss %.8g/%.8g norm %.8g/%.8g penalty %.8g/%.8g",
-              model, name, s + 1, md.loss, mc.loss, md.grad_norm, mc.grad_norm, md.penalty, mc.penalty);
-        CHECK(ed2 <= 2e-4, "%s %s step %d: distance from theta0 %.8g on the device, %.8g on the CPU", model, name,
-              s + 1, md.dist_l2, mc.dist_l2);
-        /* the entries moved: equal but for ties at the threshold that rounding makes or breaks (measured
-         * 1 entry) */
         double moved_apart = fabs(md.updated_frac - mc.updated_frac) * (double)cpu->trainable_entries;
-        CHECK(moved_apart <= 4.5 && md.world_size == 1 && md.tokens == mc.tokens,
-              "%s %s step %d: updated %.8g/%.8g tokens %lld/%lld", model, name, s + 1, md.updated_frac,
+        double changed_apart = fabs(md.changed_frac - mc.changed_frac);
+        c->worst_loss = fmax(c->worst_loss, el), c->worst_norm = fmax(c->worst_norm, fmax(en, ep));
+        c->worst_dist = fmax(c->worst_dist, ed2), c->worst_moved = fmax(c->worst_moved, moved_apart);
+        c->worst_changed = fmax(c->worst_changed, changed_apart);
+        CHECK(el <= c->loss && en <= c->norm && ep <= c->norm,
+              "%s, %s %s step %d: loss %.8g/%.8g norm %.8g/%.8g penalty %.8g/%.8g", c->what, model, name, s + 1,
+              md.loss, mc.loss, md.grad_norm, mc.grad_norm, md.penalty, mc.penalty);
+        CHECK(ed2 <= c->dist, "%s, %s %s step %d: distance from theta0 %.8g on the device, %.8g on the CPU", c->what,
+              model, name, s + 1, md.dist_l2, mc.dist_l2);
+        CHECK(moved_apart <= c->moved && md.world_size == 1 && md.tokens == mc.tokens,
+              "%s, %s %s step %d: updated %.8g/%.8g tokens %lld/%lld", c->what, model, name, s + 1, md.updated_frac,
               mc.updated_frac, (long long)md.tokens, (long long)mc.tokens);
-        worst_moved = fmax(worst_moved, moved_apart);
-        worst_changed = fmax(worst_changed, fabs(md.changed_frac - mc.changed_frac));
-        CHECK(fabs(md.changed_frac - mc.changed_frac) <= 2e-4, "%s %s step %d: changed %.8g/%.8g", model, name,
-              s + 1, md.changed_frac, mc.changed_frac);
+        CHECK(changed_apart <= c->changed, "%s, %s %s step %d: changed %.8g/%.8g", c->what, model, name, s + 1,
+              md.changed_frac, mc.changed_frac);
     }
     float *wc = host_weights(cpu), *wd = host_weights(dev);
     if (wc && wd) {
@@ -131,13 +157,12 @@ static void compare_run(const char *model, const char *data, mofo_method method)
                 sq += d * d, ref += (double)wc[i] * wc[i];
             }
         }
-        CHECK(key_bias <= 2 * STEPS * LR, "%s %s: GPT-2's key bias moved %g apart", model, name, key_bias);
+        CHECK(key_bias <= 2 * STEPS * LR, "%s, %s %s: GPT-2's key bias moved %g apart", c->what, model, name, key_bias);
         double e = sqrt(sq / fmax(ref, 1e-30));
-        worst_weight = fmax(worst_weight, e);
-        worst_flips = flips > worst_flips ? flips : worst_flips;
-        /* measured 1.5e-6, and 3 flips (MoFO on llama-tiny) */
-        CHECK(e <= 1.5e-5 && flips <= 4, "%s %s: the device's weights are %.3g from the CPU's (%d flips)", model, name, e,
-              flips);
+        c->worst_weight = fmax(c->worst_weight, e);
+        c->worst_flips = flips > c->worst_flips ? flips : c->worst_flips;
+        CHECK(e <= c->weight && flips <= c->flips, "%s, %s %s: the device's weights are %.3g from the CPU's (%d flips)",
+              c->what, model, name, e, flips);
     }
     free(wc), free(wd);
 out:
@@ -153,8 +178,9 @@ static void resume_run(const char *model, const char *data, mofo_method method) 
     snprintf(ck, sizeof ck, "%s/ck-%s", tmp, name);
     snprintf(fin, sizeof fin, "%s/final-%s", tmp, name);
     mofo_err err = {0};
-    mofo_trainer *whole = make(model, data, method, MOFO_DEVICE_CUDA), *a = make(model, data, method, MOFO_DEVICE_CUDA),
-                 *b = make(model, data, method, MOFO_DEVICE_CUDA);
+    mofo_trainer *whole = make(model, data, method, MOFO_DEVICE_CUDA, MOFO_PRECISION_FP32),
+                 *a = make(model, data, method, MOFO_DEVICE_CUDA, MOFO_PRECISION_FP32),
+                 *b = make(model, data, method, MOFO_DEVICE_CUDA, MOFO_PRECISION_FP32);
     mofo_model *back = NULL;
     float *ww = NULL, *wb = NULL;
     if (!whole || !a || !b) goto out;
@@ -203,7 +229,7 @@ static void out_of_memory(const char *data) {
     const char *model = "llama-tiny";
     double weights_mb = 0;
     {
-        mofo_trainer *t = make(model, data, MOFO_METHOD_MOFO, MOFO_DEVICE_CPU);
+        mofo_trainer *t = make(model, data, MOFO_METHOD_MOFO, MOFO_DEVICE_CPU, MOFO_PRECISION_FP32);
         if (!t) return;
         weights_mb = 4.0 * (double)t->m->n_floats / 1e6;
         mofo_trainer_free(t);
@@ -234,7 +260,7 @@ static void out_of_memory(const char *data) {
     }
     cudasim_set_device_bytes(0);
     /* room for everything the trainer makes at the start, but not for the activations */
-    mofo_trainer *t = make(model, data, MOFO_METHOD_MOFO, MOFO_DEVICE_CUDA);
+    mofo_trainer *t = make(model, data, MOFO_METHOD_MOFO, MOFO_DEVICE_CUDA, MOFO_PRECISION_FP32);
     if (t) {
         size_t free_bytes = 0, total = 0;
         cudaMemGetInfo(&free_bytes, &total);
@@ -266,7 +292,13 @@ int main(void) {
     for (int k = 0; k < 2; k++) {
         snprintf(data, sizeof data, "%s/%s.jsonl", tmp, models[k]);
         write_token_records(models[k], data);
-        for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) compare_run(models[k], data, methods[i]);
+        for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) compare_run(&FP32, models[k], data, methods[i]);
+        /* bf16 products: the full fine-tune and the adapters */
+        static const mofo_method bf16_methods[] = {MOFO_METHOD_MOFO, MOFO_METHOD_ADAMW, MOFO_METHOD_LORA};
+        for (size_t i = 0; i < 3; i++) {
+            compare_run(&BF16, models[k], data, bf16_methods[i]);
+            compare_run(&BF16_VS_FP32, models[k], data, bf16_methods[i]);
+        }
     }
     snprintf(data, sizeof data, "%s/%s.jsonl", tmp, models[0]);
     resume_run(models[0], data, MOFO_METHOD_MOFO);
@@ -274,9 +306,11 @@ int main(void) {
 #ifdef MOFO_TEST_CUDASIM
     out_of_memory(data);
 #endif
-    printf("device against CPU: loss %.3g, grad norm/penalty %.3g, distance %.3g, weights %.3g, moved %.0f entries, "
-           "changed %.3g, %d flips\n", worst_loss, worst_norm, worst_dist, worst_weight, worst_moved, worst_changed,
-           worst_flips);
+    const comparison *all[] = {&FP32, &BF16, &BF16_VS_FP32};
+    for (int i = 0; i < 3; i++)
+        printf("device against CPU, %s: loss %.3g, grad norm/penalty %.3g, distance %.3g, weights %.3g, moved %.0f "
+               "entries, changed %.3g, %d flips\n", all[i]->what, all[i]->worst_loss, all[i]->worst_norm,
+               all[i]->worst_dist, all[i]->worst_weight, all[i]->worst_moved, all[i]->worst_changed, all[i]->worst_flips);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
