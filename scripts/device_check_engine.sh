@@ -9,7 +9,8 @@
 #   cli_ppl_cuda, cli_bench_train_cuda, test_finetune (--device cuda trains),
 #   compute-sanitizer memcheck and racecheck on a 3-step `mofo finetune --device cuda` of llama-tiny,
 #   `mofo bench train --device cuda`: GPT-2 124M at B16 T1024 with AdamW and MoFO, the TinyLlama-1.1B
-#   shape at B4 T1024 with MoFO (fp32: the engine has no bf16 yet),
+#   shape at B4 T1024 with MoFO, all with bf16 products (--precision bf16, the setting), and
+#   GPT-2 MoFO once more in fp32,
 #   bench/torch_train.py on the same shapes: eager and torch.compile, fused AdamW and the topk MoFO.
 # Every step runs even when one before it fails; the summary gets each step's exit code and time as
 # it finishes. Files under $OUT: summary.txt, build.log, test.log, sanitizer.log, bench.jsonl,
@@ -47,10 +48,10 @@ done
 tail -4 "$OUT/sanitizer.log" >>"$summary"
 rm -f "$data"
 
-for run in "gpt2 124M 16 adamw" "gpt2 124M 16 mofo" "llama 1.1B 4 mofo"; do
+for run in "gpt2 124M 16 adamw bf16" "gpt2 124M 16 mofo bf16" "llama 1.1B 4 mofo bf16" "gpt2 124M 16 mofo fp32"; do
     set -- $run
-    step "bench $1 $4 B$3 T1024" 90 "$OUT/bench.jsonl" $mofo bench train --device cuda --arch $1 --size $2 \
-        --batch $3 --seq 1024 --method $4 --threads 1 --steps 5 --warmup 5 --json
+    step "bench $1 $4 B$3 T1024 $5" 90 "$OUT/bench.jsonl" $mofo bench train --device cuda --arch $1 --size $2 \
+        --batch $3 --seq 1024 --method $4 --precision $5 --threads 1 --steps 5 --warmup 5 --json
 done
 for run in "gpt2 adamw" "gpt2 adamw --compile" "gpt2 topk-mofo" "llama adamw" "llama topk-mofo"; do
     set -- $run
