@@ -566,6 +566,10 @@ static void check_attention(const mofo_backend *be) {
         {2, 9, 4, 2, 8, 0, 0}, {1, 7, 4, 1, 6, 3, 0}, {2, 5, 4, 4, 4, 0, 0}, {1, 9, 2, 2, 8, 4, 0},
         {2, 4, 4, 2, 8, 0, 5}, {1, 3, 4, 1, 6, 3, 6}, {1, 1, 4, 4, 8, 0, 8}, /* pos0 > 0: a KV cache's rows */
         {1, 6, 2, 1, 72, 0, 0}, {1, 3, 2, 2, 40, 0, 4}, /* heads over 32 (a warp's lanes hold several entries) */
+        /* several tiles of rows and keys (the CUDA kernels' 16 rows, 32, 16 or 8 keys), windows across
+         * them, a cache longer than a tile; heads over 128 (the smaller tiles) */
+        {1, 40, 2, 1, 8, 0, 0}, {2, 37, 4, 2, 6, 11, 0}, {1, 20, 2, 1, 8, 0, 30}, {1, 18, 2, 2, 136, 5, 0},
+        {1, 1, 2, 1, 136, 0, 19},
     };
     for (int cs = 0; cs < (int)(sizeof cases / sizeof *cases); cs++) {
         const int *c = cases[cs];

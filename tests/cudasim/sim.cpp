@@ -409,7 +409,10 @@ static void wait_at(barrier &b, int expected, int state, bool orders, const char
 
 void cudasim_syncthreads(const char *file, int line) { wait_at(block_bar, live, WAIT_BLOCK, true, file, line); }
 
-const uint64_t *cudasim_warp_post(unsigned mask, uint64_t value, unsigned *nonzero, const char *file, int line) {
+/* A warp operation's meeting: the lanes of mask post their values; orders: the lanes' memory accesses
+ * before it happen before theirs after it (__syncwarp; shuffles and ballots order nothing) */
+static const uint64_t *warp_meet(unsigned mask, uint64_t value, unsigned *nonzero, bool orders, const char *file,
+                                 int line) {
     warp &w = warps[cur / 32];
     const int lane = cur & 31, first = cur & ~31;
     const int buf = (int)(w.bar.gen & 1);
@@ -427,9 +430,18 @@ const uint64_t *cudasim_warp_post(unsigned mask, uint64_t value, unsigned *nonze
     }
     w.slot[buf][lane] = value;
     if (value) w.nonzero[buf] |= 1u << lane;
-    wait_at(w.bar, __builtin_popcount(mask), WAIT_WARP, false, file, line);
+    wait_at(w.bar, __builtin_popcount(mask), WAIT_WARP, orders, file, line);
     *nonzero = w.nonzero[buf];
     return w.slot[buf];
+}
+
+const uint64_t *cudasim_warp_post(unsigned mask, uint64_t value, unsigned *nonzero, const char *file, int line) {
+    return warp_meet(mask, value, nonzero, false, file, line);
+}
+
+void cudasim_syncwarp(unsigned mask, const char *file, int line) {
+    unsigned nonzero;
+    warp_meet(mask, 0, &nonzero, true, file, line);
 }
 
 /* A fiber starts here (cudasim_switch "returns" into it) and never returns. */

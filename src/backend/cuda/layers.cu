@@ -1,8 +1,9 @@
 /* The CUDA backend's layers: the per-entry maths of cpu_layers.c as kernels, in fp32 with the same
  * sums in double where the CPU keeps them in double. Row operations (norms, cross-entropy) take one
- * block of THREADS per row; attention one warp per (query or key row, head, sequence), with an online
- * softmax, so no (T, T) matrix is ever stored (the forward keeps each row's log-sum-exp, the backward
- * recomputes the probabilities from it). Parameter gradients that sum over rows (norm gains, biases,
+ * block of THREADS per row; attention is tiled in shared memory (a block per tile of 16 query or key
+ * rows of a head, the other side streamed through in tiles) with an online softmax, so no (T, T)
+ * matrix is ever stored (the forward keeps each row's log-sum-exp, the backward recomputes the
+ * probabilities from it: FlashAttention-2's scheme, in fp32 without tensor cores). Parameter gradients that sum over rows (norm gains, biases,
  * embeddings) take one thread per column looping over the rows in order: no atomics, so every run
  * gives the same bits. */
 #include <math.h>
@@ -206,47 +207,105 @@ static void rope_backward(float *dqkv, const float *cos_t, const float *sin_t, i
     rope(dqkv, cos_t, sin_t, B, T, NH, NKV, HD, -1.0f);
 }
 
-/* ---- attention: a warp per row; lane l holds the head's entries l, l + 32, ... (HD <= 32 SLOTS) ---- */
+/* ---- attention: tiles of rows in shared memory ----
+ * A block of ATT_THREADS threads takes a tile of ROWS rows of one head and sequence (query rows for
+ * the forward and dq, key rows for dk and dv) and runs over the other side in tiles of TILE rows,
+ * each loaded once into shared memory for all its rows. ROW_LANES = 8 neighbouring lanes of a warp
+ * share a row: lane `sub` holds its entries d = sub, sub + 8, ... and its scores j = sub, sub + 8,
+ * ...; the row's max and sums go round the 8 lanes by shuffles. Shared rows have stride HD + 1, so
+ * that the 32 lanes reading one column of 32 rows meet 32 banks. TILE is a template parameter: what
+ * fits 48 KB of static shared memory for head sizes up to 128 and up to ATT_MAX_HD = 256. */
 
-enum { SLOTS = 8, MAX_HD = 32 * SLOTS };
+enum { ATT_THREADS = 128, ROW_LANES = 8, ROWS = ATT_THREADS / ROW_LANES, ATT_MAX_HD = 256 };
 
-/* sum over the head of a[d] b[d], the same in every lane; a in the lane's slots, b a row in memory */
-__device__ inline float dot_row(const float *a, const float *b, int HD) {
-    float s = 0;
-    for (int j = 0, d = threadIdx.x; j < SLOTS && d < HD; j++, d += 32) s += a[j] * b[d];
-    return warp_sum(s);
-}
-__device__ inline void load_row(float *a, const float *row, int HD) {
-    for (int j = 0, d = threadIdx.x; j < SLOTS; j++, d += 32) a[j] = d < HD ? row[d] : 0.0f;
-}
-__device__ inline void add_row(float *row, const float *a, int HD) {
-    for (int j = 0, d = threadIdx.x; j < SLOTS && d < HD; j++, d += 32) row[d] += a[j];
-}
 __device__ inline int first_key(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
+/* does the query at position t see the key at position u */
+__device__ inline bool sees(int t, int u, int window) { return u <= t && u >= first_key(t, window); }
 
-/* grid T NH B (t fastest): query t of head h, sequence b, against keys first_key .. pos0 + t */
+/* c over the lane's entries d = sub + 8c < HD of its row, unrolled to MAXHD / 8: the per-entry arrays
+ * (acc, dq, dk, dv) stay in registers, where a loop bounded by HD alone would index them at run time
+ * (local memory) */
+#define FOR_LANE_ENTRIES(c, d) \
+    _Pragma("unroll") for (int c = 0, d = sub; c < MAXHD / ROW_LANES; c++, d += ROW_LANES) if (d < HD)
+
+/* the max and the sum over the 8 lanes of a row, the same in each (xor 4, 2, 1 stays in the group) */
+__device__ inline float row_max(float v) {
+    for (int o = ROW_LANES / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ inline float row_sum(float v) {
+    for (int o = ROW_LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* n rows of HD entries, row r at src + r * ld_src (rows >= have: zeros) -> dst (n, stride) in shared memory */
+__device__ inline void load_tile(float *dst, int stride, const float *src, size_t ld_src, int n, int have, int HD) {
+    for (int x = threadIdx.x; x < n * HD; x += ATT_THREADS) {
+        int r = x / HD, d = x % HD;
+        dst[r * stride + d] = r < have ? src[(size_t)r * ld_src + d] : 0.0f;
+    }
+}
+/* sum over d < HD of a[d] b[d], in order; a, b rows in shared memory */
+__device__ inline float dot_shared(const float *a, const float *b, int HD) {
+    float s = 0;
+    for (int d = 0; d < HD; d++) s += a[d] * b[d];
+    return s;
+}
+
+/* grid (T / ROWS tiles) NH B: the forward of a tile of query rows t0.. (positions pos0 + t), keys in
+ * tiles of TILE with an online softmax (running max m and sum l per row) */
+template <int TILE, int MAXHD>
 __global__ void k_attention_forward(float *out, float *lse, const float *q, int ldq, const float *k, const float *v,
                                     int ldkv, int T, int pos0, int NH, int NKV, int HD, int window, float scale) {
-    int t = blockIdx.x % T, h = blockIdx.x / T % NH, b = blockIdx.x / T / NH, P = pos0 + T, pt = pos0 + t;
-    size_t kv0 = (size_t)b * P * ldkv + (size_t)(h / (NH / NKV)) * HD;
-    float qr[SLOTS], acc[SLOTS] = {0}, m = -INFINITY, l = 0;
-    load_row(qr, q + ((size_t)b * T + t) * ldq + (size_t)h * HD, HD);
-    for (int u = first_key(pt, window); u <= pt; u++) {
-        const float *vr = v + kv0 + (size_t)u * ldkv;
-        float s = scale * dot_row(qr, k + kv0 + (size_t)u * ldkv, HD), mn = fmaxf(m, s);
-        float corr = expf(m - mn), p = expf(s - mn); /* corr = 0 on the first key (m = -inf) */
-        l = l * corr + p;
-        for (int j = 0, d = threadIdx.x; j < SLOTS && d < HD; j++, d += 32) acc[j] = acc[j] * corr + p * vr[d];
-        m = mn;
+    __shared__ float sq[ROWS * (MAXHD + 1)], sk[TILE * (MAXHD + 1)], sv[TILE * (MAXHD + 1)], sp[ROWS * (TILE + 1)];
+    int tiles = (T + ROWS - 1) / ROWS, t0 = blockIdx.x % tiles * ROWS, h = blockIdx.x / tiles % NH;
+    int b = blockIdx.x / tiles / NH, rows = min(ROWS, T - t0), ld = HD + 1;
+    int i = threadIdx.x / ROW_LANES, sub = threadIdx.x % ROW_LANES;
+    size_t kv0 = (size_t)b * (pos0 + T) * ldkv + (size_t)(h / (NH / NKV)) * HD;
+    load_tile(sq, ld, q + ((size_t)b * T + t0) * ldq + (size_t)h * HD, ldq, ROWS, rows, HD);
+    float acc[MAXHD / ROW_LANES] = {0}, m = -INFINITY, l = 0;
+    int lo = first_key(pos0 + t0, window), hi = pos0 + t0 + rows - 1; /* the keys the tile's rows see */
+    for (int u0 = lo; u0 <= hi; u0 += TILE) {
+        __syncthreads(); /* the last tile's readers are done */
+        int keys = min(TILE, hi - u0 + 1);
+        load_tile(sk, ld, k + kv0 + (size_t)u0 * ldkv, ldkv, TILE, keys, HD);
+        load_tile(sv, ld, v + kv0 + (size_t)u0 * ldkv, ldkv, TILE, keys, HD);
+        __syncthreads();
+        for (int x = threadIdx.x; x < ROWS * TILE; x += ATT_THREADS) {
+            int r = x / TILE, j = x % TILE;
+            bool on = r < rows && sees(pos0 + t0 + r, u0 + j, window);
+            sp[r * (TILE + 1) + j] = on ? scale * dot_shared(sq + r * ld, sk + j * ld, HD) : -INFINITY;
+        }
+        __syncthreads();
+        float *pr = sp + i * (TILE + 1), mt = -INFINITY, ps = 0;
+        for (int j = sub; j < TILE; j += ROW_LANES) mt = fmaxf(mt, pr[j]);
+        float mn = fmaxf(m, row_max(mt));
+        float corr = mn == -INFINITY ? 1.0f : expf(m - mn); /* no key seen yet: nothing to correct */
+        for (int j = sub; j < TILE; j += ROW_LANES) {
+            float p = pr[j] == -INFINITY ? 0.0f : expf(pr[j] - mn);
+            pr[j] = p, ps += p;
+        }
+        l = l * corr + row_sum(ps), m = mn;
+        __syncwarp(); /* the row's probabilities, written by its 8 lanes, for all 8 */
+        FOR_LANE_ENTRIES(c, d) {
+            float o = acc[c] * corr;
+            for (int j = 0; j < TILE; j++) o += pr[j] * sv[j * ld + d];
+            acc[c] = o;
+        }
     }
-    float *o = out + ((size_t)b * T + t) * NH * HD + (size_t)h * HD;
-    for (int j = 0, d = threadIdx.x; j < SLOTS && d < HD; j++, d += 32) o[d] = acc[j] / l;
-    if (threadIdx.x == 0) lse[((size_t)b * NH + h) * T + t] = m + logf(l);
+    if (i >= rows) return;
+    float *o = out + ((size_t)b * T + t0 + i) * NH * HD + (size_t)h * HD;
+    FOR_LANE_ENTRIES(c, d) o[d] = acc[c] / l;
+    if (sub == 0) lse[((size_t)b * NH + h) * T + t0 + i] = m + logf(l);
 }
+/* TILE keys: the tile size that fits shared memory for the head size */
+#define ATT_FORWARD_128 k_attention_forward<32, 128>
+#define ATT_FORWARD_256 k_attention_forward<8, 256>
+
 static bool head_fits(int HD) {
-    if (HD <= MAX_HD) return true;
+    if (HD <= ATT_MAX_HD) return true;
     char why[64];
-    snprintf(why, sizeof why, "head size %d is over %d", HD, MAX_HD);
+    snprintf(why, sizeof why, "head size %d is over %d", HD, (int)ATT_MAX_HD);
     cuda_fail(__FILE__, __LINE__, "attention", why);
     return false;
 }
@@ -254,62 +313,134 @@ static void attention_forward(float *out, float *lse, const float *q, int ldq, c
                               int B, int T, int pos0, int NH, int NKV, int HD, int window, float *scratch) {
     (void)scratch; /* the online softmax needs none */
     if (cuda_failed() || B * T == 0 || !head_fits(HD)) return;
-    KERNEL_LAUNCH((unsigned)(T * NH * B), 32, k_attention_forward)(out, lse, q, ldq, k, v, ldkv, T, pos0, NH, NKV, HD,
-                                                           window, 1.0f / sqrtf((float)HD));
+    unsigned grid = (unsigned)((T + ROWS - 1) / ROWS * NH * B);
+    float scale = 1.0f / sqrtf((float)HD);
+    if (HD <= 128)
+        KERNEL_LAUNCH(grid, ATT_THREADS, ATT_FORWARD_128)(out, lse, q, ldq, k, v, ldkv, T, pos0, NH, NKV, HD, window, scale);
+    else
+        KERNEL_LAUNCH(grid, ATT_THREADS, ATT_FORWARD_256)(out, lse, q, ldq, k, v, ldkv, T, pos0, NH, NKV, HD, window, scale);
     CUDA_LAUNCHED();
 }
 
-/* D (B, NH, T) = dout . out per row: sum over keys of P dP */
-__global__ void k_attention_rowterm(float *D, const float *dout, const float *out, int T, int NH, int HD) {
-    int t = blockIdx.x % T, h = blockIdx.x / T % NH, b = blockIdx.x / T / NH;
-    size_t row = ((size_t)b * T + t) * NH * HD + (size_t)h * HD;
-    float a[SLOTS];
-    load_row(a, dout + row, HD);
-    float s = dot_row(a, out + row, HD);
-    if (threadIdx.x == 0) D[((size_t)b * NH + h) * T + t] = s;
+/* D (B, NH, T) = dout . out per row (the sum over keys of P dP): ROWS rows of D a block, 8 lanes a row */
+__global__ void k_attention_rowterm(float *D, const float *dout, const float *out, int T, int NH, int HD, size_t n) {
+    size_t r = (size_t)blockIdx.x * ROWS + threadIdx.x / ROW_LANES;
+    int sub = threadIdx.x % ROW_LANES;
+    float s = 0;
+    if (r < n) {
+        size_t t = r % T, h = r / T % NH, b = r / T / NH, row = (b * T + t) * NH * HD + h * HD;
+        for (int d = sub; d < HD; d += ROW_LANES) s += dout[row + d] * out[row + d];
+    }
+    s = row_sum(s); /* every lane takes part in the shuffles */
+    if (r < n && sub == 0) D[r] = s;
 }
 
-/* grid T NH B: dq of query t += scale sum_u dS(t, u) k_u, dS = P (dO . v_u - D) */
+/* grid (T / ROWS tiles) NH B: dq of a tile of query rows += scale sum_u dS(t, u) k_u over tiles of TILE
+ * keys, dS = P (dO . v_u - D), P = exp(scale q . k_u - lse) */
+template <int TILE, int MAXHD>
 __global__ void k_attention_dq(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
                                int T, int NH, int NKV, int HD, int window, float scale) {
-    int t = blockIdx.x % T, h = blockIdx.x / T % NH, b = blockIdx.x / T / NH, kh = h / (NH / NKV);
-    size_t QKV = (size_t)(NH + 2 * NKV) * HD, base = (size_t)b * T * QKV, r = ((size_t)b * NH + h) * T + t;
-    float qr[SLOTS], dor[SLOTS], dq[SLOTS] = {0}, L = lse[r], Dt = D[r];
-    load_row(qr, qkv + base + t * QKV + (size_t)h * HD, HD);
-    load_row(dor, dout + ((size_t)b * T + t) * NH * HD + (size_t)h * HD, HD);
-    for (int u = first_key(t, window); u <= t; u++) {
-        const float *kr = qkv + base + u * QKV + (size_t)(NH + kh) * HD, *vr = kr + (size_t)NKV * HD;
-        float p = expf(scale * dot_row(qr, kr, HD) - L), ds = p * (dot_row(dor, vr, HD) - Dt);
-        for (int j = 0, d = threadIdx.x; j < SLOTS && d < HD; j++, d += 32) dq[j] += scale * ds * kr[d];
+    __shared__ float sq[ROWS * (MAXHD + 1)], sdo[ROWS * (MAXHD + 1)], sk[TILE * (MAXHD + 1)], sv[TILE * (MAXHD + 1)],
+        sds[ROWS * (TILE + 1)], sL[ROWS], sD[ROWS];
+    int tiles = (T + ROWS - 1) / ROWS, t0 = blockIdx.x % tiles * ROWS, h = blockIdx.x / tiles % NH;
+    int b = blockIdx.x / tiles / NH, kh = h / (NH / NKV), rows = min(ROWS, T - t0), ld = HD + 1;
+    int i = threadIdx.x / ROW_LANES, sub = threadIdx.x % ROW_LANES;
+    size_t QKV = (size_t)(NH + 2 * NKV) * HD, base = (size_t)b * T * QKV;
+    load_tile(sq, ld, qkv + base + t0 * QKV + (size_t)h * HD, QKV, ROWS, rows, HD);
+    load_tile(sdo, ld, dout + ((size_t)b * T + t0) * NH * HD + (size_t)h * HD, (size_t)NH * HD, ROWS, rows, HD);
+    if (threadIdx.x < ROWS) {
+        size_t r = ((size_t)b * NH + h) * T + t0 + threadIdx.x;
+        sL[threadIdx.x] = (int)threadIdx.x < rows ? lse[r] : 0.0f;
+        sD[threadIdx.x] = (int)threadIdx.x < rows ? D[r] : 0.0f;
     }
-    add_row(dqkv + base + t * QKV + (size_t)h * HD, dq, HD);
+    float dq[MAXHD / ROW_LANES] = {0};
+    int lo = first_key(t0, window), hi = t0 + rows - 1;
+    for (int u0 = lo; u0 <= hi; u0 += TILE) {
+        __syncthreads();
+        int keys = min(TILE, hi - u0 + 1);
+        const float *kr = qkv + base + u0 * QKV + (size_t)(NH + kh) * HD;
+        load_tile(sk, ld, kr, QKV, TILE, keys, HD);
+        load_tile(sv, ld, kr + (size_t)NKV * HD, QKV, TILE, keys, HD);
+        __syncthreads();
+        for (int x = threadIdx.x; x < ROWS * TILE; x += ATT_THREADS) {
+            int r = x / TILE, j = x % TILE;
+            float ds = 0;
+            if (r < rows && sees(t0 + r, u0 + j, window)) {
+                float p = expf(scale * dot_shared(sq + r * ld, sk + j * ld, HD) - sL[r]);
+                ds = p * (dot_shared(sdo + r * ld, sv + j * ld, HD) - sD[r]);
+            }
+            sds[r * (TILE + 1) + j] = ds;
+        }
+        __syncthreads();
+        const float *dr = sds + i * (TILE + 1);
+        FOR_LANE_ENTRIES(c, d) {
+            float s = 0;
+            for (int j = 0; j < TILE; j++) s += dr[j] * sk[j * ld + d];
+            dq[c] += scale * s;
+        }
+    }
+    if (i >= rows) return;
+    float *g = dqkv + base + (t0 + i) * QKV + (size_t)h * HD;
+    FOR_LANE_ENTRIES(c, d) g[d] += dq[c];
 }
 
-/* grid T NKV B: key u of kv head kh over the queries that see it, in every head of its group:
- * dv_u += sum P dO, dk_u += scale sum dS q */
+/* grid (T / ROWS tiles) NKV B: dk and dv of a tile of key rows u0.. of kv head kh, over the queries
+ * that see them in every head of its group, in tiles of TILE queries: dv_u += sum_t P dO_t,
+ * dk_u += scale sum_t dS q_t */
+template <int TILE, int MAXHD>
 __global__ void k_attention_dkv(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
                                 int T, int NH, int NKV, int HD, int window, float scale) {
-    int u = blockIdx.x % T, kh = blockIdx.x / T % NKV, b = blockIdx.x / T / NKV, G = NH / NKV;
-    int last = window > 0 && u + window - 1 < T - 1 ? u + window - 1 : T - 1;
+    __shared__ float sk[ROWS * (MAXHD + 1)], sv[ROWS * (MAXHD + 1)], sq[TILE * (MAXHD + 1)], sdo[TILE * (MAXHD + 1)],
+        sp[ROWS * (TILE + 1)], sds[ROWS * (TILE + 1)], sL[TILE], sD[TILE];
+    int tiles = (T + ROWS - 1) / ROWS, u0 = blockIdx.x % tiles * ROWS, kh = blockIdx.x / tiles % NKV;
+    int b = blockIdx.x / tiles / NKV, G = NH / NKV, keys = min(ROWS, T - u0), ld = HD + 1;
+    int j = threadIdx.x / ROW_LANES, sub = threadIdx.x % ROW_LANES;
     size_t QKV = (size_t)(NH + 2 * NKV) * HD, base = (size_t)b * T * QKV;
-    size_t ko = base + u * QKV + (size_t)(NH + kh) * HD, vo = ko + (size_t)NKV * HD;
-    float kr[SLOTS], vr[SLOTS], dk[SLOTS] = {0}, dv[SLOTS] = {0};
-    load_row(kr, qkv + ko, HD);
-    load_row(vr, qkv + vo, HD);
+    size_t ko = base + u0 * QKV + (size_t)(NH + kh) * HD, vo = ko + (size_t)NKV * HD;
+    load_tile(sk, ld, qkv + ko, QKV, ROWS, keys, HD);
+    load_tile(sv, ld, qkv + vo, QKV, ROWS, keys, HD);
+    float dk[MAXHD / ROW_LANES] = {0}, dv[MAXHD / ROW_LANES] = {0};
+    int last = u0 + keys - 1, hi = window > 0 && last + window - 1 < T - 1 ? last + window - 1 : T - 1;
     for (int h = kh * G; h < (kh + 1) * G; h++)
-        for (int t = u; t <= last; t++) {
-            size_t r = ((size_t)b * NH + h) * T + t;
-            const float *qt = qkv + base + t * QKV + (size_t)h * HD;
-            const float *dot = dout + ((size_t)b * T + t) * NH * HD + (size_t)h * HD;
-            float p = expf(scale * dot_row(kr, qt, HD) - lse[r]), ds = p * (dot_row(vr, dot, HD) - D[r]);
-            for (int j = 0, d = threadIdx.x; j < SLOTS && d < HD; j++, d += 32) {
-                dv[j] += p * dot[d];
-                dk[j] += scale * ds * qt[d];
+        for (int t0 = u0; t0 <= hi; t0 += TILE) {
+            __syncthreads();
+            int queries = min(TILE, hi - t0 + 1);
+            load_tile(sq, ld, qkv + base + t0 * QKV + (size_t)h * HD, QKV, TILE, queries, HD);
+            load_tile(sdo, ld, dout + ((size_t)b * T + t0) * NH * HD + (size_t)h * HD, (size_t)NH * HD, TILE, queries, HD);
+            if ((int)threadIdx.x < TILE) {
+                size_t r = ((size_t)b * NH + h) * T + t0 + threadIdx.x;
+                sL[threadIdx.x] = (int)threadIdx.x < queries ? lse[r] : 0.0f;
+                sD[threadIdx.x] = (int)threadIdx.x < queries ? D[r] : 0.0f;
+            }
+            __syncthreads();
+            for (int x = threadIdx.x; x < ROWS * TILE; x += ATT_THREADS) {
+                int kj = x / TILE, r = x % TILE;
+                float p = 0, ds = 0;
+                if (kj < keys && r < queries && sees(t0 + r, u0 + kj, window)) {
+                    p = expf(scale * dot_shared(sk + kj * ld, sq + r * ld, HD) - sL[r]);
+                    ds = p * (dot_shared(sv + kj * ld, sdo + r * ld, HD) - sD[r]);
+                }
+                sp[kj * (TILE + 1) + r] = p, sds[kj * (TILE + 1) + r] = ds;
+            }
+            __syncthreads();
+            const float *pr = sp + j * (TILE + 1), *dr = sds + j * (TILE + 1);
+            FOR_LANE_ENTRIES(c, d) {
+                float a = 0, s = 0;
+                for (int r = 0; r < TILE; r++) a += pr[r] * sdo[r * ld + d], s += dr[r] * sq[r * ld + d];
+                dv[c] += a, dk[c] += scale * s;
             }
         }
-    add_row(dqkv + ko, dk, HD);
-    add_row(dqkv + vo, dv, HD);
+    if (j >= keys) return;
+    FOR_LANE_ENTRIES(c, d) {
+        dqkv[ko + (size_t)j * QKV + d] += dk[c];
+        dqkv[vo + (size_t)j * QKV + d] += dv[c];
+    }
 }
+/* TILE keys (dq) or queries (dk, dv) that fit shared memory for the head size */
+#define ATT_DQ_128 k_attention_dq<16, 128>
+#define ATT_DQ_256 k_attention_dq<4, 256>
+#define ATT_DKV_128 k_attention_dkv<16, 128>
+#define ATT_DKV_256 k_attention_dkv<4, 256>
 
 static void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                int B, int T, int NH, int NKV, int HD, int window, float *scratch) {
@@ -317,11 +448,19 @@ static void attention_backward(float *dqkv, const float *dout, const float *qkv,
     if (cuda_failed() || B * T == 0 || !head_fits(HD)) return;
     float *D = (float *)cuda_scratch(SCRATCH_ROWS, (size_t)B * NH * T * sizeof(float)), scale = 1.0f / sqrtf((float)HD);
     if (!D) return;
-    KERNEL_LAUNCH((unsigned)(T * NH * B), 32, k_attention_rowterm)(D, dout, out, T, NH, HD);
+    size_t rows = (size_t)B * T * NH;
+    KERNEL_LAUNCH((unsigned)((rows + ROWS - 1) / ROWS), ATT_THREADS, k_attention_rowterm)(D, dout, out, T, NH, HD, rows);
     CUDA_LAUNCHED();
-    KERNEL_LAUNCH((unsigned)(T * NH * B), 32, k_attention_dq)(dqkv, dout, qkv, lse, D, T, NH, NKV, HD, window, scale);
-    CUDA_LAUNCHED();
-    KERNEL_LAUNCH((unsigned)(T * NKV * B), 32, k_attention_dkv)(dqkv, dout, qkv, lse, D, T, NH, NKV, HD, window, scale);
+    unsigned tiles = (unsigned)((T + ROWS - 1) / ROWS), gq = tiles * NH * B, gkv = tiles * NKV * B;
+    if (HD <= 128) {
+        KERNEL_LAUNCH(gq, ATT_THREADS, ATT_DQ_128)(dqkv, dout, qkv, lse, D, T, NH, NKV, HD, window, scale);
+        CUDA_LAUNCHED();
+        KERNEL_LAUNCH(gkv, ATT_THREADS, ATT_DKV_128)(dqkv, dout, qkv, lse, D, T, NH, NKV, HD, window, scale);
+    } else {
+        KERNEL_LAUNCH(gq, ATT_THREADS, ATT_DQ_256)(dqkv, dout, qkv, lse, D, T, NH, NKV, HD, window, scale);
+        CUDA_LAUNCHED();
+        KERNEL_LAUNCH(gkv, ATT_THREADS, ATT_DKV_256)(dqkv, dout, qkv, lse, D, T, NH, NKV, HD, window, scale);
+    }
     CUDA_LAUNCHED();
 }
 

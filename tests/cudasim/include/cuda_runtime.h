@@ -123,6 +123,10 @@ static inline unsigned cudasim_ballot(unsigned mask, int pred, const char *file,
     return nonzero;
 }
 #define __ballot_sync(mask, pred) cudasim_ballot(mask, pred, __FILE__, __LINE__)
+/* the lanes of mask wait for each other, and their memory accesses before it happen before theirs after */
+void cudasim_syncwarp(unsigned mask, const char *file, int line);
+#define __syncwarp(...) cudasim_syncwarp(cudasim_syncwarp_mask(__VA_ARGS__), __FILE__, __LINE__)
+static inline unsigned cudasim_syncwarp_mask(unsigned mask = 0xffffffffu) { return mask; }
 
 /* ---- atomics: relaxed, as CUDA's; real atomics, so that ThreadSanitizer sees them as such ---- */
 
@@ -149,6 +153,11 @@ static inline T atomicMin(T *p, T v) {
     }
     return old;
 }
+
+/* ---- CUDA's integer min and max (device functions there) ---- */
+
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
 
 /* ---- bits ---- */
 
