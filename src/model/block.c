@@ -114,6 +114,9 @@ void mofo_block_backward(const mofo_backend *be, const mofo_model_config *c, mof
     int N = B * T, C = c->C, NH = c->NH, NKV = c->NKV, HD = c->HD, A = NH * HD, QKV = (NH + 2 * NKV) * HD,
         FF = c->FF, FC = (int)mofo_fc_width(c);
     size_t NC = (size_t)N * C;
+    /* the activations the forward did not keep per layer (block.h): norm1(x), norm2(r2) */
+    mofo_norm_forward(be, c, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N);
+    mofo_norm_forward(be, c, a->ln2, a->ln2_mean, a->ln2_rstd, a->r2, w->ln2_w, w->ln2_b, N);
     /* MLP: y = r2 + proj(act(fc(norm2(r2)))) */
     be->copy(s->dres2, dres, NC);
     be->matmul_backward(prec, s->dfch, g->proj_w, g->proj_b, dres, a->fch, w->proj_w, N, FF, C);

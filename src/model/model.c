@@ -445,10 +445,13 @@ int mofo_rope_upload(const mofo_backend *be, const mofo_model_config *c, float *
 static size_t act_floats(const mofo_model_config *c, int B, int T, int kept) {
     size_t N = (size_t)B * T, L = (size_t)kept, C = c->C, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
            FC = mofo_fc_width(c), FF = c->FF, LSE = (size_t)B * c->NH * T;
-    size_t per_layer = N * (4 * C + 4 + QKV + A + FC + FF) + LSE;
+    /* kept per layer: the residuals x and r2, the norms' mean and rstd, qkv, lse, atty, fc, act(fc);
+     * the norms' outputs once, recomputed by the backward (mofo_block_backward) */
+    size_t per_layer = N * (2 * C + 4 + QKV + A + FC + FF) + LSE;
     size_t top = N * C + N * (C + 2) + N * (size_t)c->V + N;
+    size_t recomputed = N * 2 * C;
     size_t scratch = N * (3 * C + QKV + A + FC + FF) + 2 * (size_t)T * T + (size_t)T * c->HD;
-    return L * per_layer + top + scratch;
+    return L * per_layer + top + recomputed + scratch;
 }
 
 size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) { return act_floats(c, B, T, c->L); }
@@ -470,14 +473,14 @@ static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     float *p = base;
 #define TAKE(field, n) (a->field = p, p += (n))
     TAKE(resid, (L + 1) * N * C);
-    TAKE(ln1, L * N * C);
+    TAKE(ln1, N * C); /* ln1, ln2: one layer's, recomputed by the backward */
     TAKE(ln1_mean, L * N);
     TAKE(ln1_rstd, L * N);
     TAKE(qkv, L * N * QKV);
     TAKE(lse, L * LSE);
     TAKE(atty, L * N * A);
     TAKE(resid2, L * N * C);
-    TAKE(ln2, L * N * C);
+    TAKE(ln2, N * C);
     TAKE(ln2_mean, L * N);
     TAKE(ln2_rstd, L * N);
     TAKE(fc, L * N * FC);
@@ -557,14 +560,14 @@ static mofo_block_acts layer_acts(const mofo_model *m, size_t k) {
     const mofo_acts *a = &m->a;
     size_t N = (size_t)a->B * a->T, C = c->C, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
            A = (size_t)c->NH * c->HD, LSE = (size_t)a->B * c->NH * a->T;
-    return (mofo_block_acts){.ln1 = a->ln1 + k * N * C,
+    return (mofo_block_acts){.ln1 = a->ln1, /* ln1, ln2: shared by the layers (block.h) */
                              .ln1_mean = a->ln1_mean + k * N,
                              .ln1_rstd = a->ln1_rstd + k * N,
                              .qkv = a->qkv + k * N * QKV,
                              .lse = a->lse + k * LSE,
                              .atty = a->atty + k * N * A,
                              .r2 = a->resid2 + k * N * C,
-                             .ln2 = a->ln2 + k * N * C,
+                             .ln2 = a->ln2,
                              .ln2_mean = a->ln2_mean + k * N,
                              .ln2_rstd = a->ln2_rstd + k * N,
                              .fc = a->fc + k * N * mofo_fc_width(c),

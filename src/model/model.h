@@ -134,12 +134,12 @@ typedef struct mofo_acts {
     int ready;      /* the last forward pass succeeded with targets: backward may run */
     int logits_ok;  /* logits holds the last forward's logits (not yet their gradient) */
     float *resid;   /* (L+1, B, T, C): input of each layer, then the last layer's output */
-    float *ln1, *ln1_mean, *ln1_rstd;   /* (L, B, T, C), (L, B, T), (L, B, T) */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* (B, T, C): one layer's, recomputed by the backward; (L, B, T) x 2 */
     float *qkv;     /* (L, B, T, QKV) after bias and RoPE */
     float *lse;     /* (L, B, NH, T) log-sum-exp of each attention row (probabilities are recomputed) */
     float *atty;    /* (L, B, T, NH HD) */
     float *resid2;  /* (L, B, T, C) after the attention block */
-    float *ln2, *ln2_mean, *ln2_rstd;
+    float *ln2, *ln2_mean, *ln2_rstd;   /* as ln1 */
     float *fc;      /* (L, B, T, FC) before the activation */
     float *fch;     /* (L, B, T, FF) after it */
     float *lnf, *lnf_mean, *lnf_rstd;   /* (B, T, C), (B, T), (B, T) */
