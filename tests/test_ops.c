@@ -390,9 +390,10 @@ static void check_gemm(const mofo_backend *be) {
 /* The products' inputs are rounded (prec), the bias and its gradient are not: the references are
  * those of the rounded inputs (and of the rounded dout for dinp and dw). */
 static void check_matmul(const mofo_backend *be) {
-    static const int shapes[][3] = {{5, 13, 7}, {1, 7, 33}, {17, 33, 9}}; /* N, C, OC */
+    /* N, C, OC (600: the bias gradient over several chunks of 256 rows on CUDA) */
+    static const int shapes[][3] = {{5, 13, 7}, {1, 7, 33}, {17, 33, 9}, {600, 3, 5}};
     for (mofo_precision prec = MOFO_PRECISION_FP32; prec <= MOFO_PRECISION_BF16; prec++)
-    for (int sh = 0; sh < 3; sh++) {
+    for (int sh = 0; sh < 4; sh++) {
         int N = shapes[sh][0], C = shapes[sh][1], OC = shapes[sh][2];
         size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
         float *inp = hrand(ni, 1), *w = hrand(nw, 1), *bias = hrand(OC, 1), *R = hrand(no, 1);
@@ -472,8 +473,9 @@ static void check_embed(const mofo_backend *be) {
 }
 
 static void check_norms(const mofo_backend *be) {
-    static const int shapes[][2] = {{5, 7}, {1, 33}, {17, 13}, {3, 301}}; /* N, C (301: rows over 256 threads) */
-    for (int sh = 0; sh < 4; sh++)
+    /* N, C (301: rows over 256 threads; 600: the gains' sums over several chunks of 256 rows on CUDA) */
+    static const int shapes[][2] = {{5, 7}, {1, 33}, {17, 13}, {3, 301}, {600, 5}};
+    for (int sh = 0; sh < 5; sh++)
         for (int rms = 0; rms < 2; rms++) {
             int N = shapes[sh][0], C = shapes[sh][1];
             size_t n = (size_t)N * C;

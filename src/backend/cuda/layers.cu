@@ -3,11 +3,13 @@
  * block of THREADS per row; attention is tiled in shared memory (a block per tile of 16 query or key
  * rows of a head, the other side streamed through in tiles) with an online softmax, so no (T, T)
  * matrix is ever stored (the forward keeps each row's log-sum-exp, the backward recomputes the
- * probabilities from it: FlashAttention-2's scheme, in fp32 without tensor cores). Parameter gradients that sum over rows (norm gains, biases,
- * embeddings) take one thread per column looping over the rows in order: no atomics, so every run
- * gives the same bits. */
+ * probabilities from it: FlashAttention-2's scheme, in fp32 without tensor cores). Parameter
+ * gradients that sum over rows use no atomics, so every run gives the same bits: norm gains and
+ * biases in two passes over chunks of rows (COL_ROWS), the embeddings by token buckets made on the
+ * host. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "common.cuh"
 
@@ -29,21 +31,61 @@ static void embed_forward(float *out, const int *ids, const float *wte, const fl
     CUDA_LAUNCHED();
 }
 
-/* one thread per channel, the positions in order (rows of wte may repeat) */
-__global__ void k_embed_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int BT, int T, int C) {
-    GRID_STRIDE(c, (size_t)C) {
-        for (int bt = 0; bt < BT; bt++) {
-            float d = dout[(size_t)bt * C + c];
-            if (dwte) dwte[(size_t)ids[bt] * C + c] += d;
-            if (dwpe) dwpe[(size_t)(bt % T) * C + c] += d;
-        }
+/* The embeddings' gradient without atomics and in parallel: the rows (b, t) grouped by token id on the
+ * host, in order within a group (buckets: U ids, U + 1 offsets into order, order the B T rows), then a
+ * thread per (token, channel) and per (position, channel) adds its rows in order: the sums of a
+ * thread per channel looping over the rows, bit for bit, with U C and T C threads instead of C. */
+__global__ void k_embed_backward_wte(float *dwte, const float *dout, const int *buckets, int U, int C) {
+    const int *id = buckets, *off = buckets + U, *order = off + U + 1;
+    GRID_STRIDE(i, (size_t)U * C) {
+        size_t u = i / C, c = i % C;
+        float w = dwte[(size_t)id[u] * C + c];
+        for (int k = off[u]; k < off[u + 1]; k++) w += dout[(size_t)order[k] * C + c];
+        dwte[(size_t)id[u] * C + c] = w;
     }
 }
+__global__ void k_embed_backward_wpe(float *dwpe, const float *dout, int B, int T, int C) {
+    GRID_STRIDE(i, (size_t)T * C) {
+        size_t t = i / C, c = i % C;
+        float w = dwpe[i];
+        for (int b = 0; b < B; b++) w += dout[((size_t)b * T + t) * C + c];
+        dwpe[i] = w;
+    }
+}
+
+static int by_id_then_row(const void *a, const void *b) {
+    const int *x = (const int *)a, *y = (const int *)b;
+    return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : (x[1] > y[1]) - (x[1] < y[1]);
+}
+
 static void embed_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T, int C) {
-    if (!dwte && !dwpe) return;
-    const int *d_ids = cuda_upload_ids(ids, (size_t)B * T);
-    if (!d_ids) return;
-    KERNEL_LAUNCH(blocks_for((size_t)C), THREADS, k_embed_backward)(dwte, dwpe, dout, d_ids, B * T, T, C);
+    if (cuda_failed() || B * T == 0 || (!dwte && !dwpe)) return;
+    if (dwpe) {
+        KERNEL_LAUNCH(blocks_for((size_t)T * C), THREADS, k_embed_backward_wpe)(dwpe, dout, B, T, C);
+        CUDA_LAUNCHED();
+    }
+    if (!dwte) return;
+    size_t BT = (size_t)B * T;
+    int *pairs = (int *)malloc(2 * BT * sizeof(int)), *buckets = (int *)malloc((3 * BT + 1) * sizeof(int));
+    if (!pairs || !buckets) {
+        free(pairs), free(buckets);
+        cuda_fail(__FILE__, __LINE__, "embed_backward", "out of host memory for the token buckets");
+        return;
+    }
+    for (size_t i = 0; i < BT; i++) pairs[2 * i] = ids[i], pairs[2 * i + 1] = (int)i;
+    qsort(pairs, BT, 2 * sizeof(int), by_id_then_row);
+    int U = 0;
+    for (size_t i = 0; i < BT; i++) U += i == 0 || pairs[2 * i] != pairs[2 * i - 2];
+    int *id = buckets, *off = buckets + U, *order = off + U + 1;
+    for (size_t i = 0, u = 0; i < BT; i++) {
+        if (i == 0 || pairs[2 * i] != pairs[2 * i - 2]) id[u] = pairs[2 * i], off[u++] = (int)i;
+        order[i] = pairs[2 * i + 1];
+    }
+    off[U] = (int)BT;
+    const int *d_buckets = cuda_upload_ids(buckets, (size_t)2 * U + 1 + BT);
+    free(pairs), free(buckets);
+    if (!d_buckets) return;
+    KERNEL_LAUNCH(blocks_for((size_t)U * C), THREADS, k_embed_backward_wte)(dwte, dout, d_buckets, U, C);
     CUDA_LAUNCHED();
 }
 
@@ -88,20 +130,53 @@ __global__ void k_layernorm_backward_rows(float *dinp, const float *dout, const 
         dx[i] += (dn - a - nrm * c) * r;
     }
 }
-/* gains (and biases): a thread per channel over the rows in order */
-__global__ void k_norm_backward_cols(float *dw, float *db, const float *dout, const float *inp, const float *mean,
-                                     const float *rstd, int N, int C) {
-    GRID_STRIDE(i, (size_t)C) {
-        double sw = 0, sb = 0;
-        for (int n = 0; n < N; n++) {
-            float dy = dout[(size_t)n * C + i];
-            float xn = mean ? (inp[(size_t)n * C + i] - mean[n]) * rstd[n] : inp[(size_t)n * C + i] * rstd[n];
-            sw += (double)dy * xn;
-            sb += dy;
-        }
-        dw[i] += (float)sw;
-        if (db) db[i] += (float)sb;
+/* Column sums over N rows without atomics, in two passes of a fixed shape (the same bits on every run):
+ * chunks of COL_ROWS rows summed per column into parts (a thread per (chunk, column)), then each
+ * column's chunks in order; N / COL_ROWS times the threads of one thread per column looping over all
+ * the rows. */
+enum { COL_ROWS = 256 };
+static inline unsigned col_chunks(int N) { return (unsigned)((N + COL_ROWS - 1) / COL_ROWS); }
+/* grid: col_blocks(C) x col_chunks(N), columns fastest; the thread's column j and rows r0..r1 */
+#define COL_PART(j, r0, r1, C, N)                                                                 \
+    int nb_ = (C + THREADS - 1) / THREADS, chunk_ = blockIdx.x / nb_;                             \
+    int j = blockIdx.x % nb_ * THREADS + threadIdx.x, r0 = chunk_ * COL_ROWS, r1 = min(N, r0 + COL_ROWS)
+static inline unsigned col_grid(int N, int C) { return (unsigned)((C + THREADS - 1) / THREADS) * col_chunks(N); }
+
+/* norm gains (and biases): parts (2, chunks, C) of sum dy xn and sum dy, in double */
+__global__ void k_norm_cols_part(double *parts, const float *dout, const float *inp, const float *mean,
+                                 const float *rstd, int N, int C) {
+    COL_PART(j, r0, r1, C, N);
+    if (j >= C) return;
+    double sw = 0, sb = 0;
+    for (int n = r0; n < r1; n++) {
+        float dy = dout[(size_t)n * C + j];
+        float xn = mean ? (inp[(size_t)n * C + j] - mean[n]) * rstd[n] : inp[(size_t)n * C + j] * rstd[n];
+        sw += (double)dy * xn;
+        sb += dy;
     }
+    size_t chunks = gridDim.x / nb_;
+    parts[chunk_ * (size_t)C + j] = sw;
+    parts[(chunks + chunk_) * C + j] = sb;
+}
+__global__ void k_norm_cols_sum(float *dw, float *db, const double *parts, int chunks, int C) {
+    GRID_STRIDE(j, (size_t)C) {
+        double sw = 0, sb = 0;
+        for (int k = 0; k < chunks; k++) sw += parts[(size_t)k * C + j], sb += parts[((size_t)chunks + k) * C + j];
+        dw[j] += (float)sw;
+        if (db) db[j] += (float)sb;
+    }
+}
+/* dw (C) += sum_n dout xn, db (C) += sum_n dout (when not NULL); xn = (inp - mean) rstd, or inp rstd
+ * without mean (RMSNorm) */
+static void norm_cols(float *dw, float *db, const float *dout, const float *inp, const float *mean, const float *rstd,
+                      int N, int C) {
+    unsigned chunks = col_chunks(N);
+    double *parts = (double *)cuda_scratch(SCRATCH_PARTS, 2 * (size_t)chunks * C * sizeof(double));
+    if (!parts) return;
+    KERNEL_LAUNCH(col_grid(N, C), THREADS, k_norm_cols_part)(parts, dout, inp, mean, rstd, N, C);
+    CUDA_LAUNCHED();
+    KERNEL_LAUNCH(blocks_for((size_t)C), THREADS, k_norm_cols_sum)(dw, db, parts, (int)chunks, C);
+    CUDA_LAUNCHED();
 }
 static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                                const float *mean, const float *rstd, int N, int C) {
@@ -109,8 +184,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
     KERNEL_LAUNCH(N, THREADS, k_layernorm_backward_rows)(dinp, dout, inp, w, mean, rstd, C);
     CUDA_LAUNCHED();
     if (!dw) return;
-    KERNEL_LAUNCH(blocks_for((size_t)C), THREADS, k_norm_backward_cols)(dw, db, dout, inp, mean, rstd, N, C);
-    CUDA_LAUNCHED();
+    norm_cols(dw, db, dout, inp, mean, rstd, N, C);
 }
 
 __global__ void k_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int C, float eps) {
@@ -146,8 +220,7 @@ static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
     KERNEL_LAUNCH(N, THREADS, k_rmsnorm_backward_rows)(dinp, dout, inp, w, rstd, C);
     CUDA_LAUNCHED();
     if (!dw) return;
-    KERNEL_LAUNCH(blocks_for((size_t)C), THREADS, k_norm_backward_cols)(dw, (float *)nullptr, dout, inp, (const float *)nullptr, rstd, N, C);
-    CUDA_LAUNCHED();
+    norm_cols(dw, NULL, dout, inp, NULL, rstd, N, C);
 }
 
 /* ---- matrix products with bias ---- */
@@ -164,10 +237,18 @@ static void matmul_forward(mofo_precision prec, float *out, const float *inp, co
     CUDA_LAUNCHED();
 }
 
-__global__ void k_bias_backward(float *dbias, const float *dout, int N, int OC) {
+/* the bias gradient: parts (chunks, OC) of sum dout, then each column's chunks in order (see COL_ROWS) */
+__global__ void k_bias_part(float *parts, const float *dout, int N, int OC) {
+    COL_PART(j, r0, r1, OC, N);
+    if (j >= OC) return;
+    float s = 0;
+    for (int n = r0; n < r1; n++) s += dout[(size_t)n * OC + j];
+    parts[chunk_ * (size_t)OC + j] = s;
+}
+__global__ void k_bias_sum(float *dbias, const float *parts, int chunks, int OC) {
     GRID_STRIDE(j, (size_t)OC) {
         float s = 0;
-        for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + j];
+        for (int k = 0; k < chunks; k++) s += parts[(size_t)k * OC + j];
         dbias[j] += s;
     }
 }
@@ -175,8 +256,13 @@ static void matmul_backward(mofo_precision prec, float *dinp, float *dw, float *
                             const float *inp, const float *w, int N, int C, int OC) {
     if (dinp) cuda_gemm(prec, false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
     if (dw) cuda_gemm(prec, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
-    if (!dbias || cuda_failed()) return;
-    KERNEL_LAUNCH(blocks_for((size_t)OC), THREADS, k_bias_backward)(dbias, dout, N, OC);
+    if (!dbias || cuda_failed() || N == 0) return;
+    unsigned chunks = col_chunks(N);
+    float *parts = (float *)cuda_scratch(SCRATCH_PARTS, (size_t)chunks * OC * sizeof(float));
+    if (!parts) return;
+    KERNEL_LAUNCH(col_grid(N, OC), THREADS, k_bias_part)(parts, dout, N, OC);
+    CUDA_LAUNCHED();
+    KERNEL_LAUNCH(blocks_for((size_t)OC), THREADS, k_bias_sum)(dbias, parts, (int)chunks, OC);
     CUDA_LAUNCHED();
 }
 
