@@ -369,8 +369,9 @@ static void check_gemm(const mofo_backend *be) {
                     float *dC = dev(be, Cm, nc);
                     be->gemm(prec, ta, tb, M, N, K, alpha, dev(be, A, na), lda, dev(be, Bm, nb), ldb, beta, dC, ldc);
                     float *got = down(be, dC, nc);
-                    /* measured 3.2e-7 (fp32), 1.8e-7 (tf32, bf16: the products of rounded inputs are exact) */
-                    report(err_vs(got, ref, NULL, nc), 3e-6, "gemm %s %c%c M=%d N=%d K=%d beta=%g", PREC[prec],
+                    /* measured 3.2e-7 (fp32), 2.2e-7 (tf32), 1.1e-7 (bf16: fewer bits, exact products) */
+                    double tol = prec == MOFO_PRECISION_FP32 ? 3e-6 : prec == MOFO_PRECISION_TF32 ? 2e-6 : 1e-6;
+                    report(err_vs(got, ref, NULL, nc), tol, "gemm %s %c%c M=%d N=%d K=%d beta=%g", PREC[prec],
                            "NT"[ta], "NT"[tb], M, N, K, beta);
                     if (prec == MOFO_PRECISION_FP32) {
                         release(be);
@@ -392,9 +393,9 @@ static void check_gemm(const mofo_backend *be) {
 static void check_matmul(const mofo_backend *be) {
     /* N, C, OC (600: the bias gradient over several chunks of 256 rows on CUDA) */
     static const int shapes[][3] = {{5, 13, 7}, {1, 7, 33}, {17, 33, 9}, {600, 3, 5}};
-    for (mofo_precision prec = MOFO_PRECISION_FP32; prec <= MOFO_PRECISION_BF16; prec++)
-    for (int sh = 0; sh < 4; sh++) {
-        int N = shapes[sh][0], C = shapes[sh][1], OC = shapes[sh][2];
+    for (int k = 0; k < 3 * 4; k++) { /* fp32, tf32, bf16, each on every shape */
+        mofo_precision prec = (mofo_precision)(k / 4);
+        int sh = k % 4, N = shapes[sh][0], C = shapes[sh][1], OC = shapes[sh][2];
         size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
         float *inp = hrand(ni, 1), *w = hrand(nw, 1), *bias = hrand(OC, 1), *R = hrand(no, 1);
         args a = {.x = widen(hround(inp, ni, prec), ni), .w = widen(hround(w, nw, prec), nw), .b = widen(bias, OC),
@@ -405,7 +406,7 @@ static void check_matmul(const mofo_backend *be) {
             a.b = with_bias ? widen(bias, OC) : NULL;
             matmul_ref(&a, ref);
             be->matmul_forward(prec, d_out, d_inp, d_w, with_bias ? d_b : NULL, N, C, OC);
-            /* measured 9.2e-8 */
+            /* measured 1.5e-7 (CPU), 2.0e-7 (CUDA on the simulator) */
             report(err_vs(down(be, d_out, no), ref, NULL, no), 1e-6, "matmul_forward %s N=%d C=%d OC=%d%s", PREC[prec],
                    N, C, OC, with_bias ? " +bias" : "");
         }
@@ -422,7 +423,8 @@ static void check_matmul(const mofo_backend *be) {
             be->matmul_backward(prec, skip == 1 ? NULL : d_dinp, skip == 2 ? NULL : d_dw, skip == 3 ? NULL : d_db,
                                 d_R, d_inp, d_w, N, C, OC);
             const char *tag = (const char *[]){"", " (dinp NULL)", " (dw NULL)", " (dbias NULL)"}[skip];
-            /* dinp measured 1.1e-7, dw 1.1e-7, dbias 1.3e-7 */
+            /* measured dinp 9.9e-8, dw 2.5e-7 (CPU) and 5.0e-7 (CUDA), dbias 4.9e-7 and 7.3e-7 (N=600: sums
+             * of 600 floats) */
             if (skip != 1)
                 report(err_vs(down(be, d_dinp, ni), g_inp, NULL, ni), 1.5e-6,
                        "matmul_backward %s dinp = N=%d C=%d OC=%d%s", PREC[prec], N, C, OC, tag);
@@ -493,11 +495,11 @@ static void check_norms(const mofo_backend *be) {
             } else {
                 layernorm_ref(&a, ref, mean, rstd);
                 be->layernorm_forward(d_out, d_mean, d_rstd, d_inp, d_w, d_b, N, C, (float)a.eps);
-                /* measured 2.6e-8 */
+                /* measured 5.0e-8 */
                 report(err_vs(down(be, d_mean, N), mean, NULL, N), 3e-7, "layernorm_forward mean N=%d C=%d", N, C);
             }
-            /* out measured 1.0e-7, rstd 4.5e-8 */
-            report(err_vs(down(be, d_out, n), ref, NULL, n), 1.5e-6, "%s_forward out N=%d C=%d", op, N, C);
+            /* out measured 1.4e-7, rstd 5.1e-8 */
+            report(err_vs(down(be, d_out, n), ref, NULL, n), 1.3e-6, "%s_forward out N=%d C=%d", op, N, C);
             report(err_vs(down(be, d_rstd, N), rstd, NULL, N), 5e-7, "%s_forward rstd N=%d C=%d", op, N, C);
 
             fwd_fn f = rms ? rmsnorm_out : layernorm_out;
@@ -517,11 +519,11 @@ static void check_norms(const mofo_backend *be) {
                     be->layernorm_backward(d_dinp, frozen ? NULL : d_dw, frozen ? NULL : d_db, d_R, d_inp, d_w, d_mean,
                                            d_rstd, N, C);
                 const char *tag = frozen ? " (dw NULL)" : "";
-                /* dinp measured 1.3e-7, dw 9.2e-8, db 7.3e-8 */
+                /* dinp measured 2.2e-7, dw 7.9e-8, db 8.5e-8 (N=600: the CUDA gains' sums over 3 chunks) */
                 report(err_vs(down(be, d_dinp, n), g_inp, widen(p_inp, n), n), 1.5e-6,
                        "%s_backward dinp += N=%d C=%d%s", op, N, C, tag);
                 if (frozen) continue;
-                report(err_vs(down(be, d_dw, C), g_w, widen(p_w, C), C), 1e-6, "%s_backward dw += N=%d C=%d", op, N, C);
+                report(err_vs(down(be, d_dw, C), g_w, widen(p_w, C), C), 7.5e-7, "%s_backward dw += N=%d C=%d", op, N, C);
                 if (!rms)
                     report(err_vs(down(be, d_db, C), g_b, widen(p_b, C), C), 8e-7, "%s_backward db += N=%d C=%d", op,
                            N, C);
@@ -590,7 +592,7 @@ static void check_attention(const mofo_backend *be) {
         attention_ref(ref, lse, wq, ldq, wk + ko, wv + vo, ldkv, B, T, pos0, NH, NKV, HD, window);
         be->attention_forward(d_out, d_lse, d_q, ldq, d_k + ko, d_v + vo, ldkv, B, T, pos0, NH, NKV, HD, window,
                               d_scratch);
-        /* out measured 1.3e-7, lse 8.5e-8 */
+        /* out measured 3.5e-7, lse 1.6e-7 */
         report(err_vs(down(be, d_out, no), ref, NULL, no), 1.5e-6,
                "attention_forward out B=%d T=%d NH=%d NKV=%d HD=%d w=%d pos0=%d", B, T, NH, NKV, HD, window, pos0);
         report(err_vs(down(be, d_lse, nl), lse, NULL, nl), 1e-6,
@@ -606,7 +608,7 @@ static void check_attention(const mofo_backend *be) {
             double *base = widen(pre, nq);
             static const char *part[] = {"dq", "dk", "dv"};
             int col[] = {0, A, (NH + NKV) * HD, QKV};
-            /* dq measured 1.3e-7 (against "=": the CPU backend overwrites it), dk 1.0e-7, dv 8.7e-8 */
+            /* dq measured 2.3e-7, dk 4.1e-7, dv 1.4e-7 */
             const double tol[] = {1.5e-6, 1.5e-6, 1e-6};
             for (int p = 0; p < 3; p++)
                 report(err_cols(got, g, base, (size_t)B * T, QKV, col[p], col[p + 1]), tol[p],
