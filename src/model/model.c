@@ -456,6 +456,19 @@ static size_t act_floats(const mofo_model_config *c, int B, int T, int kept) {
 
 size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T) { return act_floats(c, B, T, c->L); }
 
+size_t mofo_model_rounded_floats(const mofo_model_config *c, int B, int T) {
+    size_t N = (size_t)B * T, A = (size_t)c->NH * c->HD, QKV = (size_t)(c->NH + 2 * c->NKV) * c->HD,
+           FC = mofo_fc_width(c), C = c->C;
+    const size_t lin[5][2] = {{QKV, C}, {C, A}, {FC, C}, {C, (size_t)c->FF}, {(size_t)c->V, C}}; /* (OC, C) */
+    size_t first = 0, second = 0;
+    for (int i = 0; i < 5; i++) {
+        size_t oc = lin[i][0], in = lin[i][1], a = N * (in > oc ? in : oc), b = oc * in > N * in ? oc * in : N * in;
+        first = a > first ? a : first;
+        second = b > second ? b : second;
+    }
+    return first + second;
+}
+
 /* Activations for B x T keeping `kept` layers' worth (L for training, 1 for evaluation). */
 static int acts_alloc(mofo_model *m, int B, int T, int kept, mofo_err *err) {
     mofo_acts *a = &m->a;

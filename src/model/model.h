@@ -228,5 +228,9 @@ int mofo_rope_upload(const struct mofo_backend *be, const mofo_model_config *c, 
 
 /* Floats of activations (and backward scratch) for B x T: the README's formula. */
 size_t mofo_model_act_floats(const mofo_model_config *c, int B, int T);
+/* Entries of the rounded copies a tf32 or bf16 product makes of its two inputs, for B x T rows: over
+ * the linear layers (OC, C) and their three products (out = inp W^T, dinp = dout W, dW = dout^T inp
+ * with inp (N, C), dout (N, OC), W (OC, C)), the largest first input plus the largest second one. */
+size_t mofo_model_rounded_floats(const mofo_model_config *c, int B, int T);
 
 #endif

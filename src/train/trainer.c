@@ -16,7 +16,6 @@
 #include "train.h"
 
 #include "dist/comm.h"
-#include "model/block.h" /* mofo_fc_width */
 
 /* gradient entries per all-reduce (64 MB): the bucket of one message */
 #define BUCKET ((size_t)1 << 24)
@@ -66,6 +65,8 @@ static int check_opts(const mofo_train_opts *o, mofo_err *err) {
     if (!(o->clip >= 0)) return mofo_errf(err, MOFO_EINVAL, "clip %g: must be >= 0 (0 disables)", o->clip);
     if (!(o->reg >= 0)) return mofo_errf(err, MOFO_EINVAL, "reg %g: must be >= 0", o->reg);
     if ((unsigned)o->method >= MOFO_N_METHODS) return mofo_errf(err, MOFO_EINVAL, "method %d: not a mofo_method", (int)o->method);
+    if ((unsigned)o->precision > MOFO_PRECISION_BF16)
+        return mofo_errf(err, MOFO_EINVAL, "precision %d: not a mofo_precision", (int)o->precision);
     if (mofo_method_def_of(o->method)->needs_reg && !(o->reg > 0))
         return mofo_errf(err, MOFO_EINVAL, "method %s needs reg > 0", mofo_method_name(o->method));
     if (o->scratch && is_lora(o)) return mofo_errf(err, MOFO_EINVAL, "a model made from scratch trains without LoRA");
@@ -742,22 +743,6 @@ out:
     return rc;
 }
 
-/* The rounded copies a tf32 or bf16 product makes of its inputs: over the linear layers (OC, C) and
- * their three products (out = inp W^T, dinp = dout W, dW = dout^T inp with inp (N, C), dout
- * (N, OC), W (OC, C)), the largest first input plus the largest second one. */
-static double rounding_bytes(const mofo_model_config *c, mofo_precision prec, double N) {
-    if (prec == MOFO_PRECISION_FP32) return 0;
-    double A = c->NH * c->HD, QKV = (c->NH + 2.0 * c->NKV) * c->HD, FC = (double)mofo_fc_width(c);
-    double lin[5][2] = {{QKV, c->C}, {c->C, A}, {FC, c->C}, {c->C, c->FF}, {c->V, c->C}}; /* (OC, C) */
-    double first = 0, second = 0;
-    for (int i = 0; i < 5; i++) {
-        double OC = lin[i][0], C = lin[i][1];
-        first = fmax(first, N * fmax(C, OC));
-        second = fmax(second, fmax(OC * C, N * C));
-    }
-    return (prec == MOFO_PRECISION_BF16 ? 2.0 : 4.0) * (first + second);
-}
-
 void mofo_trainer_memory_plan(const mofo_trainer *t, mofo_memory_plan *plan) {
     const mofo_model *m = t->m;
     /* this process's share of the trainable entries (ZeRO-1 splits them by tensor, about evenly) */
@@ -770,7 +755,9 @@ void mofo_trainer_memory_plan(const mofo_trainer *t, mofo_memory_plan *plan) {
     for (int i = 0; t->lora && i < t->lora->n; i++) /* A, B and their gradients */
         plan->adapters += 2 * 4.0 * t->lora->r * (double)(t->lora->t[i].C + t->lora->t[i].OC);
     plan->activations = 4.0 * (double)mofo_model_act_floats(&m->cfg, t->rows, t->T);
-    plan->rounding = rounding_bytes(&m->cfg, m->precision, (double)t->rows * t->T);
+    if (m->precision != MOFO_PRECISION_FP32) /* bf16 copies 2 bytes an entry, tf32 ones 4 */
+        plan->rounding = (m->precision == MOFO_PRECISION_BF16 ? 2.0 : 4.0) *
+                         (double)mofo_model_rounded_floats(&m->cfg, t->rows, t->T);
     plan->total = plan->weights + plan->reference + plan->gradients + plan->optimizer + plan->adapters +
                   plan->activations + plan->rounding;
 }
